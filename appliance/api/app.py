@@ -1,0 +1,90 @@
+"""The Bottle application: every route of the appliance, with JSON errors everywhere.
+
+    app = create_app(manager, max_request_bytes=64 << 20)
+    waitress.serve(app, port=8501)
+
+Routes: ``/v1/...`` (TensorFlow Serving's REST API), ``POST /predict``,
+``GET /health`` and ``GET /``. Unknown paths answer 404 and wrong methods 405,
+in TF Serving's ``{"error": "..."}`` format; no traceback ever reaches a client.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import bottle
+
+from ..serving.manager import ModelManager
+from . import pages
+from .predict import SimplePredictAPI
+from .responses import JSON_TYPE, json_error
+from .tfserving import TFServingAPI
+
+log = logging.getLogger(__name__)
+
+READ_CHUNK = 1 << 20
+
+
+def read_body(environ: dict, limit: int) -> bytes:
+    """The request body, refusing (413) one larger than ``limit`` bytes before reading it."""
+    try:
+        declared = int(environ.get("CONTENT_LENGTH") or -1)
+    except ValueError:
+        raise json_error(400, "Content-Length is not a number") from None
+    if declared > limit:
+        raise json_error(413, f"request body is {declared} bytes; the limit is {limit} bytes")
+    stream = environ["wsgi.input"]
+    if declared >= 0:
+        return stream.read(declared)
+    chunks, size = [], 0
+    while chunk := stream.read(READ_CHUNK):
+        size += len(chunk)
+        if size > limit:
+            raise json_error(413, f"request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+def _raw_path(environ: dict) -> str:
+    # TF Serving matches the URL before percent-decoding it, then decodes the name and label.
+    uri = environ.get("REQUEST_URI") or environ.get("PATH_INFO", "/")
+    return uri.split("?", 1)[0].split("#", 1)[0]
+
+
+def _json_error_page(error: bottle.HTTPError) -> bytes:
+    bottle.response.content_type = JSON_TYPE
+    if error.status_code == 404:
+        message = f"Not found: {bottle.request.path}. See GET / for what this server offers."
+    elif error.status_code == 405:
+        message = f"Method {bottle.request.method} is not allowed on {bottle.request.path}"
+    elif error.status_code >= 500:
+        if error.exception is not None:
+            log.error("unhandled error in %s %s", bottle.request.method, bottle.request.path,
+                      exc_info=(type(error.exception), error.exception, error.exception.__traceback__))
+        message = "Internal error: the server could not complete the request; see its log"
+    else:
+        message = str(error.body)
+    return json_error(error.status_code, message).body
+
+
+def create_app(manager: ModelManager, max_request_bytes: int) -> bottle.Bottle:
+    """The WSGI application serving ``manager``'s models."""
+    app = bottle.Bottle(autojson=False)
+    app.default_error_handler = _json_error_page
+    tf_serving = TFServingAPI(manager)
+    simple = SimplePredictAPI(manager)
+
+    def body() -> bytes:
+        return read_body(bottle.request.environ, max_request_bytes)
+
+    def v1(rest=""):
+        return tf_serving.handle(bottle.request.method, _raw_path(bottle.request.environ), body)
+
+    for prefix in ("/v1", "/V1"):
+        app.route(prefix, "ANY", v1)
+        app.route(prefix + "/<rest:path>", "ANY", v1)
+    app.route("/predict", "POST", lambda: simple.handle(body()))
+    app.route("/health", "GET", lambda: pages.health(manager))
+    app.route("/", "GET", lambda: pages.index(manager))
+    return app
+

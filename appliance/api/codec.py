@@ -1,0 +1,987 @@
+"""The JSON <-> numpy codec of TF Serving's REST API: request bodies in, tensors out, and back.
+
+This is the Python counterpart of TF Serving's ``util/json_tensor.cc``: it turns
+``:predict`` bodies (row format ``{"instances": [...]}`` or columnar format
+``{"inputs": ...}``) into numpy arrays typed by the signature, turns
+``:classify`` / ``:regress`` bodies into example features, and writes
+predictions, results and errors back as JSON with TF Serving's number
+formatting. Error messages keep TF Serving's wording, so clients that match on
+them keep working.
+
+    doc = parse_document(b'{"instances": [[1.0, 2.0], [3.0, 4.0]]}')
+    arrays, fmt = decode_predict_inputs(doc, {"x": "DT_FLOAT"})   # {"x": float32 (2, 2)}, ROW
+    encode_predict_response({"y": np.array([0.5, 3.0], np.float32)}, fmt)
+    # -> b'{"predictions": [0.5, 3.0]}'
+
+Each tensor is decoded by a numpy fast path (the nested lists are flattened
+level by level and their element types checked before numpy converts them);
+anything unusual falls back to a precise walk that mirrors the C++ and raises
+its exact error. The module belongs to the HTTP layer and does not import
+TensorFlow.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import math
+import re
+from array import array
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from itertools import chain
+from json.encoder import encode_basestring as _quote
+
+import numpy as np
+
+from ..errors import Code, InvalidArgument, ServingError, Unimplemented
+
+__all__ = [
+    "ROW",
+    "COLUMNAR",
+    "parse_document",
+    "signature_name",
+    "decode_predict_inputs",
+    "decode_input_value",
+    "decode_examples",
+    "encode_predict_response",
+    "encode_outputs_value",
+    "encode_classify_response",
+    "encode_regress_response",
+    "encode_error",
+]
+
+ROW = "row"
+COLUMNAR = "columnar"
+
+_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
+
+
+# ---------------------------------------------------------------------------
+# Parsing the request body (ParseJson)
+# ---------------------------------------------------------------------------
+
+_DECODER = json.JSONDecoder()
+_BOM = b"\xef\xbb\xbf"
+
+# rapidjson's GetParseError_En wording for what Python's json module reports.
+_PARSE_ERRORS = {
+    "Expecting value": "Invalid value.",
+    "Illegal trailing comma before end of array": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Illegal trailing comma before end of object": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid control character at": "Invalid encoding in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
+}
+_LEADING_SPACE = re.compile(r"[ \t\n\r]*")
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.S)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_document(body: bytes) -> dict:
+    """TF Serving's ParseJson: the request body as a JSON object, or InvalidArgument.
+
+    Like TF Serving (rapidjson with kParseNanAndInfFlag | kParseStopWhenDoneFlag),
+    NaN / Infinity / -Infinity are accepted, a UTF-8 byte order mark is skipped and
+    anything after the top-level value is ignored. Unlike rapidjson, invalid UTF-8
+    and unpaired surrogate escapes are rejected, so every string is valid text.
+    """
+    if not body:
+        raise InvalidArgument("JSON Parse error: The document is empty")
+    skipped = len(_BOM) if body.startswith(_BOM) else 0
+    try:
+        text = body[skipped:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _parse_error("Invalid encoding in string.", skipped + e.start) from None
+    start = _LEADING_SPACE.match(text).end()
+    if start == len(text):
+        raise _parse_error("The document is empty.", len(body))
+    try:
+        doc, _ = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        reason, pos = _rapidjson_reason(e, text)
+        raise _parse_error(reason, skipped + len(text[:pos].encode("utf-8"))) from None
+    except RecursionError:
+        raise InvalidArgument("JSON Parse error: The document is nested too deeply.") from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise InvalidArgument(f"JSON Parse error: {e}") from None
+    if _SURROGATE_ESCAPE.search(body):
+        _check_surrogates(doc, body)
+    if type(doc) is not dict:
+        raise InvalidArgument(f"JSON Value: {_debug(doc)} Is not object")
+    return doc
+
+
+def _parse_error(reason: str, offset: int) -> InvalidArgument:
+    return InvalidArgument(f"JSON Parse error: {reason} at offset: {offset}")
+
+
+def _rapidjson_reason(error: json.JSONDecodeError, text: str) -> tuple[str, int]:
+    """rapidjson's reason and (character) position for a Python JSON syntax error."""
+    if error.msg == "Expecting ',' delimiter":
+        inside = _innermost_container(text, error.pos)
+        if inside == "{":
+            return "Missing a comma or '}' after an object member.", error.pos
+        return "Missing a comma or ']' after an array element.", error.pos
+    if error.msg == "Unterminated string starting at":
+        return _PARSE_ERRORS[error.msg], len(text)  # rapidjson reads to the end first
+    if error.msg == "Invalid \\uXXXX escape":
+        return _PARSE_ERRORS[error.msg], max(error.pos - 1, 0)  # at the backslash
+    return _PARSE_ERRORS.get(error.msg, "Invalid value."), error.pos
+
+
+def _innermost_container(text: str, pos: int) -> str | None:
+    """The bracket ('[' or '{') enclosing position `pos` of (valid up to there) JSON text."""
+    stack = []
+    for match in _STRING_OR_BRACKET.finditer(text, 0, pos):
+        token = match.group()
+        if token in "[{":
+            stack.append(token)
+        elif token in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+def _check_surrogates(doc, body: bytes) -> None:
+    """Reject unpaired \\uD800-\\uDFFF escapes (rapidjson does; Python keeps them as lone surrogates)."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        offset = _SURROGATE_ESCAPE.search(body).start()
+        raise _parse_error("The surrogate pair in string is invalid.", offset) from None
+
+
+def signature_name(doc: dict) -> str:
+    """The optional "signature_name" of a request ("" when absent)."""
+    name = doc.get("signature_name", "")
+    if type(name) is not str:
+        raise InvalidArgument(
+            f"JSON Value: {_debug(doc)} not formatted correctly. 'signature_name' key must be a string value."
+        )
+    return name
+
+
+# ---------------------------------------------------------------------------
+# Describing JSON values in error messages (JsonValueToDebugString & co.)
+# ---------------------------------------------------------------------------
+
+_DEBUG_LIMIT = 256  # kMaxJsonDebugStringBytes
+_START_ARRAY, _END_ARRAY, _START_OBJECT, _END_OBJECT, _KEY, _SCALAR = range(6)
+_DONE = object()
+
+
+def _json_type(value) -> str:
+    """rapidjson's type name of a JSON value, as TF Serving prints it."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if type(value) is dict:
+        return "Object"
+    if type(value) is list:
+        return "Array"
+    if type(value) is str:
+        return "String"
+    return "Number"
+
+
+def _events(value):
+    """SAX-style events of a JSON value, depth-first, without recursion."""
+    stack = [(iter((value,)), None)]
+    while stack:
+        items, container = stack[-1]
+        item = next(items, _DONE)
+        if item is _DONE:
+            stack.pop()
+            if container is not None:
+                yield (_END_ARRAY if container is list else _END_OBJECT), None
+            continue
+        if container is dict:
+            key, item = item
+            yield _KEY, key
+        if type(item) is list:
+            yield _START_ARRAY, None
+            stack.append((iter(item), list))
+        elif type(item) is dict:
+            yield _START_OBJECT, None
+            stack.append((iter(item.items()), dict))
+        else:
+            yield _SCALAR, item
+
+
+def _debug(value) -> str:
+    """rapidjson's PrettyWriter output (single-line arrays) of a value, cut off after 256 bytes."""
+    parts: list[str] = []
+    size = 0
+    levels: list[list] = []  # [is_array, values written so far] per open container
+    for event, payload in _events(value):
+        if size >= _DEBUG_LIMIT:
+            break
+        if event == _END_ARRAY:
+            levels.pop()
+            text = "]"
+        elif event == _END_OBJECT:
+            written = levels.pop()[1]
+            text = ("\n" + "    " * len(levels) if written else "") + "}"
+        else:
+            text = _pretty_prefix(levels)
+            if event == _START_ARRAY:
+                text += "["
+                levels.append([True, 0])
+            elif event == _START_OBJECT:
+                text += "{"
+                levels.append([False, 0])
+            elif event == _KEY:
+                text += _quote(payload)
+            else:
+                text += _debug_scalar(payload)
+        parts.append(text)
+        size += len(text.encode("utf-8", "surrogatepass"))
+    return "".join(parts)
+
+
+def _pretty_prefix(levels: list[list]) -> str:
+    if not levels:
+        return ""
+    level = levels[-1]
+    count = level[1]
+    level[1] += 1
+    if level[0]:
+        return ", " if count else ""
+    if count % 2:
+        return ": "
+    return ("\n" if count == 0 else ",\n") + "    " * len(levels)
+
+
+def _debug_scalar(value) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is str:
+        return _quote(value)
+    if type(value) is int:
+        if _INT64_MIN <= value <= _UINT64_MAX:
+            return str(value)
+        try:
+            value = float(value)  # rapidjson holds larger integers as doubles
+        except OverflowError:
+            return str(value)
+    if type(value) is float:
+        return _rapidjson_double(value)
+    return repr(value)
+
+
+def _rapidjson_double(d: float) -> str:
+    """A double as rapidjson's Writer prints it (shortest digits, Prettify's layout)."""
+    if math.isnan(d):
+        return "NaN"
+    if math.isinf(d):
+        return "Infinity" if d > 0 else "-Infinity"
+    sign = "-" if math.copysign(1.0, d) < 0 else ""
+    if d == 0:
+        return sign + "0.0"
+    mantissa, _, exponent = repr(abs(d)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    k = int(exponent or 0) - len(fraction)
+    stripped = digits.rstrip("0")
+    k += len(digits) - len(stripped)
+    digits = stripped
+    length = len(digits)
+    kk = length + k  # 10^(kk-1) <= |d| < 10^kk
+    if 0 <= k and kk <= 21:
+        text = digits + "0" * k + ".0"
+    elif 0 < kk <= 21:
+        text = digits[:kk] + "." + digits[kk:]
+    elif -6 < kk <= 0:
+        text = "0." + "0" * -kk + digits
+    elif length == 1:
+        text = f"{digits}e{kk - 1}"
+    else:
+        text = f"{digits[0]}.{digits[1:]}e{kk - 1}"
+    return sign + text
+
+
+def _format_error(doc, *message: str) -> InvalidArgument:
+    """TF Serving's FormatError: the offending value followed by what is wrong with it."""
+    return InvalidArgument(f"JSON Value: {_debug(doc)} " + "".join(message))
+
+
+def _status_string(error: ServingError) -> str:
+    """absl::Status::ToString() of an error, as nested into TF Serving's messages."""
+    return f"{error.code.name}: {error.message}"
+
+
+# ---------------------------------------------------------------------------
+# Signature dtypes
+# ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class _DType:
+    """A TF DataType the codec converts JSON values to."""
+
+    name: str  # DataTypeString(): "float", "int32", ...
+    numpy: np.dtype
+    kind: str  # "float" | "int" | "bool" | "string"
+    low: int = 0
+    high: int = 0
+
+
+_DTYPES = {
+    "DT_FLOAT": _DType("float", np.dtype(np.float32), "float"),
+    "DT_DOUBLE": _DType("double", np.dtype(np.float64), "float"),
+    "DT_INT32": _DType("int32", np.dtype(np.int32), "int", -(2**31), 2**31 - 1),
+    "DT_INT16": _DType("int16", np.dtype(np.int16), "int", -(2**15), 2**15 - 1),
+    "DT_INT8": _DType("int8", np.dtype(np.int8), "int", -(2**7), 2**7 - 1),
+    "DT_UINT8": _DType("uint8", np.dtype(np.uint8), "int", 0, 2**8 - 1),
+    "DT_INT64": _DType("int64", np.dtype(np.int64), "int", -(2**63), 2**63 - 1),
+    "DT_UINT32": _DType("uint32", np.dtype(np.uint32), "int", 0, 2**32 - 1),
+    "DT_UINT64": _DType("uint64", np.dtype(np.uint64), "int", 0, 2**64 - 1),
+    "DT_BOOL": _DType("bool", np.dtype(np.bool_), "bool"),
+    "DT_STRING": _DType("string", np.dtype(object), "string"),
+}
+
+
+def _type_name(dtype_enum: str) -> str:
+    """DataTypeString() of a DataType enum name: "DT_HALF" -> "half", "DT_FLOAT_REF" -> "float_ref"."""
+    known = _DTYPES.get(dtype_enum)
+    if known is not None:
+        return known.name
+    return (dtype_enum[3:] if dtype_enum.startswith("DT_") else dtype_enum).lower()
+
+
+# ---------------------------------------------------------------------------
+# One JSON value -> one tensor, the precise way (FillTensorProto)
+# ---------------------------------------------------------------------------
+
+
+def _type_error(value, dtype_enum: str, detail: str = "") -> InvalidArgument:
+    return InvalidArgument(
+        f"JSON Value: {_debug(value)} Type: {_json_type(value)} is not of expected type: {_type_name(dtype_enum)}"
+        + detail
+    )
+
+
+def _is_b64(value) -> bool:
+    """IsValBase64Object: an object whose only key is "b64", holding a string."""
+    return type(value) is dict and len(value) == 1 and type(value.get("b64")) is str
+
+
+_BASE64_DATA = re.compile(r"[A-Za-z0-9+/]*")
+_ASCII_SPACE = str.maketrans("", "", " \t\n\v\f\r")
+
+
+def _b64decode(text: str) -> bytes | None:
+    """absl::Base64Unescape: standard alphabet, whitespace ignored, padding ('=' or '.') optional."""
+    if not text.isascii():
+        return None
+    text = text.translate(_ASCII_SPACE)
+    data = text.rstrip("=.")
+    padding = len(text) - len(data)
+    if not _BASE64_DATA.fullmatch(data):
+        return None
+    remainder = len(data) % 4
+    if remainder == 1 or padding not in (0, (4 - remainder) % 4):
+        return None
+    return binascii.a2b_base64(data + "=" * ((4 - remainder) % 4))
+
+
+def _decode_b64_object(value) -> bytes:
+    """JsonDecodeBase64Object."""
+    if not _is_b64(value):
+        raise InvalidArgument(f"JSON Value: {_debug(value)} not formatted correctly for base64 data")
+    decoded = _b64decode(value["b64"])
+    if decoded is None:
+        raise InvalidArgument("Unable to base64 decode")
+    return decoded
+
+
+def _convert_leaf(value, dtype_enum: str):
+    """AddValueToTensor (and FillTensorProto's object case): one JSON scalar as a Python value."""
+    dtype = _DTYPES.get(dtype_enum)
+    kind = type(value)
+    if kind is dict:
+        if dtype_enum == "DT_STRING":
+            return _decode_b64_object(value)
+        raise _type_error(value, dtype_enum)
+    if dtype is None:
+        raise Unimplemented(f"Conversion of JSON Value: {_debug(value)} to type: {_type_name(dtype_enum)}")
+    if dtype.kind == "float":
+        if kind is float:
+            return value
+        if kind is int:
+            try:
+                return float(value)
+            except OverflowError:
+                return math.copysign(math.inf, value)
+    elif dtype.kind == "int":
+        if kind is int:
+            if dtype.low <= value <= dtype.high:
+                return value
+            raise _type_error(value, dtype_enum, f" (out of range [{dtype.low}, {dtype.high}])")
+    elif dtype.kind == "bool":
+        if kind is bool:
+            return value
+    elif kind is str:
+        try:
+            return value.encode("utf-8")
+        except UnicodeEncodeError:
+            raise InvalidArgument(f"JSON Value: {_debug(value)} is not valid UTF-8 text") from None
+    raise _type_error(value, dtype_enum)
+
+
+def _dense_shape(value) -> tuple[int, ...]:
+    """GetDenseTensorShape: the shape implied by following the first element of each list."""
+    shape = []
+    while type(value) is list:
+        shape.append(len(value))
+        if not value:
+            break
+        value = value[0]
+    return tuple(shape)
+
+
+def _fill(value, dtype_enum: str) -> tuple[tuple[int, ...], list]:
+    """FillTensorProto: (shape, flat converted values) of one JSON value, or the C++'s error."""
+    shape = _dense_shape(value)
+    rank = len(shape)
+    values = []
+    stack = [(value, 0)]
+    while stack:
+        item, level = stack.pop()
+        if type(item) is not list:
+            if level != rank:
+                raise InvalidArgument(
+                    f"JSON Value: {_debug(item)} found at incorrect level: {level + 1}"
+                    f" in the JSON DOM. Expected at level: {rank}"
+                )
+            values.append(_convert_leaf(item, dtype_enum))
+            continue
+        if level >= rank:
+            raise InvalidArgument(f"Encountered list at unexpected level: {level} expected < {rank}")
+        if len(item) != shape[level]:
+            raise InvalidArgument(
+                f"Encountered list at unexpected size: {len(item)} at level: {level} expected size: {shape[level]}"
+            )
+        stack.extend((child, level + 1) for child in reversed(item))
+    return shape, values
+
+
+def _assemble(shape: tuple[int, ...], values: list, dtype_enum: str, source) -> np.ndarray:
+    """A numpy array of the signature's dtype from the values _convert_leaf accepted out of `source`."""
+    dtype = _DTYPES.get(dtype_enum)
+    if dtype is None:  # only reachable when `source` holds no values at all
+        raise Unimplemented(f"Conversion of JSON Value: {_debug(source)} to type: {_type_name(dtype_enum)}")
+    if dtype.kind == "string":
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out.reshape(shape)
+    if dtype.kind == "float":
+        with np.errstate(over="ignore"):
+            return np.array(values, dtype=np.float64).astype(dtype.numpy).reshape(shape)
+    if dtype.kind == "int" and values and max(values) > 2**63 - 1:
+        return np.array(values, dtype=np.uint64).astype(dtype.numpy).reshape(shape)
+    return np.array(values, dtype=dtype.numpy).reshape(shape)
+
+
+# ---------------------------------------------------------------------------
+# One JSON value -> one tensor, the fast way
+# ---------------------------------------------------------------------------
+
+_NUMBER_TYPES = frozenset((int, float))
+_STRING_TYPES = frozenset((str, dict))
+
+
+def _flatten(value) -> tuple[tuple[int, ...], list, set] | None:
+    """(shape, leaves, leaf types) of a rectangular nest of lists; None when it is ragged or mixed."""
+    if type(value) is not list:
+        return (), [value], {type(value)}
+    shape = [len(value)]
+    items = value
+    while True:
+        types = set(map(type, items))
+        if list not in types:
+            return tuple(shape), items, types
+        if len(types) > 1:
+            return None
+        lengths = set(map(len, items))
+        if len(lengths) > 1:
+            return None
+        shape.append(lengths.pop())
+        items = list(chain.from_iterable(items))
+
+
+def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
+    """The tensor for a well-formed value, or None to let the precise walk decide (and explain)."""
+    dtype = _DTYPES.get(dtype_enum)
+    flat = _flatten(value) if dtype is not None else None
+    if flat is None:
+        return None
+    shape, leaves, types = flat
+    if not leaves:
+        return np.empty(shape, dtype=dtype.numpy)
+    try:
+        if dtype.kind == "float":
+            if not types <= _NUMBER_TYPES:
+                return None
+            doubles = np.fromiter(leaves, dtype=np.float64, count=len(leaves))
+            if dtype.numpy != doubles.dtype:
+                with np.errstate(over="ignore"):
+                    return doubles.astype(dtype.numpy).reshape(shape)
+            return doubles.reshape(shape)
+        if dtype.kind == "int":
+            if types != {int}:
+                return None
+            ints = np.fromiter(leaves, dtype=np.int64, count=len(leaves))
+            if ints.dtype != dtype.numpy and (ints.min() < dtype.low or ints.max() > dtype.high):
+                return None
+            return ints.astype(dtype.numpy, copy=False).reshape(shape)
+        if dtype.kind == "bool":
+            if types != {bool}:
+                return None
+            return np.fromiter(leaves, dtype=np.bool_, count=len(leaves)).reshape(shape)
+        if not types <= _STRING_TYPES:
+            return None
+        if types == {str}:
+            strings = list(map(str.encode, leaves))
+        else:
+            strings = [leaf.encode() if type(leaf) is str else _fast_b64(leaf) for leaf in leaves]
+            if None in strings:
+                return None
+        out = np.empty(len(strings), dtype=object)
+        out[:] = strings
+        return out.reshape(shape)
+    except (OverflowError, UnicodeEncodeError):  # e.g. uint64 values; lone surrogates
+        return None
+
+
+def _fast_b64(value) -> bytes | None:
+    return _b64decode(value["b64"]) if _is_b64(value) else None
+
+
+def _tensor(value, dtype_enum: str) -> np.ndarray:
+    """One JSON value as a whole tensor (the columnar format), or the C++'s error."""
+    array_ = _fast_tensor(value, dtype_enum)
+    if array_ is None:
+        array_ = _assemble(*_fill(value, dtype_enum), dtype_enum, value)
+    return array_
+
+
+# ---------------------------------------------------------------------------
+# Predict requests (FillPredictRequestFromJson)
+# ---------------------------------------------------------------------------
+
+
+def decode_predict_inputs(doc: dict, input_dtypes: Mapping[str, str]) -> tuple[dict[str, np.ndarray], str]:
+    """The input tensors of a predict request, and its format (ROW or COLUMNAR).
+
+    `input_dtypes` maps each input alias of the signature to its DataType enum
+    name ("DT_FLOAT", ...). Row format ("instances") stacks the instances along a
+    new first axis; columnar format ("inputs") takes each value as the whole tensor.
+    """
+    if not input_dtypes:
+        raise InvalidArgument(f"Failed to get input map for signature: {doc.get('signature_name') or 'DEFAULT'}")
+    if "instances" in doc:
+        if "inputs" in doc:
+            raise _format_error(doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
+        instances = doc["instances"]
+        if type(instances) is not list:
+            raise _format_error(doc, "Expecting 'instances' to be an list/array")
+        if not instances:
+            raise _format_error(doc, "No values in 'instances' array")
+        return _decode_instances(instances, input_dtypes), ROW
+    if "inputs" in doc:
+        return _decode_columnar(doc["inputs"], input_dtypes, "inputs"), COLUMNAR
+    raise InvalidArgument("Missing 'inputs' or 'instances' key")
+
+
+def decode_input_value(value, input_dtypes: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """The columnar rules applied to a bare value ({"input": <value>} of the simple /predict endpoint).
+
+    A single input takes the value as its tensor; several inputs need an object naming each.
+    """
+    if not input_dtypes:
+        raise InvalidArgument("The signature has no inputs")
+    return _decode_columnar(value, input_dtypes, "input")
+
+
+def _is_named_object(value) -> bool:
+    return type(value) is dict and not _is_b64(value)
+
+
+def _decode_columnar(value, input_dtypes: Mapping[str, str], key: str) -> dict[str, np.ndarray]:
+    """FillTensorMapFromInputsMap."""
+    if not _is_named_object(value):
+        if len(input_dtypes) > 1:
+            raise InvalidArgument(
+                f"{key} is a plain value/list, but expecting an object as multiple input tensors "
+                "required as per tensorinfo_map"
+            )
+        ((name, dtype_enum),) = input_dtypes.items()
+        return {name: _tensor(value, dtype_enum)}
+    tensors = {}
+    for name, dtype_enum in input_dtypes.items():
+        if name not in value:
+            raise InvalidArgument(f"Missing named input: {name} in '{key}' object.")
+        tensors[name] = _tensor(value[name], dtype_enum)
+    return tensors
+
+
+def _decode_instances(instances: list, input_dtypes: Mapping[str, str]) -> dict[str, np.ndarray]:
+    """FillTensorMapFromInstancesList: each instance adds one row to every input."""
+    named = _is_named_object(instances[0])
+    if not named and len(input_dtypes) > 1:
+        raise InvalidArgument(
+            "instances is a plain list, but expecting list of objects as multiple input tensors "
+            "required as per tensorinfo_map"
+        )
+    if named:
+        names = input_dtypes.keys()
+        if all(type(item) is dict and item.keys() == names for item in instances) and not any(
+            map(_is_b64, instances)
+        ):
+            tensors = {name: _fast_tensor([item[name] for item in instances], d) for name, d in input_dtypes.items()}
+            if all(tensor is not None for tensor in tensors.values()):
+                return tensors
+    else:
+        ((name, dtype_enum),) = input_dtypes.items()
+        tensor = _fast_tensor(instances, dtype_enum)  # fails on objects other than {"b64": ...}
+        if tensor is not None:
+            return {name: tensor}
+    return _InstanceBatcher(input_dtypes).batch(instances, named)
+
+
+class _InstanceBatcher:
+    """The precise row-format walk: per-instance checks and messages exactly as in the C++."""
+
+    def __init__(self, input_dtypes: Mapping[str, str]):
+        self.input_dtypes = input_dtypes
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.sizes: dict[str, int] = {}
+        self.values: dict[str, list] = {}
+
+    def batch(self, instances: list, named: bool) -> dict[str, np.ndarray]:
+        input_names = sorted(self.input_dtypes)
+        for index, item in enumerate(instances):
+            if named:
+                if not _is_named_object(item):
+                    raise InvalidArgument(f"Expecting object but got list at item {index} of input list")
+                for key, value in item.items():
+                    try:
+                        self.add(key, value)
+                    except ServingError as e:
+                        raise InvalidArgument(
+                            f"Failed to process element: {index} key: {key} of 'instances' list. "
+                            f"Error: {_status_string(e)}"
+                        ) from None
+                if sorted(item) != input_names:
+                    raise InvalidArgument(
+                        f"Failed to process element: {index} of 'instances' list. JSON object: {_debug(item)}"
+                        f" keys must be equal to: {','.join(input_names)}"
+                    )
+            else:
+                if _is_named_object(item):
+                    raise InvalidArgument(f"Expecting value/list but got object at item {index} of input list")
+                try:
+                    self.add(input_names[0], item)
+                except ServingError as e:
+                    raise InvalidArgument(
+                        f"Failed to process element: {index} of 'instances' list. Error: {_status_string(e)}"
+                    ) from None
+        return {
+            name: _assemble((len(instances), *self.shapes[name]), values, self.input_dtypes[name], instances)
+            for name, values in self.values.items()
+        }
+
+    def add(self, name: str, value) -> None:
+        """AddInstanceItem: one instance's value for one input."""
+        if name not in self.input_dtypes:
+            raise InvalidArgument(f"JSON object: does not have named input: {name}")
+        shape, values = _fill(value, self.input_dtypes[name])
+        if name not in self.sizes:
+            self.sizes[name], self.shapes[name], self.values[name] = len(values), shape, values
+            return
+        if self.sizes[name] != len(values):
+            raise InvalidArgument(f"Expecting tensor size: {self.sizes[name]} but got: {len(values)}")
+        if self.shapes[name] != shape:
+            raise InvalidArgument(f"Expecting shape {_shape_string(self.shapes[name])} but got: {_shape_string(shape)}")
+        self.values[name].extend(values)
+
+
+def _shape_string(shape: tuple[int, ...]) -> str:
+    return "[" + ",".join(map(str, shape)) + "]"
+
+
+# ---------------------------------------------------------------------------
+# Classify and regress requests (FillClassificationRequestFromJson & co.)
+# ---------------------------------------------------------------------------
+
+def decode_examples(doc: dict) -> tuple[dict | None, list[dict]]:
+    """The (optional) context and the examples of a classify or regress request.
+
+    Each is a features dict {name: (kind, values)}: kind is "int64", "float",
+    "bytes", or None for an empty list; values are ints, floats or bytes.
+    """
+    context = _example_features(doc["context"]) if "context" in doc else None
+    if "examples" not in doc:
+        raise _format_error(doc, "When method is classify, key 'examples' is expected and was not found")
+    examples = doc["examples"]
+    if type(examples) is not list:
+        raise _format_error(doc, "Expecting 'examples' value to be an list/array")
+    if not examples:
+        raise _format_error(doc, "'examples' value is an empty array")
+    return context, [_example_features(example) for example in examples]
+
+
+def _example_features(value) -> dict:
+    """MakeExampleFromJsonObject."""
+    if type(value) is not dict:
+        raise InvalidArgument(f"Example must be JSON object but got JSON {_json_type(value)}")
+    features = {}
+    for name, content in value.items():
+        kind, values = None, []
+        for item in content if type(content) is list else (content,):
+            kind = _add_feature_value(item, name, kind, values)
+        features[name] = (kind, values)
+    return features
+
+
+def _add_feature_value(value, name: str, kind: str | None, values: list) -> str:
+    """AddValueToFeature: append one JSON value to a feature's values and return the feature's kind."""
+    if value is None or type(value) is list or (type(value) is dict and not _is_b64(value)):
+        raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+    if type(value) is bool:
+        new_kind, converted = "int64", int(value)
+    elif type(value) is dict:
+        new_kind, converted = "bytes", None
+    elif type(value) is str:
+        new_kind, converted = "bytes", value.encode("utf-8", "surrogatepass")
+    elif type(value) is int and _INT64_MIN <= value <= _UINT64_MAX:
+        new_kind, converted = "int64", value
+    else:  # a number with a fraction or exponent, or an integer rapidjson can only hold as a double
+        try:
+            new_kind, converted = "float", float(value)
+        except OverflowError:
+            new_kind, converted = "float", math.copysign(math.inf, value)
+    if kind is not None and kind != new_kind:
+        raise InvalidArgument(f"Unexpected element type in feature: {name} expecting type: {kind}")
+    if new_kind == "int64" and converted > 2**63 - 1:
+        raise InvalidArgument(f"Feature: {name} has uint64_t element. Only int64_t is supported.")
+    if converted is None:
+        converted = _decode_b64_object(value)
+    values.append(converted)
+    return new_kind
+
+
+# ---------------------------------------------------------------------------
+# Writing tensors as JSON (MakeJsonFromTensors)
+# ---------------------------------------------------------------------------
+
+_SHORT = "%g".__mod__  # absl::StrCat(float|double): six significant digits
+_FULL = {np.dtype(np.float32): "%.9g".__mod__, np.dtype(np.float64): "%.17g".__mod__}  # max_digits10
+_PREFILTER_MIN = 128  # below this, trying six digits on every value is cheaper than ruling values out
+
+
+def _decimal_tokens(flat: np.ndarray) -> list[str]:
+    """WriteDecimal for each value of a 1-D float32 / float64 array.
+
+    Six significant digits ("%g") when they parse back to the same value,
+    otherwise max_digits10 (9 for float32, 17 for float64); ".0" appended to
+    whole numbers written without "." or "e"; NaN, Infinity, -Infinity as bare tokens.
+    """
+    values = flat.tolist()
+    tokens = list(map(_FULL[flat.dtype], values))
+    if flat.size >= _PREFILTER_MIN:
+        candidates = np.flatnonzero(_may_round_trip_in_six_digits(flat)).tolist()
+    else:
+        candidates = range(len(values))
+    short = [_SHORT(values[i]) for i in candidates]
+    if flat.dtype == np.float32:
+        parsed = array("f", map(float, short))  # strtof: the nearest float32
+    else:
+        parsed = map(float, short)
+    for i, token, back in zip(candidates, short, parsed):
+        if back == values[i]:
+            tokens[i] = token
+    with np.errstate(invalid="ignore"):  # signalling NaNs
+        whole = np.flatnonzero(flat == np.trunc(flat)).tolist()
+    for i in whole:  # only whole numbers can lack both "." and "e"
+        token = tokens[i]
+        if "." not in token and "e" not in token:
+            tokens[i] = token + ".0"
+    finite = np.isfinite(flat)
+    if not finite.all():
+        for i in np.flatnonzero(~finite).tolist():
+            value = values[i]
+            tokens[i] = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
+    return tokens
+
+
+def _may_round_trip_in_six_digits(flat: np.ndarray) -> np.ndarray:
+    """False where six significant digits certainly cannot reproduce the value (saves formatting it twice).
+
+    The nearest six-digit decimal N * 10^(e-5) is located in float64 (t = |x| * 10^(5-e),
+    N = rint(t)); it can only round-trip when it lies within half a gap of x. The
+    1e-6 margin dwarfs float64's error on t (~1e-9), so borderline values stay candidates
+    and are settled by formatting and parsing, exactly as TF Serving does.
+    """
+    with np.errstate(all="ignore"):
+        gap = np.maximum(np.nextafter(flat, np.inf) - flat, flat - np.nextafter(flat, -np.inf)).astype(np.float64)
+        magnitude = np.abs(flat).astype(np.float64)
+        scale = 10.0 ** (5.0 - np.floor(np.log10(magnitude)))
+        t = magnitude * scale
+        distance = np.abs(t - np.rint(t))
+        return ~(distance > gap * 0.5 * scale * (1 + 1e-9) + 1e-6)
+
+
+def _tokens(name: str, tensor: np.ndarray) -> list[str]:
+    """The JSON text of every value of a tensor, flattened in C order (AddSingleValueAndAdvance)."""
+    flat = tensor.reshape(-1)
+    kind = flat.dtype.kind
+    if kind == "f" and flat.dtype.itemsize <= 8:
+        if flat.dtype == np.float16:
+            flat = flat.astype(np.float32)
+        return _decimal_tokens(flat)
+    if kind in "iu":
+        return list(map(str, flat.tolist()))
+    if kind == "b":
+        return ["true" if value else "false" for value in flat.tolist()]
+    if kind in "OSU":
+        as_bytes = name.endswith("_bytes")
+        try:
+            return [_string_token(value, as_bytes) for value in flat.tolist()]
+        except TypeError:
+            pass
+    elif flat.size == 0:  # TF Serving only fails when it writes a value
+        return []
+    raise InvalidArgument(f"Failed to write JSON value for tensor type: {_numpy_type_name(flat.dtype)}")
+
+
+def _string_token(value, as_bytes: bool) -> str:
+    if isinstance(value, str):
+        if not as_bytes:
+            return _quote(value)
+        value = value.encode("utf-8", "surrogatepass")
+    elif not isinstance(value, bytes):
+        raise TypeError(value)
+    if as_bytes:
+        return '{"b64": "' + base64.b64encode(value).decode("ascii") + '"}'
+    return _quote(value.decode("utf-8", "replace"))
+
+
+def _numpy_type_name(dtype: np.dtype) -> str:
+    return "string" if dtype.kind in "OSU" else dtype.name
+
+
+def _nest(tokens: list[str], shape: tuple[int, ...]) -> list[str]:
+    """The JSON text of each sub-tensor along the first axis (rank >= 1), from the flat tokens."""
+    parts = tokens
+    for axis in range(len(shape) - 1, 0, -1):
+        size, groups = shape[axis], math.prod(shape[:axis])
+        if size == 0:
+            parts = ["[]"] * groups
+        else:
+            parts = ["[" + ", ".join(parts[i : i + size]) + "]" for i in range(0, groups * size, size)]
+    return parts
+
+
+def _tensor_json(name: str, tensor: np.ndarray) -> str:
+    """AddTensorValues from dimension 0: the whole tensor (a bare value when it is a scalar)."""
+    tokens = _tokens(name, tensor)
+    if tensor.ndim == 0:
+        return tokens[0]
+    return "[" + ", ".join(_nest(tokens, tensor.shape)) + "]"
+
+
+def _as_arrays(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if not outputs:
+        raise InvalidArgument("Cannot convert empty tensor map to JSON")
+    return {name: np.asarray(tensor) for name, tensor in outputs.items()}
+
+
+def encode_outputs_value(outputs: Mapping[str, np.ndarray]) -> str:
+    """The columnar JSON text of the outputs: the tensor itself for one output, else an object by name."""
+    arrays = _as_arrays(outputs)
+    if len(arrays) == 1:
+        ((name, tensor),) = arrays.items()
+        return _tensor_json(name, tensor)
+    return "{" + ", ".join(f"{_quote(name)}: {_tensor_json(name, tensor)}" for name, tensor in arrays.items()) + "}"
+
+
+def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
+    """MakeRowFormatJsonFromTensors: one entry per batch item (an object by name when several outputs)."""
+    arrays = _as_arrays(outputs)
+    batch_size = -1
+    for name, tensor in arrays.items():
+        if tensor.ndim == 0:
+            raise InvalidArgument(f"Tensor name: {name} has no shape information ")
+        if batch_size >= 0 and tensor.shape[0] != batch_size:
+            raise InvalidArgument(
+                f"Tensor name: {name} has inconsistent batch size: {tensor.shape[0]} expecting: {batch_size}"
+            )
+        batch_size = tensor.shape[0]
+    items = {name: _nest(_tokens(name, tensor), tensor.shape) for name, tensor in arrays.items()}
+    if len(items) == 1:
+        (rows,) = items.values()
+    else:
+        keys = [_quote(name) for name in items]
+        rows = [
+            "{" + ", ".join(f"{key}: {values[i]}" for key, values in zip(keys, items.values())) + "}"
+            for i in range(batch_size)
+        ]
+    return "[" + ", ".join(rows) + "]"
+
+
+def encode_predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
+    """MakeJsonFromTensors: {"predictions": ...} for ROW requests, {"outputs": ...} for COLUMNAR ones."""
+    if fmt == ROW:
+        return ('{"predictions": ' + _row_json(outputs) + "}").encode("utf-8", "surrogatepass")
+    if fmt == COLUMNAR:
+        return ('{"outputs": ' + encode_outputs_value(outputs) + "}").encode("utf-8", "surrogatepass")
+    raise InvalidArgument("Invalid request format")
+
+
+# ---------------------------------------------------------------------------
+# Classify / regress results and errors
+# ---------------------------------------------------------------------------
+
+
+def encode_classify_response(results: Sequence[Sequence[tuple[str, float]]]) -> bytes:
+    """MakeJsonFromClassificationResult: {"results": [[[label, score], ...], ...]}, one list per example."""
+    if not results:
+        raise InvalidArgument("Cannot convert empty ClassificationResults to JSON")
+    scores = _decimal_tokens(np.array([score for classes in results for _, score in classes], dtype=np.float32))
+    position = 0
+    rows = []
+    for classes in results:
+        pairs = []
+        for label, _ in classes:
+            if type(label) is not str:
+                label = bytes(label).decode("utf-8", "replace")
+            pairs.append(f"[{_quote(label)}, {scores[position]}]")
+            position += 1
+        rows.append("[" + ", ".join(pairs) + "]")
+    return ('{"results": [' + ", ".join(rows) + "]}").encode("utf-8", "replace")
+
+
+def encode_regress_response(values: Sequence[float]) -> bytes:
+    """MakeJsonFromRegressionResult: {"results": [value, ...]}, one value per example."""
+    if len(values) == 0:
+        raise InvalidArgument("Cannot convert empty RegressionResults to JSON")
+    tokens = _decimal_tokens(np.asarray(values, dtype=np.float32).reshape(-1))
+    return ('{"results": [' + ", ".join(tokens) + "]}").encode("ascii")
+
+
+def encode_error(message: str) -> bytes:
+    """MakeJsonFromStatus: {"error": "<message>"}."""
+    return ('{"error": ' + _quote(message) + "}").encode("utf-8", "replace")

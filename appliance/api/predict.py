@@ -1,0 +1,88 @@
+"""The simple endpoint: ``POST /predict`` on a model's chosen version.
+
+    POST /predict  {"input": [[0, 0, 5, 13, ...]]}
+    -> {"predictions": {"class": [0], "probabilities": [[...]]}, "model": "digits", "version": 2}
+
+``input`` is the tensor for a single-input signature (a nested list, or
+``{"b64": ...}`` for bytes) or an object naming each input. ``model`` defaults
+to the first served model; ``version`` or ``label`` pin a version, else the
+chosen one answers; ``signature_name`` defaults to ``serving_default``.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bottle
+
+from ..errors import InvalidArgument, ServingError, Unavailable
+from ..serving.manager import ModelManager
+from ..serving.runtime import DEFAULT_SIGNATURE
+from . import codec
+from .responses import error_response, json_response
+
+KEYS = ("input", "model", "version", "label", "signature_name")
+
+
+def _version(document: dict) -> int | None:
+    version = document.get("version")
+    if version is None:
+        return None
+    if isinstance(version, str) and version.isdigit():
+        return int(version)
+    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
+        return version
+    raise InvalidArgument(f"'version' must be a positive integer, not {json.dumps(version)}")
+
+
+def _optional_string(document: dict, key: str) -> str | None:
+    value = document.get(key)
+    if value is not None and not isinstance(value, str):
+        raise InvalidArgument(f"'{key}' must be a string, not {json.dumps(value)}")
+    return value
+
+
+class SimplePredictAPI:
+    """``POST /predict`` over one model manager."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    def handle(self, body: bytes) -> bottle.HTTPResponse:
+        try:
+            return self._predict(codec.parse_document(body))
+        except ServingError as e:
+            return error_response(e)
+
+    def _default_model(self) -> str:
+        names = self._manager.model_names()
+        if not names:
+            raise Unavailable("no model is being served yet")
+        return names[0]
+
+    def _predict(self, document: dict) -> bottle.HTTPResponse:
+        unknown = sorted(set(document) - set(KEYS))
+        if unknown:
+            raise InvalidArgument(f"unknown key {unknown[0]!r} in the request; expected some of: {', '.join(KEYS)}")
+        if "input" not in document:
+            raise InvalidArgument("missing 'input': send {\"input\": <tensor or object of named tensors>}")
+        model = _optional_string(document, "model") or self._default_model()
+        version, label = _version(document), _optional_string(document, "label")
+        if version is not None and label is not None:
+            raise InvalidArgument(
+                f"Both model version ({version}) and model version label ({label}) cannot be supplied."
+            )
+        signature_name = _optional_string(document, "signature_name") or DEFAULT_SIGNATURE
+        with self._manager.acquire(model, version, label) as handle:
+            signature = handle.servable.signatures.get(signature_name)
+            if signature is None:
+                raise InvalidArgument(
+                    f'Serving signature name: "{signature_name}" not found in signature def; model {model} '
+                    f"version {handle.version} has: {', '.join(sorted(handle.servable.signatures))}"
+                )
+            inputs = codec.decode_input_value(document["input"], signature.input_dtypes)
+            outputs = handle.servable.predict(signature_name, inputs)
+            served_version = handle.version
+        predictions = codec.encode_outputs_value(outputs)
+        body = f'{{"predictions": {predictions}, "model": {json.dumps(model)}, "version": {served_version}}}'
+        return json_response(body)

@@ -1,0 +1,148 @@
+"""TensorFlow Serving's REST API, wire-compatible: predict, classify, regress, status and metadata.
+
+URLs are matched with TF Serving's own two regular expressions (case-insensitive,
+as in ``http_rest_api_util.cc``) and every outcome follows its handler: the body
+is parsed before the model is looked up, errors carry TF Serving's messages and
+status codes, and anything else under ``/v1/`` is ``400 Malformed request``.
+
+    POST /v1/models/digits/versions/2:predict   {"instances": [[0, 0, 5, ...]]}
+    GET  /v1/models/digits/labels/stable/metadata
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+from urllib.parse import unquote
+
+import bottle
+
+from ..errors import InvalidArgument, ServingError
+from ..serving.manager import ModelManager, VersionStatus
+from ..serving.runtime import DEFAULT_SIGNATURE
+from . import codec
+from .responses import dumps, error_response, json_response
+
+_NAME = r"([^/:]+)"
+_VERSION_OR_LABEL = r"(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
+PREDICTION_PATH = re.compile(rf"/v1/models/{_NAME}{_VERSION_OR_LABEL}:(classify|regress|predict)", re.I)
+STATUS_PATH = re.compile(rf"/v1/models(?:/{_NAME})?{_VERSION_OR_LABEL}(?:/(metadata))?", re.I)
+INT64_MAX = 2**63 - 1
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelPath:
+    """What a /v1 URL names: a model, optionally a version or a label, and the verb or sub-resource."""
+
+    name: str
+    version: int | None
+    label: str | None
+    action: str  # "predict" | "classify" | "regress" | "metadata" | "" (status), as written in the URL
+
+
+def parse_model_path(http_method: str, path: str) -> ModelPath | None:
+    """TF Serving's ParseModelInfo: None when the path does not match the method's pattern."""
+    pattern = {"POST": PREDICTION_PATH, "GET": STATUS_PATH}.get(http_method)
+    match = pattern.fullmatch(path) if pattern else None
+    if match is None:
+        return None
+    name, version, label, action = match.groups()
+    if version is not None:
+        if int(version) > INT64_MAX:
+            raise InvalidArgument(f"Failed to convert version: {version} to numeric.")
+        version = int(version)
+    return ModelPath(unquote(name or ""), version, unquote(label) if label else None, action or "")
+
+
+def _status_json(statuses: list[VersionStatus]) -> dict:
+    return {
+        "model_version_status": [
+            {
+                "version": str(s.version),
+                "state": s.state.value,
+                "status": {
+                    "error_code": s.error.code.name if s.error else "OK",
+                    "error_message": s.error.message if s.error else "",
+                },
+            }
+            for s in statuses
+        ]
+    }
+
+
+class TFServingAPI:
+    """The /v1 handlers over one model manager."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+        self._verbs = {"predict": self.predict, "classify": self.classify, "regress": self.regress}
+
+    def handle(self, http_method: str, path: str, read_body) -> bottle.HTTPResponse:
+        """Answer one /v1 request; ``read_body`` returns the request body as bytes."""
+        try:
+            if http_method == "OPTIONS":
+                return self._preflight()
+            target = parse_model_path(http_method, path)
+            if target is not None:
+                if http_method == "POST" and target.action in self._verbs:
+                    return self._verbs[target.action](target, read_body())
+                if http_method == "GET":
+                    return self.metadata(target) if target.action == "metadata" else self.status(target)
+            raise InvalidArgument(f"Malformed request: {http_method} {path}")
+        except ServingError as e:
+            return error_response(e)
+
+    @staticmethod
+    def _preflight() -> bottle.HTTPResponse:
+        origin = bottle.request.get_header("Origin", "")
+        if not re.search(r"https?://", origin):
+            raise InvalidArgument("Origin header is missing in CORS preflight")
+        return json_response(b"")
+
+    def predict(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
+        document = codec.parse_document(body)
+        signature_name = codec.signature_name(document)
+        with self._manager.acquire(target.name, target.version, target.label) as handle:
+            name = signature_name or DEFAULT_SIGNATURE
+            signature = handle.servable.signatures.get(name)
+            if signature is None:
+                raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+            if not signature.inputs:
+                raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
+            inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
+            outputs = handle.servable.predict(name, inputs)
+        return json_response(codec.encode_predict_response(outputs, request_format))
+
+    def classify(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
+        document = codec.parse_document(body)
+        signature_name = codec.signature_name(document)
+        context, examples = codec.decode_examples(document)
+        with self._manager.acquire(target.name, target.version, target.label) as handle:
+            results = handle.servable.classify(signature_name, context, examples)
+        return json_response(codec.encode_classify_response(results))
+
+    def regress(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
+        document = codec.parse_document(body)
+        signature_name = codec.signature_name(document)
+        context, examples = codec.decode_examples(document)
+        with self._manager.acquire(target.name, target.version, target.label) as handle:
+            values = handle.servable.regress(signature_name, context, examples)
+        return json_response(codec.encode_regress_response(values))
+
+    def status(self, target: ModelPath) -> bottle.HTTPResponse:
+        if not target.name:
+            raise InvalidArgument("Missing model name in request.")
+        statuses = self._manager.status(target.name, target.version, target.label)
+        return json_response(dumps(_status_json(statuses)))
+
+    def metadata(self, target: ModelPath) -> bottle.HTTPResponse:
+        if not target.name:
+            raise InvalidArgument("Missing model name in request.")
+        with self._manager.acquire(target.name, target.version, target.label) as handle:
+            signature_defs = handle.servable.signature_defs_json()
+            version = handle.version
+        document = {
+            "model_spec": {"name": target.name, "signature_name": "", "version": str(version)},
+            "metadata": {"signature_def": {"signature_def": signature_defs}},
+        }
+        return json_response(dumps(document))

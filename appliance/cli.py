@@ -1,0 +1,221 @@
+"""The ``appliance`` command: serve models, list them, or ask for a prediction.
+
+    appliance serve --port 8501                      # the bundled models, headless
+    appliance serve --model_config_file models.config
+    appliance models                                 # what a running appliance serves
+    appliance predict digits --input '[[0, 0, 5, 13, 9, 1, 0, 0, ...]]'
+
+Serving flags follow ``tensorflow_model_server``'s names where they exist.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+from . import __version__
+from .config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PORT, ModelConfig, Settings, read_model_server_config
+from .errors import InvalidArgument, ServingError
+from .paths import bundled_models_dir
+
+DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+log = logging.getLogger("appliance")
+
+
+def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    net = parser.add_argument_group("network")
+    net.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)")
+    net.add_argument("--port", "--rest_api_port", type=int, default=DEFAULT_PORT,
+                     help="TCP port; 0 picks a free one and prints it (default: %(default)s)")
+    net.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
+                     help="largest request body accepted; larger ones get 413 (default: %(default)s)")
+    net.add_argument("--threads", type=int, default=8, help="request worker threads (default: %(default)s)")
+    models = parser.add_argument_group("models (default: the bundled models)")
+    models.add_argument("--model_config_file", type=Path,
+                        help="a TensorFlow Serving models.config (ModelServerConfig text proto)")
+    models.add_argument("--model_name", help="serve one model under this name (with --model_base_path)")
+    models.add_argument("--model_base_path", type=Path, help="folder of that model's numbered versions")
+    models.add_argument("--models_dir", type=Path, action="append", default=[],
+                        help="a folder whose sub-folders are models (<name>/<version>/saved_model.pb); repeatable")
+    models.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
+                        help="how often to look for new or removed versions; 0 = only at start (default: %(default)s)")
+    runtime = parser.add_argument_group("runtime")
+    runtime.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
+                         help="where to run models: a GPU when one is found (auto), or force one (default: %(default)s)")
+    runtime.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
+                         help="threads inside one TF op; 0 = TensorFlow's choice")
+    runtime.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
+                         help="TF ops run in parallel; 0 = TensorFlow's choice")
+    parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="appliance",
+        description="Serve TensorFlow SavedModels over a local REST API compatible with TensorFlow Serving. "
+        "Without a command, serves the bundled models headless (like `appliance serve`).",
+    )
+    parser.add_argument("--version", action="version", version=f"appliance {__version__}")
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND")
+    serve = commands.add_parser("serve", help="serve models over HTTP until interrupted",
+                                description="Serve models over HTTP until SIGINT/SIGTERM (graceful stop).")
+    _add_serve_flags(serve)
+    models = commands.add_parser("models", help="list the models, versions and states of a running appliance")
+    models.add_argument("--url", default=DEFAULT_URL, help="the appliance to ask (default: %(default)s)")
+    predict = commands.add_parser("predict", help="send one prediction to a running appliance",
+                                  description="POST /predict and print the answer.")
+    predict.add_argument("model", help="model name, e.g. digits")
+    predict.add_argument("--input", required=True,
+                         help="the input tensor as JSON, or @FILE to read it from a file (@- for stdin)")
+    pin = predict.add_mutually_exclusive_group()
+    pin.add_argument("--version", type=int, dest="model_version", help="a specific version (default: the chosen one)")
+    pin.add_argument("--label", help="a version label, e.g. stable")
+    predict.add_argument("--signature_name", help="signature to run (default: serving_default)")
+    predict.add_argument("--url", default=DEFAULT_URL, help="the appliance to ask (default: %(default)s)")
+    return parser
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    if (args.model_name is None) != (args.model_base_path is None):
+        raise InvalidArgument("--model_name and --model_base_path go together")
+    return Settings(
+        host=args.host,
+        port=args.port,
+        model_config_file=args.model_config_file,
+        model_name=args.model_name,
+        model_base_path=args.model_base_path,
+        model_roots=tuple(args.models_dir),
+        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
+        device=args.device,
+        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
+        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
+        max_request_bytes=args.max_request_bytes,
+        threads=args.threads,
+    )
+
+
+def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
+    """The configured models and model roots; the bundled models when nothing is configured."""
+    configs: list[ModelConfig] = []
+    if settings.model_config_file is not None:
+        configs += read_model_server_config(settings.model_config_file)
+    if settings.model_name is not None:
+        configs.append(ModelConfig(name=settings.model_name, base_path=settings.model_base_path.resolve()))
+    roots = [r.resolve() for r in settings.model_roots]
+    if not configs and not roots:
+        roots = [bundled_models_dir()]
+    return configs, roots
+
+
+def serve(settings: Settings) -> int:
+    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status."""
+    from .api.app import create_app
+    from .server import PortInUse, Server, install_signal_handlers
+    from .serving.manager import ModelManager
+    from .serving.repository import Repository
+
+    try:
+        repository = Repository(*model_sources(settings))
+        from .serving.runtime.local_tf import LocalTFRuntime
+
+        runtime = LocalTFRuntime(
+            settings.device, settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism
+        )
+        manager = ModelManager(repository, runtime, settings.file_system_poll_wait_seconds)
+        server = Server(
+            create_app(manager, settings.max_request_bytes),
+            settings.host,
+            settings.port,
+            threads=settings.threads,
+            max_request_body_size=settings.max_request_bytes,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
+    except (ServingError, PortInUse) as e:
+        print(f"appliance: error: {getattr(e, 'message', e)}", file=sys.stderr)
+        return 2 if isinstance(e, ServingError) else 1
+    log.info("device: %s", runtime.device.describe())
+    manager.start()
+    install_signal_handlers(server)
+    print(f"appliance: serving on {server.url}", flush=True)
+    try:
+        server.serve_forever()
+    finally:
+        manager.stop()
+    log.info("stopped")
+    return 0
+
+
+def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def list_models(url: str) -> int:
+    _, health = _http(url.rstrip("/") + "/health")
+    device = health.get("device", {})
+    print(f"{url}  status: {health.get('status')}  device: {device.get('type')} ({device.get('name')})")
+    rows = [("MODEL", "VERSION", "STATE", "CHOSEN", "ERROR")]
+    for model in health.get("models", []):
+        for v in model["versions"] or [{"version": "-", "state": "NO VERSIONS", "error": None}]:
+            chosen = "*" if v["version"] == model["chosen_version"] else ""
+            rows.append((model["name"], str(v["version"]), v["state"], chosen, v["error"] or ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + ("  " + row[4] if row[4] else ""))
+    return 0
+
+
+def predict(args: argparse.Namespace) -> int:
+    text = args.input
+    if text.startswith("@"):
+        text = sys.stdin.read() if text == "@-" else Path(text[1:]).read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        print(f"appliance: error: --input is not valid JSON: {e}", file=sys.stderr)
+        return 2
+    body = {"model": args.model, "input": value}
+    for key, option in (("version", args.model_version), ("label", args.label),
+                        ("signature_name", args.signature_name)):
+        if option is not None:
+            body[key] = option
+    status, answer = _http(args.url.rstrip("/") + "/predict", body)
+    if status != 200:
+        print(f"appliance: error {status}: {answer.get('error', answer)}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = _parser()
+    argv = sys.argv[1:] if argv is None else argv
+    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+        argv = ["serve", *argv]
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=getattr(args, "log_level", "WARNING"),
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        if args.command == "serve":
+            return serve(settings_from_args(args))
+        if args.command == "models":
+            return list_models(args.url)
+        return predict(args)
+    except ServingError as e:
+        print(f"appliance: error: {e.message}", file=sys.stderr)
+        return 2
+    except (urllib.error.URLError, ConnectionError) as e:
+        reason = getattr(e, "reason", e)
+        print(f"appliance: error: no appliance answers at {args.url} ({reason}); start one with `appliance serve`",
+              file=sys.stderr)
+        return 1

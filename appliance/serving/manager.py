@@ -1,0 +1,334 @@
+"""The model manager: loads and unloads versions, tracks their TF Serving states, hands out servables.
+
+Each version found by the :class:`~appliance.serving.repository.Repository`
+goes START -> LOADING -> AVAILABLE -> UNLOADING -> END, or from LOADING to END
+with an error that status reports and that never disturbs other versions or
+models. A background thread polls the repository: a new version is loaded
+before a removed one is unloaded, and a version is only closed once the last
+request holding a handle to it has finished (handles are reference-counted).
+A version that failed to load is retried when its files change, so a model
+that was still being copied is picked up once it is complete.
+
+Each model has a *chosen* version: the one used by requests that name no
+version (``/predict`` and unversioned TF Serving calls). It is the newest
+AVAILABLE version.
+
+    manager = ModelManager(repository, runtime, poll_seconds=1.0)
+    manager.start()
+    with manager.acquire("digits") as handle:
+        handle.servable.predict("serving_default", {"pixels": batch})
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import enum
+import logging
+import threading
+import time
+from pathlib import Path
+
+from ..config import ModelConfig
+from ..errors import Code, InvalidArgument, NotFound, ServingError
+from .repository import Repository, fingerprint
+from .runtime import Runtime, Servable
+
+log = logging.getLogger(__name__)
+
+
+class State(enum.Enum):
+    """TF Serving's servable states (ModelVersionStatus.State)."""
+
+    START = "START"
+    LOADING = "LOADING"
+    AVAILABLE = "AVAILABLE"
+    UNLOADING = "UNLOADING"
+    END = "END"
+
+
+@dataclasses.dataclass(frozen=True)
+class VersionStatus:
+    """A version's state, and the error that ended it if it failed."""
+
+    version: int
+    state: State
+    error: ServingError | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelSummary:
+    """What status pages and the CLI show about one model."""
+
+    name: str
+    base_path: Path
+    policy: str
+    labels: dict[str, int]
+    chosen_version: int | None
+    versions: list[VersionStatus]  # newest first
+
+
+class _Version:
+    __slots__ = ("number", "path", "state", "error", "servable", "refs", "fingerprint")
+
+    def __init__(self, number: int, path: Path):
+        self.number = number
+        self.path = path
+        self.state = State.START
+        self.error: ServingError | None = None
+        self.servable: Servable | None = None
+        self.refs = 0
+        self.fingerprint: tuple = ()
+
+    def status(self) -> VersionStatus:
+        return VersionStatus(self.number, self.state, self.error)
+
+
+class _Model:
+    __slots__ = ("config", "versions")
+
+    def __init__(self, config: ModelConfig):
+        self.config = config
+        self.versions: dict[int, _Version] = {}
+
+    def newest_available(self) -> _Version | None:
+        available = [v for v in self.versions.values() if v.state is State.AVAILABLE]
+        return max(available, key=lambda v: v.number, default=None)
+
+
+class ServableHandle:
+    """A counted reference to an AVAILABLE version; release it (or leave the ``with``) when done."""
+
+    __slots__ = ("_manager", "_version", "name", "version", "servable")
+
+    def __init__(self, manager: ModelManager, name: str, version: _Version):
+        self._manager = manager
+        self._version = version
+        self.name = name
+        self.version = version.number
+        self.servable = version.servable
+
+    def release(self) -> None:
+        if self._version is not None:
+            self._manager._release(self._version)
+            self._version = None
+
+    def __enter__(self) -> ServableHandle:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.release()
+
+
+class ModelManager:
+    """Owns every loaded version; safe to call from any number of request threads."""
+
+    def __init__(self, repository: Repository, runtime: Runtime, poll_seconds: float = 1.0):
+        self._repository = repository
+        self._runtime = runtime
+        self._poll_seconds = poll_seconds
+        self._lock = threading.Lock()
+        self._released = threading.Condition(self._lock)
+        self._models: dict[str, _Model] = {}
+        self._ready = threading.Event()
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    @property
+    def device(self):
+        return self._runtime.device
+
+    # -- lifecycle ---------------------------------------------------------
+
+    def start(self) -> None:
+        """Load the initial versions and keep polling, in a background thread."""
+        self._thread = threading.Thread(target=self._poll_forever, name="appliance-model-poller", daemon=True)
+        self._thread.start()
+
+    def wait_until_ready(self, timeout: float | None = None) -> bool:
+        """Block until the first pass over the repository has loaded (or failed) every version."""
+        return self._ready.wait(timeout)
+
+    @property
+    def ready(self) -> bool:
+        return self._ready.is_set()
+
+    def stop(self) -> None:
+        """Stop polling and unload every version once its in-flight requests finish."""
+        self._stopping.set()
+        if self._thread is not None:
+            self._thread.join()
+        with self._lock:
+            loaded = [(name, v) for name, m in self._models.items() for v in m.versions.values()
+                      if v.state is State.AVAILABLE]
+        for name, version in loaded:
+            self._unload(name, version)
+
+    def _poll_forever(self) -> None:
+        try:
+            self.poll()
+        finally:
+            self._ready.set()
+        if self._poll_seconds <= 0:
+            return
+        while not self._stopping.wait(self._poll_seconds):
+            try:
+                self.poll()
+            except Exception:  # a poll must never end the poller
+                log.exception("polling the model repository failed")
+
+    # -- reconciling disk with memory --------------------------------------
+
+    def poll(self) -> None:
+        """One pass: load new versions (and changed failed ones), then retire removed ones."""
+        snapshots = self._repository.scan()
+        to_load: list[tuple[str, _Version]] = []
+        with self._lock:
+            for snapshot in snapshots:
+                model = self._models.get(snapshot.config.name)
+                if model is None:
+                    model = self._models[snapshot.config.name] = _Model(snapshot.config)
+                    log.info("model %s: serving %s (versions: %s)", snapshot.config.name,
+                             snapshot.config.base_path, snapshot.config.policy.describe())
+                model.config = snapshot.config
+                for number, path in snapshot.versions.items():
+                    if self._needs_load(model.versions.get(number), path):
+                        version = model.versions[number] = _Version(number, path)
+                        to_load.append((model.config.name, version))
+                for number, version in list(model.versions.items()):
+                    if number not in snapshot.versions and version.state is State.END and version.error:
+                        del model.versions[number]  # a failed version that left the disk
+            aspired = {s.config.name: s.versions for s in snapshots}
+            to_unload = [
+                (name, v)
+                for name, model in self._models.items()
+                for v in model.versions.values()
+                if v.state is State.AVAILABLE and v.number not in aspired.get(name, {})
+            ]
+        for name, version in to_load:
+            self._load(name, version)
+        for name, version in to_unload:
+            self._unload(name, version)
+        with self._lock:
+            for name in [n for n in self._models if n not in aspired]:
+                log.info("model %s: no longer configured or on disk", name)
+                del self._models[name]
+
+    @staticmethod
+    def _needs_load(current: _Version | None, path: Path) -> bool:
+        if current is None:
+            return True
+        if current.state is not State.END:
+            return False
+        # Retired versions that reappear are loaded again; failed ones only once their files change.
+        return current.error is None or fingerprint(path) != current.fingerprint
+
+    def _load(self, name: str, version: _Version) -> None:
+        with self._lock:
+            version.state = State.LOADING
+            version.fingerprint = fingerprint(version.path)
+        started = time.perf_counter()
+        servable, error = None, None
+        try:
+            servable = self._runtime.load(version.path)
+        except ServingError as e:
+            error = e
+        except Exception as e:  # keep a surprising loader failure to this version alone
+            log.exception("model %s version %d: unexpected error while loading", name, version.number)
+            error = ServingError(f"Failed to load {version.path}: {type(e).__name__}: {e}", Code.UNKNOWN)
+        with self._lock:
+            if error is None:
+                version.servable, version.state = servable, State.AVAILABLE
+            else:
+                version.error, version.state = error, State.END
+        if error is None:
+            log.info("model %s version %d: AVAILABLE (loaded in %.0f ms)", name, version.number,
+                     (time.perf_counter() - started) * 1000)
+        else:
+            log.warning("model %s version %d: failed to load: %s", name, version.number, error.message)
+
+    def _unload(self, name: str, version: _Version) -> None:
+        with self._lock:
+            version.state = State.UNLOADING
+            while version.refs:
+                self._released.wait()
+            servable, version.servable = version.servable, None
+        if servable is not None:
+            servable.close()
+        with self._lock:
+            version.state = State.END
+        log.info("model %s version %d: unloaded", name, version.number)
+
+    # -- requests ----------------------------------------------------------
+
+    def acquire(self, name: str, version: int | None = None, label: str | None = None) -> ServableHandle:
+        """A handle to the requested version: explicit, by label, or the chosen one."""
+        with self._lock:
+            model = self._models.get(name)
+            if label is not None:
+                version = self._label_version(model, label)
+            if version is None:
+                chosen = model.newest_available() if model else None
+                if chosen is None:
+                    raise NotFound(f"Servable not found for request: Latest({name})")
+                found = chosen
+            else:
+                found = model.versions.get(version) if model else None
+                if found is None or found.state is not State.AVAILABLE:
+                    raise NotFound(f"Servable not found for request: Specific({name}, {version})")
+            found.refs += 1
+        return ServableHandle(self, name, found)
+
+    def _release(self, version: _Version) -> None:
+        with self._lock:
+            version.refs -= 1
+            if not version.refs:
+                self._released.notify_all()
+
+    @staticmethod
+    def _label_version(model: _Model | None, label: str) -> int:
+        labels = model.config.labels if model else {}
+        if label not in labels:
+            raise InvalidArgument(f"Unrecognized servable version label: {label}")
+        return labels[label]
+
+    # -- status ------------------------------------------------------------
+
+    def model_names(self) -> list[str]:
+        with self._lock:
+            return list(self._models)
+
+    def chosen_version(self, name: str) -> int | None:
+        with self._lock:
+            model = self._models.get(name)
+            chosen = model.newest_available() if model else None
+            return chosen.number if chosen else None
+
+    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
+        """TF Serving's GetModelStatus: every version newest first, or the one asked for."""
+        with self._lock:
+            model = self._models.get(name)
+            if label is not None:
+                version = self._label_version(model, label)
+            if model is None or not model.versions:
+                if version is not None:
+                    raise NotFound(f"Could not find version {version} of model {name}")
+                raise NotFound(f"Could not find any versions of model {name}")
+            if version is None:
+                return [v.status() for _, v in sorted(model.versions.items(), reverse=True)]
+            if version not in model.versions:
+                raise NotFound(f"Could not find version {version} of model {name}")
+            return [model.versions[version].status()]
+
+    def summaries(self) -> list[ModelSummary]:
+        with self._lock:
+            return [
+                ModelSummary(
+                    name=name,
+                    base_path=model.config.base_path,
+                    policy=model.config.policy.describe(),
+                    labels=dict(model.config.labels),
+                    chosen_version=(model.newest_available().number if model.newest_available() else None),
+                    versions=[v.status() for _, v in sorted(model.versions.items(), reverse=True)],
+                )
+                for name, model in self._models.items()
+            ]

@@ -1,0 +1,109 @@
+"""The contract every runtime (local TensorFlow, later a remote TF Serving) fulfils.
+
+A runtime loads a version directory into a :class:`Servable`; a servable
+describes its signatures and runs predict, classify and regress on numpy
+arrays and tf.Example-style feature dicts. Nothing here imports TensorFlow.
+
+    runtime = LocalTFRuntime(device="auto")
+    servable = runtime.load(Path("models/digits/2"))
+    outputs = servable.predict("serving_default", {"pixels": batch})
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+DEFAULT_SIGNATURE = "serving_default"
+
+# (kind, values) with kind "int64" | "float" | "bytes" | None, as decoded from JSON examples.
+Feature = tuple
+Features = Mapping[str, Feature]
+
+
+@dataclasses.dataclass(frozen=True)
+class TensorSpec:
+    """One signature input or output: its alias, dtype (e.g. "DT_FLOAT") and shape (None = unknown rank)."""
+
+    alias: str
+    dtype: str
+    shape: tuple[int, ...] | None
+    tensor_name: str
+
+
+@dataclasses.dataclass(frozen=True)
+class SignatureSpec:
+    """A SignatureDef reduced to what requests are checked against."""
+
+    name: str
+    method_name: str
+    inputs: Mapping[str, TensorSpec]
+    outputs: Mapping[str, TensorSpec]
+    defaults: frozenset[str] = frozenset()
+
+    @property
+    def input_dtypes(self) -> dict[str, str]:
+        return {alias: spec.dtype for alias, spec in self.inputs.items()}
+
+
+@dataclasses.dataclass(frozen=True)
+class DeviceInfo:
+    """The device inference runs on, as reported by the API and the CLI."""
+
+    type: str  # "CPU" or "GPU"
+    name: str
+    memory_growth: bool | None = None  # None on CPU
+    count: int = 1
+
+    def to_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        text = f"{self.type} ({self.name})"
+        if self.type == "GPU":
+            text += f", {self.count} visible, memory growth {'on' if self.memory_growth else 'off'}"
+        return text
+
+
+class Servable(abc.ABC):
+    """A loaded model version."""
+
+    signatures: Mapping[str, SignatureSpec]
+
+    @abc.abstractmethod
+    def predict(
+        self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+    ) -> dict[str, np.ndarray]:
+        """Run a signature; returns every output (or those in ``output_filter``) by alias."""
+
+    @abc.abstractmethod
+    def classify(
+        self, signature_name: str, context: Features | None, examples: Sequence[Features]
+    ) -> list[list[tuple[str, float]]]:
+        """TF Serving's Classify: per example, a list of (label, score)."""
+
+    @abc.abstractmethod
+    def regress(self, signature_name: str, context: Features | None, examples: Sequence[Features]) -> list[float]:
+        """TF Serving's Regress: one value per example."""
+
+    @abc.abstractmethod
+    def signature_defs_json(self) -> dict:
+        """Every SignatureDef as proto3 JSON (TF Serving's metadata ``signature_def`` map)."""
+
+    @abc.abstractmethod
+    def close(self) -> None:
+        """Release the model's memory; the servable is unusable afterwards."""
+
+
+class Runtime(abc.ABC):
+    """Loads servables onto one device."""
+
+    device: DeviceInfo
+
+    @abc.abstractmethod
+    def load(self, path: Path) -> Servable:
+        """Load the SavedModel in ``path``; raises ServingError when it cannot."""

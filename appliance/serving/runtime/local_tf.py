@@ -1,0 +1,354 @@
+"""The local TensorFlow runtime: SavedModels run in TF sessions on this machine's CPU or GPU.
+
+This is the only module that imports TensorFlow. Models load with the TF1
+SavedModel loader, exactly as TensorFlow Serving loads them, so TF1 exports
+(such as TF Serving's own ``half_plus_three``) and TF2 exports both serve, every
+SignatureDef (``__saved_model_init_op`` included) is visible for metadata, and
+inputs are fed by the tensor names their signature declares.
+
+    runtime = LocalTFRuntime(device="auto")
+    print(runtime.device.describe())          # "CPU (Intel(R) Xeon(R) ...)"
+    servable = runtime.load(Path("models/digits/2"))
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import platform
+import tempfile
+import threading
+from pathlib import Path
+from typing import Mapping, Sequence
+
+import numpy as np
+
+from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
+from . import DEFAULT_SIGNATURE, DeviceInfo, Features, Runtime, Servable, SignatureSpec, TensorSpec
+
+log = logging.getLogger(__name__)
+
+
+@contextlib.contextmanager
+def _native_stderr_to_debug_log():
+    """Hold back what TensorFlow's C++ writes to stderr (it logs before its log level is read), logging it at DEBUG."""
+    try:
+        saved = os.dup(2)
+    except OSError:  # no usable stderr: nothing to hold back
+        yield
+        return
+    with tempfile.TemporaryFile() as captured:
+        os.dup2(captured.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            captured.seek(0)
+            for line in captured.read().decode("utf-8", "replace").splitlines():
+                log.debug("tensorflow: %s", line)
+
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+with _native_stderr_to_debug_log():
+    import tensorflow as tf
+from google.protobuf import json_format  # noqa: E402
+from tensorflow.core.example import example_pb2  # noqa: E402
+from tensorflow.core.framework import types_pb2  # noqa: E402
+from tensorflow.core.protobuf import config_pb2  # noqa: E402
+
+tf.get_logger().setLevel(logging.ERROR)
+
+SERVING_TAGS = [tf.saved_model.SERVING]
+CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
+REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
+
+
+def _cpu_name() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "CPU"
+
+
+def select_device(requested: str = "auto") -> DeviceInfo:
+    """Choose the device for every session: a GPU when asked for or found, else the CPU.
+
+    GPUs get memory growth, so the appliance takes GPU memory as it needs it
+    instead of the whole card of a shared workstation.
+    """
+    if requested not in ("auto", "cpu", "gpu"):
+        raise InvalidArgument(f"device must be auto, cpu or gpu, not {requested!r}")
+    with _native_stderr_to_debug_log():
+        gpus = tf.config.list_physical_devices("GPU")
+    if requested == "gpu" and not gpus:
+        raise FailedPrecondition(
+            "--device gpu was requested but TensorFlow sees no GPU "
+            "(a CUDA-enabled GPU, its driver and `pip install 'appliance[cuda]'` are needed)"
+        )
+    if requested == "cpu" or not gpus:
+        if gpus:
+            tf.config.set_visible_devices([], "GPU")
+        return DeviceInfo(type="CPU", name=_cpu_name())
+    for gpu in gpus:
+        tf.config.experimental.set_memory_growth(gpu, True)
+    details = tf.config.experimental.get_device_details(gpus[0])
+    return DeviceInfo(
+        type="GPU", name=details.get("device_name", gpus[0].name), memory_growth=True, count=len(gpus)
+    )
+
+
+def _tensor_spec(alias: str, info) -> TensorSpec:
+    shape = None if info.tensor_shape.unknown_rank else tuple(d.size for d in info.tensor_shape.dim)
+    return TensorSpec(alias, types_pb2.DataType.Name(info.dtype), shape, info.name)
+
+
+def _signature_spec(name: str, signature_def) -> SignatureSpec:
+    return SignatureSpec(
+        name=name,
+        method_name=signature_def.method_name,
+        inputs={a: _tensor_spec(a, i) for a, i in signature_def.inputs.items()},
+        outputs={a: _tensor_spec(a, i) for a, i in signature_def.outputs.items()},
+        defaults=frozenset(signature_def.defaults.keys()),
+    )
+
+
+def _example_bytes(features: Features | None) -> bytes:
+    example = example_pb2.Example()
+    for name, (kind, values) in (features or {}).items():
+        feature = example.features.feature[name]
+        if kind == "int64":
+            feature.int64_list.value.extend(values)
+        elif kind == "float":
+            feature.float_list.value.extend(values)
+        elif kind == "bytes":
+            feature.bytes_list.value.extend(values)
+    return example.SerializeToString()
+
+
+def _serialized_examples(context: Features | None, examples: Sequence[Features]) -> np.ndarray:
+    # TF Serving prepends the serialized context to each example: protobuf merges the two.
+    prefix = _example_bytes(context) if context else b""
+    return np.array([prefix + _example_bytes(e) for e in examples], dtype=object)
+
+
+def _as_serving_error(e: Exception) -> ServingError:
+    if isinstance(e, ServingError):
+        return e
+    if isinstance(e, tf.errors.OpError):
+        message = e.message.split("\n\nOriginal stack trace", 1)[0].strip()
+        return ServingError(message, Code(e.error_code))
+    # session.run validates feeds in Python (shape, dtype) and raises ValueError/TypeError.
+    return InvalidArgument(str(e))
+
+
+def _shape_text(array: np.ndarray) -> str:
+    return "[" + ",".join(str(d) for d in array.shape) + "]"
+
+
+class LocalTFServable(Servable):
+    """One SavedModel version loaded into its own graph and session."""
+
+    def __init__(self, session, meta_graph):
+        self._session = session
+        self._callables: dict[tuple, object] = {}
+        self._callables_lock = threading.Lock()
+        self._signature_defs = dict(meta_graph.signature_def)
+        self.signatures = {n: _signature_spec(n, sd) for n, sd in self._signature_defs.items()}
+        self._defaults = {
+            n: {a: tf.make_ndarray(t) for a, t in sd.defaults.items()} for n, sd in self._signature_defs.items()
+        }
+        self._metadata = {
+            n: json_format.MessageToDict(
+                sd, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            for n, sd in self._signature_defs.items()
+        }
+
+    def _callable(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...]):
+        # Session::MakeCallable, as TF Serving's C++ runs a signature: it feeds tensors by name without
+        # Python's static-shape check, and costs a fraction of session.run per call.
+        key = (feed_names, fetch_names)
+        found = self._callables.get(key)
+        if found is None:
+            with self._callables_lock:
+                found = self._callables.get(key)
+                if found is None:
+                    options = config_pb2.CallableOptions(feed=feed_names, fetch=fetch_names)
+                    found = self._callables[key] = self._session._make_callable_from_options(options)
+        return found
+
+    def _run(self, feeds: Mapping[str, np.ndarray], fetch_names: Sequence[str]) -> list[np.ndarray]:
+        try:
+            run = self._callable(tuple(feeds), tuple(fetch_names))
+            return run(*(np.ascontiguousarray(v) for v in feeds.values()))
+        except Exception as e:  # TF reports bad inputs as exceptions of several types
+            raise _as_serving_error(e) from None
+
+    def predict(self, signature_name, inputs, output_filter=()):
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self.signatures.get(name)
+        if signature is None:
+            raise FailedPrecondition(f'Serving signature key "{name}" not found.')
+        self._check_inputs(signature, inputs)
+        feeds = {signature.inputs[a].tensor_name: v for a, v in self._defaults[name].items() if a not in inputs}
+        feeds.update((signature.inputs[a].tensor_name, v) for a, v in inputs.items())
+        aliases = self._output_aliases(signature, output_filter)
+        values = self._run(feeds, [signature.outputs[a].tensor_name for a in aliases])
+        return dict(zip(aliases, (np.asarray(v) for v in values)))
+
+    @staticmethod
+    def _check_inputs(signature: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> None:
+        sent, expected = set(inputs), set(signature.inputs)
+        if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
+            raise InvalidArgument(
+                f"input size does not match signature: {len(sent)}!={len(expected)} "
+                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
+                f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
+                f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
+            )
+        unknown = sorted(sent - expected)
+        if unknown:
+            raise InvalidArgument(
+                f"input tensor alias not found in signature: {unknown[0]}. "
+                f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
+            )
+        missing = sorted(expected - sent - signature.defaults)
+        if missing:
+            raise InvalidArgument(f"Missing input tensor alias with no default value: {missing[0]}")
+
+    @staticmethod
+    def _output_aliases(signature: SignatureSpec, output_filter: Sequence[str]) -> list[str]:
+        if not output_filter:
+            return list(signature.outputs)
+        for alias in output_filter:
+            if alias not in signature.outputs:
+                raise InvalidArgument(
+                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                    f"{{{','.join(sorted(signature.outputs))}}}."
+                )
+        if len(set(output_filter)) != len(output_filter):
+            raise InvalidArgument("duplicate output tensor alias in output_filter")
+        return list(output_filter)
+
+    def _example_signature(self, signature_name: str, kind: str) -> SignatureSpec:
+        name = signature_name or DEFAULT_SIGNATURE
+        signature = self.signatures.get(name)
+        if signature is None:
+            raise InvalidArgument(f"No signature was found with the name: {name}")
+        if len(signature.inputs) != 1:
+            raise InvalidArgument("Expected one input Tensor.")
+        if CLASSIFY_INPUTS not in signature.inputs:
+            raise InvalidArgument(f"No {kind} inputs found in SignatureDef: {name}")
+        return signature
+
+    def classify(self, signature_name, context, examples):
+        signature = self._example_signature(signature_name, "classification")
+        outputs = signature.outputs
+        if len(outputs) not in (1, 2):
+            raise InvalidArgument(f"Expected one or two output Tensors, found {len(outputs)}")
+        if CLASSIFY_CLASSES not in outputs and CLASSIFY_SCORES not in outputs:
+            raise InvalidArgument(
+                f'Expected classification signature outputs to contain at least one of "{CLASSIFY_CLASSES}" '
+                f'or "{CLASSIFY_SCORES}". Signature was: {signature.name}'
+            )
+        aliases = [a for a in (CLASSIFY_CLASSES, CLASSIFY_SCORES) if a in outputs]
+        feeds = {signature.inputs[CLASSIFY_INPUTS].tensor_name: _serialized_examples(context, examples)}
+        result = dict(zip(aliases, self._run(feeds, [outputs[a].tensor_name for a in aliases])))
+        classes, scores = result.get(CLASSIFY_CLASSES), result.get(CLASSIFY_SCORES)
+        for what, tensor, dtype in (("classes", classes, np.object_), ("scores", scores, np.float32)):
+            if tensor is None:
+                continue
+            if tensor.ndim != 2:
+                raise InvalidArgument(
+                    f"Expected Tensor shape: [batch_size num_classes] but got {_shape_text(tensor)}"
+                )
+            if tensor.dtype != dtype:
+                expected = "DT_STRING" if what == "classes" else "DT_FLOAT"
+                raise InvalidArgument(f"Expected {what} Tensor of {expected}. Got: {tensor.dtype}")
+            if tensor.shape[0] != len(examples):
+                raise InvalidArgument(
+                    f"Expected {what} output batch size of {len(examples)}. Got: {tensor.shape[0]}"
+                )
+        if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
+            raise InvalidArgument(
+                "Tensors class and score should match in dim_size(1). "
+                f"Got {classes.shape[1]} vs. {scores.shape[1]}"
+            )
+        num_classes = (classes if classes is not None else scores).shape[1]
+        return [
+            [
+                (
+                    classes[i, c].decode("utf-8", "replace") if classes is not None else "",
+                    float(scores[i, c]) if scores is not None else 0.0,
+                )
+                for c in range(num_classes)
+            ]
+            for i in range(len(examples))
+        ]
+
+    def regress(self, signature_name, context, examples):
+        signature = self._example_signature(signature_name, "regression")
+        if len(signature.outputs) != 1:
+            raise InvalidArgument("Expected one output Tensor.")
+        if REGRESS_OUTPUTS not in signature.outputs:
+            raise InvalidArgument(f"No regression outputs found in SignatureDef: {signature.name}")
+        feeds = {signature.inputs[REGRESS_INPUTS].tensor_name: _serialized_examples(context, examples)}
+        (values,) = self._run(feeds, [signature.outputs[REGRESS_OUTPUTS].tensor_name])
+        values = np.asarray(values)
+        if not (values.ndim == 1 or (values.ndim == 2 and values.shape[1] == 1)):
+            raise InvalidArgument(
+                "Expected output Tensor shape to be either [batch_size] or [batch_size, 1] "
+                f"but got {_shape_text(values)}"
+            )
+        if values.shape[0] != len(examples):
+            raise InvalidArgument(
+                f"Input batch size did not match output batch size: {len(examples)} vs. {values.shape[0]}"
+            )
+        if values.dtype != np.float32:
+            raise InvalidArgument(f"Expected output Tensor of DT_FLOAT.  Got: {values.dtype}")
+        return [float(v) for v in values.reshape(-1)]
+
+    def signature_defs_json(self):
+        return self._metadata
+
+    def close(self):
+        self._session.close()
+
+
+class LocalTFRuntime(Runtime):
+    """Loads SavedModels into TF sessions configured for the selected device."""
+
+    def __init__(self, device: str = "auto", intra_op_threads: int = 0, inter_op_threads: int = 0):
+        self.device = select_device(device)
+        config = tf.compat.v1.ConfigProto(
+            allow_soft_placement=True,
+            intra_op_parallelism_threads=intra_op_threads,
+            inter_op_parallelism_threads=inter_op_threads,
+        )
+        if self.device.type == "CPU":
+            config.device_count["GPU"] = 0
+        else:
+            config.gpu_options.allow_growth = True
+        self._session_config = config
+
+    def load(self, path: Path) -> LocalTFServable:
+        path = Path(path)
+        if not any((path / f).is_file() for f in ("saved_model.pb", "saved_model.pbtxt")):
+            raise NotFound(f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}")
+        graph = tf.Graph()
+        session = tf.compat.v1.Session(graph=graph, config=self._session_config)
+        try:
+            with graph.as_default():
+                meta_graph = tf.compat.v1.saved_model.loader.load(session, SERVING_TAGS, str(path))
+        except Exception as e:  # a corrupt or incompatible SavedModel fails in many ways
+            session.close()
+            if isinstance(e, tf.errors.OpError):
+                raise _as_serving_error(e) from None
+            raise ServingError(f"Failed to load SavedModel at {path}: {type(e).__name__}: {e}", Code.DATA_LOSS) from None
+        return LocalTFServable(session, meta_graph)

@@ -1,0 +1,133 @@
+"""Shared fixtures: the project's paths, TF Serving's test models, and real appliance processes.
+
+``ApplianceProcess`` starts ``python -m appliance serve --port 0 ...`` as a real
+process, reads the URL it prints, and waits for ``/health`` to say the first
+load is done; tests talk to it over real HTTP on loopback.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+MODELS = REPO / "models"
+TFSERVING_TESTDATA = REPO.parent / "shared" / "testdata" / "tfserving"
+URL_LINE = re.compile(r"serving on (http://\S+)")
+
+
+@pytest.fixture(scope="session")
+def tfs_testdata() -> Path:
+    """TF Serving's own test SavedModels, used in place (never copied into the project)."""
+    if not TFSERVING_TESTDATA.is_dir():
+        pytest.skip(f"TF Serving test models not found at {TFSERVING_TESTDATA} (CI always provides them)")
+    return TFSERVING_TESTDATA
+
+
+class ApplianceProcess:
+    """A real ``appliance serve`` process on a free loopback port."""
+
+    def __init__(self, *args: str, wait_ready: bool = True, timeout: float = 120):
+        self.args = ["serve", "--port", "0", *args]
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "appliance", *self.args],
+            cwd=REPO,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        )
+        self.stderr_lines: list[str] = []
+        self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
+        self._stderr_reader.start()
+        self.url = self._read_url(timeout)
+        if wait_ready:
+            self.wait_ready(timeout)
+
+    def _read_stderr(self) -> None:
+        for line in self.proc.stderr:
+            self.stderr_lines.append(line)
+
+    def _read_url(self, timeout: float) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            line = self.proc.stdout.readline()
+            if not line:
+                self.proc.wait(timeout=10)
+                raise RuntimeError(f"appliance exited ({self.proc.returncode}): {''.join(self.stderr_lines)}")
+            match = URL_LINE.search(line)
+            if match:
+                return match.group(1)
+        raise RuntimeError("appliance printed no URL in time")
+
+    def wait_ready(self, timeout: float = 120) -> dict:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            response = requests.get(self.url + "/health", timeout=10)
+            if response.json()["status"] != "loading":
+                return response.json()
+            time.sleep(0.1)
+        raise RuntimeError("appliance never finished loading")
+
+    @property
+    def stderr(self) -> str:
+        return "".join(self.stderr_lines)
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 60) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        code = self.proc.wait(timeout=timeout)
+        self._stderr_reader.join(timeout=10)
+        return code
+
+
+@pytest.fixture(scope="session")
+def bundled_server():
+    """One appliance serving the bundled models, shared by the tests that only read from it."""
+    server = ApplianceProcess()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tfs_config(tfs_testdata, tmp_path_factory) -> Path:
+    """A TF Serving models.config naming TF Serving's test models (in place)."""
+    config = tmp_path_factory.mktemp("config") / "models.config"
+    config.write_text(
+        f"""
+model_config_list {{
+  config {{ name: "default" base_path: "{tfs_testdata}/saved_model_half_plus_two_cpu" model_platform: "tensorflow" }}
+  config {{
+    name: "two_versions"
+    base_path: "{tfs_testdata}/saved_model_half_plus_two_2_versions"
+    model_platform: "tensorflow"
+    model_version_policy {{ all {{}} }}
+    version_labels {{ key: "stable" value: 123 }}
+    version_labels {{ key: "canary" value: 124 }}
+  }}
+  config {{ name: "half_plus_three" base_path: "{tfs_testdata}/saved_model_half_plus_three" }}
+  config {{ name: "tf2" base_path: "{tfs_testdata}/saved_model_half_plus_two_tf2_cpu" }}
+  config {{ name: "matrix" base_path: "{tfs_testdata}/matrix_half_plus_two" }}
+  config {{ name: "multi_io" base_path: "{tfs_testdata}/generated/multi_io" }}
+  config {{ name: "mkl" base_path: "{tfs_testdata}/saved_model_half_plus_two_mkl" }}
+}}
+"""
+    )
+    return config
+
+
+@pytest.fixture(scope="session")
+def tfs_server(tfs_config):
+    """One appliance serving TF Serving's test models through a models.config."""
+    server = ApplianceProcess("--model_config_file", str(tfs_config))
+    yield server
+    server.stop()

@@ -1,0 +1,181 @@
+"""The model manager with the real TF runtime on real SavedModels, in process.
+
+Version directories are assembled in tmp_path from the bundled models (which
+are ours), so each test can add, break and remove versions freely.
+"""
+
+from __future__ import annotations
+
+import shutil
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from appliance.config import ModelConfig, PolicyKind, VersionPolicy
+from appliance.errors import Code, InvalidArgument, NotFound
+from appliance.serving.manager import ModelManager, State
+from appliance.serving.repository import Repository
+from appliance.serving.runtime.local_tf import LocalTFRuntime
+
+MODELS = Path(__file__).resolve().parents[2] / "models"
+PIXELS = np.zeros((1, 64), np.float32)
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return LocalTFRuntime(device="cpu")
+
+
+def add_version(base: Path, version: int, source: int = 1) -> Path:
+    """Copy a bundled digits version into ``base/version`` atomically (copy, then rename)."""
+    staging = base / f".staging-{version}"
+    shutil.copytree(MODELS / "digits" / str(source), staging)
+    return staging.rename(base / str(version))
+
+
+def make_manager(runtime, base: Path, policy=VersionPolicy(PolicyKind.ALL), labels=None) -> ModelManager:
+    config = ModelConfig(name="digits", base_path=base, policy=policy, labels=labels or {})
+    manager = ModelManager(Repository([config]), runtime, poll_seconds=0)
+    manager.poll()
+    return manager
+
+
+def states(manager: ModelManager) -> dict[int, State]:
+    return {s.version: s.state for s in manager.status("digits")}
+
+
+def test_initial_load_and_chosen_version_is_newest(runtime, tmp_path):
+    add_version(tmp_path, 1, source=1)
+    add_version(tmp_path, 2, source=2)
+    manager = make_manager(runtime, tmp_path)
+    assert states(manager) == {2: State.AVAILABLE, 1: State.AVAILABLE}
+    assert manager.chosen_version("digits") == 2
+    with manager.acquire("digits") as handle:
+        assert handle.version == 2
+        outputs = handle.servable.predict("serving_default", {"pixels": PIXELS})
+    assert outputs["probabilities"].shape == (1, 10)
+    manager.stop()
+    assert states(manager) == {2: State.END, 1: State.END}
+
+
+def test_new_version_is_loaded_and_chosen_on_the_next_poll(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    manager = make_manager(runtime, tmp_path, policy=VersionPolicy())  # latest 1, TF Serving's default
+    add_version(tmp_path, 2, source=2)
+    manager.poll()
+    assert manager.chosen_version("digits") == 2
+    assert states(manager) == {2: State.AVAILABLE, 1: State.END}
+    manager.stop()
+
+
+def test_removed_version_is_retired_only_after_its_requests_finish(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    add_version(tmp_path, 2)
+    manager = make_manager(runtime, tmp_path)
+    handle = manager.acquire("digits", version=2)
+    shutil.rmtree(tmp_path / "2")
+    poller = threading.Thread(target=manager.poll)
+    poller.start()
+    poller.join(timeout=2)
+    assert poller.is_alive(), "the unload must wait for the in-flight request"
+    assert states(manager)[2] is State.UNLOADING
+    assert manager.chosen_version("digits") == 1
+    # The held version still answers while it drains.
+    assert handle.servable.predict("serving_default", {"pixels": PIXELS})["class"].shape == (1,)
+    handle.release()
+    poller.join(timeout=30)
+    assert not poller.is_alive()
+    assert states(manager) == {2: State.END, 1: State.AVAILABLE}
+    with pytest.raises(NotFound, match=r"Specific\(digits, 2\)"):
+        manager.acquire("digits", version=2)
+    manager.stop()
+
+
+def test_corrupt_version_fails_alone_and_is_retried_once_repaired(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    broken = tmp_path / "2"
+    broken.mkdir()
+    (broken / "saved_model.pb").write_bytes(b"this is not a SavedModel")
+    manager = make_manager(runtime, tmp_path)
+    status = {s.version: s for s in manager.status("digits")}
+    assert status[2].state is State.END
+    assert status[2].error is not None and status[2].error.code is not Code.OK
+    assert "2" in status[2].error.message or "SavedModel" in status[2].error.message
+    assert status[1].state is State.AVAILABLE
+    assert manager.chosen_version("digits") == 1
+
+    manager.poll()  # unchanged files: not retried
+    assert states(manager)[2] is State.END
+
+    shutil.rmtree(broken)
+    add_version(tmp_path, 2, source=2)
+    manager.poll()
+    assert states(manager) == {2: State.AVAILABLE, 1: State.AVAILABLE}
+    assert manager.chosen_version("digits") == 2
+    manager.stop()
+
+
+def test_half_written_version_without_saved_model_is_an_error_state(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    (tmp_path / "3" / "variables").mkdir(parents=True)
+    manager = make_manager(runtime, tmp_path)
+    status = {s.version: s for s in manager.status("digits")}
+    assert status[3].state is State.END and status[3].error.code is Code.NOT_FOUND
+    assert manager.chosen_version("digits") == 1
+    manager.stop()
+
+
+def test_labels_and_lookup_errors(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    add_version(tmp_path, 2)
+    manager = make_manager(runtime, tmp_path, labels={"stable": 1, "gone": 9})
+    with manager.acquire("digits", label="stable") as handle:
+        assert handle.version == 1
+    assert [s.version for s in manager.status("digits", label="stable")] == [1]
+    with pytest.raises(InvalidArgument, match="Unrecognized servable version label: nope"):
+        manager.acquire("digits", label="nope")
+    with pytest.raises(NotFound, match=r"Specific\(digits, 9\)"):
+        manager.acquire("digits", label="gone")
+    with pytest.raises(NotFound, match=r"Latest\(other\)"):
+        manager.acquire("other")
+    with pytest.raises(NotFound, match="Could not find any versions of model other"):
+        manager.status("other")
+    with pytest.raises(NotFound, match="Could not find version 5 of model digits"):
+        manager.status("digits", version=5)
+    manager.stop()
+
+
+def test_model_root_picks_up_new_models(runtime, tmp_path):
+    root = tmp_path / "root"
+    (root / "a").mkdir(parents=True)
+    add_version(root / "a", 1)
+    manager = ModelManager(Repository([], roots=[root]), runtime, poll_seconds=0)
+    manager.poll()
+    assert manager.model_names() == ["a"]
+    (root / "b").mkdir()
+    add_version(root / "b", 7)
+    manager.poll()
+    assert manager.model_names() == ["a", "b"]
+    assert manager.chosen_version("b") == 7
+    shutil.rmtree(root / "a")
+    manager.poll()
+    assert manager.model_names() == ["b"]
+    manager.stop()
+
+
+def test_background_polling_thread(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    config = ModelConfig(name="digits", base_path=tmp_path, policy=VersionPolicy(PolicyKind.ALL))
+    manager = ModelManager(Repository([config]), runtime, poll_seconds=0.05)
+    manager.start()
+    assert manager.wait_until_ready(timeout=60)
+    add_version(tmp_path, 2)
+    deadline = threading.Event()
+    for _ in range(600):
+        if manager.chosen_version("digits") == 2:
+            break
+        deadline.wait(0.05)
+    assert manager.chosen_version("digits") == 2
+    manager.stop()

@@ -1,0 +1,129 @@
+"""The ``appliance`` command as a person runs it: real processes, real ports, real signals."""
+
+from __future__ import annotations
+
+import json
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+
+import requests
+
+from .conftest import REPO, ApplianceProcess
+
+
+def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=REPO, capture_output=True,
+                          text=True, timeout=timeout)
+
+
+def test_help_for_every_command():
+    for args in ([], ["serve"], ["models"], ["predict"]):
+        result = run_cli(*args, "--help")
+        assert result.returncode == 0
+        assert "usage: appliance" in result.stdout
+    assert "--model_config_file" in run_cli("serve", "--help").stdout
+
+
+def test_busy_port_is_a_one_line_error_naming_the_port():
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        result = run_cli("serve", "--port", str(port))
+    assert result.returncode != 0
+    errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
+    assert len(errors) == 1 and str(port) in errors[0]
+    assert "Traceback" not in result.stderr
+
+
+def test_missing_base_path_is_a_clear_error_at_start(tmp_path):
+    missing = tmp_path / "no-such-model"
+    result = run_cli("serve", "--port", "0", "--model_name", "m", "--model_base_path", str(missing))
+    assert result.returncode == 2
+    assert str(missing) in result.stderr and "Traceback" not in result.stderr
+
+
+def test_bad_model_config_file_is_a_clear_error(tmp_path):
+    config = tmp_path / "models.config"
+    config.write_text("model_config_list { config { name: 'm' base_path: '/nowhere/at/all' } }")
+    result = run_cli("serve", "--port", "0", "--model_config_file", str(config))
+    assert result.returncode == 2 and "/nowhere/at/all" in result.stderr
+
+
+def test_models_and_predict_commands_against_a_running_appliance(bundled_server):
+    listing = run_cli("models", "--url", bundled_server.url)
+    assert listing.returncode == 0, listing.stderr
+    lines = listing.stdout.splitlines()
+    assert "ready" in lines[0] and "CPU" in lines[0]
+    rows = [line.split() for line in lines[2:]]
+    assert ["digits", "2", "AVAILABLE", "*"] in rows and ["digits", "1", "AVAILABLE"] in rows
+
+    pixels = json.dumps([[0.0] * 64])
+    answer = run_cli("predict", "digits", "--version", "1", "--input", pixels, "--url", bundled_server.url)
+    assert answer.returncode == 0, answer.stderr
+    body = json.loads(answer.stdout)
+    assert body["model"] == "digits" and body["version"] == 1 and len(body["predictions"]["class"]) == 1
+
+
+def test_predict_command_reads_a_file_and_reports_errors(bundled_server, tmp_path):
+    source = tmp_path / "input.json"
+    source.write_text(json.dumps([[1.0] * 64, [2.0] * 64]))
+    answer = run_cli("predict", "digits", "--input", f"@{source}", "--url", bundled_server.url)
+    assert len(json.loads(answer.stdout)["predictions"]["class"]) == 2
+    failed = run_cli("predict", "nope", "--input", "[[1.0]]", "--url", bundled_server.url)
+    assert failed.returncode == 1 and "404" in failed.stderr and "nope" in failed.stderr
+
+
+def test_client_commands_without_a_server_say_so():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    result = run_cli("models", "--url", f"http://127.0.0.1:{port}")
+    assert result.returncode == 1 and "no appliance answers" in result.stderr
+
+
+def test_no_subcommand_serves_headless_and_sigint_stops_gracefully():
+    bare = subprocess.Popen([sys.executable, "-m", "appliance", "--port", "0"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    with bare:
+        line = bare.stdout.readline()
+        assert "serving on http://127.0.0.1:" in line
+        url = line.split("serving on ", 1)[1].strip()
+        assert requests.get(url + "/health", timeout=30).status_code in (200, 503)
+        bare.send_signal(signal.SIGINT)
+        assert bare.wait(timeout=60) == 0
+
+
+def test_sigterm_finishes_in_flight_requests_then_exits_zero():
+    server = ApplianceProcess()
+    results: list[int] = []
+    errors: list[BaseException] = []
+    started = threading.Barrier(5)
+
+    def client():
+        started.wait()
+        try:
+            for _ in range(20):
+                response = requests.post(server.url + "/predict", json={"input": [[1.0] * 64] * 64}, timeout=30)
+                results.append(response.status_code)
+        except requests.ConnectionError as e:  # refused once the listener has closed: expected
+            errors.append(e)
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    started.wait()
+    deadline = time.monotonic() + 60
+    while not results and time.monotonic() < deadline:
+        time.sleep(0.01)
+    code = server.stop(signal.SIGTERM)
+    for t in threads:
+        t.join(timeout=60)
+    assert code == 0
+    assert results and set(results) == {200}, "every request that got an answer got a complete one"
+    assert "Traceback" not in server.stderr
+    assert "unloaded" in server.stderr
