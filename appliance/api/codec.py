@@ -35,7 +35,7 @@ from json.encoder import encode_basestring as _quote
 
 import numpy as np
 
-from ..errors import Code, InvalidArgument, ServingError, Unimplemented
+from ..errors import InvalidArgument, ServingError, Unimplemented
 
 __all__ = [
     "ROW",
@@ -109,7 +109,7 @@ def parse_document(body: bytes) -> dict:
         raise InvalidArgument("JSON Parse error: The document is nested too deeply.") from None
     except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
         raise InvalidArgument(f"JSON Parse error: {e}") from None
-    if _SURROGATE_ESCAPE.search(body):
+    if b"\\" in body and _SURROGATE_ESCAPE.search(body):  # a one-byte test is a fast memchr
         _check_surrogates(doc, body)
     if type(doc) is not dict:
         raise InvalidArgument(f"JSON Value: {_debug(doc)} Is not object")
@@ -311,9 +311,9 @@ def _rapidjson_double(d: float) -> str:
     return sign + text
 
 
-def _format_error(doc, *message: str) -> InvalidArgument:
+def _format_error(doc, message: str) -> InvalidArgument:
     """TF Serving's FormatError: the offending value followed by what is wrong with it."""
-    return InvalidArgument(f"JSON Value: {_debug(doc)} " + "".join(message))
+    return InvalidArgument(f"JSON Value: {_debug(doc)} {message}")
 
 
 def _status_string(error: ServingError) -> str:
@@ -409,30 +409,30 @@ def _decode_b64_object(value) -> bytes:
 def _convert_leaf(value, dtype_enum: str):
     """AddValueToTensor (and FillTensorProto's object case): one JSON scalar as a Python value."""
     dtype = _DTYPES.get(dtype_enum)
-    kind = type(value)
-    if kind is dict:
+    value_type = type(value)
+    if value_type is dict:
         if dtype_enum == "DT_STRING":
             return _decode_b64_object(value)
         raise _type_error(value, dtype_enum)
     if dtype is None:
         raise Unimplemented(f"Conversion of JSON Value: {_debug(value)} to type: {_type_name(dtype_enum)}")
     if dtype.kind == "float":
-        if kind is float:
+        if value_type is float:
             return value
-        if kind is int:
+        if value_type is int:
             try:
                 return float(value)
             except OverflowError:
                 return math.copysign(math.inf, value)
     elif dtype.kind == "int":
-        if kind is int:
+        if value_type is int:
             if dtype.low <= value <= dtype.high:
                 return value
             raise _type_error(value, dtype_enum, f" (out of range [{dtype.low}, {dtype.high}])")
     elif dtype.kind == "bool":
-        if kind is bool:
+        if value_type is bool:
             return value
-    elif kind is str:
+    elif value_type is str:
         try:
             return value.encode("utf-8")
         except UnicodeEncodeError:
@@ -489,9 +489,7 @@ def _assemble(shape: tuple[int, ...], values: list, dtype_enum: str, source) -> 
     if dtype.kind == "float":
         with np.errstate(over="ignore"):
             return np.array(values, dtype=np.float64).astype(dtype.numpy).reshape(shape)
-    if dtype.kind == "int" and values and max(values) > 2**63 - 1:
-        return np.array(values, dtype=np.uint64).astype(dtype.numpy).reshape(shape)
-    return np.array(values, dtype=dtype.numpy).reshape(shape)
+    return np.array(values, dtype=dtype.numpy).reshape(shape)  # ints already range-checked
 
 
 # ---------------------------------------------------------------------------
@@ -542,7 +540,12 @@ def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
         if dtype.kind == "int":
             if types != {int}:
                 return None
-            ints = np.fromiter(leaves, dtype=np.int64, count=len(leaves))
+            try:
+                ints = np.fromiter(leaves, dtype=np.int64, count=len(leaves))
+            except OverflowError:  # beyond int64: only uint64 can hold it (negatives overflow again)
+                if dtype.numpy != np.uint64:
+                    return None
+                ints = np.fromiter(leaves, dtype=np.uint64, count=len(leaves))
             if ints.dtype != dtype.numpy and (ints.min() < dtype.low or ints.max() > dtype.high):
                 return None
             return ints.astype(dtype.numpy, copy=False).reshape(shape)
@@ -561,7 +564,7 @@ def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
         out = np.empty(len(strings), dtype=object)
         out[:] = strings
         return out.reshape(shape)
-    except (OverflowError, UnicodeEncodeError):  # e.g. uint64 values; lone surrogates
+    except (OverflowError, UnicodeEncodeError):  # integers beyond double range; lone surrogates
         return None
 
 
@@ -593,7 +596,9 @@ def decode_predict_inputs(doc: dict, input_dtypes: Mapping[str, str]) -> tuple[d
         raise InvalidArgument(f"Failed to get input map for signature: {doc.get('signature_name') or 'DEFAULT'}")
     if "instances" in doc:
         if "inputs" in doc:
-            raise _format_error(doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist ")
+            raise _format_error(
+                doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "
+            )
         instances = doc["instances"]
         if type(instances) is not list:
             raise _format_error(doc, "Expecting 'instances' to be an list/array")
@@ -765,7 +770,7 @@ def _add_feature_value(value, name: str, kind: str | None, values: list) -> str:
     elif type(value) is dict:
         new_kind, converted = "bytes", None
     elif type(value) is str:
-        new_kind, converted = "bytes", value.encode("utf-8", "surrogatepass")
+        new_kind, converted = "bytes", value.encode("utf-8", "replace")
     elif type(value) is int and _INT64_MIN <= value <= _UINT64_MAX:
         new_kind, converted = "int64", value
     else:  # a number with a fraction or exponent, or an integer rapidjson can only hold as a double
@@ -789,42 +794,55 @@ def _add_feature_value(value, name: str, kind: str | None, values: list) -> str:
 
 _SHORT = "%g".__mod__  # absl::StrCat(float|double): six significant digits
 _FULL = {np.dtype(np.float32): "%.9g".__mod__, np.dtype(np.float64): "%.17g".__mod__}  # max_digits10
-_PREFILTER_MIN = 128  # below this, trying six digits on every value is cheaper than ruling values out
+_BARE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_VECTORISE_MIN = 96  # smaller arrays are formatted value by value: numpy's per-call overhead dominates there
 
 
 def _decimal_tokens(flat: np.ndarray) -> list[str]:
     """WriteDecimal for each value of a 1-D float32 / float64 array.
 
     Six significant digits ("%g") when they parse back to the same value,
-    otherwise max_digits10 (9 for float32, 17 for float64); ".0" appended to
-    whole numbers written without "." or "e"; NaN, Infinity, -Infinity as bare tokens.
+    otherwise max_digits10 ("%.9g" for float32, "%.17g" for float64); ".0"
+    appended when the text has neither "." nor "e"; NaN, Infinity, -Infinity as
+    bare tokens.
     """
-    values = flat.tolist()
-    tokens = list(map(_FULL[flat.dtype], values))
-    if flat.size >= _PREFILTER_MIN:
-        candidates = np.flatnonzero(_may_round_trip_in_six_digits(flat)).tolist()
-    else:
-        candidates = range(len(values))
-    short = [_SHORT(values[i]) for i in candidates]
-    if flat.dtype == np.float32:
-        parsed = array("f", map(float, short))  # strtof: the nearest float32
-    else:
-        parsed = map(float, short)
-    for i, token, back in zip(candidates, short, parsed):
-        if back == values[i]:
-            tokens[i] = token
+    single = flat.dtype == np.float32
+    if flat.size < _VECTORISE_MIN:
+        values = flat.tolist()
+        short = list(map(_SHORT, values))
+        parsed = array("f", map(float, short)) if single else map(float, short)  # strtof / strtod
+        full = _FULL[flat.dtype]
+        tokens = [token if back == value else full(value) for token, back, value in zip(short, parsed, values)]
+        return [token if "." in token or "e" in token else _BARE.get(token) or token + ".0" for token in tokens]
     with np.errstate(invalid="ignore"):  # signalling NaNs
-        whole = np.flatnonzero(flat == np.trunc(flat)).tolist()
-    for i in whole:  # only whole numbers can lack both "." and "e"
-        token = tokens[i]
-        if "." not in token and "e" not in token:
-            tokens[i] = token + ".0"
-    finite = np.isfinite(flat)
+        finite = np.isfinite(flat)
+        whole = finite & (flat == np.trunc(flat))
+    candidate = finite & _may_round_trip_in_six_digits(flat)
+    tokens = np.empty(flat.size, dtype=object)
+    shortened = np.zeros(flat.size, dtype=bool)
+    index = np.flatnonzero(candidate)
+    if index.size:
+        values = flat[index]
+        short = list(map(_SHORT, values.tolist()))
+        if single:  # strtof: the float32 nearest to the text
+            parsed = np.frombuffer(array("f", map(float, short)), dtype=np.float32)
+        else:
+            parsed = np.fromiter(map(float, short), dtype=np.float64, count=len(short))
+        good = parsed == values
+        tokens[index[good]] = np.array(short, dtype=object)[good]
+        shortened[index[good]] = True
+    rest = finite & ~shortened
+    tokens[rest] = list(map(_FULL[flat.dtype], flat[rest].tolist()))
+    # Only whole numbers can lack both "." and "e": "%g" writes them out below 1e6
+    # (and every whole number below 1e6 has a six-digit token), "%.9g" below 1e9, "%.17g" below 1e17.
+    magnitude = np.abs(flat)
+    dotless = whole & ((magnitude < 1e6) | (~shortened & (magnitude < (1e9 if single else 1e17))))
+    tokens[dotless] += ".0"
     if not finite.all():
-        for i in np.flatnonzero(~finite).tolist():
-            value = values[i]
-            tokens[i] = "NaN" if value != value else "Infinity" if value > 0 else "-Infinity"
-    return tokens
+        tokens[np.isnan(flat)] = "NaN"
+        tokens[flat == np.inf] = "Infinity"
+        tokens[flat == -np.inf] = "-Infinity"
+    return tokens.tolist()
 
 
 def _may_round_trip_in_six_digits(flat: np.ndarray) -> np.ndarray:
@@ -871,7 +889,7 @@ def _string_token(value, as_bytes: bool) -> str:
     if isinstance(value, str):
         if not as_bytes:
             return _quote(value)
-        value = value.encode("utf-8", "surrogatepass")
+        value = value.encode("utf-8", "replace")
     elif not isinstance(value, bytes):
         raise TypeError(value)
     if as_bytes:
@@ -945,9 +963,9 @@ def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
 def encode_predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
     """MakeJsonFromTensors: {"predictions": ...} for ROW requests, {"outputs": ...} for COLUMNAR ones."""
     if fmt == ROW:
-        return ('{"predictions": ' + _row_json(outputs) + "}").encode("utf-8", "surrogatepass")
+        return ('{"predictions": ' + _row_json(outputs) + "}").encode("utf-8", "replace")
     if fmt == COLUMNAR:
-        return ('{"outputs": ' + encode_outputs_value(outputs) + "}").encode("utf-8", "surrogatepass")
+        return ('{"outputs": ' + encode_outputs_value(outputs) + "}").encode("utf-8", "replace")
     raise InvalidArgument("Invalid request format")
 
 

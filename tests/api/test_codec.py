@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import ctypes
+import ctypes.util
 import json
 import math
 import sys
@@ -31,7 +32,7 @@ from appliance.api.codec import (
     parse_document,
     signature_name,
 )
-from appliance.errors import Code, InvalidArgument, ServingError, Unimplemented
+from appliance.errors import Code, InvalidArgument, ServingError
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -66,9 +67,20 @@ def tokens_of(body: bytes):
     return json.loads(body, parse_float=str, parse_int=str, parse_constant=str)
 
 
-_libc = ctypes.CDLL(None)
-_libc.strtof.restype = ctypes.c_float
-_libc.strtof.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p)]
+def _c_strtof():
+    """The C library's strtof (what absl::SimpleAtof calls), or a numpy stand-in where ctypes cannot find it."""
+    for library in (None, ctypes.util.find_library("c"), "ucrtbase", "msvcrt"):
+        try:
+            strtof = ctypes.CDLL(library).strtof
+        except (OSError, AttributeError, TypeError):
+            continue
+        strtof.restype = ctypes.c_float
+        strtof.argtypes = [ctypes.c_char_p, ctypes.POINTER(ctypes.c_char_p)]
+        return lambda text: strtof(text.encode(), None)
+    return lambda text: float(np.float32(float(text)))
+
+
+strtof = _c_strtof()
 
 
 def write_decimal(value: float, single: bool) -> str:
@@ -78,7 +90,7 @@ def write_decimal(value: float, single: bool) -> str:
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
     text = "%g" % value
-    parsed = _libc.strtof(text.encode(), None) if single else float(text)
+    parsed = strtof(text) if single else float(text)
     if parsed != value:
         text = ("%.9g" if single else "%.17g") % value
     if "." not in text and "e" not in text:
@@ -246,7 +258,12 @@ def test_multiple_named_tensors():
          "float_tensor": [1.0, NaN], "dbl_tensor": [NaN]},
         {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"],
          "float_tensor": [2.0, Infinity], "dbl_tensor": [2.0]}]}"""
-    dtypes = {"int_tensor": "DT_INT32", "str_tensor": "DT_STRING", "float_tensor": "DT_FLOAT", "dbl_tensor": "DT_DOUBLE"}
+    dtypes = {
+        "int_tensor": "DT_INT32",
+        "str_tensor": "DT_STRING",
+        "float_tensor": "DT_FLOAT",
+        "dbl_tensor": "DT_DOUBLE",
+    }
     inputs, fmt = predict(body, dtypes)
     assert fmt == ROW and set(inputs) == set(dtypes)
     assert_array(inputs["int_tensor"], [[[1, 2], [3, 4], [5, 6]], [[7, 8], [9, 0], [1, 2]]], np.int32)
@@ -356,8 +373,8 @@ def test_fast_and_precise_paths_agree(monkeypatch):
 
 def test_single_unnamed_tensor_errors():
     single = {"default": "DT_INT32"}
-    message = predict_error('{"signature_name": 5, "instances": [[1,2],[3,4],[5,6,7]]}', single)
-    assert "must be a string value" not in message  # signature_name is the caller's first step
+    with pytest.raises(InvalidArgument, match="must be a string value"):  # read first, by the caller
+        signature_name(parse_document(b'{"signature_name": 5, "instances": [[1,2],[3,4],[5,6,7]]}'))
     assert "Not formatted correctly" in predict_error(
         '{"instances": [[1,2],[3,4],[5,6,7]], "inputs": [[1,2],[3,4],[5,6,7]]}', single
     )
@@ -453,6 +470,25 @@ def test_ragged_values():
         "Failed to process element: 1 of 'instances' list. Error: INVALID_ARGUMENT: "
         "Encountered list at unexpected level: 1 expected < 1"
     )
+    # depth-first, like FillTensorProto: the bad value comes before the short list
+    assert 'JSON Value: "a" Type: String' in predict_error('{"inputs": [[1, "a"], [2]]}', single)
+
+
+def test_values_in_messages_use_pretty_writer_layout():
+    message = predict_error('{"inputs": [[1, {"b": [true, null]}]]}', {"x": "DT_INT32"})
+    assert message == 'JSON Value: {\n    "b": [true, null]\n} Type: Object is not of expected type: int32'
+    message = predict_error('{"instances": [{"a": ["x", {"c": {}}]}]}', {"a": "DT_STRING"})
+    assert message == (
+        "Failed to process element: 0 key: a of 'instances' list. Error: INVALID_ARGUMENT: "
+        'JSON Value: {\n    "c": {}\n} not formatted correctly for base64 data'
+    )
+    message = predict_error('{"instances": [{"a": [{"b64": "aGk="}], "c": {}}]}', {"a": "DT_STRING", "c": "DT_STRING"})
+    assert message.endswith("JSON Value: {} not formatted correctly for base64 data")
+    message = predict_error('{"instances": [{"a": {"b64": "aGk="}}]}', {"a": "DT_STRING", "b": "DT_STRING"})
+    assert message == (
+        "Failed to process element: 0 of 'instances' list. JSON object: "
+        '{\n    "a": {\n        "b64": "aGk="\n    }\n} keys must be equal to: a,b'
+    )
 
 
 @pytest.mark.parametrize(
@@ -478,6 +514,14 @@ def test_ragged_values():
         ("DT_STRING", "false", "false", "False", "string"),
         ("DT_FLOAT", '{"b64": "aGk="}', '{\n    "b64": "aGk="\n}', "Object", "float"),  # PrettyWriter layout
         ("DT_INT32", '{"a": 1}', '{\n    "a": 1\n}', "Object", "int32"),
+        # rapidjson's number layout (dtoa + Prettify): shortest digits, no "+", ".0" on whole numbers
+        ("DT_INT32", "1e-7", "1e-7", "Number", "int32"),
+        ("DT_INT32", "0.000123", "0.000123", "Number", "int32"),
+        ("DT_INT32", "1.5E300", "1.5e300", "Number", "int32"),
+        ("DT_INT32", "1e20", "100000000000000000000.0", "Number", "int32"),
+        ("DT_INT32", "1e21", "1e21", "Number", "int32"),
+        ("DT_INT32", "-0.0", "-0.0", "Number", "int32"),
+        ("DT_INT64", "18446744073709551616", "18446744073709552000.0", "Number", "int64"),  # a double
     ],
 )
 def test_type_errors(dtype, value, shown, json_type, type_name):
@@ -593,7 +637,9 @@ def test_six_digit_precision():
 
 def test_non_finite_floats():
     tensor = {"float_tensor": np.array([[np.nan, np.inf], [3, -np.inf]], dtype=np.float32)}
-    assert tokens_of(encode_predict_response(tensor, ROW)) == {"predictions": [["NaN", "Infinity"], ["3.0", "-Infinity"]]}
+    assert tokens_of(encode_predict_response(tensor, ROW)) == {
+        "predictions": [["NaN", "Infinity"], ["3.0", "-Infinity"]]
+    }
     assert tokens_of(encode_predict_response({"d": np.array([np.nan, -np.inf], np.float64)}, COLUMNAR)) == {
         "outputs": ["NaN", "-Infinity"]
     }
@@ -716,7 +762,10 @@ def test_output_errors():
     with pytest.raises(InvalidArgument) as info:
         encode_predict_response({"tensor": np.int32(1)}, ROW)
     assert info.value.message == "Tensor name: tensor has no shape information "
-    outputs = {"int_tensor": np.zeros((2, 3), np.int32), "str_tensor": np.array([[b"foo", b"bar", b"baz"]], dtype=object)}
+    outputs = {
+        "int_tensor": np.zeros((2, 3), np.int32),
+        "str_tensor": np.array([[b"foo", b"bar", b"baz"]], dtype=object),
+    }
     with pytest.raises(InvalidArgument) as info:
         encode_predict_response(outputs, ROW)
     assert info.value.message == "Tensor name: str_tensor has inconsistent batch size: 1 expecting: 2"
@@ -766,7 +815,8 @@ def test_round_trip(dtype_enum, np_dtype, shape):
     decoded = decode_input_value(json.loads(text), {"x": dtype_enum})["x"]
     assert decoded.dtype == np_dtype and decoded.shape == shape
     if tensor.dtype.kind == "f":
-        np.testing.assert_array_equal(decoded.view(f"uint{tensor.itemsize * 8}"), tensor.view(f"uint{tensor.itemsize * 8}"))
+        bits = f"uint{tensor.itemsize * 8}"  # compare bit patterns: -0.0 and NaN included
+        np.testing.assert_array_equal(decoded.view(bits), tensor.view(bits))
     else:
         assert decoded.tolist() == tensor.tolist()
     body = b'{"inputs": ' + text.encode() + b"}"  # and through the full request path
@@ -878,7 +928,10 @@ def test_classification_result():
     results = [[("car", 0.2), ("bike", 0.7), ("bus", 0.1)], [("car", 0.7), ("bike", 0.1), ("bus", 0.2)]]
     body = encode_classify_response(results)
     assert tokens_of(body) == {
-        "results": [[["car", "0.2"], ["bike", "0.7"], ["bus", "0.1"]], [["car", "0.7"], ["bike", "0.1"], ["bus", "0.2"]]]
+        "results": [
+            [["car", "0.2"], ["bike", "0.7"], ["bus", "0.1"]],
+            [["car", "0.7"], ["bike", "0.1"], ["bus", "0.2"]],
+        ]
     }
     assert tokens_of(encode_classify_response([[("", 1 / 3)], []])) == {"results": [[["", "0.333333343"]], []]}
 

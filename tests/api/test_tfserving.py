@@ -321,6 +321,8 @@ def test_multi_io_errors(tfs_server):
     response = post(tfs_server, path, {"inputs": {"a": [[1.0, 2.0]], "b": [3.5], "tag": ["x"]}})
     assert response.status_code == 400 and "not of expected type: int32" in error_of(response)
     response = post(tfs_server, path, {"instances": [{"a": [1.0, 2.0], "b": 3, "tag": "x", "extra": 1}]})
+    assert response.status_code == 400 and "does not have named input: extra" in error_of(response)
+    response = post(tfs_server, path, {"instances": [{"a": [1.0, 2.0], "b": 3}]})
     assert response.status_code == 400 and "keys must be equal to: a,b,tag" in error_of(response)
 
 
