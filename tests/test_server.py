@@ -91,6 +91,17 @@ def wait_until(predicate, what):
         time.sleep(0.01)
 
 
+def refuses_connections(port) -> bool:
+    """True once nothing listens on the port (a connect racing the close may be reset instead: try again)."""
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
+    except ConnectionRefusedError:
+        return True
+    except ConnectionResetError:
+        pass
+    return False
+
+
 def raw_request(port, data: bytes) -> http.client.HTTPResponse:
     sock = socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT)
     sock.sendall(data)
@@ -225,15 +236,7 @@ def test_stop_in_a_signal_handler_on_the_serving_thread():
     def driver():
         assert app.waiting.wait(TIMEOUT)
         signal.pthread_kill(threading.main_thread().ident, signal.SIGUSR1)
-
-        def refused():
-            try:
-                socket.create_connection(("127.0.0.1", server.port), timeout=TIMEOUT).close()
-            except ConnectionRefusedError:
-                return True
-            return False
-
-        wait_until(refused, "the listener to close")
+        wait_until(lambda: refuses_connections(server.port), "the listener to close")
         app.release.set()
 
     def watchdog():  # bounds the test should the handler's stop() be lost
@@ -364,15 +367,7 @@ def test_sigterm_drains_the_in_flight_request_and_exits_cleanly(tmp_path):
         assert lines.get(timeout=TIMEOUT).strip() == "slow started"
 
         child.send_signal(signal.SIGTERM)
-
-        def refused():
-            try:
-                socket.create_connection(("127.0.0.1", port), timeout=TIMEOUT).close()
-            except ConnectionRefusedError:
-                return True
-            return False
-
-        wait_until(refused, "the child to stop listening")  # the request is still in flight here
+        wait_until(lambda: refuses_connections(port), "the child to stop listening")  # still in flight here
         release.touch()
         client.join(TIMEOUT)
         response = results.get_nowait()

@@ -17,7 +17,8 @@ import bottle
 from ..serving.manager import ModelManager
 from . import pages
 from .predict import SimplePredictAPI
-from .responses import JSON_TYPE, json_error
+from ..errors import ServingError
+from .responses import JSON_TYPE, error_response, json_error
 from .tfserving import TFServingAPI
 
 log = logging.getLogger(__name__)
@@ -51,17 +52,35 @@ def _raw_path(environ: dict) -> str:
     return uri.split("?", 1)[0].split("#", 1)[0]
 
 
+INTERNAL_ERROR = "Internal error: the server could not complete the request; see its log"
+
+
+def _json_errors(callback):
+    """Bottle plugin: a ServingError becomes its status and message; anything else a logged 500."""
+
+    def answer(*args, **kwargs):
+        try:
+            return callback(*args, **kwargs)
+        except bottle.HTTPResponse:
+            raise
+        except ServingError as e:
+            return error_response(e)
+        except Exception:
+            log.exception("unexpected error in %s %s", bottle.request.method, bottle.request.path)
+            return json_error(500, INTERNAL_ERROR)
+
+    return answer
+
+
 def _json_error_page(error: bottle.HTTPError) -> bytes:
+    """Bottle's own errors (no route, wrong method) in TF Serving's format."""
     bottle.response.content_type = JSON_TYPE
     if error.status_code == 404:
         message = f"Not found: {bottle.request.path}. See GET / for what this server offers."
     elif error.status_code == 405:
         message = f"Method {bottle.request.method} is not allowed on {bottle.request.path}"
     elif error.status_code >= 500:
-        if error.exception is not None:
-            log.error("unhandled error in %s %s", bottle.request.method, bottle.request.path,
-                      exc_info=(type(error.exception), error.exception, error.exception.__traceback__))
-        message = "Internal error: the server could not complete the request; see its log"
+        message = INTERNAL_ERROR
     else:
         message = str(error.body)
     return json_error(error.status_code, message).body
@@ -71,6 +90,7 @@ def create_app(manager: ModelManager, max_request_bytes: int) -> bottle.Bottle:
     """The WSGI application serving ``manager``'s models."""
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
+    app.install(_json_errors)
     tf_serving = TFServingAPI(manager)
     simple = SimplePredictAPI(manager)
 

@@ -15,11 +15,11 @@ import json
 
 import bottle
 
-from ..errors import InvalidArgument, ServingError, Unavailable
+from ..errors import InvalidArgument, Unavailable
 from ..serving.manager import ModelManager
 from ..serving.runtime import DEFAULT_SIGNATURE
 from . import codec
-from .responses import error_response, json_response
+from .responses import json_response
 
 KEYS = ("input", "model", "version", "label", "signature_name")
 
@@ -48,19 +48,15 @@ class SimplePredictAPI:
     def __init__(self, manager: ModelManager):
         self._manager = manager
 
-    def handle(self, body: bytes) -> bottle.HTTPResponse:
-        try:
-            return self._predict(codec.parse_document(body))
-        except ServingError as e:
-            return error_response(e)
-
     def _default_model(self) -> str:
         names = self._manager.model_names()
         if not names:
             raise Unavailable("no model is being served yet")
         return names[0]
 
-    def _predict(self, document: dict) -> bottle.HTTPResponse:
+    def handle(self, body: bytes) -> bottle.HTTPResponse:
+        """Answer one request; raises ServingError for anything the client got wrong."""
+        document = codec.parse_document(body)
         unknown = sorted(set(document) - set(KEYS))
         if unknown:
             raise InvalidArgument(f"unknown key {unknown[0]!r} in the request; expected some of: {', '.join(KEYS)}")

@@ -17,11 +17,11 @@ from urllib.parse import unquote
 
 import bottle
 
-from ..errors import InvalidArgument, ServingError
+from ..errors import InvalidArgument
 from ..serving.manager import ModelManager, VersionStatus
 from ..serving.runtime import DEFAULT_SIGNATURE
 from . import codec
-from .responses import dumps, error_response, json_response
+from .responses import dumps, json_response
 
 _NAME = r"([^/:]+)"
 _VERSION_OR_LABEL = r"(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
@@ -78,19 +78,16 @@ class TFServingAPI:
         self._verbs = {"predict": self.predict, "classify": self.classify, "regress": self.regress}
 
     def handle(self, http_method: str, path: str, read_body) -> bottle.HTTPResponse:
-        """Answer one /v1 request; ``read_body`` returns the request body as bytes."""
-        try:
-            if http_method == "OPTIONS":
-                return self._preflight()
-            target = parse_model_path(http_method, path)
-            if target is not None:
-                if http_method == "POST" and target.action in self._verbs:
-                    return self._verbs[target.action](target, read_body())
-                if http_method == "GET":
-                    return self.metadata(target) if target.action == "metadata" else self.status(target)
-            raise InvalidArgument(f"Malformed request: {http_method} {path}")
-        except ServingError as e:
-            return error_response(e)
+        """Answer one /v1 request; ``read_body`` returns the request body as bytes. Raises ServingError."""
+        if http_method == "OPTIONS":
+            return self._preflight()
+        target = parse_model_path(http_method, path)
+        if target is not None:
+            if http_method == "POST" and target.action in self._verbs:
+                return self._verbs[target.action](target, read_body())
+            if http_method == "GET":
+                return self.metadata(target) if target.action == "metadata" else self.status(target)
+        raise InvalidArgument(f"Malformed request: {http_method} {path}")
 
     @staticmethod
     def _preflight() -> bottle.HTTPResponse:

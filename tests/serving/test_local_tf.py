@@ -1,0 +1,117 @@
+"""The local TensorFlow runtime on real SavedModels: device selection, loading, predict/classify/regress."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import tensorflow as tf
+
+from appliance.errors import Code, FailedPrecondition, InvalidArgument, ServingError
+from appliance.serving.runtime import local_tf
+from appliance.serving.runtime.local_tf import LocalTFRuntime, select_device
+
+from ..conftest import MODELS
+
+
+@pytest.fixture(scope="module")
+def runtime():
+    return LocalTFRuntime(device="auto")
+
+
+def test_auto_and_cpu_select_the_cpu_on_a_machine_without_gpu():
+    if tf.config.list_physical_devices("GPU"):
+        pytest.skip("this machine has a GPU; the CPU-only behaviour is checked where there is none (CI)")
+    for requested in ("auto", "cpu"):
+        device = select_device(requested)
+        assert device.type == "CPU" and device.name and device.memory_growth is None
+    with pytest.raises(FailedPrecondition, match="no GPU"):
+        select_device("gpu")
+    with pytest.raises(InvalidArgument):
+        select_device("tpu")
+
+
+def test_gpu_is_chosen_with_memory_growth(monkeypatch):
+    """FAKE GPU: no GPU exists on the CI machines, so TensorFlow's device queries are replaced here.
+
+    What is checked is the appliance's own logic: with a GPU present, auto picks it,
+    turns memory growth on for every GPU and reports the GPU's name.
+    """
+    gpus = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"),
+            tf.config.PhysicalDevice("/physical_device:GPU:1", "GPU")]
+    growth = []
+    monkeypatch.setattr(local_tf.tf.config, "list_physical_devices", lambda kind=None: gpus)
+    monkeypatch.setattr(local_tf.tf.config.experimental, "set_memory_growth", lambda d, on: growth.append((d, on)))
+    monkeypatch.setattr(local_tf.tf.config.experimental, "get_device_details",
+                        lambda d: {"device_name": "NVIDIA H200"})
+    device = select_device("auto")
+    assert (device.type, device.name, device.memory_growth, device.count) == ("GPU", "NVIDIA H200", True, 2)
+    assert growth == [(gpus[0], True), (gpus[1], True)]
+    assert "memory growth on" in device.describe()
+
+
+def test_load_errors_are_serving_errors(runtime, tmp_path):
+    with pytest.raises(ServingError) as missing:
+        runtime.load(tmp_path)
+    assert missing.value.code is Code.NOT_FOUND and str(tmp_path) in missing.value.message
+    (tmp_path / "saved_model.pb").write_bytes(b"\x08\x01garbage")
+    with pytest.raises(ServingError) as corrupt:
+        runtime.load(tmp_path)
+    assert corrupt.value.code is not Code.OK and str(tmp_path) in corrupt.value.message
+
+
+def test_predict_classify_regress_on_tf_serving_models(runtime, tfs_testdata):
+    servable = runtime.load(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    outputs = servable.predict("", {"x": np.array([[1.0], [4.0]], np.float32)})
+    np.testing.assert_array_equal(outputs["y"], [[2.5], [4.0]])
+    assert servable.classify("classify_x_to_y", None, [{"x": ("float", [2.0])}]) == [[("", 3.0)]]
+    context = {"x": ("float", [10.0])}
+    assert servable.regress("regress_x_to_y2", context, [{}, {"x": ("float", [0.0])}]) == [8.0, 3.0]
+    assert servable.signatures["serving_default"].inputs["x"].dtype == "DT_FLOAT"
+    assert servable.signatures["serving_default"].inputs["x"].shape == (-1, 1)
+    servable.close()
+
+
+def test_predict_errors(runtime, tfs_testdata):
+    servable = runtime.load(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    with pytest.raises(FailedPrecondition, match='Serving signature key "nope" not found'):
+        servable.predict("nope", {"x": np.zeros((1, 1), np.float32)})
+    with pytest.raises(InvalidArgument, match="input size does not match signature: 2!=1"):
+        servable.predict("", {"x": np.zeros((1, 1), np.float32), "z": np.zeros(1, np.float32)})
+    with pytest.raises(InvalidArgument, match="input tensor alias not found in signature: z"):
+        servable.predict("", {"z": np.zeros(1, np.float32)})
+    with pytest.raises(ServingError) as mismatch:
+        servable.predict("", {"x": np.zeros((1, 1), np.int32)})
+    assert mismatch.value.code is Code.INVALID_ARGUMENT
+    with pytest.raises(ServingError) as garbage:
+        servable.classify("classify_x_to_y", None, [{"y": ("bytes", [b"no x feature"])}])
+    assert garbage.value.code is Code.INVALID_ARGUMENT
+    with pytest.raises(InvalidArgument, match="No signature was found with the name: nope"):
+        servable.regress("nope", None, [{}])
+    servable.close()
+
+
+def test_tf2_model_uses_signature_defaults_and_lists_the_init_op(runtime, tfs_testdata):
+    servable = runtime.load(tfs_testdata / "saved_model_half_plus_two_tf2_cpu" / "00000123")
+    assert servable.predict("", {})["y"].tolist() == [2.0]  # x defaults to [0.0]
+    metadata = servable.signature_defs_json()
+    assert "__saved_model_init_op" in metadata
+    assert metadata["serving_default"]["defaults"]["x"]["float_val"] == [0.0]
+    servable.close()
+
+
+def test_tf1_only_model_loads(runtime, tfs_testdata):
+    servable = runtime.load(tfs_testdata / "saved_model_half_plus_three" / "00000123")
+    assert servable.predict("", {"x": np.array([1.0, 2.0, 5.0], np.float32)})["y"].tolist() == [3.5, 4.0, 5.5]
+    servable.close()
+
+
+def test_bundled_image_signature_accepts_encoded_bytes(runtime):
+    servable = runtime.load(MODELS / "digits" / "2")
+    blank = tf.io.encode_png(tf.zeros((16, 16, 1), tf.uint8)).numpy()
+    outputs = servable.predict("image", {"image_bytes": np.array([blank, blank], dtype=object)})
+    assert outputs["probabilities"].shape == (2, 10)
+    np.testing.assert_allclose(outputs["probabilities"].sum(axis=1), 1.0, rtol=1e-5)
+    with pytest.raises(ServingError) as not_an_image:
+        servable.predict("image", {"image_bytes": np.array([b"not an image"], dtype=object)})
+    assert not_an_image.value.code is Code.INVALID_ARGUMENT
+    servable.close()
