@@ -135,9 +135,15 @@ def serve(settings: Settings) -> int:
             max_request_body_size=settings.max_request_bytes,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )
-    except (ServingError, PortInUse) as e:
-        print(f"appliance: error: {getattr(e, 'message', e)}", file=sys.stderr)
-        return 2 if isinstance(e, ServingError) else 1
+    except ServingError as e:
+        print(f"appliance: error: {e.message}", file=sys.stderr)
+        return 2
+    except PortInUse as e:
+        print(f"appliance: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # e.g. --host names an address this machine does not have
+        print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
+        return 1
     log.info("device: %s", runtime.device.describe())
     manager.start()
     install_signal_handlers(server)

@@ -112,7 +112,7 @@ class Server:
                 sockets=[sock],
                 threads=threads,
                 ident="appliance",
-                # waitress refuses a body of max_request_body_size bytes or more
+                # waitress refuses a body as large as its limit: +1 makes ours the largest accepted
                 max_request_body_size=max_request_body_size + 1,
                 connection_limit=connection_limit,
                 channel_timeout=channel_timeout,

@@ -40,6 +40,12 @@ def test_busy_port_is_a_one_line_error_naming_the_port():
     assert "Traceback" not in result.stderr
 
 
+def test_address_this_machine_does_not_have_is_a_clear_error():
+    result = run_cli("serve", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1: never assigned here
+    assert result.returncode == 1
+    assert "cannot listen on 192.0.2.1" in result.stderr and "Traceback" not in result.stderr
+
+
 def test_missing_base_path_is_a_clear_error_at_start(tmp_path):
     missing = tmp_path / "no-such-model"
     result = run_cli("serve", "--port", "0", "--model_name", "m", "--model_base_path", str(missing))

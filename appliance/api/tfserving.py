@@ -110,20 +110,20 @@ class TFServingAPI:
             outputs = handle.servable.predict(name, inputs)
         return json_response(codec.encode_predict_response(outputs, request_format))
 
-    def classify(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
+    def _run_on_examples(self, target: ModelPath, body: bytes, method: str):
+        """Classify and regress: the whole body is parsed (examples included) before the model is looked up."""
         document = codec.parse_document(body)
         signature_name = codec.signature_name(document)
         context, examples = codec.decode_examples(document)
         with self._manager.acquire(target.name, target.version, target.label) as handle:
-            results = handle.servable.classify(signature_name, context, examples)
+            return getattr(handle.servable, method)(signature_name, context, examples)
+
+    def classify(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
+        results = self._run_on_examples(target, body, "classify")
         return json_response(codec.encode_classify_response(results))
 
     def regress(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
-        document = codec.parse_document(body)
-        signature_name = codec.signature_name(document)
-        context, examples = codec.decode_examples(document)
-        with self._manager.acquire(target.name, target.version, target.label) as handle:
-            values = handle.servable.regress(signature_name, context, examples)
+        values = self._run_on_examples(target, body, "regress")
         return json_response(codec.encode_regress_response(values))
 
     def status(self, target: ModelPath) -> bottle.HTTPResponse:
