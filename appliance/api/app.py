@@ -97,12 +97,11 @@ def create_app(manager: ModelManager, max_request_bytes: int) -> bottle.Bottle:
     def body() -> bytes:
         return read_body(bottle.request.environ, max_request_bytes)
 
-    def v1(rest=""):
+    def v1(rest):
         return tf_serving.handle(bottle.request.method, _raw_path(bottle.request.environ), body)
 
-    for prefix in ("/v1", "/V1"):
-        app.route(prefix, "ANY", v1)
-        app.route(prefix + "/<rest:path>", "ANY", v1)
+    for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
+        app.route(prefix + "<rest:path>", "ANY", v1)
     app.route("/predict", "POST", lambda: simple.handle(body()))
     app.route("/health", "GET", lambda: pages.health(manager))
     app.route("/", "GET", lambda: pages.index(manager))

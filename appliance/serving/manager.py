@@ -321,14 +321,16 @@ class ModelManager:
 
     def summaries(self) -> list[ModelSummary]:
         with self._lock:
-            return [
-                ModelSummary(
-                    name=name,
-                    base_path=model.config.base_path,
-                    policy=model.config.policy.describe(),
-                    labels=dict(model.config.labels),
-                    chosen_version=(model.newest_available().number if model.newest_available() else None),
-                    versions=[v.status() for _, v in sorted(model.versions.items(), reverse=True)],
-                )
-                for name, model in self._models.items()
-            ]
+            return [self._summary(name, model) for name, model in self._models.items()]
+
+    @staticmethod
+    def _summary(name: str, model: _Model) -> ModelSummary:
+        chosen = model.newest_available()
+        return ModelSummary(
+            name=name,
+            base_path=model.config.base_path,
+            policy=model.config.policy.describe(),
+            labels=dict(model.config.labels),
+            chosen_version=chosen.number if chosen else None,
+            versions=[v.status() for _, v in sorted(model.versions.items(), reverse=True)],
+        )
