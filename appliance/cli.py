@@ -1,6 +1,7 @@
 """The ``appliance`` command: serve models, list them, or ask for a prediction.
 
-    appliance serve --port 8501                      # the bundled models, headless
+    appliance                                        # the desktop app: tray icon, bundled + your models
+    appliance serve --port 8501                      # the same models, headless, for scripts and services
     appliance serve --model_config_file models.config
     appliance models                                 # what a running appliance serves
     appliance predict digits --input '[[0, 0, 5, 13, 9, 1, 0, 0, ...]]'
@@ -19,9 +20,9 @@ import urllib.request
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PORT, ModelConfig, Settings, read_model_server_config
+from .config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PORT, Settings
 from .errors import InvalidArgument, ServingError
-from .paths import bundled_models_dir
+from .logs import configure_logging
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 log = logging.getLogger("appliance")
@@ -58,11 +59,17 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="appliance",
         description="Serve TensorFlow SavedModels over a local REST API compatible with TensorFlow Serving. "
-        "Without a command, serves the bundled models headless (like `appliance serve`).",
+        "Without a command, runs the desktop app (`appliance desktop`): a tray icon when there is a display.",
     )
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
-    serve = commands.add_parser("serve", help="serve models over HTTP until interrupted",
+    desktop = commands.add_parser(
+        "desktop", help="the default: serve with a tray icon (headless when there is no display)",
+        description="Serve models with a tray icon to switch versions; one per user (a second launch prints the "
+        "running one's URL). Without a display or tray, or with --headless, serves headless.")
+    _add_serve_flags(desktop)
+    desktop.add_argument("--headless", action="store_true", help="no tray icon, even when a display is available")
+    serve = commands.add_parser("serve", help="serve models over HTTP until interrupted (no tray, no single-instance)",
                                 description="Serve models over HTTP until SIGINT/SIGTERM (graceful stop).")
     _add_serve_flags(serve)
     models = commands.add_parser("models", help="list the models, versions and states of a running appliance")
@@ -99,61 +106,117 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     )
 
 
-def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
-    """The configured models and model roots; the bundled models when nothing is configured."""
-    configs: list[ModelConfig] = []
-    if settings.model_config_file is not None:
-        configs += read_model_server_config(settings.model_config_file)
-    if settings.model_name is not None:
-        configs.append(ModelConfig(name=settings.model_name, base_path=settings.model_base_path.resolve()))
-    roots = [r.resolve() for r in settings.model_roots]
-    if not configs and not roots:
-        roots = [bundled_models_dir()]
-    return configs, roots
+def _build(settings: Settings):
+    """The Application, or the exit status and a one-line error on stderr when it cannot start."""
+    from .application import Application
+    from .server import PortInUse
+
+    try:
+        return Application(settings), None
+    except ServingError as e:
+        print(f"appliance: error: {e.message}", file=sys.stderr)
+        return None, 2
+    except PortInUse as e:
+        print(f"appliance: error: {e}", file=sys.stderr)
+        return None, 1
+    except OSError as e:  # e.g. --host names an address this machine does not have
+        print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
+        return None, 1
+
+
+def _serve_headless(app) -> None:
+    from .server import install_signal_handlers
+
+    install_signal_handlers(app.server)
+    print(f"appliance: serving on {app.url}", flush=True)
+    app.server.serve_forever()
 
 
 def serve(settings: Settings) -> int:
     """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status."""
-    from .api.app import create_app
-    from .server import PortInUse, Server, install_signal_handlers
-    from .serving.manager import ModelManager
-    from .serving.repository import Repository
-
+    app, failed = _build(settings)
+    if app is None:
+        return failed
+    app.start()
     try:
-        repository = Repository(*model_sources(settings))
-        from .serving.runtime.local_tf import LocalTFRuntime
-
-        runtime = LocalTFRuntime(
-            settings.device, settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism
-        )
-        manager = ModelManager(repository, runtime, settings.file_system_poll_wait_seconds)
-        server = Server(
-            create_app(manager, settings.max_request_bytes),
-            settings.host,
-            settings.port,
-            threads=settings.threads,
-            max_request_body_size=settings.max_request_bytes,
-            shutdown_grace_seconds=settings.shutdown_grace_seconds,
-        )
-    except ServingError as e:
-        print(f"appliance: error: {e.message}", file=sys.stderr)
-        return 2
-    except PortInUse as e:
-        print(f"appliance: error: {e}", file=sys.stderr)
-        return 1
-    except OSError as e:  # e.g. --host names an address this machine does not have
-        print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
-        return 1
-    log.info("device: %s", runtime.device.describe())
-    manager.start()
-    install_signal_handlers(server)
-    print(f"appliance: serving on {server.url}", flush=True)
-    try:
-        server.serve_forever()
+        _serve_headless(app)
     finally:
-        manager.stop()
+        app.close()
     log.info("stopped")
     return 0
+
+
+def desktop(settings: Settings, headless: bool, log_level: str) -> int:
+    """The desktop app: one per user, with a tray icon when the desktop has a tray, else headless."""
+    from . import paths
+    from .instance import Discovery, InstanceLock, find_running_instance, remove_discovery, write_discovery
+    from .tray import tray_unavailable_reason
+
+    lock = InstanceLock(paths.instance_lock_file())
+    if not lock.acquire():
+        running = find_running_instance(paths.instance_lock_file(), paths.discovery_file())
+        print(f"appliance: already running at {running.url}" if running else "appliance: already running")
+        return 0
+    try:
+        configure_logging(log_level, paths.log_file())
+        reason = "--headless was given" if headless else tray_unavailable_reason()
+        app, failed = _build(settings)
+        if app is None:
+            return failed
+        write_discovery(paths.discovery_file(), Discovery.for_this_process(app.url, app.server.port, __version__))
+        app.start()
+        try:
+            if reason:
+                log.info("serving without a tray icon: %s", reason)
+                _serve_headless(app)
+            else:
+                _run_with_tray(app)
+        finally:
+            app.close()
+            remove_discovery(paths.discovery_file())
+        log.info("stopped")
+        return 0
+    finally:
+        lock.release()
+
+
+def _run_with_tray(app) -> None:
+    """The tray owns the main thread (GUI toolkits need it); the server runs beside it."""
+    from .tray import Tray
+
+    tray = Tray(app.tray_state, app)
+    app.subscribe(tray.refresh)
+    app.on_quit(tray.stop)
+    _quit_on_signals(app)
+    server_thread = app.server.start()
+    print(f"appliance: serving on {app.url}", flush=True)
+    try:
+        tray.run()
+    finally:
+        app.server.stop()
+        server_thread.join()
+
+
+def _quit_on_signals(app) -> None:
+    """SIGINT/SIGTERM quit the app even while a GUI main loop (not Python) holds the main thread.
+
+    The signals are blocked in every thread and awaited by a thread of their own,
+    so no Python signal handler needs the main thread.
+    """
+    import signal
+    import threading
+
+    signals = {signal.SIGINT, signal.SIGTERM}
+    if not hasattr(signal, "pthread_sigmask"):
+        return  # Windows: Ctrl+C reaches the console only; Quit in the tray menu ends the app
+    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+
+    def wait_for_signal():
+        received = signal.sigwait(signals)
+        log.info("%s received: quitting", signal.Signals(received).name)
+        app.quit()
+
+    threading.Thread(target=wait_for_signal, name="appliance-signals", daemon=True).start()
 
 
 def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
@@ -207,13 +270,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
     if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
-        argv = ["serve", *argv]
+        argv = ["desktop", *argv]
     args = parser.parse_args(argv)
-    logging.basicConfig(level=getattr(args, "log_level", "WARNING"),
-                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_logging(getattr(args, "log_level", "WARNING"))
     try:
         if args.command == "serve":
             return serve(settings_from_args(args))
+        if args.command == "desktop":
+            return desktop(settings_from_args(args), args.headless, args.log_level)
         if args.command == "models":
             return list_models(args.url)
         return predict(args)

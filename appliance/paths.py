@@ -1,14 +1,26 @@
-"""Where the appliance finds its own files, from a source checkout, a pip install or a frozen bundle.
+"""Where the appliance keeps its files, and how it writes them without ever leaving half a file behind.
 
-    bundled_models_dir()  # -> .../models, the SavedModels shipped with the appliance
+    bundled_models_dir()     # -> .../models, the SavedModels shipped with the appliance
+    preferences_file()       # -> ~/.config/appliance/preferences.json on Linux
+    discovery_file()         # -> $XDG_RUNTIME_DIR/appliance/appliance.json on Linux
+    write_file_atomically(ensure_dir(user_config_dir()) / "x.json", b"{}")
+
+Per-user locations come from platformdirs (app name "appliance", no author folder) and are computed on every
+call, so a change to ``XDG_*`` or ``HOME`` takes effect at once. Only :func:`ensure_dir` and
+:func:`write_file_atomically` touch the disk.
 """
 
 from __future__ import annotations
 
+import os
 import sys
+import tempfile
 from pathlib import Path
 
+import platformdirs
+
 PACKAGE_DIR = Path(__file__).resolve().parent
+APP_NAME = "appliance"
 
 
 def bundled_models_dir() -> Path:
@@ -21,3 +33,110 @@ def bundled_models_dir() -> Path:
         if candidate.is_dir():
             return candidate
     return candidates[0]
+
+
+def user_models_dir() -> Path:
+    """Models the user added (``~/.local/share/appliance/models`` on Linux)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"
+
+
+def user_config_dir() -> Path:
+    """The user's settings (``~/.config/appliance`` on Linux)."""
+    return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
+
+
+def user_log_dir() -> Path:
+    """The appliance's logs (``~/.local/state/appliance/log`` on Linux)."""
+    return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
+
+
+def user_state_dir() -> Path:
+    """State that outlives a run but is not a setting (``~/.local/state/appliance`` on Linux)."""
+    return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
+
+
+def user_runtime_dir() -> Path:
+    """Files that only mean something while the appliance runs: the runtime dir, else the state dir.
+
+    The runtime dir is missing or unusable in some sessions (no ``/run/user/<uid>`` under ssh or in a
+    container, an unsafe fallback that platformdirs refuses); the state dir then takes its place.
+    """
+    try:
+        runtime = Path(platformdirs.user_runtime_dir(APP_NAME, appauthor=False))
+    except (OSError, RuntimeError):
+        return user_state_dir()
+    return runtime if _could_create_dir(runtime) else user_state_dir()
+
+
+def preferences_file() -> Path:
+    """The user's choices made in the app (JSON, see ``appliance.preferences``)."""
+    return user_config_dir() / "preferences.json"
+
+
+def user_model_config_file() -> Path:
+    """The user's TF Serving ``models.config``."""
+    return user_config_dir() / "models.config"
+
+
+def log_file() -> Path:
+    """The appliance's rotating log file."""
+    return user_log_dir() / "appliance.log"
+
+
+def discovery_file() -> Path:
+    """Where a running appliance says which URL it serves on (see ``appliance.instance``)."""
+    return user_runtime_dir() / "appliance.json"
+
+
+def instance_lock_file() -> Path:
+    """The file whose OS lock marks the one running desktop appliance."""
+    return user_runtime_dir() / "appliance.lock"
+
+
+def ensure_dir(path: Path) -> Path:
+    """Create the folder ``path`` (owner-only, 0o700) and its parents when missing; return ``path``."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return path
+
+
+def write_file_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace ``path`` with ``data`` so that readers, and a crash at any moment, see the old file or the new one.
+
+    The bytes go to a hidden temp file in the same folder (``.<name>.<random>.tmp``, which a kill mid-write can
+    leave behind), are flushed to disk, then renamed over ``path``; the folder is created when missing.
+    """
+    folder = ensure_dir(path.parent)
+    fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as temp:
+            os.chmod(temp_name, mode)  # mkstemp makes 0o600; the caller may want the file readable by others
+            temp.write(data)
+            temp.flush()
+            os.fsync(temp.fileno())
+        os.replace(temp_name, path)
+    except BaseException:
+        Path(temp_name).unlink(missing_ok=True)
+        raise
+    _fsync_dir(folder)
+
+
+def _fsync_dir(folder: Path) -> None:
+    # The rename itself is only durable once the folder's entry is on disk; Windows cannot open a folder for this.
+    if sys.platform == "win32":
+        return
+    fd = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _could_create_dir(path: Path) -> bool:
+    """Whether ``path`` is a usable folder, or could be made one: its nearest existing ancestor is a writable folder."""
+    existing = path
+    try:
+        while not existing.exists() and existing != existing.parent:
+            existing = existing.parent
+    except OSError:  # a parent this user may not search
+        return False
+    return existing.is_dir() and os.access(existing, os.W_OK | os.X_OK)

@@ -12,6 +12,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -33,18 +34,33 @@ def tfs_testdata() -> Path:
     return TFSERVING_TESTDATA
 
 
-class ApplianceProcess:
-    """A real ``appliance serve`` process on a free loopback port."""
+def user_dirs_env(home: Path) -> dict[str, str]:
+    """Environment giving a process its own per-user folders (models, config, state, logs) under ``home``."""
+    names = {"XDG_DATA_HOME": "data", "XDG_CONFIG_HOME": "config", "XDG_STATE_HOME": "state",
+             "XDG_CACHE_HOME": "cache", "XDG_RUNTIME_DIR": "runtime"}
+    for folder in names.values():
+        (home / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {variable: str(home / folder) for variable, folder in names.items()}
 
-    def __init__(self, *args: str, wait_ready: bool = True, timeout: float = 120):
-        self.args = ["serve", "--port", "0", *args]
+
+class ApplianceProcess:
+    """A real ``appliance serve`` (or other command) process on a free loopback port.
+
+    Unless ``home`` is given, the process gets fresh per-user folders of its own,
+    so preferences and user models never leak between tests.
+    """
+
+    def __init__(self, *args: str, command: str = "serve", home: Path | None = None, env: dict | None = None,
+                 wait_ready: bool = True, timeout: float = 120):
+        self.home = home or Path(tempfile.mkdtemp(prefix="appliance-home-"))
+        self.args = [command, "--port", "0", *args]
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "appliance", *self.args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"},
+            env={**os.environ, "PYTHONUNBUFFERED": "1", **user_dirs_env(self.home), **(env or {})},
         )
         self.stderr_lines: list[str] = []
         self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)

@@ -3,8 +3,8 @@
     app = create_app(manager, max_request_bytes=64 << 20)
     waitress.serve(app, port=8501)
 
-Routes: ``/v1/...`` (TensorFlow Serving's REST API), ``POST /predict``,
-``GET /health`` and ``GET /``. Unknown paths answer 404 and wrong methods 405,
+Routes: ``/v1/models/...`` (TensorFlow Serving's REST API), ``POST /predict``,
+``/v1/appliance/models/<name>/chosen`` (the chosen version), ``GET /health`` and ``GET /``. Unknown paths answer 404 and wrong methods 405,
 in TF Serving's ``{"error": "..."}`` format; no traceback ever reaches a client.
 """
 
@@ -16,6 +16,8 @@ import bottle
 
 from ..serving.manager import ModelManager
 from . import pages
+from .control import PATH as CONTROL_PATH
+from .control import ControlAPI
 from .predict import SimplePredictAPI
 from ..errors import ServingError
 from .responses import JSON_TYPE, error_response, json_error
@@ -93,6 +95,7 @@ def create_app(manager: ModelManager, max_request_bytes: int) -> bottle.Bottle:
     app.install(_json_errors)
     tf_serving = TFServingAPI(manager)
     simple = SimplePredictAPI(manager)
+    control = ControlAPI(manager)
 
     def body() -> bytes:
         return read_body(bottle.request.environ, max_request_bytes)
@@ -100,6 +103,8 @@ def create_app(manager: ModelManager, max_request_bytes: int) -> bottle.Bottle:
     def v1(rest):
         return tf_serving.handle(bottle.request.method, _raw_path(bottle.request.environ), body)
 
+    app.route(CONTROL_PATH, "GET", control.chosen)
+    app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()))
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
         app.route(prefix + "<rest:path>", "ANY", v1)
     app.route("/predict", "POST", lambda: simple.handle(body()))

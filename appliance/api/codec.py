@@ -4,9 +4,10 @@ This is the Python counterpart of TF Serving's ``util/json_tensor.cc``: it turns
 ``:predict`` bodies (row format ``{"instances": [...]}`` or columnar format
 ``{"inputs": ...}``) into numpy arrays typed by the signature, turns
 ``:classify`` / ``:regress`` bodies into example features, and writes
-predictions, results and errors back as JSON with TF Serving's number
-formatting. Error messages keep TF Serving's wording, so clients that match on
-them keep working.
+predictions, results and errors back as JSON. Error messages keep TF
+Serving's wording, so clients that match on them keep working. The JSON text
+itself (parsing, values shown in errors, number formatting) follows
+``json_text``; ``parse_document`` is re-exported from there.
 
     doc = parse_document(b'{"instances": [[1.0, 2.0], [3.0, 4.0]]}')
     arrays, fmt = decode_predict_inputs(doc, {"x": "DT_FLOAT"})   # {"x": float32 (2, 2)}, ROW
@@ -22,20 +23,27 @@ TensorFlow.
 
 from __future__ import annotations
 
-import base64
 import binascii
-import json
 import math
 import re
-from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
-from json.encoder import encode_basestring as _quote
 
 import numpy as np
 
 from ..errors import InvalidArgument, ServingError, Unimplemented
+from .json_text import (
+    INT64_MIN,
+    UINT64_MAX,
+    debug_string,
+    decimal_tokens,
+    format_error,
+    json_type_name,
+    parse_document,  # re-exported: part of this module's API
+    quote,
+    string_token,
+)
 
 __all__ = [
     "ROW",
@@ -55,270 +63,18 @@ __all__ = [
 ROW = "row"
 COLUMNAR = "columnar"
 
-_INT64_MIN, _UINT64_MAX = -(2**63), 2**64 - 1
-
 
 # ---------------------------------------------------------------------------
-# Parsing the request body (ParseJson)
+# The request's signature (FillSignature)
 # ---------------------------------------------------------------------------
-
-_DECODER = json.JSONDecoder()
-_BOM = b"\xef\xbb\xbf"
-
-# rapidjson's GetParseError_En wording for what Python's json module reports.
-_PARSE_ERRORS = {
-    "Expecting value": "Invalid value.",
-    "Illegal trailing comma before end of array": "Invalid value.",
-    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
-    "Illegal trailing comma before end of object": "Missing a name for object member.",
-    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
-    "Unterminated string starting at": "Missing a closing quotation mark in string.",
-    "Invalid control character at": "Invalid encoding in string.",
-    "Invalid \\escape": "Invalid escape character in string.",
-    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
-}
-_LEADING_SPACE = re.compile(r"[ \t\n\r]*")
-_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.S)
-_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
-
-
-def parse_document(body: bytes) -> dict:
-    """TF Serving's ParseJson: the request body as a JSON object, or InvalidArgument.
-
-    Like TF Serving (rapidjson with kParseNanAndInfFlag | kParseStopWhenDoneFlag),
-    NaN / Infinity / -Infinity are accepted, a UTF-8 byte order mark is skipped and
-    anything after the top-level value is ignored. Unlike rapidjson, invalid UTF-8
-    and unpaired surrogate escapes are rejected, so every string is valid text.
-    """
-    if not body:
-        raise InvalidArgument("JSON Parse error: The document is empty")
-    skipped = len(_BOM) if body.startswith(_BOM) else 0
-    try:
-        text = body[skipped:].decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise _parse_error("Invalid encoding in string.", skipped + e.start) from None
-    start = _LEADING_SPACE.match(text).end()
-    if start == len(text):
-        raise _parse_error("The document is empty.", len(body))
-    try:
-        doc, _ = _DECODER.raw_decode(text, start)
-    except json.JSONDecodeError as e:
-        reason, pos = _rapidjson_reason(e, text)
-        raise _parse_error(reason, skipped + len(text[:pos].encode("utf-8"))) from None
-    except RecursionError:
-        raise InvalidArgument("JSON Parse error: The document is nested too deeply.") from None
-    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
-        raise InvalidArgument(f"JSON Parse error: {e}") from None
-    if b"\\" in body and _SURROGATE_ESCAPE.search(body):  # a one-byte test is a fast memchr
-        _check_surrogates(doc, body)
-    if type(doc) is not dict:
-        raise InvalidArgument(f"JSON Value: {_debug(doc)} Is not object")
-    return doc
-
-
-def _parse_error(reason: str, offset: int) -> InvalidArgument:
-    return InvalidArgument(f"JSON Parse error: {reason} at offset: {offset}")
-
-
-def _rapidjson_reason(error: json.JSONDecodeError, text: str) -> tuple[str, int]:
-    """rapidjson's reason and (character) position for a Python JSON syntax error."""
-    if error.msg == "Expecting ',' delimiter":
-        inside = _innermost_container(text, error.pos)
-        if inside == "{":
-            return "Missing a comma or '}' after an object member.", error.pos
-        return "Missing a comma or ']' after an array element.", error.pos
-    if error.msg == "Unterminated string starting at":
-        return _PARSE_ERRORS[error.msg], len(text)  # rapidjson reads to the end first
-    if error.msg == "Invalid \\uXXXX escape":
-        return _PARSE_ERRORS[error.msg], max(error.pos - 1, 0)  # at the backslash
-    return _PARSE_ERRORS.get(error.msg, "Invalid value."), error.pos
-
-
-def _innermost_container(text: str, pos: int) -> str | None:
-    """The bracket ('[' or '{') enclosing position `pos` of (valid up to there) JSON text."""
-    stack = []
-    for match in _STRING_OR_BRACKET.finditer(text, 0, pos):
-        token = match.group()
-        if token in "[{":
-            stack.append(token)
-        elif token in "]}" and stack:
-            stack.pop()
-    return stack[-1] if stack else None
-
-
-def _check_surrogates(doc, body: bytes) -> None:
-    """Reject unpaired \\uD800-\\uDFFF escapes (rapidjson does; Python keeps them as lone surrogates)."""
-    try:
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")
-    except UnicodeEncodeError:
-        offset = _SURROGATE_ESCAPE.search(body).start()
-        raise _parse_error("The surrogate pair in string is invalid.", offset) from None
 
 
 def signature_name(doc: dict) -> str:
     """The optional "signature_name" of a request ("" when absent)."""
     name = doc.get("signature_name", "")
     if type(name) is not str:
-        raise InvalidArgument(
-            f"JSON Value: {_debug(doc)} not formatted correctly. 'signature_name' key must be a string value."
-        )
+        raise format_error(doc, "not formatted correctly. 'signature_name' key must be a string value.")
     return name
-
-
-# ---------------------------------------------------------------------------
-# Describing JSON values in error messages (JsonValueToDebugString & co.)
-# ---------------------------------------------------------------------------
-
-_DEBUG_LIMIT = 256  # kMaxJsonDebugStringBytes
-_START_ARRAY, _END_ARRAY, _START_OBJECT, _END_OBJECT, _KEY, _SCALAR = range(6)
-_DONE = object()
-
-
-def _json_type(value) -> str:
-    """rapidjson's type name of a JSON value, as TF Serving prints it."""
-    if value is None:
-        return "Null"
-    if value is True:
-        return "True"
-    if value is False:
-        return "False"
-    if type(value) is dict:
-        return "Object"
-    if type(value) is list:
-        return "Array"
-    if type(value) is str:
-        return "String"
-    return "Number"
-
-
-def _events(value):
-    """SAX-style events of a JSON value, depth-first, without recursion."""
-    stack = [(iter((value,)), None)]
-    while stack:
-        items, container = stack[-1]
-        item = next(items, _DONE)
-        if item is _DONE:
-            stack.pop()
-            if container is not None:
-                yield (_END_ARRAY if container is list else _END_OBJECT), None
-            continue
-        if container is dict:
-            key, item = item
-            yield _KEY, key
-        if type(item) is list:
-            yield _START_ARRAY, None
-            stack.append((iter(item), list))
-        elif type(item) is dict:
-            yield _START_OBJECT, None
-            stack.append((iter(item.items()), dict))
-        else:
-            yield _SCALAR, item
-
-
-def _debug(value) -> str:
-    """rapidjson's PrettyWriter output (single-line arrays) of a value, cut off after 256 bytes."""
-    parts: list[str] = []
-    size = 0
-    levels: list[list] = []  # [is_array, values written so far] per open container
-    for event, payload in _events(value):
-        if size >= _DEBUG_LIMIT:
-            break
-        if event == _END_ARRAY:
-            levels.pop()
-            text = "]"
-        elif event == _END_OBJECT:
-            written = levels.pop()[1]
-            text = ("\n" + "    " * len(levels) if written else "") + "}"
-        else:
-            text = _pretty_prefix(levels)
-            if event == _START_ARRAY:
-                text += "["
-                levels.append([True, 0])
-            elif event == _START_OBJECT:
-                text += "{"
-                levels.append([False, 0])
-            elif event == _KEY:
-                text += _quote(payload)
-            else:
-                text += _debug_scalar(payload)
-        parts.append(text)
-        size += len(text.encode("utf-8", "surrogatepass"))
-    return "".join(parts)
-
-
-def _pretty_prefix(levels: list[list]) -> str:
-    if not levels:
-        return ""
-    level = levels[-1]
-    count = level[1]
-    level[1] += 1
-    if level[0]:
-        return ", " if count else ""
-    if count % 2:
-        return ": "
-    return ("\n" if count == 0 else ",\n") + "    " * len(levels)
-
-
-def _debug_scalar(value) -> str:
-    if value is None:
-        return "null"
-    if value is True:
-        return "true"
-    if value is False:
-        return "false"
-    if type(value) is str:
-        return _quote(value)
-    if type(value) is int:
-        if _INT64_MIN <= value <= _UINT64_MAX:
-            return str(value)
-        try:
-            value = float(value)  # rapidjson holds larger integers as doubles
-        except OverflowError:
-            return str(value)
-    if type(value) is float:
-        return _rapidjson_double(value)
-    return repr(value)
-
-
-def _rapidjson_double(d: float) -> str:
-    """A double as rapidjson's Writer prints it (shortest digits, Prettify's layout)."""
-    if math.isnan(d):
-        return "NaN"
-    if math.isinf(d):
-        return "Infinity" if d > 0 else "-Infinity"
-    sign = "-" if math.copysign(1.0, d) < 0 else ""
-    if d == 0:
-        return sign + "0.0"
-    mantissa, _, exponent = repr(abs(d)).partition("e")
-    whole, _, fraction = mantissa.partition(".")
-    digits = (whole + fraction).lstrip("0")
-    k = int(exponent or 0) - len(fraction)
-    stripped = digits.rstrip("0")
-    k += len(digits) - len(stripped)
-    digits = stripped
-    length = len(digits)
-    kk = length + k  # 10^(kk-1) <= |d| < 10^kk
-    if 0 <= k and kk <= 21:
-        text = digits + "0" * k + ".0"
-    elif 0 < kk <= 21:
-        text = digits[:kk] + "." + digits[kk:]
-    elif -6 < kk <= 0:
-        text = "0." + "0" * -kk + digits
-    elif length == 1:
-        text = f"{digits}e{kk - 1}"
-    else:
-        text = f"{digits[0]}.{digits[1:]}e{kk - 1}"
-    return sign + text
-
-
-def _format_error(doc, message: str) -> InvalidArgument:
-    """TF Serving's FormatError: the offending value followed by what is wrong with it."""
-    return InvalidArgument(f"JSON Value: {_debug(doc)} {message}")
-
-
-def _status_string(error: ServingError) -> str:
-    """absl::Status::ToString() of an error, as nested into TF Serving's messages."""
-    return f"{error.code.name}: {error.message}"
 
 
 # ---------------------------------------------------------------------------
@@ -366,9 +122,8 @@ def _type_name(dtype_enum: str) -> str:
 
 
 def _type_error(value, dtype_enum: str, detail: str = "") -> InvalidArgument:
-    return InvalidArgument(
-        f"JSON Value: {_debug(value)} Type: {_json_type(value)} is not of expected type: {_type_name(dtype_enum)}"
-        + detail
+    return format_error(
+        value, f"Type: {json_type_name(value)} is not of expected type: {_type_name(dtype_enum)}{detail}"
     )
 
 
@@ -399,7 +154,7 @@ def _b64decode(text: str) -> bytes | None:
 def _decode_b64_object(value) -> bytes:
     """JsonDecodeBase64Object."""
     if not _is_b64(value):
-        raise InvalidArgument(f"JSON Value: {_debug(value)} not formatted correctly for base64 data")
+        raise format_error(value, "not formatted correctly for base64 data")
     decoded = _b64decode(value["b64"])
     if decoded is None:
         raise InvalidArgument("Unable to base64 decode")
@@ -415,7 +170,7 @@ def _convert_leaf(value, dtype_enum: str):
             return _decode_b64_object(value)
         raise _type_error(value, dtype_enum)
     if dtype is None:
-        raise Unimplemented(f"Conversion of JSON Value: {_debug(value)} to type: {_type_name(dtype_enum)}")
+        raise Unimplemented(f"Conversion of JSON Value: {debug_string(value)} to type: {_type_name(dtype_enum)}")
     if dtype.kind == "float":
         if value_type is float:
             return value
@@ -423,7 +178,7 @@ def _convert_leaf(value, dtype_enum: str):
             try:
                 return float(value)
             except OverflowError:
-                return math.copysign(math.inf, value)
+                return math.inf if value > 0 else -math.inf
     elif dtype.kind == "int":
         if value_type is int:
             if dtype.low <= value <= dtype.high:
@@ -436,7 +191,7 @@ def _convert_leaf(value, dtype_enum: str):
         try:
             return value.encode("utf-8")
         except UnicodeEncodeError:
-            raise InvalidArgument(f"JSON Value: {_debug(value)} is not valid UTF-8 text") from None
+            raise format_error(value, "is not valid UTF-8 text") from None
     raise _type_error(value, dtype_enum)
 
 
@@ -461,9 +216,8 @@ def _fill(value, dtype_enum: str) -> tuple[tuple[int, ...], list]:
         item, level = stack.pop()
         if type(item) is not list:
             if level != rank:
-                raise InvalidArgument(
-                    f"JSON Value: {_debug(item)} found at incorrect level: {level + 1}"
-                    f" in the JSON DOM. Expected at level: {rank}"
+                raise format_error(
+                    item, f"found at incorrect level: {level + 1} in the JSON DOM. Expected at level: {rank}"
                 )
             values.append(_convert_leaf(item, dtype_enum))
             continue
@@ -481,15 +235,20 @@ def _assemble(shape: tuple[int, ...], values: list, dtype_enum: str, source) -> 
     """A numpy array of the signature's dtype from the values _convert_leaf accepted out of `source`."""
     dtype = _DTYPES.get(dtype_enum)
     if dtype is None:  # only reachable when `source` holds no values at all
-        raise Unimplemented(f"Conversion of JSON Value: {_debug(source)} to type: {_type_name(dtype_enum)}")
+        raise Unimplemented(f"Conversion of JSON Value: {debug_string(source)} to type: {_type_name(dtype_enum)}")
     if dtype.kind == "string":
-        out = np.empty(len(values), dtype=object)
-        out[:] = values
-        return out.reshape(shape)
+        return _object_array(values, shape)
     if dtype.kind == "float":
         with np.errstate(over="ignore"):
             return np.array(values, dtype=np.float64).astype(dtype.numpy).reshape(shape)
     return np.array(values, dtype=dtype.numpy).reshape(shape)  # ints already range-checked
+
+
+def _object_array(items: list, shape: tuple[int, ...]) -> np.ndarray:
+    """A DT_STRING tensor: the bytes values in an object array (np.array would make a fixed-width "S" array)."""
+    out = np.empty(len(items), dtype=object)
+    out[:] = items
+    return out.reshape(shape)
 
 
 # ---------------------------------------------------------------------------
@@ -561,9 +320,7 @@ def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
             strings = [leaf.encode() if type(leaf) is str else _fast_b64(leaf) for leaf in leaves]
             if None in strings:
                 return None
-        out = np.empty(len(strings), dtype=object)
-        out[:] = strings
-        return out.reshape(shape)
+        return _object_array(strings, shape)
     except (OverflowError, UnicodeEncodeError):  # integers beyond double range; lone surrogates
         return None
 
@@ -574,10 +331,10 @@ def _fast_b64(value) -> bytes | None:
 
 def _tensor(value, dtype_enum: str) -> np.ndarray:
     """One JSON value as a whole tensor (the columnar format), or the C++'s error."""
-    array_ = _fast_tensor(value, dtype_enum)
-    if array_ is None:
-        array_ = _assemble(*_fill(value, dtype_enum), dtype_enum, value)
-    return array_
+    tensor = _fast_tensor(value, dtype_enum)
+    if tensor is None:
+        tensor = _assemble(*_fill(value, dtype_enum), dtype_enum, value)
+    return tensor
 
 
 # ---------------------------------------------------------------------------
@@ -596,14 +353,14 @@ def decode_predict_inputs(doc: dict, input_dtypes: Mapping[str, str]) -> tuple[d
         raise InvalidArgument(f"Failed to get input map for signature: {doc.get('signature_name') or 'DEFAULT'}")
     if "instances" in doc:
         if "inputs" in doc:
-            raise _format_error(
+            raise format_error(
                 doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "
             )
         instances = doc["instances"]
         if type(instances) is not list:
-            raise _format_error(doc, "Expecting 'instances' to be an list/array")
+            raise format_error(doc, "Expecting 'instances' to be an list/array")
         if not instances:
-            raise _format_error(doc, "No values in 'instances' array")
+            raise format_error(doc, "No values in 'instances' array")
         return _decode_instances(instances, input_dtypes), ROW
     if "inputs" in doc:
         return _decode_columnar(doc["inputs"], input_dtypes, "inputs"), COLUMNAR
@@ -666,6 +423,11 @@ def _decode_instances(instances: list, input_dtypes: Mapping[str, str]) -> dict[
     return _InstanceBatcher(input_dtypes).batch(instances, named)
 
 
+def _status_string(error: ServingError) -> str:
+    """absl::Status::ToString() of an error, as nested into TF Serving's messages."""
+    return f"{error.code.name}: {error.message}"
+
+
 class _InstanceBatcher:
     """The precise row-format walk: per-instance checks and messages exactly as in the C++."""
 
@@ -691,7 +453,7 @@ class _InstanceBatcher:
                         ) from None
                 if sorted(item) != input_names:
                     raise InvalidArgument(
-                        f"Failed to process element: {index} of 'instances' list. JSON object: {_debug(item)}"
+                        f"Failed to process element: {index} of 'instances' list. JSON object: {debug_string(item)}"
                         f" keys must be equal to: {','.join(input_names)}"
                     )
             else:
@@ -731,6 +493,7 @@ def _shape_string(shape: tuple[int, ...]) -> str:
 # Classify and regress requests (FillClassificationRequestFromJson & co.)
 # ---------------------------------------------------------------------------
 
+
 def decode_examples(doc: dict) -> tuple[dict | None, list[dict]]:
     """The (optional) context and the examples of a classify or regress request.
 
@@ -739,19 +502,19 @@ def decode_examples(doc: dict) -> tuple[dict | None, list[dict]]:
     """
     context = _example_features(doc["context"]) if "context" in doc else None
     if "examples" not in doc:
-        raise _format_error(doc, "When method is classify, key 'examples' is expected and was not found")
+        raise format_error(doc, "When method is classify, key 'examples' is expected and was not found")
     examples = doc["examples"]
     if type(examples) is not list:
-        raise _format_error(doc, "Expecting 'examples' value to be an list/array")
+        raise format_error(doc, "Expecting 'examples' value to be an list/array")
     if not examples:
-        raise _format_error(doc, "'examples' value is an empty array")
+        raise format_error(doc, "'examples' value is an empty array")
     return context, [_example_features(example) for example in examples]
 
 
 def _example_features(value) -> dict:
     """MakeExampleFromJsonObject."""
     if type(value) is not dict:
-        raise InvalidArgument(f"Example must be JSON object but got JSON {_json_type(value)}")
+        raise InvalidArgument(f"Example must be JSON object but got JSON {json_type_name(value)}")
     features = {}
     for name, content in value.items():
         kind, values = None, []
@@ -764,20 +527,20 @@ def _example_features(value) -> dict:
 def _add_feature_value(value, name: str, kind: str | None, values: list) -> str:
     """AddValueToFeature: append one JSON value to a feature's values and return the feature's kind."""
     if value is None or type(value) is list or (type(value) is dict and not _is_b64(value)):
-        raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {_json_type(value)}")
+        raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {json_type_name(value)}")
     if type(value) is bool:
         new_kind, converted = "int64", int(value)
     elif type(value) is dict:
         new_kind, converted = "bytes", None
     elif type(value) is str:
         new_kind, converted = "bytes", value.encode("utf-8", "replace")
-    elif type(value) is int and _INT64_MIN <= value <= _UINT64_MAX:
+    elif type(value) is int and INT64_MIN <= value <= UINT64_MAX:
         new_kind, converted = "int64", value
     else:  # a number with a fraction or exponent, or an integer rapidjson can only hold as a double
         try:
             new_kind, converted = "float", float(value)
         except OverflowError:
-            new_kind, converted = "float", math.copysign(math.inf, value)
+            new_kind, converted = "float", (math.inf if value > 0 else -math.inf)
     if kind is not None and kind != new_kind:
         raise InvalidArgument(f"Unexpected element type in feature: {name} expecting type: {kind}")
     if new_kind == "int64" and converted > 2**63 - 1:
@@ -792,75 +555,6 @@ def _add_feature_value(value, name: str, kind: str | None, values: list) -> str:
 # Writing tensors as JSON (MakeJsonFromTensors)
 # ---------------------------------------------------------------------------
 
-_SHORT = "%g".__mod__  # absl::StrCat(float|double): six significant digits
-_FULL = {np.dtype(np.float32): "%.9g".__mod__, np.dtype(np.float64): "%.17g".__mod__}  # max_digits10
-_BARE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-_VECTORISE_MIN = 96  # smaller arrays are formatted value by value: numpy's per-call overhead dominates there
-
-
-def _decimal_tokens(flat: np.ndarray) -> list[str]:
-    """WriteDecimal for each value of a 1-D float32 / float64 array.
-
-    Six significant digits ("%g") when they parse back to the same value,
-    otherwise max_digits10 ("%.9g" for float32, "%.17g" for float64); ".0"
-    appended when the text has neither "." nor "e"; NaN, Infinity, -Infinity as
-    bare tokens.
-    """
-    single = flat.dtype == np.float32
-    if flat.size < _VECTORISE_MIN:
-        values = flat.tolist()
-        short = list(map(_SHORT, values))
-        parsed = array("f", map(float, short)) if single else map(float, short)  # strtof / strtod
-        full = _FULL[flat.dtype]
-        tokens = [token if back == value else full(value) for token, back, value in zip(short, parsed, values)]
-        return [token if "." in token or "e" in token else _BARE.get(token) or token + ".0" for token in tokens]
-    with np.errstate(invalid="ignore"):  # signalling NaNs
-        finite = np.isfinite(flat)
-        whole = finite & (flat == np.trunc(flat))
-    candidate = finite & _may_round_trip_in_six_digits(flat)
-    tokens = np.empty(flat.size, dtype=object)
-    shortened = np.zeros(flat.size, dtype=bool)
-    index = np.flatnonzero(candidate)
-    if index.size:
-        values = flat[index]
-        short = list(map(_SHORT, values.tolist()))
-        if single:  # strtof: the float32 nearest to the text
-            parsed = np.frombuffer(array("f", map(float, short)), dtype=np.float32)
-        else:
-            parsed = np.fromiter(map(float, short), dtype=np.float64, count=len(short))
-        good = parsed == values
-        tokens[index[good]] = np.array(short, dtype=object)[good]
-        shortened[index[good]] = True
-    rest = finite & ~shortened
-    tokens[rest] = list(map(_FULL[flat.dtype], flat[rest].tolist()))
-    # Only whole numbers can lack both "." and "e": "%g" writes them out below 1e6
-    # (and every whole number below 1e6 has a six-digit token), "%.9g" below 1e9, "%.17g" below 1e17.
-    magnitude = np.abs(flat)
-    dotless = whole & ((magnitude < 1e6) | (~shortened & (magnitude < (1e9 if single else 1e17))))
-    tokens[dotless] += ".0"
-    if not finite.all():
-        tokens[np.isnan(flat)] = "NaN"
-        tokens[flat == np.inf] = "Infinity"
-        tokens[flat == -np.inf] = "-Infinity"
-    return tokens.tolist()
-
-
-def _may_round_trip_in_six_digits(flat: np.ndarray) -> np.ndarray:
-    """False where six significant digits certainly cannot reproduce the value (saves formatting it twice).
-
-    The nearest six-digit decimal N * 10^(e-5) is located in float64 (t = |x| * 10^(5-e),
-    N = rint(t)); it can only round-trip when it lies within half a gap of x. The
-    1e-6 margin dwarfs float64's error on t (~1e-9), so borderline values stay candidates
-    and are settled by formatting and parsing, exactly as TF Serving does.
-    """
-    with np.errstate(all="ignore"):
-        gap = np.maximum(np.nextafter(flat, np.inf) - flat, flat - np.nextafter(flat, -np.inf)).astype(np.float64)
-        magnitude = np.abs(flat).astype(np.float64)
-        scale = 10.0 ** (5.0 - np.floor(np.log10(magnitude)))
-        t = magnitude * scale
-        distance = np.abs(t - np.rint(t))
-        return ~(distance > gap * 0.5 * scale * (1 + 1e-9) + 1e-6)
-
 
 def _tokens(name: str, tensor: np.ndarray) -> list[str]:
     """The JSON text of every value of a tensor, flattened in C order (AddSingleValueAndAdvance)."""
@@ -869,7 +563,7 @@ def _tokens(name: str, tensor: np.ndarray) -> list[str]:
     if kind == "f" and flat.dtype.itemsize <= 8:
         if flat.dtype == np.float16:
             flat = flat.astype(np.float32)
-        return _decimal_tokens(flat)
+        return decimal_tokens(flat)
     if kind in "iu":
         return list(map(str, flat.tolist()))
     if kind == "b":
@@ -877,24 +571,12 @@ def _tokens(name: str, tensor: np.ndarray) -> list[str]:
     if kind in "OSU":
         as_bytes = name.endswith("_bytes")
         try:
-            return [_string_token(value, as_bytes) for value in flat.tolist()]
+            return [string_token(value, as_bytes) for value in flat.tolist()]
         except TypeError:
             pass
     elif flat.size == 0:  # TF Serving only fails when it writes a value
         return []
     raise InvalidArgument(f"Failed to write JSON value for tensor type: {_numpy_type_name(flat.dtype)}")
-
-
-def _string_token(value, as_bytes: bool) -> str:
-    if isinstance(value, str):
-        if not as_bytes:
-            return _quote(value)
-        value = value.encode("utf-8", "replace")
-    elif not isinstance(value, bytes):
-        raise TypeError(value)
-    if as_bytes:
-        return '{"b64": "' + base64.b64encode(value).decode("ascii") + '"}'
-    return _quote(value.decode("utf-8", "replace"))
 
 
 def _numpy_type_name(dtype: np.dtype) -> str:
@@ -933,7 +615,7 @@ def encode_outputs_value(outputs: Mapping[str, np.ndarray]) -> str:
     if len(arrays) == 1:
         ((name, tensor),) = arrays.items()
         return _tensor_json(name, tensor)
-    return "{" + ", ".join(f"{_quote(name)}: {_tensor_json(name, tensor)}" for name, tensor in arrays.items()) + "}"
+    return "{" + ", ".join(f"{quote(name)}: {_tensor_json(name, tensor)}" for name, tensor in arrays.items()) + "}"
 
 
 def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
@@ -952,7 +634,7 @@ def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
     if len(items) == 1:
         (rows,) = items.values()
     else:
-        keys = [_quote(name) for name in items]
+        keys = [quote(name) for name in items]
         rows = [
             "{" + ", ".join(f"{key}: {values[i]}" for key, values in zip(keys, items.values())) + "}"
             for i in range(batch_size)
@@ -978,7 +660,7 @@ def encode_classify_response(results: Sequence[Sequence[tuple[str, float]]]) -> 
     """MakeJsonFromClassificationResult: {"results": [[[label, score], ...], ...]}, one list per example."""
     if not results:
         raise InvalidArgument("Cannot convert empty ClassificationResults to JSON")
-    scores = _decimal_tokens(np.array([score for classes in results for _, score in classes], dtype=np.float32))
+    scores = decimal_tokens(np.array([score for classes in results for _, score in classes], dtype=np.float32))
     position = 0
     rows = []
     for classes in results:
@@ -986,7 +668,7 @@ def encode_classify_response(results: Sequence[Sequence[tuple[str, float]]]) -> 
         for label, _ in classes:
             if type(label) is not str:
                 label = bytes(label).decode("utf-8", "replace")
-            pairs.append(f"[{_quote(label)}, {scores[position]}]")
+            pairs.append(f"[{quote(label)}, {scores[position]}]")
             position += 1
         rows.append("[" + ", ".join(pairs) + "]")
     return ('{"results": [' + ", ".join(rows) + "]}").encode("utf-8", "replace")
@@ -996,10 +678,10 @@ def encode_regress_response(values: Sequence[float]) -> bytes:
     """MakeJsonFromRegressionResult: {"results": [value, ...]}, one value per example."""
     if len(values) == 0:
         raise InvalidArgument("Cannot convert empty RegressionResults to JSON")
-    tokens = _decimal_tokens(np.asarray(values, dtype=np.float32).reshape(-1))
+    tokens = decimal_tokens(np.asarray(values, dtype=np.float32).reshape(-1))
     return ('{"results": [' + ", ".join(tokens) + "]}").encode("ascii")
 
 
 def encode_error(message: str) -> bytes:
     """MakeJsonFromStatus: {"error": "<message>"}."""
-    return ('{"error": ' + _quote(message) + "}").encode("utf-8", "replace")
+    return ('{"error": ' + quote(message) + "}").encode("utf-8", "replace")

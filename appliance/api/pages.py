@@ -16,7 +16,7 @@ from ..serving.manager import ModelManager, ModelSummary
 from .responses import dumps, json_response
 
 
-def _summary_json(summary: ModelSummary) -> dict:
+def summary_json(summary: ModelSummary) -> dict:
     return {
         "name": summary.name,
         "base_path": str(summary.base_path),
@@ -47,7 +47,7 @@ def health_document(manager: ModelManager) -> tuple[int, dict]:
         "status": status,
         "version": __version__,
         "device": manager.device.to_json(),
-        "models": [_summary_json(s) for s in summaries],
+        "models": [summary_json(s) for s in summaries],
     }
     if status == "degraded":
         document["unavailable_models"] = unavailable

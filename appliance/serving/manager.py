@@ -10,8 +10,11 @@ A version that failed to load is retried when its files change, so a model
 that was still being copied is picked up once it is complete.
 
 Each model has a *chosen* version: the one used by requests that name no
-version (``/predict`` and unversioned TF Serving calls). It is the newest
-AVAILABLE version.
+version (``/predict`` and unversioned TF Serving calls). It is the version the
+user chose with :meth:`ModelManager.choose` (remembered in the preferences)
+while that is AVAILABLE, else the newest AVAILABLE version. Choosing a version
+that is not loaded loads it first; requests already running finish on the old
+one, so a switch drops nothing.
 
     manager = ModelManager(repository, runtime, poll_seconds=1.0)
     manager.start()
@@ -28,10 +31,15 @@ import threading
 import time
 from pathlib import Path
 
+from typing import TYPE_CHECKING, Callable
+
 from ..config import ModelConfig
-from ..errors import Code, InvalidArgument, NotFound, ServingError
-from .repository import Repository, fingerprint
+from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
+from .repository import ModelSnapshot, Repository, fingerprint
 from .runtime import Runtime, Servable
+
+if TYPE_CHECKING:
+    from ..preferences import PreferenceStore
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +75,19 @@ class ModelSummary:
     versions: list[VersionStatus]  # newest first
 
 
+@dataclasses.dataclass(frozen=True)
+class LoadProgress:
+    """The version a poll is loading now, and its place in that poll's queue."""
+
+    model: str
+    version: int
+    index: int
+    total: int
+
+    def describe(self) -> str:
+        return f"loading {self.model} v{self.version} ({self.index}/{self.total})"
+
+
 class _Version:
     __slots__ = ("number", "path", "state", "error", "servable", "refs", "fingerprint")
 
@@ -84,15 +105,27 @@ class _Version:
 
 
 class _Model:
-    __slots__ = ("config", "versions")
+    __slots__ = ("config", "versions", "pinned")
 
-    def __init__(self, config: ModelConfig):
+    def __init__(self, config: ModelConfig, pinned: int | None = None):
         self.config = config
         self.versions: dict[int, _Version] = {}
+        self.pinned = pinned  # the version the user chose, if any
 
-    def newest_available(self) -> _Version | None:
+    def chosen(self) -> _Version | None:
+        """The pinned version while it is AVAILABLE, else the newest AVAILABLE one."""
+        pinned = self.versions.get(self.pinned) if self.pinned is not None else None
+        if pinned is not None and pinned.state is State.AVAILABLE:
+            return pinned
         available = [v for v in self.versions.values() if v.state is State.AVAILABLE]
         return max(available, key=lambda v: v.number, default=None)
+
+    def aspired(self, snapshot: ModelSnapshot) -> dict[int, Path]:
+        """The policy's versions, plus the pinned one while it is on disk."""
+        versions = snapshot.versions
+        if self.pinned in snapshot.on_disk:
+            versions[self.pinned] = snapshot.on_disk[self.pinned]
+        return versions
 
 
 class ServableHandle:
@@ -122,10 +155,20 @@ class ServableHandle:
 class ModelManager:
     """Owns every loaded version; safe to call from any number of request threads."""
 
-    def __init__(self, repository: Repository, runtime: Runtime, poll_seconds: float = 1.0):
+    def __init__(
+        self,
+        repository: Repository,
+        runtime: Runtime,
+        poll_seconds: float = 1.0,
+        preferences: PreferenceStore | None = None,
+    ):
         self._repository = repository
         self._runtime = runtime
         self._poll_seconds = poll_seconds
+        self._preferences = preferences
+        self._listeners: list[Callable[[], None]] = []
+        self._progress: LoadProgress | None = None
+        self._reconciling = threading.Lock()  # one poll or one choose() changes versions at a time
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
         self._models: dict[str, _Model] = {}
@@ -180,38 +223,52 @@ class ModelManager:
 
     def poll(self) -> None:
         """One pass: load new versions (and changed failed ones), then retire removed ones."""
+        with self._reconciling:
+            self._poll()
+
+    def _poll(self) -> None:
         snapshots = self._repository.scan()
         to_load: list[tuple[str, _Version]] = []
+        aspired: dict[str, dict[int, Path]] = {}
         with self._lock:
             for snapshot in snapshots:
-                model = self._models.get(snapshot.config.name)
+                name = snapshot.config.name
+                model = self._models.get(name)
                 if model is None:
-                    model = self._models[snapshot.config.name] = _Model(snapshot.config)
-                    log.info("model %s: serving %s (versions: %s)", snapshot.config.name,
-                             snapshot.config.base_path, snapshot.config.policy.describe())
+                    pinned = self._preferences.chosen_version(name) if self._preferences else None
+                    model = self._models[name] = _Model(snapshot.config, pinned)
+                    log.info("model %s: serving %s (versions: %s)", name, snapshot.config.base_path,
+                             snapshot.config.policy.describe())
                 model.config = snapshot.config
-                for number, path in snapshot.versions.items():
+                aspired[name] = model.aspired(snapshot)
+                for number, path in aspired[name].items():
                     if self._needs_load(model.versions.get(number), path):
                         version = model.versions[number] = _Version(number, path)
-                        to_load.append((model.config.name, version))
+                        to_load.append((name, version))
                 for number, version in list(model.versions.items()):
-                    if number not in snapshot.versions and version.state is State.END and version.error:
+                    if number not in aspired[name] and version.state is State.END and version.error:
                         del model.versions[number]  # a failed version that left the disk
-            aspired = {s.config.name: s.versions for s in snapshots}
             to_unload = [
                 (name, v)
                 for name, model in self._models.items()
                 for v in model.versions.values()
                 if v.state is State.AVAILABLE and v.number not in aspired.get(name, {})
             ]
-        for name, version in to_load:
-            self._load(name, version)
+        for index, (name, version) in enumerate(to_load, 1):
+            self._progress = LoadProgress(name, version.number, index, len(to_load))
+            try:
+                self._load(name, version)
+            finally:
+                self._progress = None
         for name, version in to_unload:
             self._unload(name, version)
         with self._lock:
-            for name in [n for n in self._models if n not in aspired]:
+            gone = [n for n in self._models if n not in aspired]
+            for name in gone:
                 log.info("model %s: no longer configured or on disk", name)
                 del self._models[name]
+        if to_load or to_unload or gone:
+            self._notify()
 
     @staticmethod
     def _needs_load(current: _Version | None, path: Path) -> bool:
@@ -226,6 +283,7 @@ class ModelManager:
         with self._lock:
             version.state = State.LOADING
             version.fingerprint = fingerprint(version.path)
+        self._notify()
         started = time.perf_counter()
         servable, error = None, None
         try:
@@ -249,6 +307,8 @@ class ModelManager:
     def _unload(self, name: str, version: _Version) -> None:
         with self._lock:
             version.state = State.UNLOADING
+        self._notify()
+        with self._lock:
             while version.refs:
                 self._released.wait()
             servable, version.servable = version.servable, None
@@ -257,6 +317,69 @@ class ModelManager:
         with self._lock:
             version.state = State.END
         log.info("model %s version %d: unloaded", name, version.number)
+
+    # -- choosing a version ------------------------------------------------
+
+    def choose(self, name: str, version: int | None = None, label: str | None = None) -> int:
+        """Make a version the chosen one of model ``name`` (and remember it); returns its number.
+
+        A version on disk that is not loaded is loaded first; until it is
+        AVAILABLE the previous choice keeps answering, and requests running on
+        the previous version finish there.
+        """
+        with self._reconciling:
+            with self._lock:
+                model = self._models.get(name)
+                if label is not None:
+                    version = self._label_version(model, label)
+                if model is None:
+                    raise NotFound(f"Could not find any versions of model {name}")
+                if version is None:
+                    raise InvalidArgument("choose a version by number or label")
+                current = model.versions.get(version)
+                ready = current is not None and current.state is State.AVAILABLE
+            if not ready:
+                self._load_on_demand(model, version)
+            with self._lock:
+                model.pinned = version
+            if self._preferences is not None:
+                try:
+                    self._preferences.set_chosen_version(name, version)
+                except OSError as e:  # the switch stands; only remembering it failed
+                    log.warning("model %s: version %d chosen but not remembered: %s", name, version, e)
+        log.info("model %s: version %d chosen", name, version)
+        self._notify()
+        return version
+
+    def _load_on_demand(self, model: _Model, number: int) -> None:
+        snapshot = next((s for s in self._repository.scan() if s.config.name == model.config.name), None)
+        path = snapshot.on_disk.get(number) if snapshot else None
+        if path is None:
+            raise NotFound(f"Could not find version {number} of model {model.config.name}")
+        with self._lock:
+            version = model.versions.get(number)
+            if version is None or version.state is State.END:
+                version = model.versions[number] = _Version(number, path)
+        if version.state is State.START:
+            self._load(model.config.name, version)
+        if version.state is not State.AVAILABLE:
+            error = version.error.message if version.error else version.state.value
+            raise FailedPrecondition(f"version {number} of model {model.config.name} cannot be served: {error}")
+
+    def subscribe(self, listener: Callable[[], None]) -> None:
+        """Call ``listener()`` (from the manager's threads) after every change of versions or choices."""
+        self._listeners.append(listener)
+
+    def _notify(self) -> None:
+        for listener in list(self._listeners):
+            try:
+                listener()
+            except Exception:  # a listener's failure must not stop loading
+                log.exception("a state listener failed")
+
+    def loading_progress(self) -> LoadProgress | None:
+        """What the current poll is loading, e.g. digits v2, the 1st of 3; None when idle."""
+        return self._progress
 
     # -- requests ----------------------------------------------------------
 
@@ -267,7 +390,7 @@ class ModelManager:
             if label is not None:
                 version = self._label_version(model, label)
             if version is None:
-                chosen = model.newest_available() if model else None
+                chosen = model.chosen() if model else None
                 if chosen is None:
                     raise NotFound(f"Servable not found for request: Latest({name})")
                 found = chosen
@@ -300,7 +423,7 @@ class ModelManager:
     def chosen_version(self, name: str) -> int | None:
         with self._lock:
             model = self._models.get(name)
-            chosen = model.newest_available() if model else None
+            chosen = model.chosen() if model else None
             return chosen.number if chosen else None
 
     def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
@@ -323,9 +446,16 @@ class ModelManager:
         with self._lock:
             return [self._summary(name, model) for name, model in self._models.items()]
 
+    def summary(self, name: str) -> ModelSummary:
+        with self._lock:
+            model = self._models.get(name)
+            if model is None:
+                raise NotFound(f"Could not find any versions of model {name}")
+            return self._summary(name, model)
+
     @staticmethod
     def _summary(name: str, model: _Model) -> ModelSummary:
-        chosen = model.newest_available()
+        chosen = model.chosen()
         return ModelSummary(
             name=name,
             base_path=model.config.base_path,

@@ -28,10 +28,15 @@ SAVED_MODEL_FILES = ("saved_model.pb", "saved_model.pbtxt")
 
 @dataclasses.dataclass(frozen=True)
 class ModelSnapshot:
-    """One model as found on disk now: its aspired versions (number -> directory)."""
+    """One model as found on disk now: every version directory, and those its policy aspires to serve."""
 
     config: ModelConfig
-    versions: Mapping[int, Path]
+    on_disk: Mapping[int, Path]
+
+    @property
+    def versions(self) -> dict[int, Path]:
+        """The aspired versions (number -> directory)."""
+        return self.config.policy.select(self.on_disk)
 
 
 def parse_version(name: str) -> int | None:
@@ -125,5 +130,5 @@ class Repository:
         """Every model with its aspired versions, in configuration order."""
         snapshots = []
         for config in self._configs + self._root_configs():
-            snapshots.append(ModelSnapshot(config, config.policy.select(scan_versions(config.base_path))))
+            snapshots.append(ModelSnapshot(config, scan_versions(config.base_path)))
         return snapshots

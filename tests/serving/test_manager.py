@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from appliance.config import ModelConfig, PolicyKind, VersionPolicy
-from appliance.errors import Code, InvalidArgument, NotFound
+from appliance.errors import Code, FailedPrecondition, InvalidArgument, NotFound
 from appliance.serving.manager import ModelManager, State
 from appliance.serving.repository import Repository
 from appliance.serving.runtime.local_tf import LocalTFRuntime
@@ -178,4 +178,70 @@ def test_background_polling_thread(runtime, tmp_path):
             break
         deadline.wait(0.05)
     assert manager.chosen_version("digits") == 2
+    manager.stop()
+
+
+def test_choose_pins_a_version_and_remembers_it(runtime, tmp_path):
+    from appliance.preferences import PreferenceStore
+
+    base = tmp_path / "digits"
+    base.mkdir()
+    add_version(base, 1)
+    add_version(base, 2, source=2)
+    store = PreferenceStore(tmp_path / "preferences.json")
+    manager = ModelManager(Repository([ModelConfig("digits", base, VersionPolicy(PolicyKind.ALL))]), runtime, 0, store)
+    manager.poll()
+    changes = []
+    manager.subscribe(lambda: changes.append(manager.chosen_version("digits")))
+    assert manager.choose("digits", 1) == 1
+    assert manager.chosen_version("digits") == 1 and changes[-1] == 1
+    with manager.acquire("digits") as handle:
+        assert handle.version == 1
+    add_version(base, 3)
+    manager.poll()
+    assert manager.chosen_version("digits") == 1, "a new version does not override the user's choice"
+    manager.stop()
+
+    again = ModelManager(Repository([ModelConfig("digits", base, VersionPolicy(PolicyKind.ALL))]), runtime, 0,
+                         PreferenceStore(tmp_path / "preferences.json"))
+    again.poll()
+    assert again.chosen_version("digits") == 1
+    shutil.rmtree(base / "1")
+    again.poll()
+    assert again.chosen_version("digits") == 3, "a chosen version that left the disk falls back to the newest"
+    again.stop()
+
+
+def test_choose_loads_first_and_a_failed_load_keeps_the_previous_choice(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    add_version(tmp_path, 2)
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "saved_model.pb").write_bytes(b"corrupt")
+    manager = make_manager(runtime, tmp_path, policy=VersionPolicy(PolicyKind.SPECIFIC, versions=(2,)))
+    assert states(manager) == {2: State.AVAILABLE}
+    assert manager.choose("digits", 1) == 1
+    assert states(manager)[1] is State.AVAILABLE and manager.chosen_version("digits") == 1
+    with pytest.raises(FailedPrecondition, match="version 3 of model digits cannot be served"):
+        manager.choose("digits", 3)
+    assert manager.chosen_version("digits") == 1
+    with pytest.raises(NotFound, match="Could not find version 7 of model digits"):
+        manager.choose("digits", 7)
+    with pytest.raises(NotFound, match="Could not find any versions of model other"):
+        manager.choose("other", 1)
+    manager.choose("digits", 2)
+    manager.poll()
+    assert states(manager)[1] is State.END, "the previous choice is retired once nothing pins it"
+    manager.stop()
+
+
+def test_loading_progress_is_reported_while_a_poll_loads(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    add_version(tmp_path, 2)
+    manager = ModelManager(Repository([ModelConfig("digits", tmp_path, VersionPolicy(PolicyKind.ALL))]), runtime, 0)
+    seen = []
+    manager.subscribe(lambda: seen.append(manager.loading_progress()))
+    manager.poll()
+    described = {p.describe() for p in seen if p is not None}
+    assert described == {"loading digits v2 (1/2)", "loading digits v1 (2/2)"}
+    assert manager.loading_progress() is None
     manager.stop()

@@ -1,0 +1,46 @@
+"""The appliance's own control API: which version of a model answers unversioned requests.
+
+    PUT /v1/appliance/models/digits/chosen   {"version": 1}      (or {"label": "stable"})
+    GET /v1/appliance/models/digits/chosen
+    -> {"name": "digits", "chosen_version": 1, "versions": [{"version": 2, "state": "AVAILABLE", ...}, ...], ...}
+
+The tray's version menu and this endpoint make the same call on the model
+manager; the choice is remembered across restarts.
+"""
+
+from __future__ import annotations
+
+import json
+
+import bottle
+
+from ..errors import InvalidArgument
+from ..serving.manager import ModelManager
+from . import codec
+from .pages import summary_json
+from .responses import dumps, json_response
+
+PATH = "/v1/appliance/models/<name>/chosen"
+
+
+class ControlAPI:
+    """Reading and changing a model's chosen version over HTTP."""
+
+    def __init__(self, manager: ModelManager):
+        self._manager = manager
+
+    def chosen(self, name: str) -> bottle.HTTPResponse:
+        return json_response(dumps(summary_json(self._manager.summary(name))))
+
+    def choose(self, name: str, body: bytes) -> bottle.HTTPResponse:
+        document = codec.parse_document(body)
+        unknown = sorted(set(document) - {"version", "label"})
+        if unknown or len(document) != 1:
+            raise InvalidArgument('send exactly one of {"version": <number>} or {"label": "<label>"}')
+        version, label = document.get("version"), document.get("label")
+        if "version" in document and (type(version) is not int or version <= 0):
+            raise InvalidArgument(f"'version' must be a positive integer, not {json.dumps(version)}")
+        if "label" in document and not isinstance(label, str):
+            raise InvalidArgument(f"'label' must be a string, not {json.dumps(label)}")
+        self._manager.choose(name, version, label)
+        return self.chosen(name)

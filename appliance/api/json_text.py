@@ -1,0 +1,380 @@
+"""TF Serving's JSON text conventions: parsing request bodies, showing values in errors, writing numbers.
+
+TF Serving reads and writes JSON with rapidjson, and its REST API shows the
+seams: parse errors carry rapidjson's wording and byte offsets, values quoted
+in error messages use rapidjson's PrettyWriter layout cut off after 256 bytes,
+and floats in responses are written by ``WriteDecimal`` (six significant
+digits when they round-trip, otherwise max_digits10). This module reproduces
+those conventions for any JSON value, independently of tensors:
+
+    doc = parse_document(b'{"a": [1 2]}')
+    # InvalidArgument: JSON Parse error: Missing a comma or ']' after an array element. at offset: 9
+    debug_string({"b": [True, None]})   # '{\\n    "b": [true, null]\\n}'
+    decimal_tokens(np.array([2.05, 13 / 6, np.nan], np.float32))   # ['2.05', '2.16666675', 'NaN']
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+from array import array
+from json.encoder import encode_basestring as quote
+
+import numpy as np
+
+from ..errors import InvalidArgument
+
+__all__ = [
+    "INT64_MIN",
+    "UINT64_MAX",
+    "parse_document",
+    "format_error",
+    "debug_string",
+    "json_type_name",
+    "decimal_tokens",
+    "string_token",
+    "quote",
+]
+
+# rapidjson keeps integer literals in [INT64_MIN, UINT64_MAX] as integers and larger ones as doubles.
+INT64_MIN, UINT64_MAX = -(2**63), 2**64 - 1
+
+
+# ---------------------------------------------------------------------------
+# Parsing the request body (ParseJson)
+# ---------------------------------------------------------------------------
+
+_DECODER = json.JSONDecoder()
+_BOM = b"\xef\xbb\xbf"
+
+# rapidjson's GetParseError_En wording for what Python's json module reports.
+_PARSE_ERRORS = {
+    "Expecting value": "Invalid value.",
+    "Illegal trailing comma before end of array": "Invalid value.",
+    "Expecting property name enclosed in double quotes": "Missing a name for object member.",
+    "Illegal trailing comma before end of object": "Missing a name for object member.",
+    "Expecting ':' delimiter": "Missing a colon after a name of object member.",
+    "Unterminated string starting at": "Missing a closing quotation mark in string.",
+    "Invalid control character at": "Invalid encoding in string.",
+    "Invalid \\escape": "Invalid escape character in string.",
+    "Invalid \\uXXXX escape": "Incorrect hex digit after \\u escape in string.",
+}
+_LEADING_SPACE = re.compile(r"[ \t\n\r]*")
+_STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.S)
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def parse_document(body: bytes) -> dict:
+    """TF Serving's ParseJson: the request body as a JSON object, or InvalidArgument.
+
+    Like TF Serving (rapidjson with kParseNanAndInfFlag | kParseStopWhenDoneFlag),
+    NaN / Infinity / -Infinity are accepted, a UTF-8 byte order mark is skipped and
+    anything after the top-level value is ignored. Unlike rapidjson, invalid UTF-8
+    and unpaired surrogate escapes are rejected, so every string is valid text.
+    """
+    if not body:
+        raise InvalidArgument("JSON Parse error: The document is empty")
+    skipped = len(_BOM) if body.startswith(_BOM) else 0
+    try:
+        text = body[skipped:].decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise _parse_error("Invalid encoding in string.", skipped + e.start) from None
+    start = _LEADING_SPACE.match(text).end()
+    if start == len(text):
+        raise _parse_error("The document is empty.", len(body))
+    try:
+        doc, _ = _DECODER.raw_decode(text, start)
+    except json.JSONDecodeError as e:
+        reason, pos = _rapidjson_reason(e, text)
+        raise _parse_error(reason, skipped + len(text[:pos].encode("utf-8"))) from None
+    except RecursionError:
+        raise InvalidArgument("JSON Parse error: The document is nested too deeply.") from None
+    except ValueError as e:  # e.g. an integer literal beyond Python's digit limit
+        raise InvalidArgument(f"JSON Parse error: {e}") from None
+    if b"\\" in body and _SURROGATE_ESCAPE.search(body):  # a one-byte test is a fast memchr
+        _check_surrogates(doc, body)
+    if type(doc) is not dict:
+        raise format_error(doc, "Is not object")
+    return doc
+
+
+def _parse_error(reason: str, offset: int) -> InvalidArgument:
+    return InvalidArgument(f"JSON Parse error: {reason} at offset: {offset}")
+
+
+def _rapidjson_reason(error: json.JSONDecodeError, text: str) -> tuple[str, int]:
+    """rapidjson's reason and (character) position for a Python JSON syntax error."""
+    if error.msg == "Expecting ',' delimiter":
+        inside = _innermost_container(text, error.pos)
+        if inside == "{":
+            return "Missing a comma or '}' after an object member.", error.pos
+        return "Missing a comma or ']' after an array element.", error.pos
+    if error.msg == "Unterminated string starting at":
+        return _PARSE_ERRORS[error.msg], len(text)  # rapidjson reads to the end first
+    if error.msg == "Invalid \\uXXXX escape":
+        return _PARSE_ERRORS[error.msg], max(error.pos - 1, 0)  # at the backslash
+    return _PARSE_ERRORS.get(error.msg, "Invalid value."), error.pos
+
+
+def _innermost_container(text: str, pos: int) -> str | None:
+    """The bracket ('[' or '{') enclosing position `pos` of (valid up to there) JSON text."""
+    stack = []
+    for match in _STRING_OR_BRACKET.finditer(text, 0, pos):
+        token = match.group()
+        if token in "[{":
+            stack.append(token)
+        elif token in "]}" and stack:
+            stack.pop()
+    return stack[-1] if stack else None
+
+
+def _check_surrogates(doc, body: bytes) -> None:
+    """Reject unpaired \\uD800-\\uDFFF escapes (rapidjson does; Python keeps them as lone surrogates)."""
+    try:
+        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        offset = _SURROGATE_ESCAPE.search(body).start()
+        raise _parse_error("The surrogate pair in string is invalid.", offset) from None
+
+
+# ---------------------------------------------------------------------------
+# Describing JSON values in error messages (JsonValueToDebugString & co.)
+# ---------------------------------------------------------------------------
+
+_DEBUG_LIMIT = 256  # kMaxJsonDebugStringBytes
+_START_ARRAY, _END_ARRAY, _START_OBJECT, _END_OBJECT, _KEY, _SCALAR = range(6)
+_DONE = object()
+
+
+def format_error(value, message: str) -> InvalidArgument:
+    """TF Serving's FormatError: the offending value followed by what is wrong with it."""
+    return InvalidArgument(f"JSON Value: {debug_string(value)} {message}")
+
+
+def json_type_name(value) -> str:
+    """rapidjson's type name of a JSON value, as TF Serving prints it."""
+    if value is None:
+        return "Null"
+    if value is True:
+        return "True"
+    if value is False:
+        return "False"
+    if type(value) is dict:
+        return "Object"
+    if type(value) is list:
+        return "Array"
+    if type(value) is str:
+        return "String"
+    return "Number"
+
+
+def debug_string(value) -> str:
+    """JsonValueToDebugString: rapidjson's PrettyWriter output (single-line arrays), cut off after 256 bytes."""
+    parts: list[str] = []
+    size = 0
+    levels: list[list] = []  # [is_array, values written so far] per open container
+    for event, payload in _events(value):
+        if size >= _DEBUG_LIMIT:
+            break
+        if event == _END_ARRAY:
+            levels.pop()
+            text = "]"
+        elif event == _END_OBJECT:
+            written = levels.pop()[1]
+            text = ("\n" + "    " * len(levels) if written else "") + "}"
+        else:
+            text = _pretty_prefix(levels)
+            if event == _START_ARRAY:
+                text += "["
+                levels.append([True, 0])
+            elif event == _START_OBJECT:
+                text += "{"
+                levels.append([False, 0])
+            elif event == _KEY:
+                text += quote(payload)
+            else:
+                text += _debug_scalar(payload)
+        parts.append(text)
+        size += len(text.encode("utf-8", "surrogatepass"))
+    return "".join(parts)
+
+
+def _events(value):
+    """SAX-style events of a JSON value, depth-first, without recursion."""
+    stack = [(iter((value,)), None)]
+    while stack:
+        items, container = stack[-1]
+        item = next(items, _DONE)
+        if item is _DONE:
+            stack.pop()
+            if container is not None:
+                yield (_END_ARRAY if container is list else _END_OBJECT), None
+            continue
+        if container is dict:
+            key, item = item
+            yield _KEY, key
+        if type(item) is list:
+            yield _START_ARRAY, None
+            stack.append((iter(item), list))
+        elif type(item) is dict:
+            yield _START_OBJECT, None
+            stack.append((iter(item.items()), dict))
+        else:
+            yield _SCALAR, item
+
+
+def _pretty_prefix(levels: list[list]) -> str:
+    """The separator and indentation PrettyWriter writes before the next value in the innermost container."""
+    if not levels:
+        return ""
+    level = levels[-1]
+    count = level[1]
+    level[1] += 1
+    if level[0]:
+        return ", " if count else ""
+    if count % 2:
+        return ": "
+    return ("\n" if count == 0 else ",\n") + "    " * len(levels)
+
+
+def _debug_scalar(value) -> str:
+    if value is None:
+        return "null"
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if type(value) is str:
+        return quote(value)
+    if type(value) is int:
+        if INT64_MIN <= value <= UINT64_MAX:
+            return str(value)
+        try:
+            value = float(value)  # rapidjson holds larger integers as doubles
+        except OverflowError:
+            return str(value)
+    if type(value) is float:
+        return _rapidjson_double(value)
+    return repr(value)
+
+
+def _rapidjson_double(d: float) -> str:
+    """A double as rapidjson's Writer prints it (shortest digits, Prettify's layout)."""
+    if math.isnan(d):
+        return "NaN"
+    if math.isinf(d):
+        return "Infinity" if d > 0 else "-Infinity"
+    sign = "-" if math.copysign(1.0, d) < 0 else ""
+    if d == 0:
+        return sign + "0.0"
+    mantissa, _, exponent = repr(abs(d)).partition("e")
+    whole, _, fraction = mantissa.partition(".")
+    digits = (whole + fraction).lstrip("0")
+    stripped = digits.rstrip("0")
+    k = int(exponent or 0) - len(fraction) + len(digits) - len(stripped)  # |d| = stripped * 10^k
+    digits = stripped
+    length = len(digits)
+    kk = length + k  # 10^(kk-1) <= |d| < 10^kk
+    if 0 <= k and kk <= 21:
+        text = digits + "0" * k + ".0"
+    elif 0 < kk <= 21:
+        text = digits[:kk] + "." + digits[kk:]
+    elif -6 < kk <= 0:
+        text = "0." + "0" * -kk + digits
+    elif length == 1:
+        text = f"{digits}e{kk - 1}"
+    else:
+        text = f"{digits[0]}.{digits[1:]}e{kk - 1}"
+    return sign + text
+
+
+# ---------------------------------------------------------------------------
+# Writing values (WriteDecimal, AddSingleValueAndAdvance)
+# ---------------------------------------------------------------------------
+
+_SHORT = "%g".__mod__  # absl::StrCat(float|double): six significant digits
+_FULL = {np.dtype(np.float32): "%.9g".__mod__, np.dtype(np.float64): "%.17g".__mod__}  # max_digits10
+_BARE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
+_VECTORISE_MIN = 96  # smaller arrays are formatted value by value: numpy's per-call overhead dominates there
+
+
+def decimal_tokens(flat: np.ndarray) -> list[str]:
+    """WriteDecimal for each value of a 1-D float32 / float64 array.
+
+    Six significant digits ("%g") when they parse back to the same value,
+    otherwise max_digits10 ("%.9g" for float32, "%.17g" for float64); ".0"
+    appended when the text has neither "." nor "e"; NaN, Infinity, -Infinity as
+    bare tokens.
+    """
+    single = flat.dtype == np.float32
+    if flat.size < _VECTORISE_MIN:
+        values = flat.tolist()
+        short = list(map(_SHORT, values))
+        parsed = array("f", map(float, short)) if single else map(float, short)  # strtof / strtod
+        full = _FULL[flat.dtype]
+        tokens = [token if back == value else full(value) for token, back, value in zip(short, parsed, values)]
+        return [token if "." in token or "e" in token else _BARE.get(token) or token + ".0" for token in tokens]
+    with np.errstate(invalid="ignore"):  # signalling NaNs
+        finite = np.isfinite(flat)
+        whole = finite & (flat == np.trunc(flat))
+    candidate = finite & _may_round_trip_in_six_digits(flat)
+    tokens = np.empty(flat.size, dtype=object)
+    shortened = np.zeros(flat.size, dtype=bool)
+    index = np.flatnonzero(candidate)
+    if index.size:
+        values = flat[index]
+        short = list(map(_SHORT, values.tolist()))
+        if single:  # strtof: the float32 nearest to the text
+            parsed = np.frombuffer(array("f", map(float, short)), dtype=np.float32)
+        else:
+            parsed = np.fromiter(map(float, short), dtype=np.float64, count=len(short))
+        good = parsed == values
+        tokens[index[good]] = np.array(short, dtype=object)[good]
+        shortened[index[good]] = True
+    rest = finite & ~shortened
+    tokens[rest] = list(map(_FULL[flat.dtype], flat[rest].tolist()))
+    # Only whole numbers can lack both "." and "e": "%g" writes them out below 1e6
+    # (and every whole number below 1e6 has a six-digit token), "%.9g" below 1e9, "%.17g" below 1e17.
+    magnitude = np.abs(flat)
+    dotless = whole & ((magnitude < 1e6) | (~shortened & (magnitude < (1e9 if single else 1e17))))
+    tokens[dotless] += ".0"
+    if not finite.all():
+        tokens[np.isnan(flat)] = "NaN"
+        tokens[flat == np.inf] = "Infinity"
+        tokens[flat == -np.inf] = "-Infinity"
+    return tokens.tolist()
+
+
+def _may_round_trip_in_six_digits(flat: np.ndarray) -> np.ndarray:
+    """False where six significant digits certainly cannot reproduce the value (saves formatting it twice).
+
+    The nearest six-digit decimal N * 10^(e-5) is located in float64 (t = |x| * 10^(5-e),
+    N = rint(t)); it can only round-trip when it lies within half a gap of x. The
+    1e-6 margin dwarfs float64's error on t (~1e-9), so borderline values stay candidates
+    and are settled by formatting and parsing, exactly as TF Serving does.
+    """
+    with np.errstate(all="ignore"):
+        gap = np.maximum(np.nextafter(flat, np.inf) - flat, flat - np.nextafter(flat, -np.inf)).astype(np.float64)
+        magnitude = np.abs(flat).astype(np.float64)
+        scale = 10.0 ** (5.0 - np.floor(np.log10(magnitude)))
+        t = magnitude * scale
+        distance = np.abs(t - np.rint(t))
+        return ~(distance > gap * 0.5 * scale * (1 + 1e-9) + 1e-6)
+
+
+def string_token(value, as_bytes: bool) -> str:
+    """A str or bytes value as a JSON string, or as {"b64": ...} when `as_bytes`; TypeError for anything else.
+
+    Bytes that are not UTF-8 are written with U+FFFD in place of the bad bytes.
+    """
+    if isinstance(value, str):
+        if not as_bytes:
+            return quote(value)
+        value = value.encode("utf-8", "replace")
+    elif not isinstance(value, bytes):
+        raise TypeError(value)
+    if as_bytes:
+        return '{"b64": "' + base64.b64encode(value).decode("ascii") + '"}'
+    return quote(value.decode("utf-8", "replace"))

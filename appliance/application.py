@@ -1,0 +1,175 @@
+"""The running appliance: models, the HTTP server, preferences, and the named commands the tray sends.
+
+    app = Application(settings)
+    app.start()                          # models load in the background; the server answers at once
+    app.switch_version("digits", 1)      # what the tray's version menu and PUT .../chosen do
+    app.quit()
+
+The tray sees only :meth:`Application.tray_state` and the commands; it never
+touches TensorFlow or HTTP handling.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from pathlib import Path
+
+from . import paths
+from .api.app import create_app
+from .autostart import autostart_for_this_platform
+from .config import ModelConfig, Settings, read_model_server_config
+from .desktop import copy_text, open_in_desktop
+from .preferences import PreferenceStore
+from .server import Server
+from .serving.manager import ModelManager, ModelSummary
+from .serving.repository import Repository
+from .tray.state import ModelItem, TrayState, VersionItem
+
+log = logging.getLogger(__name__)
+
+
+def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
+    """The configured models and model roots.
+
+    With no model flags: the bundled models, the user's models folder (created
+    on first run) and the user's ``models.config`` when there is one.
+    """
+    configs: list[ModelConfig] = []
+    if settings.model_config_file is not None:
+        configs += read_model_server_config(settings.model_config_file)
+    if settings.model_name is not None:
+        configs.append(ModelConfig(name=settings.model_name, base_path=settings.model_base_path.resolve()))
+    roots = [r.resolve() for r in settings.model_roots]
+    if not configs and not roots:
+        roots = [paths.bundled_models_dir(), paths.ensure_dir(paths.user_models_dir())]
+        user_config = paths.user_model_config_file()
+        if user_config.is_file():
+            configs += read_model_server_config(user_config)
+    return configs, roots
+
+
+def _version_items(summary: ModelSummary) -> tuple[VersionItem, ...]:
+    labels: dict[int, list[str]] = {}
+    for label, version in sorted(summary.labels.items()):
+        labels.setdefault(version, []).append(label)
+    return tuple(
+        VersionItem(v.version, v.state.value, v.error.message if v.error else None, tuple(labels.get(v.version, ())))
+        for v in summary.versions
+    )
+
+
+class Application:
+    """One appliance: builds the manager and the server from the settings, and carries out commands."""
+
+    def __init__(self, settings: Settings):
+        from .serving.runtime.local_tf import LocalTFRuntime  # imports TensorFlow: seconds
+
+        self.settings = settings
+        repository = Repository(*model_sources(settings))
+        runtime = LocalTFRuntime(
+            settings.device, settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism
+        )
+        self.preferences = PreferenceStore(paths.preferences_file())
+        self.manager = ModelManager(repository, runtime, settings.file_system_poll_wait_seconds, self.preferences)
+        self.server = Server(
+            create_app(self.manager, settings.max_request_bytes),
+            settings.host,
+            settings.port,
+            threads=settings.threads,
+            max_request_body_size=settings.max_request_bytes,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
+        self.autostart = autostart_for_this_platform()
+        self._quit_callbacks: list = []
+        self._listeners: list = []
+        log.info("device: %s", runtime.device.describe())
+
+    @property
+    def url(self) -> str:
+        return self.server.url
+
+    def start(self) -> None:
+        """Start loading models (in the background)."""
+        self.manager.start()
+
+    def close(self) -> None:
+        """Unload every model; call once the server has stopped."""
+        self.manager.stop()
+
+    def on_quit(self, callback) -> None:
+        """Call ``callback()`` when :meth:`quit` is asked for (e.g. to end the tray's loop)."""
+        self._quit_callbacks.append(callback)
+
+    # -- what the tray shows ---------------------------------------------
+
+    def tray_state(self) -> TrayState:
+        summaries = self.manager.summaries()
+        progress = self.manager.loading_progress()
+        unavailable = [s.name for s in summaries if s.chosen_version is None]
+        if progress is not None or not self.manager.ready:
+            status = "loading"
+            detail = progress.describe() if progress else "loading models"
+        elif summaries and len(unavailable) == len(summaries):
+            status, detail = "error", "no model could be loaded"
+        elif unavailable:
+            status, detail = "degraded", f"unavailable: {', '.join(unavailable)}"
+        else:
+            status, detail = "ready", f"ready: {len(summaries)} model{'s' * (len(summaries) != 1)}"
+        return TrayState(
+            status=status,
+            detail=detail,
+            url=self.url,
+            device=self.manager.device.describe(),
+            backend="local",
+            models=tuple(ModelItem(s.name, s.chosen_version, _version_items(s)) for s in summaries),
+            start_at_login=self.autostart.is_enabled(),
+        )
+
+    def subscribe(self, listener) -> None:
+        """Call ``listener()`` whenever models, versions, chosen versions or settings change."""
+        self._listeners.append(listener)
+        self.manager.subscribe(listener)
+
+    # -- commands ------------------------------------------------------------
+
+    def switch_version(self, model: str, version: int) -> None:
+        """Serve ``version`` of ``model`` to requests that name no version (loading it first if needed)."""
+        # A load takes a while and the tray calls from its GUI thread: do it in the background.
+        threading.Thread(target=self._switch, args=(model, version), name="appliance-switch", daemon=True).start()
+
+    def _switch(self, model: str, version: int) -> None:
+        try:
+            self.manager.choose(model, version)
+        except Exception as e:  # shown in the log; the previous choice keeps serving
+            log.warning("cannot switch %s to version %d: %s", model, version, getattr(e, "message", e))
+
+    def open_docs(self) -> None:
+        open_in_desktop(self.url + "/")
+
+    def copy_url(self) -> None:
+        copy_text(self.url)
+
+    def open_models_folder(self) -> None:
+        open_in_desktop(paths.ensure_dir(paths.user_models_dir()))
+
+    def view_logs(self) -> None:
+        log_file = paths.log_file()
+        open_in_desktop(log_file if log_file.exists() else log_file.parent)
+
+    def set_start_at_login(self, enabled: bool) -> None:
+        if enabled:
+            self.autostart.enable()
+        else:
+            self.autostart.disable()
+        log.info("start at login: %s", "on" if enabled else "off")
+        for listener in self._listeners:
+            listener()
+
+    def quit(self) -> None:
+        """Stop serving gracefully and end the tray."""
+        log.info("quit requested")
+        self.server.stop(wait=False)
+        for callback in self._quit_callbacks:
+            callback()
+

@@ -1,0 +1,69 @@
+"""Handing things to the desktop: open a URL, a folder or a file, and copy text, on Linux, macOS and Windows.
+
+    open_in_desktop("http://127.0.0.1:8501/")    # the default browser
+    open_in_desktop(Path.home() / "models")       # the file manager
+    copy_text("http://127.0.0.1:8501")            # the clipboard
+
+Each returns False (and logs why) when this desktop offers no way to do it;
+none of them blocks.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import subprocess
+import sys
+import webbrowser
+from pathlib import Path
+
+log = logging.getLogger(__name__)
+
+# Clipboard tools by preference; each reads the text on stdin.
+CLIPBOARD_COMMANDS = (
+    ["wl-copy"],
+    ["xclip", "-selection", "clipboard"],
+    ["xsel", "--clipboard", "--input"],
+    ["pbcopy"],
+    ["clip"],
+)
+
+
+def _spawn(command: list[str], text: str | None = None) -> bool:
+    try:
+        process = subprocess.Popen(command, stdin=subprocess.PIPE if text is not None else subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    except OSError as e:
+        log.warning("cannot run %s: %s", command[0], e)
+        return False
+    if text is not None:
+        process.communicate(text.encode("utf-8"), timeout=10)
+    return True
+
+
+def open_in_desktop(target: str | Path) -> bool:
+    """Open a URL in the browser, or a file or folder with the desktop's default application."""
+    if isinstance(target, str) and target.startswith(("http://", "https://")):
+        if webbrowser.open(target):
+            return True
+        log.warning("no browser available to open %s", target)
+        return False
+    path = str(target)
+    if sys.platform == "win32":
+        os.startfile(path)  # noqa: S606 (the desktop's own handler)
+        return True
+    opener = "open" if sys.platform == "darwin" else "xdg-open"
+    if shutil.which(opener) is None:
+        log.warning("cannot open %s: %s is not installed", path, opener)
+        return False
+    return _spawn([opener, path])
+
+
+def copy_text(text: str) -> bool:
+    """Put ``text`` on the clipboard with the first clipboard tool this desktop has."""
+    for command in CLIPBOARD_COMMANDS:
+        if shutil.which(command[0]) is not None:
+            return _spawn(command, text)
+    log.warning("no clipboard tool found (install xclip, xsel or wl-clipboard)")
+    return False

@@ -1,0 +1,102 @@
+"""The user's preferences: choices made in the app that must survive a restart, kept in one JSON file.
+
+    store = PreferenceStore(preferences_file())
+    store.set_chosen_version("digits", 1)   # saved at once, atomically
+    store.chosen_version("digits")          # -> 1
+    store.set_chosen_version("digits", None)  # forget it: the newest version is chosen again
+
+The file is ``{"format": 1, "chosen_versions": {"digits": 1}}``. A missing file means defaults; a file that cannot
+be read or has the wrong shape also means defaults, with a warning naming it, so a bad file never stops the app.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import logging
+import threading
+from pathlib import Path
+
+from .paths import write_file_atomically
+
+log = logging.getLogger(__name__)
+
+FORMAT = 1
+
+
+@dataclasses.dataclass
+class Preferences:
+    """Everything the preferences file holds."""
+
+    chosen_versions: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Model name -> the version the user chose to serve by default."""
+
+
+def load_preferences(path: Path) -> Preferences:
+    """The preferences in ``path``; defaults when it is missing, or (with a warning) unreadable or malformed."""
+    try:
+        document = json.loads(path.read_bytes())
+        return _from_document(document)
+    except FileNotFoundError:
+        return Preferences()
+    except (OSError, ValueError, RecursionError) as e:  # bad JSON or UTF-8 is a ValueError; deep nesting recurses
+        log.warning("ignoring the preferences file %s, using defaults: %s", path, e)
+        return Preferences()
+
+
+def save_preferences(path: Path, prefs: Preferences) -> None:
+    """Write ``prefs`` to ``path`` atomically (old file or new, never half of one), readable by the owner only."""
+    document = {"format": FORMAT, "chosen_versions": dict(sorted(prefs.chosen_versions.items()))}
+    write_file_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), mode=0o600)
+
+
+def _from_document(document: object) -> Preferences:
+    """Preferences from parsed JSON, ignoring keys this version does not know; ValueError when malformed."""
+    if not isinstance(document, dict):
+        raise ValueError(f"expected a JSON object, found {type(document).__name__}")
+    if document.get("format") != FORMAT:
+        raise ValueError(f"unknown format {document.get('format')!r} (this version reads format {FORMAT})")
+    chosen = document.get("chosen_versions", {})
+    if not isinstance(chosen, dict) or not all(_is_version(v) for v in chosen.values()):
+        raise ValueError('"chosen_versions" must map model names to version numbers')
+    return Preferences(chosen_versions=dict(chosen))
+
+
+def _is_version(value: object) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value >= 0
+
+
+class PreferenceStore:
+    """The app's preferences, loaded once and saved on every change; safe to use from any thread."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+        self._prefs = load_preferences(path)
+
+    def chosen_version(self, model: str) -> int | None:
+        """The version the user chose for ``model``, or None when they chose none."""
+        with self._lock:
+            return self._prefs.chosen_versions.get(model)
+
+    def set_chosen_version(self, model: str, version: int | None) -> None:
+        """Remember (or, with None, forget) the user's version for ``model``; saved before this returns.
+
+        When the save fails the OSError propagates and the held preferences stay as they were.
+        """
+        if version is not None and not _is_version(version):
+            raise ValueError(f"a version is a non-negative integer, not {version!r}")
+        with self._lock:
+            changed = copy.deepcopy(self._prefs)
+            if version is None:
+                changed.chosen_versions.pop(model, None)
+            else:
+                changed.chosen_versions[model] = version
+            save_preferences(self.path, changed)
+            self._prefs = changed
+
+    def snapshot(self) -> Preferences:
+        """A copy of the current preferences."""
+        with self._lock:
+            return copy.deepcopy(self._prefs)

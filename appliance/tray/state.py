@@ -1,0 +1,71 @@
+"""What the tray shows and the commands it sends: the contract between the tray and the application.
+
+    state = TrayState(status="ready", detail="ready: 2 models", url="http://127.0.0.1:8501",
+                      device="CPU (AMD EPYC)", backend="local", start_at_login=False,
+                      models=(ModelItem("digits", 2, (VersionItem(2, "AVAILABLE"),
+                                                      VersionItem(1, "AVAILABLE", labels=("stable",)))),))
+    tray = Tray(lambda: state, commands)    # commands: anything with the TrayCommands methods
+
+The application builds a :class:`TrayState` from its own state whenever the tray asks, and implements
+:class:`TrayCommands`; the tray never reaches further into the application than this. Nothing here imports
+pystray, so the application can import this module with or without a display.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class VersionItem:
+    """One version of a model: its servable state, its load error if any, the labels that point at it."""
+
+    version: int
+    state: str  # "START" | "LOADING" | "AVAILABLE" | "UNLOADING" | "END"
+    error: str | None = None  # set when the version failed to load
+    labels: tuple[str, ...] = ()  # version labels pointing at it, e.g. ("stable",)
+
+
+@dataclass(frozen=True)
+class ModelItem:
+    """One served model, its chosen version (the one ``/predict`` uses) and its versions, newest first."""
+
+    name: str
+    chosen_version: int | None
+    versions: tuple[VersionItem, ...]
+
+
+@dataclass(frozen=True)
+class TrayState:
+    """Everything the tray shows: the icon's status, the tooltip line, the status section and the models."""
+
+    status: str  # "loading" | "ready" | "degraded" | "error"
+    detail: str  # one line for the tooltip, e.g. "loading digits v2 (1/3)" or "ready: 2 models"
+    url: str  # e.g. "http://127.0.0.1:8501"
+    device: str  # e.g. "CPU (AMD EPYC)" or "GPU (NVIDIA RTX 4090), memory growth on"
+    backend: str  # "local" (later "remote"/"local fallback")
+    models: tuple[ModelItem, ...]
+    start_at_login: bool
+
+
+class TrayCommands(Protocol):
+    """The named commands the tray sends; implemented by the application.
+
+    They are called on the tray's GUI thread: return quickly (hand long work to another thread) and call
+    ``Tray.refresh()`` once the state they change has changed.
+    """
+
+    def switch_version(self, model: str, version: int) -> None: ...
+
+    def open_docs(self) -> None: ...
+
+    def copy_url(self) -> None: ...
+
+    def open_models_folder(self) -> None: ...
+
+    def view_logs(self) -> None: ...
+
+    def set_start_at_login(self, enabled: bool) -> None: ...
+
+    def quit(self) -> None: ...

@@ -1,0 +1,78 @@
+"""Per-user locations under the XDG variables, and the two helpers that write to disk."""
+
+from __future__ import annotations
+
+import stat
+
+import pytest
+
+from appliance import paths
+
+
+@pytest.fixture
+def xdg(tmp_path, monkeypatch):
+    """Every XDG base folder in a fresh temporary folder; the runtime one private, as the spec requires."""
+    homes = {name: tmp_path / name.lower() for name in
+             ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME")}
+    homes["XDG_RUNTIME_DIR"].mkdir(mode=0o700)
+    for name, folder in homes.items():
+        monkeypatch.setenv(name, str(folder))
+    return homes
+
+
+def test_every_location_follows_the_xdg_variables(xdg):
+    config = xdg["XDG_CONFIG_HOME"] / "appliance"
+    runtime = xdg["XDG_RUNTIME_DIR"] / "appliance"
+    assert paths.user_models_dir() == xdg["XDG_DATA_HOME"] / "appliance" / "models"
+    assert paths.user_config_dir() == config
+    assert paths.user_state_dir() == xdg["XDG_STATE_HOME"] / "appliance"
+    assert paths.user_log_dir() == xdg["XDG_STATE_HOME"] / "appliance" / "log"
+    assert paths.user_runtime_dir() == runtime
+    assert paths.preferences_file() == config / "preferences.json"
+    assert paths.user_model_config_file() == config / "models.config"
+    assert paths.log_file() == xdg["XDG_STATE_HOME"] / "appliance" / "log" / "appliance.log"
+    assert paths.discovery_file() == runtime / "appliance.json"
+    assert paths.instance_lock_file() == runtime / "appliance.lock"
+
+
+def test_a_change_of_environment_takes_effect_at_once(xdg, tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CONFIG_HOME", str(tmp_path / "elsewhere"))
+    assert paths.preferences_file() == tmp_path / "elsewhere" / "appliance" / "preferences.json"
+
+
+def test_computing_a_location_creates_nothing(xdg):
+    for location in (paths.preferences_file, paths.log_file, paths.user_models_dir, paths.instance_lock_file):
+        location()
+    assert not any(folder.exists() for name, folder in xdg.items() if name != "XDG_RUNTIME_DIR")
+    assert not any(xdg["XDG_RUNTIME_DIR"].iterdir())
+
+
+def test_an_unusable_runtime_dir_falls_back_to_the_state_dir(xdg):
+    (xdg["XDG_RUNTIME_DIR"] / "appliance").write_text("a file where the folder should be")
+    assert paths.user_runtime_dir() == paths.user_state_dir()
+    assert paths.discovery_file() == xdg["XDG_STATE_HOME"] / "appliance" / "appliance.json"
+
+
+def test_ensure_dir_makes_an_owner_only_folder_with_its_parents(tmp_path):
+    folder = tmp_path / "a" / "b"
+    assert paths.ensure_dir(folder) == folder
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    assert paths.ensure_dir(folder) == folder
+
+
+def test_write_file_atomically_replaces_the_file_and_leaves_no_temp_file(tmp_path):
+    target = tmp_path / "new" / "file.json"
+    paths.write_file_atomically(target, b"one")
+    paths.write_file_atomically(target, b"two", mode=0o644)
+    assert target.read_bytes() == b"two"
+    assert stat.S_IMODE(target.stat().st_mode) == 0o644
+    assert sorted(p.name for p in target.parent.iterdir()) == ["file.json"]
+
+
+def test_a_failed_write_keeps_the_old_file_and_cleans_up(tmp_path):
+    target = tmp_path / "file.json"
+    paths.write_file_atomically(target, b"old")
+    with pytest.raises(TypeError):
+        paths.write_file_atomically(target, "not bytes")  # fails after the temp file exists
+    assert target.read_bytes() == b"old"
+    assert [p.name for p in tmp_path.iterdir()] == ["file.json"]

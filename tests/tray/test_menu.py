@@ -1,0 +1,236 @@
+"""The tray menu's model: items, checks and enabled states built from a TrayState, and the commands they send.
+
+pystray's dummy backend stands in for a display (its run loop cannot run: the menu model is what is tested
+here; tests/tray/test_real_tray.py clicks a real one). Items are activated as pystray does, ``item(icon)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+with pytest.MonkeyPatch.context() as patch:
+    patch.setenv("PYSTRAY_BACKEND", "dummy")  # read once, when pystray is first imported
+    import pystray
+
+    from appliance.tray.menu import MAX_ERROR_CHARS, build_menu
+
+from appliance.tray.state import ModelItem, TrayState, VersionItem
+
+READY = TrayState(
+    status="ready",
+    detail="ready: 2 models",
+    url="http://127.0.0.1:8501",
+    device="CPU (AMD EPYC)",
+    backend="local",
+    models=(
+        ModelItem(
+            "digits",
+            2,
+            (
+                VersionItem(5, "END"),
+                VersionItem(4, "END", error="Failed to load SavedModel: saved_model.pb is truncated\nat offset 12"),
+                VersionItem(3, "LOADING", labels=("canary",)),
+                VersionItem(2, "AVAILABLE"),
+                VersionItem(1, "AVAILABLE", labels=("stable", "old")),
+            ),
+        ),
+        ModelItem("iris", 1, (VersionItem(2, "START"), VersionItem(1, "AVAILABLE"))),
+    ),
+    start_at_login=False,
+)
+
+
+class StateHolder:
+    """The current TrayState, as the application would hand it to the tray."""
+
+    def __init__(self, value: TrayState):
+        self.value = value
+
+    def __call__(self) -> TrayState:
+        return self.value
+
+
+class RecordingCommands:
+    """The tray's command interface, recording each named command it receives."""
+
+    def __init__(self, state: StateHolder):
+        self.calls: list[tuple] = []
+        self._state = state
+
+    def switch_version(self, model: str, version: int) -> None:
+        self.calls.append(("switch_version", model, version))
+
+    def open_docs(self) -> None:
+        self.calls.append(("open_docs",))
+
+    def copy_url(self) -> None:
+        self.calls.append(("copy_url",))
+
+    def open_models_folder(self) -> None:
+        self.calls.append(("open_models_folder",))
+
+    def view_logs(self) -> None:
+        self.calls.append(("view_logs",))
+
+    def set_start_at_login(self, enabled: bool) -> None:
+        self.calls.append(("set_start_at_login", enabled))
+        self._state.value = replace(self._state.value, start_at_login=enabled)
+
+    def quit(self) -> None:
+        self.calls.append(("quit",))
+
+
+@pytest.fixture
+def state():
+    return StateHolder(READY)
+
+
+@pytest.fixture
+def commands(state):
+    return RecordingCommands(state)
+
+
+@pytest.fixture
+def icon():
+    return pystray.Icon("appliance-test")
+
+
+def texts(menu) -> list[str]:
+    return [item.text if item is not pystray.Menu.SEPARATOR else "---" for item in menu]
+
+
+def item_named(menu, text: str):
+    return next(item for item in menu if item.text == text)
+
+
+def test_the_menu_lists_models_then_the_status_section_then_actions(state, commands):
+    assert texts(build_menu(state, commands)) == [
+        "digits — v2",
+        "iris — v1",
+        "---",
+        "Serving http://127.0.0.1:8501",
+        "Device: CPU (AMD EPYC)",
+        "Backend: local",
+        "Status: ready: 2 models",
+        "---",
+        "Open API page",
+        "Copy URL",
+        "Open models folder",
+        "View logs",
+        "Start at login",
+        "---",
+        "Quit",
+    ]
+
+
+def test_the_status_section_is_disabled_and_the_actions_are_not(state, commands):
+    menu = build_menu(state, commands)
+    for text in ("Serving http://127.0.0.1:8501", "Device: CPU (AMD EPYC)", "Backend: local",
+                 "Status: ready: 2 models"):
+        assert not item_named(menu, text).enabled
+    for text in ("digits — v2", "Open API page", "Copy URL", "Open models folder", "View logs", "Quit"):
+        assert item_named(menu, text).enabled
+
+
+def test_a_model_submenu_shows_available_versions_as_radios_with_their_labels(state, commands):
+    versions = list(item_named(build_menu(state, commands), "digits — v2").submenu)
+    assert [v.text for v in versions] == [
+        "v4 — failed: Failed to load SavedModel: saved_model.pb is truncated",
+        "v3 (canary) — loading",
+        "v2",
+        "v1 (stable, old)",
+    ]  # v5, retired without an error, is left out
+    available = versions[2:]
+    assert all(v.radio and v.enabled for v in available)
+    assert [v.checked for v in available] == [True, False]
+
+
+def test_loading_queued_and_failed_versions_are_disabled_and_not_checkable(state, commands):
+    menu = build_menu(state, commands)
+    digits = list(item_named(menu, "digits — v2").submenu)
+    iris = list(item_named(menu, "iris — v1").submenu)
+    assert [v.text for v in iris] == ["v2 — queued", "v1"]
+    for pending in (digits[0], digits[1], iris[0]):
+        assert not pending.enabled
+        assert pending.checked is None
+
+
+def test_a_long_load_error_is_cut_to_its_first_line_and_a_bounded_length(state, commands):
+    long_error = "E" * 200 + "\nsecond line"
+    state.value = replace(READY, models=(ModelItem("m", None, (VersionItem(1, "END", error=long_error),)),))
+    (failed,) = item_named(build_menu(state, commands), "m — unavailable").submenu
+    assert failed.text == "v1 — failed: " + "E" * (MAX_ERROR_CHARS - 1) + "…"
+
+
+def test_a_model_without_a_chosen_version_says_whether_it_is_loading(state, commands):
+    state.value = replace(READY, models=(
+        ModelItem("digits", None, (VersionItem(1, "LOADING"),)),
+        ModelItem("iris", None, ()),
+    ))
+    menu = build_menu(state, commands)
+    assert texts(menu)[:2] == ["digits — loading", "iris — unavailable"]
+    assert [v.text for v in item_named(menu, "iris — unavailable").submenu] == ["no versions"]
+
+
+def test_clicking_a_version_sends_switch_version(state, commands, icon):
+    digits = list(item_named(build_menu(state, commands), "digits — v2").submenu)
+    digits[3](icon)
+    assert commands.calls == [("switch_version", "digits", 1)]
+    iris = list(item_named(build_menu(state, commands), "iris — v1").submenu)
+    iris[1](icon)
+    assert commands.calls[-1] == ("switch_version", "iris", 1)
+
+
+def test_clicking_a_disabled_version_sends_nothing(state, commands, icon):
+    for item in item_named(build_menu(state, commands), "digits — v2").submenu:
+        if not item.enabled:
+            item(icon)
+    assert commands.calls == []
+
+
+def test_the_menu_follows_the_state_each_time_it_is_read(state, commands):
+    menu = build_menu(state, commands)
+    digits = ModelItem("digits", 1, (VersionItem(2, "UNLOADING"), VersionItem(1, "AVAILABLE", labels=("stable",))))
+    state.value = replace(READY, status="loading", detail="loading iris v2 (1/1)", models=(digits,))
+    assert texts(menu)[0] == "digits — v1"
+    assert "Status: loading iris v2 (1/1)" in texts(menu)
+    assert [(v.text, v.enabled, v.checked) for v in item_named(menu, "digits — v1").submenu] == [
+        ("v2 — unloading", False, None),
+        ("v1 (stable)", True, True),
+    ]
+
+
+def test_the_radio_check_follows_the_chosen_version(state, commands):
+    versions = list(item_named(build_menu(state, commands), "digits — v2").submenu)
+    state.value = replace(READY, models=(replace(READY.models[0], chosen_version=1), READY.models[1]))
+    assert [v.checked for v in versions[2:]] == [False, True]
+
+
+@pytest.mark.parametrize(
+    ("text", "command"),
+    [
+        ("Open API page", ("open_docs",)),
+        ("Copy URL", ("copy_url",)),
+        ("Open models folder", ("open_models_folder",)),
+        ("View logs", ("view_logs",)),
+        ("Quit", ("quit",)),
+    ],
+)
+def test_each_action_sends_its_named_command(state, commands, icon, text, command):
+    item_named(build_menu(state, commands), text)(icon)
+    assert commands.calls == [command]
+
+
+def test_start_at_login_is_a_checkbox_that_toggles(state, commands, icon):
+    menu = build_menu(state, commands)
+    checkbox = item_named(menu, "Start at login")
+    assert checkbox.checked is False and not checkbox.radio
+    checkbox(icon)
+    assert commands.calls == [("set_start_at_login", True)]
+    assert item_named(menu, "Start at login").checked is True
+    item_named(menu, "Start at login")(icon)
+    assert commands.calls[-1] == ("set_start_at_login", False)
+    assert item_named(menu, "Start at login").checked is False
+

@@ -1,0 +1,166 @@
+"""A real tray icon under Xvfb with trayer as the system tray, clicked and driven from the keyboard with xdotool.
+
+First a harness (written to tmp_path) runs :class:`appliance.tray.Tray` with a fixed state and prints each
+command it receives; then the real ``python -m appliance`` is driven the same way, and the version chosen in
+its menu must be the one that answers ``POST /predict``. Screenshots of the open menus are saved under
+``$APPLIANCE_TEST_ARTIFACTS`` (default ``/tmp/appliance-test-artifacts``).
+"""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+import requests
+
+from .conftest import TrayProcess, XDesktop, wait_for
+
+REPO = Path(__file__).resolve().parents[2]
+
+HARNESS = textwrap.dedent(
+    '''
+    """Runs the appliance's tray with a fixed state and prints every command it receives, one per line."""
+
+    import threading
+
+    from appliance.tray import ModelItem, Tray, TrayState, VersionItem
+
+    chosen = {"digits": 2, "iris": 1}
+
+
+    def get_state():
+        return TrayState(
+            status="degraded",
+            detail="degraded: digits v4 failed to load",
+            url="http://127.0.0.1:8501",
+            device="CPU (test harness)",
+            backend="local",
+            models=(
+                ModelItem("digits", chosen["digits"], (
+                    VersionItem(4, "END", error="Failed to load SavedModel: saved_model.pb is truncated"),
+                    VersionItem(3, "LOADING"),
+                    VersionItem(2, "AVAILABLE", labels=("canary",)),
+                    VersionItem(1, "AVAILABLE", labels=("stable",)),
+                    VersionItem(0, "END"),
+                )),
+                ModelItem("iris", chosen["iris"], (VersionItem(1, "AVAILABLE"),)),
+            ),
+            start_at_login=False,
+        )
+
+
+    class PrintingCommands:
+        def switch_version(self, model, version):
+            print("switch_version", model, version, flush=True)
+            chosen[model] = version
+            threading.Thread(target=tray.refresh).start()  # as the application does: from another thread
+
+        def open_docs(self):
+            print("open_docs", flush=True)
+
+        def copy_url(self):
+            print("copy_url", flush=True)
+
+        def open_models_folder(self):
+            print("open_models_folder", flush=True)
+
+        def view_logs(self):
+            print("view_logs", flush=True)
+
+        def set_start_at_login(self, enabled):
+            print("set_start_at_login", enabled, flush=True)
+
+        def quit(self):
+            print("quit", flush=True)
+            tray.stop()
+
+
+    tray = Tray(get_state, PrintingCommands())
+    print("backend", tray.backend, flush=True)
+    tray.run()
+    print("stopped", flush=True)
+    '''
+)
+
+
+def open_digits_submenu(desktop: XDesktop, pid: int, icon) -> None:
+    """Open the menu, then the first model's submenu, from the keyboard."""
+    desktop.open_menu(pid, icon)
+    desktop.keys("Down", "Right")
+    wait_for(lambda: len(desktop.menu_windows(pid)) >= 2, 10, "the digits submenu to open")
+
+
+def close_menus(desktop: XDesktop, pid: int) -> None:
+    desktop.keys("Escape", "Escape")
+    wait_for(lambda: not desktop.menu_windows(pid), 10, "the menus to close")
+
+
+def quit_from_menu(desktop: XDesktop, pid: int, icon) -> None:
+    """Quit is the menu's last item: Up from an open menu selects it."""
+    desktop.open_menu(pid, icon)
+    desktop.keys("Up", "Return")
+
+
+@pytest.mark.parametrize("backend", ["appindicator", "gtk"])
+def test_harness_tray_sends_the_chosen_version(x_desktop, tmp_path, backend):
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    env = {**x_desktop.env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    if backend != "appindicator":  # the appindicator backend is what the tray picks by itself
+        env["PYSTRAY_BACKEND"] = backend
+    tray = TrayProcess([sys.executable, str(harness)], env)
+    try:
+        assert tray.wait_for_line(r"^backend (\w+)$", 30).group(1) == backend
+        icon = x_desktop.icon_window(tray.pid)
+
+        open_digits_submenu(x_desktop, tray.pid, icon)  # digits — v2 ▸ v4 failed, v3 loading, (v2), v1
+        x_desktop.screenshot(f"tray-menu-{backend}")
+        x_desktop.keys("Down", "Return")  # the disabled versions are skipped: v2, then v1
+        tray.wait_for_line(r"^switch_version digits 1$", 10)
+
+        open_digits_submenu(x_desktop, tray.pid, icon)  # now "digits — v1", v1 checked
+        x_desktop.screenshot(f"tray-menu-{backend}-after-switch")
+        close_menus(x_desktop, tray.pid)
+
+        quit_from_menu(x_desktop, tray.pid, icon)
+        tray.wait_for_line(r"^quit$", 10)
+        assert tray.wait(15) == 0, tray.output
+        assert tray.lines[-1] == "stopped", tray.output
+        assert "Traceback" not in tray.output, tray.output  # the teardown error is swallowed
+    finally:
+        tray.stop()
+
+
+def predicted_version(url: str) -> int | None:
+    response = requests.post(url + "/predict", json={"input": [[0.0] * 64]}, timeout=30)
+    return response.json().get("version") if response.status_code == 200 else None
+
+
+def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_desktop, tmp_path):
+    user_dirs = {name: tmp_path / name.lower() for name in
+                 ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")}
+    for folder in user_dirs.values():
+        folder.mkdir(mode=0o700)
+    env = {**x_desktop.env, **{k: str(v) for k, v in user_dirs.items()}, "PYTHONUNBUFFERED": "1"}
+    app = TrayProcess([sys.executable, "-m", "appliance", "--port", "0"], env, cwd=REPO)
+    try:
+        url = app.wait_for_line(r"serving on (http://\S+)", 120).group(1)
+        wait_for(lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading", 120,
+                 "the bundled models to load")
+        assert predicted_version(url) == 2  # the newest version is chosen at first
+        icon = x_desktop.icon_window(app.pid)
+
+        open_digits_submenu(x_desktop, app.pid, icon)  # digits — v2 ▸ (v2), v1
+        x_desktop.screenshot("app-tray-menu")
+        x_desktop.keys("Down", "Return")
+        wait_for(lambda: predicted_version(url) == 1, 60, "POST /predict to answer with version 1")
+
+        open_digits_submenu(x_desktop, app.pid, icon)
+        x_desktop.screenshot("app-tray-menu-after-switch")
+        close_menus(x_desktop, app.pid)
+        quit_from_menu(x_desktop, app.pid, icon)
+        assert app.wait(60) == 0, app.output
+    finally:
+        app.stop()
