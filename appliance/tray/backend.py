@@ -9,6 +9,11 @@ pystray is imported here only, lazily, inside :func:`load_pystray`. On Linux the
 preferred (it falls back to an XEmbed icon when the desktop has no StatusNotifier host), then GTK;
 ``PYSTRAY_BACKEND``, when set, is honoured as pystray documents. pystray's ``xorg`` backend has no menus and
 its ``dummy`` backend cannot run: neither can carry this tray.
+
+GTK is initialised with OpenGL off (``GDK_GL=disable`` while pystray is imported, unless ``GDK_GL`` is set):
+when GTK opens the display it otherwise probes OpenGL, and with Mesa drivers (Intel, AMD, llvmpipe under Xvfb)
+that loads ``libLLVM``, whose symbols clash with the LLVM built into TensorFlow: importing TensorFlow after
+that crashes (SIGSEGV), and importing it before makes the process abort on exit. The tray draws no OpenGL.
 """
 
 from __future__ import annotations
@@ -38,7 +43,7 @@ def load_pystray() -> ModuleType:
         raise TrayUnavailable("no display (DISPLAY and WAYLAND_DISPLAY are unset)")
     if os.environ.get("PYSTRAY_BACKEND") or not sys.platform.startswith("linux"):
         try:
-            pystray = importlib.import_module("pystray")
+            pystray = _import_pystray()
         except Exception as error:  # pystray raises ImportError, ValueError (gi) or Xlib errors
             raise TrayUnavailable(f"pystray cannot be imported: {error}") from error
     else:
@@ -71,16 +76,33 @@ def _import_preferred() -> ModuleType:
     """Import pystray with the first of :data:`_LINUX_PREFERENCE` that imports, never with ``xorg``."""
     errors: dict[str, None] = {}  # each distinct message once, in order
     for name in _LINUX_PREFERENCE:
-        os.environ["PYSTRAY_BACKEND"] = name  # read by pystray once, while it is imported
         try:
-            return importlib.import_module("pystray")
+            return _import_pystray(backend=name)
         except Exception as error:
             errors[str(error)] = None
-        finally:
-            del os.environ["PYSTRAY_BACKEND"]
     raise TrayUnavailable(
         "pystray's AppIndicator/GTK backends cannot be used (its xorg backend has no menus): " + "; ".join(errors)
     )
+
+
+def _import_pystray(backend: str | None = None) -> ModuleType:
+    """Import pystray (with ``PYSTRAY_BACKEND=backend`` if given) and GTK without OpenGL.
+
+    Both variables are read once, while pystray and GTK are imported; the environment is restored afterwards,
+    so programs the application starts later (a browser, a file manager) do not inherit them.
+    """
+    saved = {name: os.environ.get(name) for name in ("PYSTRAY_BACKEND", "GDK_GL")}
+    if backend:
+        os.environ["PYSTRAY_BACKEND"] = backend
+    os.environ.setdefault("GDK_GL", "disable")
+    try:
+        return importlib.import_module("pystray")
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def _usable(pystray: ModuleType) -> ModuleType:

@@ -75,7 +75,7 @@ class Tray:
         self._call_in_gui(self._apply_state)
 
     def stop(self) -> None:
-        """End :meth:`run`; safe from any thread, also before ``run()`` has started the loop."""
+        """End :meth:`run`; safe from any thread (with the GLib backends also before ``run()`` starts the loop)."""
         self._stopping = True
         self._call_in_gui(self._icon.stop)
 

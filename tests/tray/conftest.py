@@ -27,7 +27,7 @@ from typing import Callable
 
 import pytest
 
-BINARIES = ("Xvfb", "dbus-daemon", "trayer", "xdotool", "import")
+BINARIES = ("Xvfb", "dbus-daemon", "trayer", "xdotool", "import", "xclip")
 PANEL_HEIGHT = 32
 ARTIFACTS = Path(os.environ.get("APPLIANCE_TEST_ARTIFACTS", "/tmp/appliance-test-artifacts"))
 
@@ -166,6 +166,12 @@ class XDesktop:
             self.xdotool("key", name)
             time.sleep(pause)
 
+    def clipboard(self) -> str:
+        """The clipboard's text, "" when nothing owns it."""
+        result = subprocess.run(["xclip", "-o", "-selection", "clipboard"], env=self.env,
+                                capture_output=True, text=True, timeout=10)
+        return result.stdout if result.returncode == 0 else ""
+
     def screenshot(self, name: str) -> Path:
         """The whole screen as ``$APPLIANCE_TEST_ARTIFACTS/<name>.png``."""
         ARTIFACTS.mkdir(parents=True, exist_ok=True)
@@ -234,7 +240,8 @@ def x_desktop():
     """Xvfb + session D-Bus + trayer, shared by the tray tests and torn down after them."""
     missing = [name for name in BINARIES if shutil.which(name) is None]
     if missing:
-        pytest.skip(f"real-tray tests need {', '.join(missing)} (Debian: xvfb, dbus, trayer, xdotool, imagemagick)")
+        packages = "xvfb, dbus-x11, trayer, xdotool, imagemagick, xclip"
+        pytest.skip(f"real-tray tests need {', '.join(missing)} (Debian packages: {packages})")
     if importlib.util.find_spec("pystray") is None:  # not imported here: pystray needs a display to import
         pytest.skip("real-tray tests need pystray")
     with ExitStack() as stack:

@@ -68,3 +68,19 @@ def test_the_xorg_backend_has_no_menus(x_desktop):
 def test_no_session_bus_is_a_reason(x_desktop, tmp_path):
     env = {**x_desktop.env, "DBUS_SESSION_BUS_ADDRESS": f"unix:path={tmp_path}/no-bus"}
     assert probe(env).startswith("no D-Bus session bus: ")
+
+
+def test_tensorflow_still_imports_once_gtk_is_up_and_the_environment_is_as_it_was(x_desktop):
+    """GTK's OpenGL probe would load Mesa's libLLVM, and TensorFlow's own LLVM then crashes on import."""
+    code = PROBE + """
+import os
+assert "GDK_GL" not in os.environ and "PYSTRAY_BACKEND" not in os.environ, "environment changed"
+import tensorflow
+print("tensorflow imported")
+"""
+    result = subprocess.run(
+        [sys.executable, "-c", code], env={**x_desktop.env, "PYTHONPATH": str(REPO)},
+        capture_output=True, text=True, timeout=120,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert result.stdout.split("\n")[:2] == ["available: pystray._appindicator", "tensorflow imported"]

@@ -1,13 +1,15 @@
 """A real tray icon under Xvfb with trayer as the system tray, clicked and driven from the keyboard with xdotool.
 
 First a harness (written to tmp_path) runs :class:`appliance.tray.Tray` with a fixed state and prints each
-command it receives; then the real ``python -m appliance`` is driven the same way, and the version chosen in
-its menu must be the one that answers ``POST /predict``. Screenshots of the open menus are saved under
-``$APPLIANCE_TEST_ARTIFACTS`` (default ``/tmp/appliance-test-artifacts``).
+command it receives; then the real ``python -m appliance`` is driven the same way: the version chosen in its
+menu must be the one that answers ``POST /predict``, and "Copy URL" must put its URL on the clipboard.
+Screenshots of the open menus are saved under ``$APPLIANCE_TEST_ARTIFACTS`` (default
+``/tmp/appliance-test-artifacts``).
 """
 
 from __future__ import annotations
 
+import signal
 import sys
 import textwrap
 from pathlib import Path
@@ -15,6 +17,7 @@ from pathlib import Path
 import pytest
 import requests
 
+from ..conftest import user_dirs_env
 from .conftest import TrayProcess, XDesktop, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
@@ -23,6 +26,7 @@ HARNESS = textwrap.dedent(
     '''
     """Runs the appliance's tray with a fixed state and prints every command it receives, one per line."""
 
+    import signal
     import threading
 
     from appliance.tray import ModelItem, Tray, TrayState, VersionItem
@@ -77,12 +81,27 @@ HARNESS = textwrap.dedent(
             tray.stop()
 
 
+    def on_sigint(number, frame):
+        print("SIGINT", flush=True)
+        tray.stop()
+
+
+    signal.signal(signal.SIGINT, on_sigint)  # the tray must keep it (pystray resets SIGINT to its default)
     tray = Tray(get_state, PrintingCommands())
     print("backend", tray.backend, flush=True)
     tray.run()
     print("stopped", flush=True)
     '''
 )
+
+
+def start_harness(desktop: XDesktop, tmp_path: Path, backend: str) -> TrayProcess:
+    harness = tmp_path / "harness.py"
+    harness.write_text(HARNESS)
+    env = {**desktop.env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
+    if backend != "appindicator":  # the appindicator backend is what the tray picks by itself
+        env["PYSTRAY_BACKEND"] = backend
+    return TrayProcess([sys.executable, str(harness)], env)
 
 
 def open_digits_submenu(desktop: XDesktop, pid: int, icon) -> None:
@@ -105,12 +124,7 @@ def quit_from_menu(desktop: XDesktop, pid: int, icon) -> None:
 
 @pytest.mark.parametrize("backend", ["appindicator", "gtk"])
 def test_harness_tray_sends_the_chosen_version(x_desktop, tmp_path, backend):
-    harness = tmp_path / "harness.py"
-    harness.write_text(HARNESS)
-    env = {**x_desktop.env, "PYTHONPATH": str(REPO), "PYTHONUNBUFFERED": "1"}
-    if backend != "appindicator":  # the appindicator backend is what the tray picks by itself
-        env["PYSTRAY_BACKEND"] = backend
-    tray = TrayProcess([sys.executable, str(harness)], env)
+    tray = start_harness(x_desktop, tmp_path, backend)
     try:
         assert tray.wait_for_line(r"^backend (\w+)$", 30).group(1) == backend
         icon = x_desktop.icon_window(tray.pid)
@@ -133,17 +147,46 @@ def test_harness_tray_sends_the_chosen_version(x_desktop, tmp_path, backend):
         tray.stop()
 
 
+@pytest.mark.parametrize("backend", ["appindicator", "gtk"])
+def test_a_sigint_handler_installed_before_run_still_runs(x_desktop, tmp_path, backend):
+    tray = start_harness(x_desktop, tmp_path, backend)
+    try:
+        tray.wait_for_line(r"^backend ", 30)
+        x_desktop.icon_window(tray.pid)  # the loop is running
+        tray.proc.send_signal(signal.SIGINT)
+        tray.wait_for_line(r"^SIGINT$", 10)
+        assert tray.wait(15) == 0, tray.output
+        assert tray.lines[-1] == "stopped", tray.output
+    finally:
+        tray.stop()
+
+
+def test_stop_and_refresh_before_run_are_kept_until_the_loop_runs(x_desktop):
+    """The application may fail (or quit) between creating the tray and running it: run() then returns at once."""
+    code = """
+from appliance.tray import Tray, TrayState
+state = TrayState("loading", "loading models", "http://127.0.0.1:1", "CPU", "local", (), False)
+tray = Tray(lambda: state, None)
+tray.refresh()
+tray.stop()
+tray.run()
+print("stopped", flush=True)
+"""
+    tray = TrayProcess([sys.executable, "-c", code], {**x_desktop.env, "PYTHONPATH": str(REPO)})
+    try:
+        assert tray.wait(20) == 0, tray.output
+        assert tray.lines[-1] == "stopped", tray.output
+    finally:
+        tray.stop()
+
+
 def predicted_version(url: str) -> int | None:
     response = requests.post(url + "/predict", json={"input": [[0.0] * 64]}, timeout=30)
     return response.json().get("version") if response.status_code == 200 else None
 
 
 def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_desktop, tmp_path):
-    user_dirs = {name: tmp_path / name.lower() for name in
-                 ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR")}
-    for folder in user_dirs.values():
-        folder.mkdir(mode=0o700)
-    env = {**x_desktop.env, **{k: str(v) for k, v in user_dirs.items()}, "PYTHONUNBUFFERED": "1"}
+    env = {**x_desktop.env, **user_dirs_env(tmp_path), "PYTHONUNBUFFERED": "1"}  # XDG_* folders in tmp_path
     app = TrayProcess([sys.executable, "-m", "appliance", "--port", "0"], env, cwd=REPO)
     try:
         url = app.wait_for_line(r"serving on (http://\S+)", 120).group(1)
@@ -160,6 +203,11 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
         open_digits_submenu(x_desktop, app.pid, icon)
         x_desktop.screenshot("app-tray-menu-after-switch")
         close_menus(x_desktop, app.pid)
+
+        x_desktop.open_menu(app.pid, icon)
+        x_desktop.keys("Up", "Up", "Up", "Up", "Up", "Return")  # Quit, Start at login, View logs, ..., Copy URL
+        wait_for(lambda: x_desktop.clipboard() == url, 10, f"{url} on the clipboard")
+
         quit_from_menu(x_desktop, app.pid, icon)
         assert app.wait(60) == 0, app.output
     finally:
