@@ -14,7 +14,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import signal
 import sys
+import threading
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -159,7 +161,12 @@ def desktop(settings: Settings, headless: bool, log_level: str) -> int:
         return 0
     try:
         configure_logging(log_level, paths.log_file())
+        # Before the tray probe and TensorFlow start threads, which must not take SIGINT/SIGTERM.
+        signals_blocked = not headless and _block_quit_signals()
         reason = "--headless was given" if headless else tray_unavailable_reason()
+        if reason and signals_blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, QUIT_SIGNALS)  # headless: Python's handlers take them
+            signals_blocked = False
         app, failed = _build(settings)
         if app is None:
             return failed
@@ -170,7 +177,7 @@ def desktop(settings: Settings, headless: bool, log_level: str) -> int:
                 log.info("serving without a tray icon: %s", reason)
                 _serve_headless(app)
             else:
-                _run_with_tray(app)
+                _run_with_tray(app, signals_blocked)
         finally:
             app.close()
             remove_discovery(paths.discovery_file())
@@ -180,14 +187,15 @@ def desktop(settings: Settings, headless: bool, log_level: str) -> int:
         lock.release()
 
 
-def _run_with_tray(app) -> None:
+def _run_with_tray(app, signals_blocked: bool) -> None:
     """The tray owns the main thread (GUI toolkits need it); the server runs beside it."""
     from .tray import Tray
 
     tray = Tray(app.tray_state, app)
     app.subscribe(tray.refresh)
     app.on_quit(tray.stop)
-    _quit_on_signals(app)
+    if signals_blocked:
+        _await_quit_signals(app)
     server_thread = app.server.start()
     print(f"appliance: serving on {app.url}", flush=True)
     try:
@@ -197,22 +205,25 @@ def _run_with_tray(app) -> None:
         server_thread.join()
 
 
-def _quit_on_signals(app) -> None:
-    """SIGINT/SIGTERM quit the app even while a GUI main loop (not Python) holds the main thread.
+QUIT_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 
-    The signals are blocked in every thread and awaited by a thread of their own,
-    so no Python signal handler needs the main thread.
+
+def _block_quit_signals() -> bool:
+    """Block SIGINT/SIGTERM in this thread and every thread started later (TensorFlow's included).
+
+    With a GUI main loop (not Python) holding the main thread, a Python signal
+    handler might never run: the signals are instead awaited by a thread of their
+    own (:func:`_await_quit_signals`). Returns False where this is not possible (Windows).
     """
-    import signal
-    import threading
-
-    signals = {signal.SIGINT, signal.SIGTERM}
     if not hasattr(signal, "pthread_sigmask"):
-        return  # Windows: Ctrl+C reaches the console only; Quit in the tray menu ends the app
-    signal.pthread_sigmask(signal.SIG_BLOCK, signals)
+        return False  # Windows: Ctrl+C reaches the console only; Quit in the tray menu ends the app
+    signal.pthread_sigmask(signal.SIG_BLOCK, QUIT_SIGNALS)
+    return True
 
+
+def _await_quit_signals(app) -> None:
     def wait_for_signal():
-        received = signal.sigwait(signals)
+        received = signal.sigwait(QUIT_SIGNALS)
         log.info("%s received: quitting", signal.Signals(received).name)
         app.quit()
 

@@ -14,11 +14,15 @@ import sys
 import textwrap
 from pathlib import Path
 
+import numpy as np
 import pytest
 import requests
+from PIL import Image
+
+from appliance.tray.icon import STATUS_COLOURS
 
 from ..conftest import user_dirs_env
-from .conftest import TrayProcess, XDesktop, wait_for
+from .conftest import TrayProcess, Window, XDesktop, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -32,12 +36,12 @@ HARNESS = textwrap.dedent(
     from appliance.tray import ModelItem, Tray, TrayState, VersionItem
 
     chosen = {"digits": 2, "iris": 1}
+    status = {"status": "degraded", "detail": "degraded: digits v4 failed to load"}
 
 
     def get_state():
         return TrayState(
-            status="degraded",
-            detail="degraded: digits v4 failed to load",
+            **status,
             url="http://127.0.0.1:8501",
             device="CPU (test harness)",
             backend="local",
@@ -59,6 +63,7 @@ HARNESS = textwrap.dedent(
         def switch_version(self, model, version):
             print("switch_version", model, version, flush=True)
             chosen[model] = version
+            status.update(status="ready", detail="ready: 2 models")
             threading.Thread(target=tray.refresh).start()  # as the application does: from another thread
 
         def open_docs(self):
@@ -104,6 +109,18 @@ def start_harness(desktop: XDesktop, tmp_path: Path, backend: str) -> TrayProces
     return TrayProcess([sys.executable, str(harness)], env)
 
 
+def icon_colour(screenshot: Path, icon: Window) -> str:
+    """The status whose colour covers most of the tray icon in a screenshot."""
+    with Image.open(screenshot) as image:
+        box = image.convert("RGB").crop((icon.x, icon.y, icon.x + icon.width, icon.y + icon.height))
+    pixels = np.asarray(box, dtype=int)
+
+    def share(colour):
+        return int((np.abs(pixels - colour).max(axis=-1) < 40).sum())
+
+    return max(STATUS_COLOURS, key=lambda status: share(STATUS_COLOURS[status]))
+
+
 def open_digits_submenu(desktop: XDesktop, pid: int, icon) -> None:
     """Open the menu, then the first model's submenu, from the keyboard."""
     desktop.open_menu(pid, icon)
@@ -130,12 +147,14 @@ def test_harness_tray_sends_the_chosen_version(x_desktop, tmp_path, backend):
         icon = x_desktop.icon_window(tray.pid)
 
         open_digits_submenu(x_desktop, tray.pid, icon)  # digits — v2 ▸ v4 failed, v3 loading, (v2), v1
-        x_desktop.screenshot(f"tray-menu-{backend}")
+        shot = x_desktop.screenshot(f"tray-menu-{backend}")
+        assert icon_colour(shot, icon) == "degraded"
         x_desktop.keys("Down", "Return")  # the disabled versions are skipped: v2, then v1
         tray.wait_for_line(r"^switch_version digits 1$", 10)
 
-        open_digits_submenu(x_desktop, tray.pid, icon)  # now "digits — v1", v1 checked
-        x_desktop.screenshot(f"tray-menu-{backend}-after-switch")
+        open_digits_submenu(x_desktop, tray.pid, icon)  # now "digits — v1", v1 checked, and status "ready"
+        shot = x_desktop.screenshot(f"tray-menu-{backend}-after-switch")
+        assert icon_colour(shot, icon) == "ready"
         close_menus(x_desktop, tray.pid)
 
         quit_from_menu(x_desktop, tray.pid, icon)
@@ -212,3 +231,17 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
         assert app.wait(60) == 0, app.output
     finally:
         app.stop()
+
+    # Restarted, the app keeps the version picked in the menu; SIGTERM ends it cleanly with the tray up.
+    again = TrayProcess([sys.executable, "-m", "appliance", "--port", "0"], env, cwd=REPO)
+    try:
+        url = again.wait_for_line(r"serving on (http://\S+)", 120).group(1)
+        wait_for(lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading", 120,
+                 "the bundled models to load")
+        assert predicted_version(url) == 1
+        x_desktop.icon_window(again.pid)
+        again.proc.send_signal(signal.SIGTERM)
+        assert again.wait(60) == 0, again.output
+        assert "Traceback" not in again.output
+    finally:
+        again.stop()
