@@ -147,3 +147,55 @@ def tfs_server(tfs_config):
     server = ApplianceProcess("--model_config_file", str(tfs_config))
     yield server
     server.stop()
+
+
+class PredictLoad:
+    """Client threads sending ``POST /predict`` to a server nonstop, recording every outcome.
+
+        with PredictLoad(server.url, clients=8) as load:
+            ...                     # change versions meanwhile
+        assert load.failures == []
+
+    ``versions`` lists the version of each answer in arrival order; ``latencies``
+    holds (seconds, marked) per answer, ``marked`` being whether :meth:`mark` was on.
+    """
+
+    def __init__(self, url: str, clients: int = 4, body: dict | None = None):
+        self.url = url
+        self.clients = clients
+        self.body = body or {"input": [[3.0] * 64]}
+        self.versions: list[int] = []
+        self.failures: list[str] = []
+        self.latencies: list[tuple[float, bool]] = []
+        self.marked = threading.Event()
+        self._stop = threading.Event()
+        self._threads = [threading.Thread(target=self._client) for _ in range(clients)]
+
+    def _client(self) -> None:
+        with requests.Session() as session:
+            while not self._stop.is_set():
+                started = time.perf_counter()
+                try:
+                    response = session.post(self.url + "/predict", json=self.body, timeout=30)
+                except requests.RequestException as e:
+                    self.failures.append(repr(e))
+                    continue
+                self.latencies.append((time.perf_counter() - started, self.marked.is_set()))
+                if response.status_code != 200:
+                    self.failures.append(response.text)
+                else:
+                    self.versions.append(response.json()["version"])
+
+    def __enter__(self) -> "PredictLoad":
+        for thread in self._threads:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._stop.set()
+        for thread in self._threads:
+            thread.join(timeout=60)
+
+    def answers_since(self, index: int) -> list[int]:
+        """Versions answered after ``index``, skipping the one request per client that may have been running then."""
+        return self.versions[index + self.clients:]

@@ -9,12 +9,11 @@ chosen, the old one retired, and no request may fail.
 from __future__ import annotations
 
 import shutil
-import threading
 import time
 
 import requests
 
-from .conftest import MODELS, ApplianceProcess
+from .conftest import MODELS, ApplianceProcess, PredictLoad
 
 POLL_SECONDS = 0.2
 
@@ -25,47 +24,21 @@ def test_new_version_becomes_chosen_with_no_failed_request(tmp_path):
     shutil.copytree(MODELS / "digits" / "1", base / "1")
     server = ApplianceProcess("--model_name", "digits", "--model_base_path", str(base),
                               "--file_system_poll_wait_seconds", str(POLL_SECONDS))
-    versions_seen: list[int] = []
-    failures: list[str] = []
-    stop = threading.Event()
-
-    def client():
-        with requests.Session() as session:
-            while not stop.is_set():
-                try:
-                    response = session.post(server.url + "/predict", json={"input": [[3.0] * 64]}, timeout=30)
-                except requests.RequestException as e:
-                    failures.append(repr(e))
-                    continue
-                if response.status_code != 200:
-                    failures.append(response.text)
-                else:
-                    versions_seen.append(response.json()["version"])
-
-    clients = [threading.Thread(target=client) for _ in range(4)]
-    try:
-        for c in clients:
-            c.start()
+    with PredictLoad(server.url) as load:
         time.sleep(1.0)
         staging = tmp_path / "staging"
         shutil.copytree(MODELS / "digits" / "2", staging)
         staging.rename(base / "2")
-
         deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and (not versions_seen or versions_seen[-1] != 2):
+        while time.monotonic() < deadline and (not load.versions or load.versions[-1] != 2):
             time.sleep(POLL_SECONDS / 4)
-        switched_at = len(versions_seen)
+        switched_at = len(load.versions)
         time.sleep(1.0)
-    finally:
-        stop.set()
-        for c in clients:
-            c.join(timeout=60)
 
-    assert failures == []
-    assert versions_seen[0] == 1 and versions_seen[-1] == 2
-    # Once version 2 answered, new requests all go to it; at most one request per client was
-    # already running on version 1 at that moment.
-    tail = versions_seen[switched_at + len(clients):]
+    assert load.failures == []
+    assert load.versions[0] == 1 and load.versions[-1] == 2
+    # Once version 2 answered, new requests all go to it.
+    tail = load.answers_since(switched_at)
     assert tail and set(tail) == {2}
     status = requests.get(server.url + "/v1/models/digits", timeout=30).json()["model_version_status"]
     assert [(s["version"], s["state"]) for s in status] == [("2", "AVAILABLE"), ("1", "END")]

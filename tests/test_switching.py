@@ -16,7 +16,7 @@ import time
 import pytest
 import requests
 
-from .conftest import MODELS, ApplianceProcess
+from .conftest import MODELS, ApplianceProcess, PredictLoad
 
 CHOSEN = "/v1/appliance/models/digits/chosen"
 PIXELS = {"input": [[5.0] * 64]}
@@ -69,51 +69,23 @@ def test_choose_errors(server, path, body, status, message):
 
 
 def test_switch_under_load_drops_nothing(server):
-    versions: list[int] = []
-    latencies: list[tuple[float, float, bool]] = []  # (start, seconds, during switching)
-    failures: list[str] = []
-    stop, switching = threading.Event(), threading.Event()
-
-    def client():
-        with requests.Session() as session:
-            while not stop.is_set():
-                started = time.perf_counter()
-                try:
-                    response = session.post(server.url + "/predict", json=PIXELS, timeout=30)
-                except requests.RequestException as e:
-                    failures.append(repr(e))
-                    continue
-                latencies.append((started, time.perf_counter() - started, switching.is_set()))
-                if response.status_code != 200:
-                    failures.append(response.text)
-                else:
-                    versions.append(response.json()["version"])
-
-    clients = [threading.Thread(target=client) for _ in range(8)]
-    for c in clients:
-        c.start()
-    try:
+    with PredictLoad(server.url, clients=8, body=PIXELS) as load:
         time.sleep(1.0)
-        switching.set()
+        load.marked.set()
         for i in range(40):
             assert choose(server, version=1 if i % 2 == 0 else 2).status_code == 200
             time.sleep(0.02)
         assert choose(server, version=1).status_code == 200
-        switching.clear()
-        after_last_switch = len(versions)
+        load.marked.clear()
+        after_last_switch = len(load.versions)
         time.sleep(1.0)
-    finally:
-        stop.set()
-        for c in clients:
-            c.join(timeout=60)
 
-    assert failures == []
-    assert set(versions) == {1, 2}
-    # At most one request per client was already running when the last switch returned.
-    assert set(versions[after_last_switch + len(clients):]) == {1}
-    steady = [seconds for _, seconds, during in latencies if not during]
-    during = [seconds for _, seconds, during in latencies if during]
-    print(f"\nswitch under load: {len(versions)} requests, 0 failed, 41 switches; p99 steady "
+    assert load.failures == []
+    assert set(load.versions) == {1, 2}
+    assert set(load.answers_since(after_last_switch)) == {1}
+    steady = [seconds for seconds, switching in load.latencies if not switching]
+    during = [seconds for seconds, switching in load.latencies if switching]
+    print(f"\nswitch under load: {len(load.versions)} requests, 0 failed, 41 switches; p99 steady "
           f"{statistics.quantiles(steady, n=100)[98] * 1e3:.1f} ms, during switching "
           f"{statistics.quantiles(during, n=100)[98] * 1e3:.1f} ms")
 
@@ -139,7 +111,7 @@ def test_kill_9_during_switching_leaves_preferences_intact(tmp_path):
         server = ApplianceProcess(home=tmp_path)
         stop = threading.Event()
 
-        def switch_forever():
+        def switch_forever(server=server, stop=stop):
             i = 0
             while not stop.is_set():
                 try:
