@@ -24,6 +24,8 @@ from .preferences import PreferenceStore
 from .server import Server
 from .serving.manager import ModelManager, ModelSummary
 from .serving.repository import Repository
+from .serving.routing import Router
+from .serving.runtime.remote_tfs import RemoteTFServing
 from .tray.state import ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
@@ -72,8 +74,12 @@ class Application:
         )
         self.preferences = PreferenceStore(paths.preferences_file())
         self.manager = ModelManager(repository, runtime, settings.file_system_poll_wait_seconds, self.preferences)
+        self.remote = (
+            RemoteTFServing(settings.remote, self._remote_model_names(settings, repository), settings.threads)
+            if settings.remote else None
+        )
         self.server = Server(
-            create_app(self.manager, settings.max_request_bytes),
+            create_app(self.manager, settings.max_request_bytes, Router(self.manager, self.remote)),
             settings.host,
             settings.port,
             threads=settings.threads,
@@ -89,12 +95,23 @@ class Application:
     def url(self) -> str:
         return self.server.url
 
+    @staticmethod
+    def _remote_model_names(settings: Settings, repository: Repository) -> list[str]:
+        """The models to ask the remote about: every local one, and every one named in the remote settings."""
+        names = [s.config.name for s in repository.scan()]
+        names += [n for n in (*settings.remote.model_names, *settings.remote.routing) if n not in names]
+        return names
+
     def start(self) -> None:
-        """Start loading models (in the background)."""
+        """Start loading models and watching the remote (in the background)."""
         self.manager.start()
+        if self.remote is not None:
+            self.remote.start()
 
     def close(self) -> None:
         """Unload every model; call once the server has stopped."""
+        if self.remote is not None:
+            self.remote.stop()
         self.manager.stop()
 
     def on_quit(self, callback) -> None:
@@ -121,10 +138,19 @@ class Application:
             detail=detail,
             url=self.url,
             device=self.manager.device.describe(),
-            backend="local",
+            backend=self._backend_line(),
             models=tuple(ModelItem(s.name, s.chosen_version, _version_items(s)) for s in summaries),
             start_at_login=self.autostart.is_enabled(),
         )
+
+    def _backend_line(self) -> str:
+        if self.remote is None:
+            return "local"
+        remote = self.remote.status()
+        if remote.state == "up":
+            latency = f", {remote.latency_ms:.0f} ms" if remote.latency_ms is not None else ""
+            return f"remote {remote.url} (up{latency})"
+        return f"local (remote {remote.url} {remote.state})"
 
     def subscribe(self, listener) -> None:
         """Call ``listener()`` whenever models, versions, chosen versions or settings change."""

@@ -12,7 +12,9 @@ Serving flags follow ``tensorflow_model_server``'s names where they exist.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
+import os
 import logging
 import signal
 import sys
@@ -22,7 +24,14 @@ import urllib.request
 from pathlib import Path
 
 from . import __version__
-from .config import DEFAULT_MAX_REQUEST_BYTES, DEFAULT_PORT, Settings
+from .config import (
+    DEFAULT_MAX_REQUEST_BYTES,
+    DEFAULT_PORT,
+    RemoteSettings,
+    Settings,
+    read_settings_file,
+    remote_settings,
+)
 from .errors import InvalidArgument, ServingError
 from .logs import configure_logging
 
@@ -47,6 +56,14 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
                         help="a folder whose sub-folders are models (<name>/<version>/saved_model.pb); repeatable")
     models.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
                         help="how often to look for new or removed versions; 0 = only at start (default: %(default)s)")
+    remote = parser.add_argument_group(
+        "remote TensorFlow Serving (more in settings.toml: token, headers, model names, routing per model)")
+    remote.add_argument("--remote_url", "--remote-url", default=os.environ.get("APPLIANCE_REMOTE_URL"),
+                        help="a TF Serving REST URL to proxy to, falling back to local models when it is down "
+                        "(default: $APPLIANCE_REMOTE_URL, then settings.toml)")
+    remote.add_argument("--remote_timeout_seconds", type=float, help="read timeout of a remote call (default: 30)")
+    remote.add_argument("--remote_probe_seconds", type=float, help="how often the remote's health is probed (default: 2)")
+    remote.add_argument("--settings_file", type=Path, help="the settings file (default: the per-user settings.toml)")
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                          help="where to run models: a GPU when one is found (auto), or force one (default: %(default)s)")
@@ -89,10 +106,22 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _remote_from_args(args: argparse.Namespace) -> RemoteSettings | None:
+    from . import paths
+
+    settings_file = args.settings_file or paths.settings_file()
+    remote = remote_settings(read_settings_file(settings_file), str(settings_file), args.remote_url)
+    if remote is None:
+        return None
+    overrides = {"timeout_seconds": args.remote_timeout_seconds, "probe_seconds": args.remote_probe_seconds}
+    return dataclasses.replace(remote, **{k: v for k, v in overrides.items() if v is not None})
+
+
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if (args.model_name is None) != (args.model_base_path is None):
         raise InvalidArgument("--model_name and --model_base_path go together")
     return Settings(
+        remote=_remote_from_args(args),
         host=args.host,
         port=args.port,
         model_config_file=args.model_config_file,
@@ -252,6 +281,12 @@ def list_models(url: str) -> int:
     widths = [max(len(r[i]) for r in rows) for i in range(4)]
     for row in rows:
         print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + ("  " + row[4] if row[4] else ""))
+    remote = health.get("remote")
+    if remote:
+        latency = f", {remote['latency_ms']} ms" if remote.get("latency_ms") is not None else ""
+        print(f"remote {remote['url']}: {remote['state']}{latency}" + (f" ({remote['error']})" if remote["error"] else ""))
+        for model, versions in sorted(remote["versions"].items()):
+            print(f"  {model}: versions {', '.join(map(str, versions))} served remotely")
     return 0
 
 

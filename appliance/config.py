@@ -69,6 +69,37 @@ class ModelConfig:
     platform: str = TENSORFLOW_PLATFORM
 
 
+class Routing(enum.Enum):
+    """Where a model's requests go when a remote TF Serving is configured."""
+
+    REMOTE_ONLY = "remote_only"
+    LOCAL_ONLY = "local_only"
+    PREFER_REMOTE = "prefer_remote"
+    PREFER_LOCAL = "prefer_local"
+
+
+@dataclasses.dataclass(frozen=True)
+class RemoteSettings:
+    """A remote TensorFlow Serving (REST) to proxy to, and how to reach it."""
+
+    url: str
+    connect_timeout_seconds: float = 2.0
+    timeout_seconds: float = 30.0
+    token: str | None = None  # sent as "Authorization: Bearer <token>"
+    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    model_names: Mapping[str, str] = dataclasses.field(default_factory=dict)  # local name -> remote name
+    routing: Mapping[str, Routing] = dataclasses.field(default_factory=dict)  # per model
+    default_routing: Routing = Routing.PREFER_REMOTE
+    probe_seconds: float = 2.0
+    failures_to_open: int = 3
+
+    def remote_name(self, model: str) -> str:
+        return self.model_names.get(model, model)
+
+    def routing_of(self, model: str) -> Routing:
+        return self.routing.get(model, self.default_routing)
+
+
 @dataclasses.dataclass(frozen=True)
 class Settings:
     """Every tunable of the appliance, with its default."""
@@ -86,6 +117,7 @@ class Settings:
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     threads: int = 8
     shutdown_grace_seconds: float = 30.0
+    remote: RemoteSettings | None = None
 
 
 def _policy_from_proto(proto) -> VersionPolicy:
@@ -134,3 +166,54 @@ def read_model_server_config(path: Path) -> list[ModelConfig]:
             )
         )
     return configs
+
+
+def _remote_from_table(table: Mapping, source: str) -> RemoteSettings:
+    known = {f.name for f in dataclasses.fields(RemoteSettings)} - {"routing", "default_routing"}
+    unknown = sorted(set(table) - known - {"routing"})
+    if unknown:
+        raise InvalidArgument(f"{source}: unknown [remote] setting {unknown[0]!r}")
+    if not isinstance(table.get("url"), str) or not table["url"].startswith(("http://", "https://")):
+        raise InvalidArgument(f"{source}: [remote] url must be an http:// or https:// URL")
+    try:
+        routing = {model: Routing(mode) for model, mode in dict(table.get("routing", {})).items()}
+        default = Routing(routing.pop("*", Routing.PREFER_REMOTE))
+    except ValueError as e:
+        modes = ", ".join(r.value for r in Routing)
+        raise InvalidArgument(f"{source}: {e}; routing modes are {modes}") from None
+    values = {k: v for k, v in table.items() if k != "routing"}
+    return RemoteSettings(**values, routing=routing, default_routing=default)
+
+
+def read_settings_file(path: Path) -> dict:
+    """The appliance's own settings file (TOML); an empty dict when there is none.
+
+    ``[remote]`` configures a remote TF Serving::
+
+        [remote]
+        url = "http://gpu-box:8501"
+        timeout_seconds = 10
+        token = "..."                      # sent as a bearer token
+        headers = { "X-Team" = "vision" }
+        model_names = { digits = "mnist" } # local name -> name on the remote
+        routing = { "*" = "prefer_remote", iris = "local_only" }
+    """
+    try:
+        import tomllib
+    except ModuleNotFoundError:  # Python 3.10
+        import tomli as tomllib
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except FileNotFoundError:
+        return {}
+    except (OSError, tomllib.TOMLDecodeError) as e:
+        raise InvalidArgument(f"settings file {path} cannot be read: {e}") from None
+
+
+def remote_settings(file_settings: Mapping, source: str, url: str | None) -> RemoteSettings | None:
+    """The remote from the settings file, with ``url`` (flag or environment) taking precedence."""
+    table = dict(file_settings.get("remote", {}))
+    if url:
+        table["url"] = url
+    return _remote_from_table(table, source) if table else None

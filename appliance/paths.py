@@ -73,6 +73,11 @@ def preferences_file() -> Path:
     return user_config_dir() / "preferences.json"
 
 
+def settings_file() -> Path:
+    """The appliance's own settings (TOML), e.g. a remote TF Serving."""
+    return user_config_dir() / "settings.toml"
+
+
 def user_model_config_file() -> Path:
     """The user's TF Serving ``models.config``."""
     return user_config_dir() / "models.config"

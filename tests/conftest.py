@@ -142,11 +142,39 @@ model_config_list {{
 
 
 @pytest.fixture(scope="session")
-def tfs_server(tfs_config):
+def tfs_direct_server(tfs_config):
     """One appliance serving TF Serving's test models through a models.config."""
     server = ApplianceProcess("--model_config_file", str(tfs_config))
     yield server
     server.stop()
+
+
+@pytest.fixture(scope="session")
+def tfs_proxied_server(tfs_direct_server, tmp_path_factory):
+    """An appliance with no models of its own, proxying everything to ``tfs_direct_server`` as its remote."""
+    server = ApplianceProcess("--remote_url", tfs_direct_server.url, "--models_dir",
+                              str(tmp_path_factory.mktemp("no-models")))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="session")
+def tfs_real_server(tmp_path_factory):
+    """An appliance proxying to a real tensorflow_model_server at $APPLIANCE_TFSERVING_URL (see
+    .ci/github-remote-tfserving.yml), which serves the same models under the same names."""
+    server = ApplianceProcess("--remote_url", os.environ["APPLIANCE_TFSERVING_URL"], "--models_dir",
+                              str(tmp_path_factory.mktemp("no-models")))
+    yield server
+    server.stop()
+
+
+SERVED = ["direct", "proxied"] + (["real"] if os.environ.get("APPLIANCE_TFSERVING_URL") else [])
+
+
+@pytest.fixture(scope="session", params=SERVED)
+def tfs_server(request):
+    """TF Serving's test models, served directly and through the remote proxy: both must be TF Serving."""
+    return request.getfixturevalue(f"tfs_{request.param}_server")
 
 
 class PredictLoad:

@@ -15,6 +15,7 @@ import logging
 import bottle
 
 from ..serving.manager import ModelManager
+from ..serving.routing import Router
 from . import pages
 from .control import PATH as CONTROL_PATH
 from .control import ControlAPI
@@ -88,12 +89,13 @@ def _json_error_page(error: bottle.HTTPError) -> bytes:
     return json_error(error.status_code, message).body
 
 
-def create_app(manager: ModelManager, max_request_bytes: int) -> bottle.Bottle:
-    """The WSGI application serving ``manager``'s models."""
+def create_app(manager: ModelManager, max_request_bytes: int, router: Router | None = None) -> bottle.Bottle:
+    """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``)."""
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
     app.install(_json_errors)
-    tf_serving = TFServingAPI(manager)
+    tf_serving = TFServingAPI(manager, router)
+    remote = router.remote if router else None
     simple = SimplePredictAPI(manager)
     control = ControlAPI(manager)
 
@@ -108,7 +110,7 @@ def create_app(manager: ModelManager, max_request_bytes: int) -> bottle.Bottle:
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
         app.route(prefix + "<rest:path>", "ANY", v1)
     app.route("/predict", "POST", lambda: simple.handle(body()))
-    app.route("/health", "GET", lambda: pages.health(manager))
-    app.route("/", "GET", lambda: pages.index(manager))
+    app.route("/health", "GET", lambda: pages.health(manager, remote))
+    app.route("/", "GET", lambda: pages.index(manager, remote))
     return app
 

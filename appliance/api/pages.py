@@ -7,12 +7,14 @@ finished, then 200 ``"ready"`` when every model has an AVAILABLE version, or
 
 from __future__ import annotations
 
+import dataclasses
 import html
 
 import bottle
 
 from .. import __version__
 from ..serving.manager import ModelManager, ModelSummary
+from ..serving.runtime.remote_tfs import RemoteTFServing
 from .responses import dumps, json_response
 
 
@@ -34,7 +36,7 @@ def summary_json(summary: ModelSummary) -> dict:
     }
 
 
-def health_document(manager: ModelManager) -> tuple[int, dict]:
+def health_document(manager: ModelManager, remote: RemoteTFServing | None = None) -> tuple[int, dict]:
     summaries = manager.summaries()
     unavailable = [s.name for s in summaries if s.chosen_version is None]
     if not manager.ready:
@@ -51,11 +53,13 @@ def health_document(manager: ModelManager) -> tuple[int, dict]:
     }
     if status == "degraded":
         document["unavailable_models"] = unavailable
+    if remote is not None:
+        document["remote"] = dataclasses.asdict(remote.status())
     return code, document
 
 
-def health(manager: ModelManager) -> bottle.HTTPResponse:
-    code, document = health_document(manager)
+def health(manager: ModelManager, remote: RemoteTFServing | None = None) -> bottle.HTTPResponse:
+    code, document = health_document(manager, remote)
     return json_response(dumps(document), code)
 
 
@@ -82,8 +86,8 @@ chosen version. The <code>/v1/models/...</code> routes are TensorFlow Serving's 
 """
 
 
-def index(manager: ModelManager) -> bottle.HTTPResponse:
-    _, document = health_document(manager)
+def index(manager: ModelManager, remote: RemoteTFServing | None = None) -> bottle.HTTPResponse:
+    _, document = health_document(manager, remote)
     rows = "".join(
         "<tr><td>{}</td><td>{}</td><td>{}</td></tr>".format(
             html.escape(m["name"]),

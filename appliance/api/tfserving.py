@@ -13,12 +13,13 @@ from __future__ import annotations
 
 import dataclasses
 import re
-from urllib.parse import unquote
+from urllib.parse import quote, unquote
 
 import bottle
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound, ServingError, Unavailable
 from ..serving.manager import ModelManager, VersionStatus
+from ..serving.routing import LOCAL, REMOTE, Router
 from ..serving.runtime import DEFAULT_SIGNATURE
 from . import codec
 from .responses import dumps, json_response
@@ -28,6 +29,7 @@ _VERSION_OR_LABEL = r"(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
 PREDICTION_PATH = re.compile(rf"/v1/models/{_NAME}{_VERSION_OR_LABEL}:(classify|regress|predict)", re.I)
 STATUS_PATH = re.compile(rf"/v1/models(?:/{_NAME})?{_VERSION_OR_LABEL}(?:/(metadata))?", re.I)
 INT64_MAX = 2**63 - 1
+BACKEND_HEADER = "X-Appliance-Backend"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,10 +73,11 @@ def _status_json(statuses: list[VersionStatus]) -> dict:
 
 
 class TFServingAPI:
-    """The /v1 handlers over one model manager."""
+    """The /v1 handlers over one model manager, and over a remote TF Serving when one is configured."""
 
-    def __init__(self, manager: ModelManager):
+    def __init__(self, manager: ModelManager, router: Router | None = None):
         self._manager = manager
+        self._router = router
         self._verbs = {"predict": self.predict, "classify": self.classify, "regress": self.regress}
 
     def handle(self, http_method: str, path: str, read_body) -> bottle.HTTPResponse:
@@ -84,10 +87,46 @@ class TFServingAPI:
         target = parse_model_path(http_method, path)
         if target is not None:
             if http_method == "POST" and target.action in self._verbs:
-                return self._verbs[target.action](target, read_body())
+                return self._route(target, "POST", read_body(), self._verbs[target.action])
             if http_method == "GET":
-                return self.metadata(target) if target.action == "metadata" else self.status(target)
+                local = self.metadata if target.action == "metadata" else self.status
+                return self._route(target, "GET", None, lambda target, body: local(target))
         raise InvalidArgument(f"Malformed request: {http_method} {path}")
+
+    def _route(self, target: ModelPath, http_method: str, body: bytes | None, local) -> bottle.HTTPResponse:
+        """Answer from the backends the router plans, in order; the response names the one that answered."""
+        if self._router is None or not target.name:
+            return local(target, body)
+        plan = self._router.plan(target.name, target.version, target.label)
+        failure: ServingError | None = None
+        for position, backend in enumerate(plan, 1):
+            if backend == REMOTE:
+                try:
+                    answer = self._router.remote.forward(http_method, target.name, self._remote_suffix(target), body)
+                except Unavailable as e:  # predict, classify and regress are pure: safe to answer locally
+                    failure = e
+                    continue
+                return bottle.HTTPResponse(body=answer.body, status=answer.status,
+                                           headers={"Content-Type": answer.content_type, BACKEND_HEADER: REMOTE})
+            try:
+                response = local(target, body)
+            except NotFound:
+                if position == len(plan):
+                    raise
+                continue
+            response.set_header(BACKEND_HEADER, LOCAL)
+            return response
+        raise failure
+
+    def _remote_suffix(self, target: ModelPath) -> str:
+        version = self._router.remote_version(target.name, target.version, target.label)
+        if version is not None:
+            where = f"/versions/{version}"
+        else:
+            where = f"/labels/{quote(target.label, safe='')}" if target.label else ""
+        if target.action in self._verbs:
+            return f"{where}:{target.action}"
+        return where + ("/metadata" if target.action == "metadata" else "")
 
     @staticmethod
     def _preflight() -> bottle.HTTPResponse:
