@@ -285,8 +285,9 @@ def list_models(url: str) -> int:
     if remote:
         latency = f", {remote['latency_ms']} ms" if remote.get("latency_ms") is not None else ""
         print(f"remote {remote['url']}: {remote['state']}{latency}" + (f" ({remote['error']})" if remote["error"] else ""))
-        for model, versions in sorted(remote["versions"].items()):
-            print(f"  {model}: versions {', '.join(map(str, versions))} served remotely")
+        for model, routing in sorted(remote["routing"].items()):
+            versions = ", ".join(map(str, remote["versions"].get(model, []))) or "none"
+            print(f"  {model}: {routing}; remote serves versions: {versions}")
     return 0
 
 

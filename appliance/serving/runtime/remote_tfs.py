@@ -48,6 +48,7 @@ class RemoteStatus:
     state: str  # "up" | "down" (circuit open) | "unknown" (not probed yet)
     latency_ms: float | None
     versions: dict[str, list[int]]  # local model name -> versions AVAILABLE on the remote
+    routing: dict[str, str]  # model -> its routing mode
     error: str | None
 
 
@@ -151,6 +152,7 @@ class RemoteTFServing:
             state=state,
             latency_ms=round(self._latency_ms, 2) if self._latency_ms is not None else None,
             versions={m: sorted(v) for m, v in self._versions.items()},
+            routing={m: self.settings.routing_of(m).value for m in self._models},
             error=self._error if self.breaker.open else None,
         )
 
