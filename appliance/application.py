@@ -16,7 +16,9 @@ import threading
 from pathlib import Path
 
 from . import paths
+from .access_token import load_or_create_token
 from .api.app import create_app
+from .api.security import LOOPBACK_HOSTS, is_loopback, is_wildcard
 from .autostart import autostart_for_this_platform
 from .config import ModelConfig, Settings, read_model_server_config
 from .desktop import copy_text, open_in_desktop
@@ -78,8 +80,13 @@ class Application:
             RemoteTFServing(settings.remote, self._remote_model_names(settings, repository), settings.threads)
             if settings.remote else None
         )
+        self.token = settings.token or (None if is_loopback(settings.host)
+                                        else load_or_create_token(paths.token_file()))
+        allowed_hosts = None if is_wildcard(settings.host) else frozenset(
+            LOOPBACK_HOSTS | {settings.host.lower(), *(h.lower() for h in settings.allowed_hosts)})
         self.server = Server(
-            create_app(self.manager, settings.max_request_bytes, Router(self.manager, self.remote)),
+            create_app(self.manager, settings.max_request_bytes, Router(self.manager, self.remote),
+                       allowed_hosts, self.token),
             settings.host,
             settings.port,
             threads=settings.threads,

@@ -44,6 +44,12 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)")
     net.add_argument("--port", "--rest_api_port", type=int, default=DEFAULT_PORT,
                      help="TCP port; 0 picks a free one and prints it (default: %(default)s)")
+    net.add_argument("--allowed_host", action="append", default=[], metavar="NAME",
+                     help="a Host name to answer besides localhost, 127.0.0.1, [::1] and --host (repeatable); "
+                     "others get 403 (DNS rebinding protection)")
+    net.add_argument("--token", default=os.environ.get("APPLIANCE_TOKEN"),
+                     help="require 'Authorization: Bearer TOKEN' from clients (default: $APPLIANCE_TOKEN; when "
+                     "--host is not loopback, a token is made once and kept in the config folder)")
     net.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
                      help="largest request body accepted; larger ones get 413 (default: %(default)s)")
     net.add_argument("--threads", type=int, default=8, help="request worker threads (default: %(default)s)")
@@ -122,6 +128,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         raise InvalidArgument("--model_name and --model_base_path go together")
     return Settings(
         remote=_remote_from_args(args),
+        allowed_hosts=tuple(args.allowed_host),
+        token=args.token,
         host=args.host,
         port=args.port,
         model_config_file=args.model_config_file,
@@ -143,7 +151,7 @@ def _build(settings: Settings):
     from .server import PortInUse
 
     try:
-        return Application(settings), None
+        app = Application(settings)
     except ServingError as e:
         print(f"appliance: error: {e.message}", file=sys.stderr)
         return None, 2
@@ -153,6 +161,12 @@ def _build(settings: Settings):
     except OSError as e:  # e.g. --host names an address this machine does not have
         print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
         return None, 1
+    if app.token and not settings.token:
+        from .paths import token_file
+
+        print(f"appliance: listening beyond loopback: clients must send 'Authorization: Bearer <token>' "
+              f"with the token in {token_file()}", flush=True)
+    return app, None
 
 
 def _serve_headless(app) -> None:

@@ -118,6 +118,8 @@ class Settings:
     threads: int = 8
     shutdown_grace_seconds: float = 30.0
     remote: RemoteSettings | None = None
+    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback's and --host's
+    token: str | None = None  # required from clients; made and stored when listening beyond loopback
 
 
 def _policy_from_proto(proto) -> VersionPolicy:

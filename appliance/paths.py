@@ -73,6 +73,11 @@ def preferences_file() -> Path:
     return user_config_dir() / "preferences.json"
 
 
+def token_file() -> Path:
+    """The access token clients must send when the appliance listens beyond loopback."""
+    return user_config_dir() / "token"
+
+
 def settings_file() -> Path:
     """The appliance's own settings (TOML), e.g. a remote TF Serving."""
     return user_config_dir() / "settings.toml"

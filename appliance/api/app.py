@@ -20,6 +20,7 @@ from . import pages
 from .control import PATH as CONTROL_PATH
 from .control import ControlAPI
 from .predict import SimplePredictAPI
+from .security import LOOPBACK_HOSTS, Guard
 from ..errors import ServingError
 from .responses import JSON_TYPE, error_response, json_error
 from .tfserving import TFServingAPI
@@ -89,8 +90,18 @@ def _json_error_page(error: bottle.HTTPError) -> bytes:
     return json_error(error.status_code, message).body
 
 
-def create_app(manager: ModelManager, max_request_bytes: int, router: Router | None = None) -> bottle.Bottle:
-    """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``)."""
+def create_app(
+    manager: ModelManager,
+    max_request_bytes: int,
+    router: Router | None = None,
+    allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS,
+    token: str | None = None,
+):
+    """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``).
+
+    Requests naming another Host than ``allowed_hosts`` (None: any) get 403; with
+    a ``token``, requests without it get 401.
+    """
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
     app.install(_json_errors)
@@ -112,5 +123,5 @@ def create_app(manager: ModelManager, max_request_bytes: int, router: Router | N
     app.route("/predict", "POST", lambda: simple.handle(body()))
     app.route("/health", "GET", lambda: pages.health(manager, remote))
     app.route("/", "GET", lambda: pages.index(manager, remote))
-    return app
+    return Guard(app, allowed_hosts, token)
 
