@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
@@ -52,6 +53,7 @@ class ApplianceProcess:
 
     def __init__(self, *args: str, command: str = "serve", home: Path | None = None, env: dict | None = None,
                  wait_ready: bool = True, timeout: float = 120):
+        self._own_home = home is None  # a home made here is removed by stop()
         self.home = home or Path(tempfile.mkdtemp(prefix="appliance-home-"))
         self.args = [command, "--port", "0", *args]
         self.proc = subprocess.Popen(
@@ -103,6 +105,9 @@ class ApplianceProcess:
             self.proc.send_signal(sig)
         code = self.proc.wait(timeout=timeout)
         self._stderr_reader.join(timeout=10)
+        self.proc.stdout.close()
+        if self._own_home:
+            shutil.rmtree(self.home, ignore_errors=True)
         return code
 
 

@@ -49,8 +49,8 @@ def test_allowed_host_flag_and_explicit_token():
         server.stop()
 
 
-def test_listening_beyond_loopback_requires_a_stored_token():
-    server = ApplianceProcess("--host", "0.0.0.0", wait_ready=False)
+def test_listening_beyond_loopback_requires_a_stored_token(tmp_path):
+    server = ApplianceProcess("--host", "0.0.0.0", home=tmp_path, wait_ready=False)
     try:
         token_file = server.home / "config" / "appliance" / "token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600
