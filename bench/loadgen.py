@@ -1,0 +1,171 @@
+"""A small asyncio load generator: N clients, one connection each, one request in flight per client.
+
+    result = measure(Target("127.0.0.1", 8501, "/v1/models/digits:predict", body), 32, bounds, probe)
+
+Every client sends the same ``POST`` over HTTP/1.1 keep-alive, reconnecting
+only when the server closes the connection (an HTTP/1.0 server does after each
+answer). A level first runs ``warmup_s`` unmeasured, then measures until
+``measure_s`` have passed or ``max_requests`` answers have come, whichever is
+first. It reports answers per second, latency percentiles (send to last byte,
+reconnects included), errors (any status but 200, a failed connection, an
+answer that never comes; warm-up included), and the CPU seconds spent per
+answer by the server (``probe``) and by this client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass
+
+_GRACE_SECONDS = 10.0  # how long a level waits for the answers in flight when it ends
+_RETRY_SECONDS = 0.01  # pause after a failed connection, so a dead server does not spin the client
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where the requests go and what they carry."""
+
+    host: str
+    port: int
+    path: str
+    body: bytes
+
+    def request(self) -> bytes:
+        head = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n")
+        return head.encode("ascii") + self.body
+
+
+@dataclass(frozen=True)
+class Bounds:
+    """How long one concurrency level runs: unmeasured warm-up, then a window bounded by time and by count."""
+
+    warmup_s: float
+    measure_s: float
+    max_requests: int
+
+
+def percentile(samples: list[float], q: float) -> float:
+    """Nearest-rank percentile, ``q`` in [0, 1]."""
+    ordered = sorted(samples)
+    return ordered[max(0, math.ceil(q * len(ordered)) - 1)]
+
+
+def summarize(samples: list[float]) -> dict:
+    """Median, p99 and mean of latencies in seconds, as milliseconds (None when there are none)."""
+    if not samples:
+        return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
+    return {"p50_ms": percentile(samples, 0.50) * 1e3, "p99_ms": percentile(samples, 0.99) * 1e3,
+            "mean_ms": sum(samples) / len(samples) * 1e3}
+
+
+class _Window:
+    """What a level's clients record: latencies inside the measurement window, errors at any time."""
+
+    def __init__(self, max_requests: int):
+        self.max_requests = max_requests
+        self.measuring = False
+        self.ended = False
+        self.latencies: list[float] = []
+        self.errors: Counter[str] = Counter()
+        self.full = asyncio.Event()
+
+    def answer(self, seconds: float) -> None:
+        if self.measuring:
+            self.latencies.append(seconds)
+            if len(self.latencies) >= self.max_requests:
+                self.full.set()
+
+    def error(self, what: str) -> None:
+        if not self.ended:
+            self.errors[what] += 1
+
+
+async def _read_response(reader: asyncio.StreamReader) -> tuple[int, bool]:
+    """Read one response; its status and whether the connection stays open."""
+    head = (await reader.readuntil(b"\r\n\r\n")).decode("latin-1").split("\r\n")
+    version, status = head[0].split(" ", 2)[:2]
+    headers = dict(line.lower().split(":", 1) for line in head[1:] if line)
+    if "content-length" not in headers:
+        raise ValueError("answer without Content-Length")
+    await reader.readexactly(int(headers["content-length"]))
+    connection = headers.get("connection", "").strip()
+    keep_alive = connection == "keep-alive" or (version == "HTTP/1.1" and connection != "close")
+    return int(status), keep_alive
+
+
+def _close(writer: asyncio.StreamWriter | None) -> None:
+    if writer is not None:
+        writer.close()
+
+
+async def _client(target: Target, request: bytes, window: _Window) -> None:
+    reader = writer = None
+    try:
+        while not window.ended:
+            started = time.perf_counter()
+            try:
+                if writer is None:
+                    reader, writer = await asyncio.open_connection(target.host, target.port)
+                writer.write(request)
+                status, keep_alive = await _read_response(reader)
+            except (OSError, EOFError, asyncio.LimitOverrunError, ValueError) as e:
+                window.error(f"{type(e).__name__}: {e}")
+                _close(writer)
+                writer = None
+                await asyncio.sleep(_RETRY_SECONDS)
+                continue
+            if status == 200:
+                window.answer(time.perf_counter() - started)
+            else:
+                window.error(f"HTTP {status}")
+            if not keep_alive:
+                _close(writer)
+                writer = None
+    finally:
+        _close(writer)
+
+
+async def _run_level(target: Target, concurrency: int, bounds: Bounds, probe: Callable[[], float]) -> dict:
+    window = _Window(bounds.max_requests)
+    request = target.request()
+    clients = [asyncio.create_task(_client(target, request, window)) for _ in range(concurrency)]
+    await asyncio.sleep(bounds.warmup_s)
+    server_cpu, client_cpu, started = probe(), time.process_time(), time.perf_counter()
+    window.measuring = True
+    try:
+        await asyncio.wait_for(window.full.wait(), bounds.measure_s)
+    except asyncio.TimeoutError:
+        pass
+    window.measuring = False
+    seconds = time.perf_counter() - started
+    server_cpu, client_cpu = probe() - server_cpu, time.process_time() - client_cpu
+    window.ended = True
+    finished, unanswered = await asyncio.wait(clients, timeout=_GRACE_SECONDS)
+    for task in unanswered:
+        task.cancel()
+    for task in finished:
+        task.result()  # a bug in the client must not pass for a measurement
+    if unanswered:
+        window.errors[f"no answer {_GRACE_SECONDS:.0f} s after the end"] += len(unanswered)
+    answers = len(window.latencies)
+    return {
+        "concurrency": concurrency,
+        "requests": answers,
+        "seconds": seconds,
+        "req_per_s": answers / seconds,
+        **summarize(window.latencies),
+        "errors": sum(window.errors.values()),
+        "error_samples": dict(window.errors.most_common(5)),
+        "server_cpu_ms_per_req": server_cpu / answers * 1e3 if answers else None,
+        "client_cpu_ms_per_req": client_cpu / answers * 1e3 if answers else None,
+    }
+
+
+def measure(target: Target, concurrency: int, bounds: Bounds, probe: Callable[[], float]) -> dict:
+    """Load ``target`` with ``concurrency`` clients; ``probe()`` returns the server's CPU seconds so far."""
+    return asyncio.run(_run_level(target, concurrency, bounds, probe))

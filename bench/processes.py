@@ -1,0 +1,130 @@
+"""The servers under test as subprocesses of this interpreter: start, wait for the first answer, measure, stop.
+
+Each server's stdout and stderr go to ``<out>/logs/<name>.log``; a server
+that dies is reported with the end of its log.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from bench import procstat
+
+REPO = Path(__file__).resolve().parents[1]
+_URL_LINE = re.compile(r"serving on http://([^:/\s]+):(\d+)")
+_POLL_SECONDS = 0.01
+_STOP_SECONDS = 30.0
+_USER_DIRS = {"XDG_DATA_HOME": "data", "XDG_CONFIG_HOME": "config", "XDG_STATE_HOME": "state",
+              "XDG_CACHE_HOME": "cache", "XDG_RUNTIME_DIR": "runtime"}
+
+
+def user_dirs_env(home: Path) -> dict[str, str]:
+    """Per-user folders (models, preferences, logs) of their own under ``home``, so no user's setup leaks in."""
+    for folder in _USER_DIRS.values():
+        (home / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
+    return {variable: str(home / folder) for variable, folder in _USER_DIRS.items()}
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def time_import_tensorflow() -> tuple[float, float]:
+    """``python -c "import tensorflow"``: seconds from its start until the import has returned, and until it exits.
+
+    TensorFlow's teardown at exit takes about a second, which a server's start
+    does not pay: the first number is the baseline for a start-up.
+    """
+    started = time.perf_counter()
+    child = subprocess.Popen([sys.executable, "-c", "import tensorflow; print('imported', flush=True)"], cwd=REPO,
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    imported = child.stdout.readline().strip() == "imported"
+    seconds = time.perf_counter() - started
+    child.stdout.close()
+    if child.wait() != 0 or not imported:
+        raise RuntimeError(f"python -c 'import tensorflow' failed with status {child.returncode}")
+    return seconds, time.perf_counter() - started
+
+
+class ServerProcess:
+    """``python <args>`` run from the repository root, with its output in ``log_path``."""
+
+    def __init__(self, name: str, args: list[str], log_path: Path, env: dict[str, str]):
+        self.name = name
+        self.log_path = log_path
+        self.started = time.perf_counter()
+        with open(log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
+                                            env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+
+    def cpu_seconds(self) -> float:
+        return procstat.cpu_seconds(self.process.pid)
+
+    def rss_mib(self) -> float:
+        return procstat.rss_mib(self.process.pid)
+
+    def log_tail(self, lines: int = 20) -> str:
+        return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
+
+    def check_running(self) -> None:
+        if self.process.poll() is not None:
+            raise RuntimeError(f"{self.name} exited with status {self.process.returncode}:\n{self.log_tail()}")
+
+    def wait_for_url(self, timeout: float) -> tuple[str, int]:
+        """The host and port of the ``serving on http://host:port`` line the server prints."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_running()
+            match = _URL_LINE.search(self.log_path.read_text(errors="replace"))
+            if match:
+                return match.group(1), int(match.group(2))
+            time.sleep(_POLL_SECONDS)
+        raise RuntimeError(f"{self.name} printed no URL within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def wait_first_answer(self, host: str, port: int, path: str, body: bytes, timeout: float) -> float:
+        """Poll until ``POST path`` answers 200 with one prediction; seconds since the process was started."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_running()
+            if _answers(host, port, path, body):
+                return time.perf_counter() - self.started
+            time.sleep(_POLL_SECONDS)
+        raise RuntimeError(f"{self.name} gave no prediction within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(_STOP_SECONDS)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+    def __enter__(self) -> ServerProcess:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _answers(host: str, port: int, path: str, body: bytes) -> bool:
+    """Whether ``POST path`` answers 200 with TF Serving's ``{"predictions": [one row]}``."""
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+    except OSError:
+        return False
+    finally:
+        connection.close()
+    return response.status == 200 and len(json.loads(answer)["predictions"]) == 1

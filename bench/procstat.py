@@ -1,0 +1,23 @@
+"""CPU time and resident memory of a process, read from Linux's ``/proc`` (the suite runs on Linux only)."""
+
+from __future__ import annotations
+
+import os
+
+_TICKS_PER_SECOND = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_seconds(pid: int | str) -> float:
+    """User + system CPU time of every thread of ``pid`` ("self" for this process) so far."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()  # after "pid (comm)": field 3 is fields[0]
+    return (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND  # utime, stime: fields 14 and 15
+
+
+def rss_mib(pid: int | str) -> float:
+    """Resident set size (VmRSS) of ``pid`` in MiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    raise RuntimeError(f"no VmRSS for process {pid}")

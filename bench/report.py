@@ -1,0 +1,176 @@
+"""What the suite reports from one run's results: the issue's goals, the printed table and the chart."""
+
+from __future__ import annotations
+
+import importlib.util
+import operator
+from pathlib import Path
+
+_COMPARE = {"<=": (operator.le, "≤"), ">=": (operator.ge, "≥")}
+
+
+def find_run(results: dict, server: str, model: str | None, concurrency: int) -> dict | None:
+    for run in results["runs"]:
+        if (run["server"], run["model"], run["concurrency"]) == (server, model, concurrency):
+            return run
+    return None
+
+
+def find_raw(results: dict, model: str, batch: int) -> dict:
+    return next(call for call in results["raw"]["calls"] if (call["model"], call["batch"]) == (model, batch))
+
+
+def _goal(text: str, value: float | None, compare: str, threshold: float, detail: str) -> dict:
+    test, sign = _COMPARE[compare]
+    return {"goal": text, "value": value, "target": f"{sign} {threshold:g}",
+            "met": None if value is None else bool(test(value, threshold)), "detail": detail}
+
+
+def _latency_goal(results: dict) -> dict:
+    served = find_run(results, "appliance", "digits", 1)["p50_ms"]
+    echo = find_run(results, "echo", None, 1)["p50_ms"]
+    raw = find_raw(results, "digits", 1)["p50_ms"]
+    return _goal("c=1: appliance digits p50 ÷ (echo p50 + raw call p50)", served / (echo + raw), "<=", 1.3,
+                 f"{served:.3f} ms ÷ ({echo:.3f} + {raw:.3f} ms)")
+
+
+def _throughput_goal(results: dict, other: str, model: str | None, threshold: float) -> dict:
+    served = find_run(results, "appliance", "digits", 32)["req_per_s"]
+    text = f"c=32: appliance digits req/s ÷ {other}"
+    if other in results["skipped"]:
+        return _goal(text, None, ">=", threshold, f"{other} skipped: {results['skipped'][other]}")
+    theirs = find_run(results, other, model, 32)["req_per_s"]
+    return _goal(text, served / theirs, ">=", threshold, f"{served:.0f} ÷ {theirs:.0f} req/s")
+
+
+def _cold_start_goal(results: dict) -> dict:
+    cold = results["cold_start"]
+    appliance, imports = cold["appliance_median_s"], cold["import_tensorflow_median_s"]
+    return _goal("cold start to first prediction − time to import tensorflow (s)", appliance - imports, "<=", 0.7,
+                 f"{appliance:.2f} s − {imports:.2f} s (medians of {len(cold['appliance_s'])}; the import's "
+                 f"process exit, ~1 s of TF teardown, not counted)")
+
+
+def _memory_goal(results: dict) -> dict:
+    appliance = results["servers"]["appliance"]["rss_ready_mib"]
+    bare = results["raw"]["rss_mib"]
+    after = results["servers"]["appliance"]["rss_after_load_mib"]
+    return _goal("RSS: appliance ready ÷ bare process with TF and the same SavedModels", appliance / bare, "<=", 1.15,
+                 f"{appliance:.0f} ÷ {bare:.0f} MiB ({results['raw']['versions_loaded']} versions each, one call "
+                 f"per model); after the load: {after:.0f} MiB, ratio {after / bare:.2f}")
+
+
+def goals(results: dict) -> list[dict]:
+    """The issue's goals, computed from this run alone; ``met`` is None when a server needed was skipped."""
+    return [
+        _latency_goal(results),
+        _throughput_goal(results, "echo", None, 0.75),
+        _throughput_goal(results, "flask", "digits", 100),
+        _throughput_goal(results, "fastapi", "digits", 2.5),
+        _cold_start_goal(results),
+        _memory_goal(results),
+    ]
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "-" if value is None else f"{value:.{digits}f}"
+
+
+def _load_table(results: dict) -> list[str]:
+    bounds = results["settings"]["bounds"]
+    lines = [f"Served, batch 1, keep-alive clients; per level {bounds['warmup_s']:g} s warm-up, then "
+             f"{bounds['measure_s']:g} s or {bounds['max_requests']} answers ({results['mode']} run)",
+             f"{'server':10}{'model':8}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+             f"{'srv cpu ms/req':>16}{'cli cpu ms/req':>16}{'srv RSS MiB':>13}"]
+    for run in results["runs"]:
+        lines.append(f"{run['server']:10}{run['model'] or '-':8}{run['concurrency']:>4}{run['req_per_s']:>10.0f}"
+                     f"{_number(run['p50_ms'], 3):>9}{_number(run['p99_ms'], 3):>9}{run['errors']:>8}"
+                     f"{_number(run['server_cpu_ms_per_req'], 3):>16}{_number(run['client_cpu_ms_per_req'], 3):>16}"
+                     f"{run['server_rss_mib']:>13.0f}")
+    return lines
+
+
+def _raw_table(results: dict) -> list[str]:
+    lines = ['Raw in-process call: tf.saved_model.load(path).signatures["serving_default"](...)',
+             f"{'model':8}{'version':>8}{'batch':>6}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"]
+    for call in results["raw"]["calls"]:
+        lines.append(f"{call['model']:8}{call['version']:>8}{call['batch']:>6}{call['calls_per_s']:>10.0f}"
+                     f"{call['p50_ms']:>9.3f}{call['p99_ms']:>9.3f}")
+    return lines
+
+
+def _servers_table(results: dict) -> list[str]:
+    lines = ["Servers: start to first prediction, RSS ready / after the load"]
+    for name, server in results["servers"].items():
+        lines.append(f"  {name:10}{server['startup_s']:6.2f} s {server['rss_ready_mib']:6.0f} / "
+                     f"{server['rss_after_load_mib']:.0f} MiB  {server['description']}")
+    lines += [f"  {name:10}skipped: {reason}" for name, reason in results["skipped"].items()]
+    cold = results["cold_start"]
+    lines.append(f"  python -c 'import tensorflow': import returned after {_seconds(cold['import_tensorflow_s'])}, "
+                 f"exited after {_seconds(cold['import_tensorflow_with_exit_s'])} (a first, unmeasured import: "
+                 f"{cold['import_tensorflow_first_s']:.2f} s); appliance start to first prediction: "
+                 f"{_seconds(cold['appliance_s'])}")
+    lines.append(f"  bare process, TF + {results['raw']['versions_loaded']} SavedModel versions: "
+                 f"{results['raw']['rss_mib']:.0f} MiB")
+    return lines
+
+
+def _seconds(samples: list[float]) -> str:
+    return ", ".join(f"{sample:.2f}" for sample in samples) + " s"
+
+
+def _goals_table(results: dict) -> list[str]:
+    lines = ["Goals (from this run)"]
+    for goal in results["goals"]:
+        verdict = {True: "met", False: "NOT met", None: "n/a"}[goal["met"]]
+        lines.append(f"  [{verdict:^7}] {goal['goal']} = {_number(goal['value'], 3)} (goal {goal['target']}): "
+                     f"{goal['detail']}")
+    return lines
+
+
+def _machine(results: dict) -> list[str]:
+    machine = results["machine"]
+    return [f"{results['mode']} run, {results['seconds']:.0f} s; Python {machine['python']}, {machine['cpus']} CPUs, "
+            f"1-minute load average {machine['load_average_before'][0]:.1f} before the run (others' load shows in "
+            f"the numbers), {machine['load_average_after'][0]:.1f} after"]
+
+
+def table(results: dict) -> str:
+    """Everything measured, as text."""
+    parts = [_machine(results), _load_table(results), _raw_table(results), _servers_table(results),
+             _goals_table(results)]
+    return "\n\n".join("\n".join(lines) for lines in parts)
+
+
+def draw(results: dict, path: Path) -> str:
+    """Throughput and p99 against concurrency, one line per server and model; says where (or why not)."""
+    if importlib.util.find_spec("matplotlib") is None:
+        return "no chart: matplotlib is not installed (pip install -e '.[bench]')"
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, (throughput, p99) = plt.subplots(1, 2, figsize=(12, 5))
+    servers = list(dict.fromkeys(run["server"] for run in results["runs"]))
+    for server, model in dict.fromkeys((run["server"], run["model"]) for run in results["runs"]):
+        runs = [run for run in results["runs"] if (run["server"], run["model"]) == (server, model)]
+        levels = [run["concurrency"] for run in runs]
+        style = {"color": f"C{servers.index(server)}", "linestyle": "--" if model == "iris" else "-", "marker": "o",
+                 "linewidth": 2.5 if server == "appliance" else 1.5, "label": f"{server} {model or ''}".strip()}
+        throughput.plot(levels, [run["req_per_s"] for run in runs], **style)
+        p99.plot(levels, [run["p99_ms"] for run in runs], **style)
+    for axes, title, unit in ((throughput, "throughput", "requests / s"), (p99, "p99 latency", "ms (log)")):
+        axes.set_xscale("log", base=2)
+        axes.set_xticks(results["levels"], [str(level) for level in results["levels"]])
+        axes.set_xlabel("concurrent clients")
+        axes.set_ylabel(unit)
+        axes.set_title(title)
+        axes.grid(True, alpha=0.3)
+    p99.set_yscale("log")
+    throughput.legend()
+    figure.suptitle(f"POST /v1/models/<model>:predict, batch 1 ({results['mode']} run)")
+    figure.tight_layout()
+    figure.savefig(path, dpi=100)
+    plt.close(figure)
+    return str(path)

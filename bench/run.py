@@ -1,0 +1,253 @@
+"""The benchmark suite: the served API against the raw call, the HTTP floor and the usual alternatives, in one run.
+
+    python bench/run.py [--quick | --smoke] [--out DIR]          (the same: python -m bench ...)
+
+One server at a time, on a free loopback port, each loaded with batch-1
+``POST /v1/models/<model>:predict`` (the same body for all) by keep-alive
+clients at concurrency 1, 8, 32 and 64:
+
+- the appliance (``python -m appliance serve --port 0``, per-user folders of
+  its own), for each bundled model;
+- ``echo``: Bottle+waitress answering a fixed JSON, the HTTP floor;
+- ``flask``: the tutorial way, Flask's development server calling the
+  SavedModel's signature per request;
+- ``fastapi``: FastAPI + uvicorn calling the signature per request.
+
+Also measured: the raw in-process signature call (batch 1 and 32), the
+appliance's cold start to its first prediction against ``python -c "import
+tensorflow"``, and its memory against a bare process holding TensorFlow and the
+same SavedModels. Prints a table and the issue's goals (met or not), writes
+``bench.json`` and ``bench.png`` to ``--out`` (default: a new folder under the
+system's temporary folder) and the servers' logs to ``<out>/logs``.
+
+``--quick`` runs in under 2 minutes, ``--smoke`` in well under one (for the
+tests; too short for numbers), the full run in about 6. Linux only (it reads
+``/proc``). Flask, FastAPI and uvicorn come with the ``bench`` extra; a server
+whose packages are missing is skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+if __package__ in (None, ""):  # run as a script: make the bench package importable
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench import report  # noqa: E402
+from bench.bodies import predict_body, predict_path  # noqa: E402
+from bench.loadgen import Bounds, Target, measure  # noqa: E402
+from bench.processes import REPO, ServerProcess, free_port, time_import_tensorflow, user_dirs_env  # noqa: E402
+
+LEVELS = [1, 8, 32, 64]
+MODELS = ["digits", "iris"]
+_START_TIMEOUT = 180.0  # seconds a server may take to give its first prediction
+
+
+@dataclass(frozen=True)
+class Mode:
+    """How much each measurement runs."""
+
+    bounds: Bounds  # per concurrency level
+    raw_calls: int  # per model and batch size, in process
+    raw_seconds: float
+    cold_starts: int  # appliance starts (and TensorFlow imports) whose medians are compared
+
+
+MODES = {
+    "full": Mode(Bounds(warmup_s=1.0, measure_s=8.0, max_requests=200_000), 20_000, 4.0, 3),
+    "quick": Mode(Bounds(warmup_s=0.3, measure_s=1.5, max_requests=20_000), 2_000, 1.0, 1),
+    "smoke": Mode(Bounds(warmup_s=0.05, measure_s=0.2, max_requests=200), 200, 0.2, 1),
+}
+
+
+@dataclass(frozen=True)
+class Contender:
+    """A server the appliance is compared with: ``python -m <module> --port N``."""
+
+    name: str
+    module: str
+    description: str
+    packages: tuple[str, ...]  # it is skipped when one is not installed
+    models: tuple[str | None, ...]  # None: the echo, which serves no model (it gets the digits request)
+
+
+def _fastapi_description() -> str:
+    fast = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name)]
+    return (f"FastAPI + uvicorn (1 worker, {' + '.join(fast) or 'asyncio + h11'}), pydantic body, "
+            "signature called per request in a plain def endpoint (thread pool)")
+
+
+CONTENDERS = [
+    Contender("echo", "bench.servers.echo", "HTTP floor: Bottle + waitress (threads=8), fixed small JSON, no model",
+              (), (None,)),
+    Contender("flask", "bench.servers.flask_naive",
+              "Flask development server (app.run(threaded=True), HTTP/1.0: a connection per request), "
+              "tf.saved_model.load signature called per request", ("flask",), tuple(MODELS)),
+    Contender("fastapi", "bench.servers.fastapi_naive", _fastapi_description(), ("fastapi", "uvicorn"),
+              tuple(MODELS)),
+]
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def request_for(model: str | None) -> tuple[str, bytes]:
+    """The path and body sent for ``model``; the echo (None) gets the digits request."""
+    return predict_path(model or "digits"), predict_body(model or "digits")
+
+
+def wait_ready(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...]) -> float:
+    """Wait for a prediction from every model; returns the seconds from the start to the first one's."""
+    first, *_ = [server.wait_first_answer(host, port, *request_for(model), _START_TIMEOUT) for model in models]
+    return first
+
+
+def load_server(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...], mode: Mode) -> list[dict]:
+    """Every model at every concurrency level; each result also has the server's RSS after it."""
+    runs = []
+    for model in models:
+        target = Target(host, port, *request_for(model))
+        for concurrency in LEVELS:
+            result = measure(target, concurrency, mode.bounds, server.cpu_seconds)
+            server.check_running()
+            runs.append({"server": server.name, "model": model, **result, "server_rss_mib": server.rss_mib()})
+            say(f"  {server.name} {model or ''} c={concurrency}: {result['req_per_s']:.0f} req/s, "
+                f"p99 {result['p99_ms'] or float('nan'):.2f} ms, {result['errors']} errors")
+    return runs
+
+
+def start_appliance(home: Path, logs: Path, tag: str = "") -> ServerProcess:
+    """``appliance serve --port 0`` with per-user folders under ``home``."""
+    return ServerProcess("appliance", ["-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING"],
+                         logs / f"appliance{tag}.log", user_dirs_env(home))
+
+
+def bench_appliance(home: Path, logs: Path, mode: Mode) -> tuple[dict, list[dict]]:
+    """The appliance under load, and its start to first prediction and RSS once ready (one prediction per model)."""
+    say("appliance: starting")
+    with start_appliance(home / "appliance", logs) as server:
+        host, port = server.wait_for_url(_START_TIMEOUT)
+        startup = wait_ready(server, host, port, tuple(MODELS))
+        rss_ready = server.rss_mib()
+        runs = load_server(server, host, port, tuple(MODELS), mode)
+        info = {"description": "appliance serve (Bottle + waitress, threads=8), bundled models",
+                "startup_s": startup, "rss_ready_mib": rss_ready, "rss_after_load_mib": server.rss_mib()}
+    return info, runs
+
+
+def cold_starts(home: Path, logs: Path, mode: Mode) -> dict:
+    """``python -c "import tensorflow"`` and the appliance's start to its first prediction, in turn.
+
+    Each appliance start comes right after an import, so that the machine's
+    other load weighs on both alike; one unmeasured import first fills the
+    page cache, as for everything after it.
+    """
+    say("cold starts: import tensorflow, then the appliance, in turn")
+    first, _ = time_import_tensorflow()
+    imported, exited, starts = [], [], []
+    for i in range(mode.cold_starts):
+        until_imported, until_exited = time_import_tensorflow()
+        imported.append(until_imported)
+        exited.append(until_exited)
+        with start_appliance(home / f"cold-{i}", logs, f"-cold-{i}") as server:
+            starts.append(wait_ready(server, *server.wait_for_url(_START_TIMEOUT), tuple(MODELS[:1])))
+    return {"appliance_s": starts, "appliance_median_s": statistics.median(starts),
+            "import_tensorflow_s": imported, "import_tensorflow_median_s": statistics.median(imported),
+            "import_tensorflow_with_exit_s": exited, "import_tensorflow_first_s": first}
+
+
+def missing_packages(contender: Contender) -> list[str]:
+    return [name for name in contender.packages if importlib.util.find_spec(name) is None]
+
+
+def bench_contender(contender: Contender, home: Path, logs: Path, mode: Mode) -> tuple[dict, list[dict]]:
+    """The contender under load, and what it is, its start to first prediction and its RSS."""
+    say(f"{contender.name}: starting")
+    port = free_port()
+    server = ServerProcess(contender.name, ["-m", contender.module, "--port", str(port)],
+                           logs / f"{contender.name}.log", user_dirs_env(home / contender.name))
+    with server:
+        startup = wait_ready(server, "127.0.0.1", port, contender.models)
+        rss_ready = server.rss_mib()
+        runs = load_server(server, "127.0.0.1", port, contender.models, mode)
+        info = {"description": contender.description, "startup_s": startup, "rss_ready_mib": rss_ready,
+                "rss_after_load_mib": server.rss_mib()}
+    return info, runs
+
+
+def bench_in_process(mode: Mode) -> dict:
+    """The raw signature call and the bare process's RSS, measured in a process of their own."""
+    say("raw signature call: in process")
+    done = subprocess.run([sys.executable, "-m", "bench.inprocess", "--calls", str(mode.raw_calls),
+                           "--seconds", str(mode.raw_seconds), "--batches", "1", "32"],
+                          cwd=REPO, capture_output=True, text=True)
+    if done.returncode != 0:
+        raise RuntimeError(f"bench.inprocess failed ({done.returncode}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout)
+
+
+def bench_servers(home: Path, logs: Path, mode: Mode, results: dict) -> None:
+    """The appliance, then each contender, one at a time, into ``results``."""
+    results["servers"]["appliance"], results["runs"] = bench_appliance(home, logs, mode)
+    for contender in CONTENDERS:
+        missing = missing_packages(contender)
+        if missing:
+            results["skipped"][contender.name] = f"not installed: {', '.join(missing)} (pip install -e '.[bench]')"
+            say(f"{contender.name}: skipped, {results['skipped'][contender.name]}")
+            continue
+        results["servers"][contender.name], runs = bench_contender(contender, home, logs, mode)
+        results["runs"] += runs
+
+
+def run(mode_name: str, out: Path) -> dict:
+    """Everything, in one run; returns what goes into bench.json."""
+    mode = MODES[mode_name]
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+    started = time.perf_counter()
+    results = {"mode": mode_name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "levels": LEVELS,
+               "settings": asdict(mode), "servers": {}, "skipped": {}, "runs": [],
+               "machine": {"python": platform.python_version(), "platform": platform.platform(),
+                           "cpus": len(os.sched_getaffinity(0)), "load_average_before": os.getloadavg()}}
+    with tempfile.TemporaryDirectory(prefix="appliance-bench-home-") as home:
+        results["cold_start"] = cold_starts(Path(home), logs, mode)
+        bench_servers(Path(home), logs, mode, results)
+    results["raw"] = bench_in_process(mode)
+    results["goals"] = report.goals(results)
+    results["seconds"] = time.perf_counter() - started
+    results["machine"]["load_average_after"] = os.getloadavg()
+    return results
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    size = parser.add_mutually_exclusive_group()
+    size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="under 2 minutes")
+    size.add_argument("--smoke", dest="mode", action="store_const", const="smoke", help="seconds: for the tests")
+    parser.add_argument("--out", type=Path, help="folder for bench.json, bench.png and the logs "
+                                                 "(default: a new one under the temporary folder)")
+    args = parser.parse_args(argv)
+    out = args.out or Path(tempfile.mkdtemp(prefix="appliance-bench-"))
+    out.mkdir(parents=True, exist_ok=True)
+
+    results = run(args.mode or "full", out)
+    (out / "bench.json").write_text(json.dumps(results, indent=1) + "\n")
+    print(report.table(results))
+    picture = report.draw(results, out / "bench.png")
+    print(f"\nresults: {out / 'bench.json'}\nchart: {picture}\nlogs: {out / 'logs'}")
+
+
+if __name__ == "__main__":
+    main()

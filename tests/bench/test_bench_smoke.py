@@ -1,0 +1,43 @@
+"""The benchmark suite runs end to end: ``bench/run.py --smoke`` measures every server at every level, error-free.
+
+The numbers of a smoke run mean nothing; this only checks that the suite
+works and that what it writes is complete.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+
+from ..conftest import REPO
+
+LEVELS = [1, 8, 32, 64]
+SERVED = {"appliance": ["digits", "iris"], "echo": [None], "flask": ["digits", "iris"], "fastapi": ["digits", "iris"]}
+
+
+def test_smoke_run_measures_every_server_and_level(tmp_path):
+    done = subprocess.run([sys.executable, "bench/run.py", "--smoke", "--out", str(tmp_path)], cwd=REPO,
+                          capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    results = json.loads((tmp_path / "bench.json").read_text())
+
+    assert set(results["servers"]) | set(results["skipped"]) == set(SERVED)
+    assert set(results["skipped"]) <= {"flask", "fastapi"}  # only a missing optional package may skip a server
+    for server in results["skipped"]:
+        assert f"{server}: skipped, not installed" in done.stderr
+    measured = {(run["server"], run["model"], run["concurrency"]): run for run in results["runs"]}
+    expected = {(server, model, level) for server in results["servers"] for model in SERVED[server]
+                for level in LEVELS}
+    assert set(measured) == expected
+    for key, run in measured.items():
+        assert run["errors"] == 0, (key, run["error_samples"])
+        assert run["requests"] > 0 and run["p99_ms"] >= run["p50_ms"] > 0, key
+
+    assert {(call["model"], call["batch"]) for call in results["raw"]["calls"]} == {
+        (model, batch) for model in ("digits", "iris") for batch in (1, 32)}
+    assert len(results["goals"]) == 6
+    assert "Goals" in done.stdout
+    if importlib.util.find_spec("matplotlib"):
+        assert (tmp_path / "bench.png").stat().st_size > 0
