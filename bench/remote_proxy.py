@@ -13,7 +13,6 @@ until the front sends traffic to it again.
 from __future__ import annotations
 
 import argparse
-import json
 import signal
 import statistics
 import subprocess
