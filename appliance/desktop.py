@@ -30,10 +30,28 @@ CLIPBOARD_COMMANDS = (
 )
 
 
+# Set by PyInstaller's runtime hooks for the GTK inside a frozen bundle; programs it starts must not inherit them.
+FROZEN_GTK_VARIABLES = ("GTK_PATH", "GTK_DATA_PREFIX", "GTK_EXE_PREFIX", "GI_TYPELIB_PATH", "GIO_MODULE_DIR",
+                        "GDK_PIXBUF_MODULE_FILE", "PANGO_LIBDIR", "PANGO_SYSCONFDIR", "FONTCONFIG_FILE")
+
+
+def _child_environment() -> dict[str, str] | None:
+    """The environment for programs we start: ours, minus what a frozen bundle set for itself."""
+    if not getattr(sys, "frozen", False):
+        return None
+    bundle = getattr(sys, "_MEIPASS", "")
+    env = {k: v for k, v in os.environ.items() if k not in FROZEN_GTK_VARIABLES}
+    if "XDG_DATA_DIRS" in env:
+        env["XDG_DATA_DIRS"] = os.pathsep.join(d for d in env["XDG_DATA_DIRS"].split(os.pathsep)
+                                               if not (bundle and d.startswith(bundle)))
+    return env
+
+
 def _spawn(command: list[str], text: str | None = None) -> bool:
     try:
         process = subprocess.Popen(command, stdin=subprocess.PIPE if text is not None else subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                   env=_child_environment())
     except OSError as e:
         log.warning("cannot run %s: %s", command[0], e)
         return False
@@ -44,7 +62,8 @@ def _spawn(command: list[str], text: str | None = None) -> bool:
 
 def open_in_desktop(target: str | Path) -> bool:
     """Open a URL in the browser, or a file or folder with the desktop's default application."""
-    if isinstance(target, str) and target.startswith(("http://", "https://")):
+    frozen_linux = getattr(sys, "frozen", False) and sys.platform.startswith("linux")
+    if isinstance(target, str) and target.startswith(("http://", "https://")) and not frozen_linux:
         if webbrowser.open(target):
             return True
         log.warning("no browser available to open %s", target)

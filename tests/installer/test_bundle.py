@@ -1,0 +1,145 @@
+"""The frozen appliance (PyInstaller onedir bundle) serves the bundled models exactly as the source does.
+
+Real processes: the bundle's ``appliance`` and ``python -m appliance``, each with its own per-user folders, one
+after the other (so that their start-up times, reported in the terminal summary, are comparable).
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+import requests
+from PIL import Image
+
+from appliance import __version__
+
+from ..conftest import MODELS, REPO, user_dirs_env
+from .conftest import MEASURED, Server, installer_tests, isolated_env
+
+pytestmark = installer_tests
+
+README_DIGIT = [0, 0, 10, 14, 8, 1, 0, 0, 0, 2, 16, 14, 6, 1, 0, 0, 0, 0, 15, 15, 8, 15, 0, 0, 0, 0, 5, 16, 16, 10,
+                0, 0, 0, 0, 12, 15, 15, 12, 0, 0, 0, 4, 16, 6, 4, 16, 6, 0, 0, 8, 16, 10, 8, 16, 8, 0, 0, 1, 8, 12,
+                14, 12, 1, 0]
+DIGITS = [README_DIGIT] + np.random.default_rng(7).integers(0, 17, (3, 64)).astype(float).tolist()
+DIGITS_BODY = {"input": DIGITS}
+
+
+def _png_b64(pixels: list[float]) -> str:
+    image = Image.fromarray((255 - np.array(pixels, dtype=np.uint8).reshape(8, 8) * 15).astype(np.uint8))
+    buffer = io.BytesIO()
+    image.resize((32, 32)).save(buffer, "PNG")
+    return base64.b64encode(buffer.getvalue()).decode()
+
+
+REQUESTS = [
+    ("/predict", DIGITS_BODY),
+    ("/predict", {"model": "digits", "version": 1, "input": DIGITS[:2]}),
+    ("/predict", {"model": "digits", "signature_name": "image", "input": [{"b64": _png_b64(README_DIGIT)}]}),
+    ("/v1/models/digits:predict", {"inputs": {"pixels": DIGITS}}),
+    ("/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 4.2, 1.5]]}),
+    ("/v1/models/iris/versions/1:predict", {"inputs": {"features": [[5.1, 3.5, 1.4, 0.2]]}}),
+    ("/v1/models/iris:classify", {"signature_name": "classify", "examples": [
+        {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}]}),
+    ("/v1/models/iris:regress", {"signature_name": "regress", "examples": [
+        {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0}]}),
+    ("/v1/models/iris:predict", {"instances": [[1.0, 2.0]]}),  # an error: same status, same message
+]
+
+
+def _answers(server: Server) -> list[tuple[int, dict]]:
+    return [(response.status_code, response.json()) for response in (server.post(p, b) for p, b in REQUESTS)]
+
+
+def _served(health: dict) -> dict:
+    return {m["name"]: sorted((v["version"], v["state"]) for v in m["versions"]) for m in health["models"]}
+
+
+def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
+    frozen = Server.start([str(bundle.executable), "serve", "--port", "0"], home=tmp_path / "frozen")
+    try:
+        MEASURED["first_predict_frozen_seconds"] = round(frozen.first_predict(DIGITS_BODY), 2)
+        frozen_health = frozen.wait_ready()
+        frozen_answers = _answers(frozen)
+        frozen_code = frozen.stop()
+    finally:
+        frozen.kill()
+
+    source = Server.start([sys.executable, "-m", "appliance", "serve", "--port", "0"], home=tmp_path / "source",
+                          cwd=REPO)
+    try:
+        MEASURED["first_predict_source_seconds"] = round(source.first_predict(DIGITS_BODY), 2)
+        source_health = source.wait_ready()
+        source_answers = _answers(source)
+        source.stop()
+    finally:
+        source.kill()
+
+    assert frozen_code == 0, frozen.output
+    assert "Traceback" not in frozen.output
+    # TensorFlow's C++ start-up chatter is held back from stderr (logged at DEBUG), frozen too.
+    assert "oneDNN" not in frozen.output and "absl::InitializeLog" not in frozen.output, frozen.output
+    # The bundled models, found in the bundle (sys._MEIPASS/models), all loaded.
+    assert all(m["base_path"].startswith(str(bundle.folder)) for m in frozen_health["models"]), frozen_health
+    assert _served(frozen_health) == _served(source_health) == {
+        "digits": [(1, "AVAILABLE"), (2, "AVAILABLE")], "iris": [(1, "AVAILABLE"), (2, "AVAILABLE")]}
+    assert [status for status, _ in frozen_answers] == [200] * (len(REQUESTS) - 1) + [400]
+    for (path, _), frozen_answer, source_answer in zip(REQUESTS, frozen_answers, source_answers):
+        assert frozen_answer == source_answer, path
+    assert frozen_answers[0][1]["predictions"]["class"][0] == 8  # README's digit
+    assert frozen_answers[2][1]["predictions"]["class"] == [8]  # the same digit as a PNG: image ops are bundled
+
+
+def test_frozen_version(bundle, tmp_path):
+    result = subprocess.run([str(bundle.executable), "--version"], check=False, env=isolated_env(tmp_path),
+                            capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == f"appliance {__version__}"
+
+
+def test_no_command_without_a_display_serves_headless_with_user_models(bundle, tmp_path):
+    # A model in the per-user models folder (platformdirs: $XDG_DATA_HOME/appliance/models) is served too.
+    env = isolated_env(tmp_path)
+    shutil.copytree(MODELS / "iris" / "1", tmp_path / "data" / "appliance" / "models" / "my_iris" / "1")
+    app = Server.start([str(bundle.executable), "--port", "0"], home=tmp_path, env=env)
+    try:
+        app.first_predict(DIGITS_BODY)
+        app.wait_ready()
+        mine = app.post("/v1/models/my_iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})
+        assert mine.status_code == 200, mine.text
+        assert mine.json()["predictions"][0]["class"] == 0
+        discovery = json.loads((tmp_path / "runtime" / "appliance" / "appliance.json").read_text())
+        assert discovery["url"] == app.url
+        code = app.stop()
+    finally:
+        app.kill()
+    assert code == 0, app.output
+    assert "serving without a tray icon: no display" in app.output
+    assert "Traceback" not in app.output
+    assert (tmp_path / "state" / "appliance" / "log" / "appliance.log").is_file()
+    assert not (tmp_path / "runtime" / "appliance" / "appliance.json").exists()
+
+
+def test_frozen_tray_icon_shows_and_its_menu_opens(bundle, tmp_path, x_desktop):
+    """The bundled GTK/AppIndicator stack draws the tray (and TensorFlow survives GTK: GDK_GL=disable)."""
+    env = {**x_desktop.env, **user_dirs_env(tmp_path), "HOME": str(tmp_path)}
+    app = Server.start([str(bundle.executable), "--port", "0"], home=tmp_path, env=env)
+    try:
+        app.first_predict(DIGITS_BODY)
+        icon = x_desktop.icon_window(app.proc.pid, timeout=60)
+        x_desktop.open_menu(app.proc.pid, icon)
+        x_desktop.screenshot("frozen-tray-menu")
+        x_desktop.keys("Escape")
+        assert requests.get(app.url + "/health", timeout=10).json()["status"] == "ready"
+        code = app.stop()
+    finally:
+        app.kill()
+    assert code == 0, app.output
+    assert "without a tray icon" not in app.output
+    assert "Traceback" not in app.output
