@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..config import ModelConfig
 from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
-from .repository import ModelSnapshot, Repository, fingerprint
+from .repository import ModelSnapshot, Repository, fingerprint, scan_versions
 from .runtime import Runtime, Servable
 
 if TYPE_CHECKING:
@@ -352,8 +352,7 @@ class ModelManager:
         return version
 
     def _load_on_demand(self, model: _Model, number: int) -> None:
-        snapshot = next((s for s in self._repository.scan() if s.config.name == model.config.name), None)
-        path = snapshot.on_disk.get(number) if snapshot else None
+        path = scan_versions(model.config.base_path).get(number)
         if path is None:
             raise NotFound(f"Could not find version {number} of model {model.config.name}")
         with self._lock:
