@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..config import ModelConfig
 from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
+from .observer import ServingObserver
 from .repository import ModelSnapshot, Repository, fingerprint, scan_versions
 from .runtime import Runtime, Servable
 
@@ -161,8 +162,10 @@ class ModelManager:
         runtime: Runtime,
         poll_seconds: float = 1.0,
         preferences: PreferenceStore | None = None,
+        observer: ServingObserver | None = None,
     ):
         self._repository = repository
+        self.observer = observer or ServingObserver()
         self._runtime = runtime
         self._poll_seconds = poll_seconds
         self._preferences = preferences
@@ -298,9 +301,10 @@ class ModelManager:
                 version.servable, version.state = servable, State.AVAILABLE
             else:
                 version.error, version.state = error, State.END
+        seconds = time.perf_counter() - started
+        self.observer.model_loaded(name, version.number, seconds, error)
         if error is None:
-            log.info("model %s version %d: AVAILABLE (loaded in %.0f ms)", name, version.number,
-                     (time.perf_counter() - started) * 1000)
+            log.info("model %s version %d: AVAILABLE (loaded in %.0f ms)", name, version.number, seconds * 1000)
         else:
             log.warning("model %s version %d: failed to load: %s", name, version.number, error.message)
 
