@@ -1,4 +1,4 @@
-"""The access token required when the appliance listens beyond loopback: made once, kept owner-only.
+"""The access token required beyond loopback (or by --require_token_for_control): made once, kept owner-only.
 
     token = load_or_create_token(paths.token_file())   # the same token on every start
 """
@@ -24,5 +24,5 @@ def load_or_create_token(path: Path) -> str:
         pass
     token = secrets.token_urlsafe(32)
     write_file_atomically(path, (token + "\n").encode(), mode=0o600)
-    log.warning("created an access token for non-loopback clients in %s", path)
+    log.warning("created an access token in %s", path)
     return token

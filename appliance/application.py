@@ -18,15 +18,18 @@ from pathlib import Path
 from . import paths
 from .access_token import load_or_create_token
 from .api.app import create_app
+from .api.metrics import Metrics
 from .api.security import LOOPBACK_HOSTS, is_loopback, is_wildcard
 from .autostart import autostart_for_this_platform
 from .config import ModelConfig, Settings, read_model_server_config
 from .desktop import copy_text, open_in_desktop
 from .preferences import PreferenceStore
 from .server import Server
+from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
 from .serving.manager import ModelManager, ModelSummary
 from .serving.repository import Repository
 from .serving.routing import Router
+from .serving.runtime import DeferredRuntime
 from .serving.runtime.remote_tfs import RemoteTFServing
 from .tray.state import ModelItem, TrayState, VersionItem
 
@@ -53,6 +56,15 @@ def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
     return configs, roots
 
 
+def batching_policy(settings: Settings) -> BatchingPolicy:
+    """Batching as the flags say; a parameters file implies --enable_batching unless it is false."""
+    file = settings.batching_parameters_file
+    enabled = settings.enable_batching if settings.enable_batching is not None else (True if file else None)
+    parameters = read_batching_parameters(file) if file else BatchingParameters()
+    wait = settings.rest_api_timeout_in_ms / 1000 or None
+    return BatchingPolicy(enabled, parameters, wait)
+
+
 def _version_items(summary: ModelSummary) -> tuple[VersionItem, ...]:
     labels: dict[int, list[str]] = {}
     for label, version in sorted(summary.labels.items()):
@@ -66,37 +78,52 @@ def _version_items(summary: ModelSummary) -> tuple[VersionItem, ...]:
 class Application:
     """One appliance: builds the manager and the server from the settings, and carries out commands."""
 
-    def __init__(self, settings: Settings):
-        from .serving.runtime.local_tf import LocalTFRuntime  # imports TensorFlow: seconds
-
+    def __init__(self, settings: Settings, defer_tensorflow: bool = False):
+        """With ``defer_tensorflow``, TensorFlow is imported by the loading thread, so this returns at once."""
         self.settings = settings
         repository = Repository(*model_sources(settings))
-        runtime = LocalTFRuntime(
-            settings.device, settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism
-        )
+        runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
         self.preferences = PreferenceStore(paths.preferences_file())
-        self.manager = ModelManager(repository, runtime, settings.file_system_poll_wait_seconds, self.preferences)
+        self.metrics = Metrics()
+        self.manager = ModelManager(repository, runtime, settings.file_system_poll_wait_seconds, self.preferences,
+                                    observer=self.metrics.observer, batching=batching_policy(settings))
         self.remote = (
             RemoteTFServing(settings.remote, self._remote_model_names(settings, repository), settings.threads)
             if settings.remote else None
         )
-        self.token = settings.token or (None if is_loopback(settings.host)
-                                        else load_or_create_token(paths.token_file()))
+        beyond_loopback = not is_loopback(settings.host)
+        self.token = settings.token or (load_or_create_token(paths.token_file())
+                                        if beyond_loopback or settings.require_token_for_control else None)
+        every_request_token = self.token if settings.token or beyond_loopback else None
+        control_token = self.token if settings.require_token_for_control else None
         allowed_hosts = None if is_wildcard(settings.host) else frozenset(
             LOOPBACK_HOSTS | {settings.host.lower(), *(h.lower() for h in settings.allowed_hosts)})
         self.server = Server(
             create_app(self.manager, settings.max_request_bytes, Router(self.manager, self.remote),
-                       allowed_hosts, self.token),
+                       allowed_hosts, every_request_token, control_token, settings.cors_allowed_origins,
+                       self.metrics),
             settings.host,
             settings.port,
             threads=settings.threads,
             max_request_body_size=settings.max_request_bytes,
+            connection_limit=settings.connection_limit,
+            channel_timeout=settings.channel_timeout,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
         )
         self.autostart = autostart_for_this_platform()
         self._quit_callbacks: list = []
         self._listeners: list = []
+
+    def _local_runtime(self):
+        from .serving.runtime.local_tf import LocalTFRuntime  # imports TensorFlow: seconds
+
+        settings = self.settings
+        runtime = LocalTFRuntime(
+            settings.device, settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism,
+            settings.rest_api_timeout_in_ms, settings.enable_model_warmup,
+        )
         log.info("device: %s", runtime.device.describe())
+        return runtime
 
     @property
     def url(self) -> str:
@@ -148,6 +175,7 @@ class Application:
             backend=self._backend_line(),
             models=tuple(ModelItem(s.name, s.chosen_version, _version_items(s)) for s in summaries),
             start_at_login=self.autostart.is_enabled(),
+            token_in_use=self.token is not None,
         )
 
     def _backend_line(self) -> str:
@@ -182,6 +210,10 @@ class Application:
 
     def copy_url(self) -> None:
         copy_text(self.url)
+
+    def copy_token(self) -> None:
+        if self.token is not None:
+            copy_text(self.token)
 
     def open_models_folder(self) -> None:
         open_in_desktop(paths.ensure_dir(paths.user_models_dir()))

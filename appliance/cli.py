@@ -19,16 +19,21 @@ import logging
 import signal
 import sys
 import threading
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
 
 from . import __version__
 from .config import (
+    DEFAULT_CHANNEL_TIMEOUT_SECONDS,
+    DEFAULT_CONNECTION_LIMIT,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PORT,
+    DEFAULT_THREADS,
     RemoteSettings,
     Settings,
+    access_settings,
     read_settings_file,
     remote_settings,
 )
@@ -36,6 +41,7 @@ from .errors import InvalidArgument, ServingError
 from .logs import configure_logging
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+LAUNCHED = time.monotonic()  # about when the process started: this module is among the first imported
 log = logging.getLogger("appliance")
 
 
@@ -50,9 +56,25 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     net.add_argument("--token", default=os.environ.get("APPLIANCE_TOKEN"),
                      help="require 'Authorization: Bearer TOKEN' from clients (default: $APPLIANCE_TOKEN; when "
                      "--host is not loopback, a token is made once and kept in the config folder)")
+    net.add_argument("--require_token_for_control", action="store_true",
+                     help="also on loopback, changes through the control API (PUT .../chosen, POST .../reload) "
+                     "need the token (made and kept as for --host beyond loopback); predictions and status stay "
+                     "open (also require_token_for_control = true in settings.toml)")
+    net.add_argument("--cors_allowed_origin", action="append", default=[], metavar="ORIGIN",
+                     help="let web pages from ORIGIN (e.g. http://localhost:3000 or chrome-extension://<id>) call "
+                     "the API from a browser (repeatable; also cors_allowed_origins = [...] in settings.toml); "
+                     "'*' allows every origin, never with credentials (default: none, no CORS headers at all)")
     net.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
-                     help="largest request body accepted; larger ones get 413 (default: %(default)s)")
-    net.add_argument("--threads", type=int, default=8, help="request worker threads (default: %(default)s)")
+                     help="largest request body accepted; larger ones get 413 before they are read "
+                     "(default: %(default)s); request line and headers are limited to 64 KiB (431)")
+    net.add_argument("--connection_limit", type=int, default=DEFAULT_CONNECTION_LIMIT,
+                     help="most client connections open at once; more wait to be accepted (default: %(default)s)")
+    net.add_argument("--channel_timeout", type=int, default=DEFAULT_CHANNEL_TIMEOUT_SECONDS,
+                     help="seconds after which an idle client connection is closed (default: %(default)s)")
+    net.add_argument("--threads", type=int, default=DEFAULT_THREADS,
+                     help="request worker threads; keep it at least the largest max_batch_size (default: %(default)s)")
+    net.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
+                     help="longest a request may wait for and run its model; then 504 (default: %(default)s; 0: none)")
     models = parser.add_argument_group("models (default: the bundled models)")
     models.add_argument("--model_config_file", type=Path,
                         help="a TensorFlow Serving models.config (ModelServerConfig text proto)")
@@ -73,11 +95,30 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     runtime = parser.add_argument_group("runtime")
     runtime.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
                          help="where to run models: a GPU when one is found (auto), or force one (default: %(default)s)")
+    runtime.add_argument("--enable_batching", type=_flag_value, nargs="?", const=True, default=None,
+                         help="merge concurrent predict requests into batched model calls (true/false; default: "
+                         "only models whose version folder has a batching_params.pbtxt, as the bundled ones do)")
+    runtime.add_argument("--batching_parameters_file", type=Path,
+                         help="a TF Serving BatchingParameters text proto (max_batch_size, batch_timeout_micros, "
+                         "max_enqueued_batches, num_batch_threads, allowed_batch_sizes, pad_variable_length_inputs); "
+                         "implies --enable_batching")
+    runtime.add_argument("--enable_model_warmup", type=_flag_value, nargs="?", const=True, default=True,
+                         help="warm each version up (assets.extra/tf_serving_warmup_requests, else a synthetic "
+                         "request) before it is AVAILABLE (default: true)")
     runtime.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                          help="threads inside one TF op; 0 = TensorFlow's choice")
     runtime.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
                          help="TF ops run in parallel; 0 = TensorFlow's choice")
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
+
+
+def _flag_value(text: str) -> bool:
+    """TF Serving's boolean flag values: --flag, --flag=true, --flag=false."""
+    if text.lower() in ("true", "1", "yes"):
+        return True
+    if text.lower() in ("false", "0", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, not {text!r}")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -112,11 +153,16 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _remote_from_args(args: argparse.Namespace) -> RemoteSettings | None:
+def _settings_file(args: argparse.Namespace) -> tuple[dict, str]:
+    """The settings file's contents and its path."""
     from . import paths
 
     settings_file = args.settings_file or paths.settings_file()
-    remote = remote_settings(read_settings_file(settings_file), str(settings_file), args.remote_url)
+    return read_settings_file(settings_file), str(settings_file)
+
+
+def _remote_from_args(args: argparse.Namespace, file_settings: dict, source: str) -> RemoteSettings | None:
+    remote = remote_settings(file_settings, source, args.remote_url)
     if remote is None:
         return None
     overrides = {"timeout_seconds": args.remote_timeout_seconds, "probe_seconds": args.remote_probe_seconds}
@@ -126,10 +172,16 @@ def _remote_from_args(args: argparse.Namespace) -> RemoteSettings | None:
 def settings_from_args(args: argparse.Namespace) -> Settings:
     if (args.model_name is None) != (args.model_base_path is None):
         raise InvalidArgument("--model_name and --model_base_path go together")
+    file_settings, source = _settings_file(args)
+    file_origins, file_requires_token = access_settings(file_settings, source)
     return Settings(
-        remote=_remote_from_args(args),
+        remote=_remote_from_args(args, file_settings, source),
         allowed_hosts=tuple(args.allowed_host),
         token=args.token,
+        require_token_for_control=args.require_token_for_control or file_requires_token,
+        cors_allowed_origins=(*args.cors_allowed_origin, *file_origins),
+        connection_limit=args.connection_limit,
+        channel_timeout=args.channel_timeout,
         host=args.host,
         port=args.port,
         model_config_file=args.model_config_file,
@@ -142,16 +194,20 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
         max_request_bytes=args.max_request_bytes,
         threads=args.threads,
+        enable_batching=args.enable_batching,
+        batching_parameters_file=args.batching_parameters_file,
+        enable_model_warmup=args.enable_model_warmup,
+        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
     )
 
 
-def _build(settings: Settings):
+def _build(settings: Settings, defer_tensorflow: bool = False):
     """The Application, or the exit status and a one-line error on stderr when it cannot start."""
     from .application import Application
     from .server import PortInUse
 
     try:
-        app = Application(settings)
+        app = Application(settings, defer_tensorflow)
     except ServingError as e:
         print(f"appliance: error: {e.message}", file=sys.stderr)
         return None, 2
@@ -162,10 +218,12 @@ def _build(settings: Settings):
         print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
         return None, 1
     if app.token and not settings.token:
+        from .api.security import is_loopback
         from .paths import token_file
 
-        print(f"appliance: listening beyond loopback: clients must send 'Authorization: Bearer <token>' "
-              f"with the token in {token_file()}", flush=True)
+        who = ("control requests (choosing, reloading) must send" if is_loopback(settings.host)
+               else "listening beyond loopback: clients must send")
+        print(f"appliance: {who} 'Authorization: Bearer <token>' with the token in {token_file()}", flush=True)
     return app, None
 
 
@@ -210,7 +268,8 @@ def desktop(settings: Settings, headless: bool, log_level: str) -> int:
         if reason and signals_blocked:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, QUIT_SIGNALS)  # headless: Python's handlers take them
             signals_blocked = False
-        app, failed = _build(settings)
+        # With a tray, TensorFlow is imported in the background: the icon shows "loading" meanwhile.
+        app, failed = _build(settings, defer_tensorflow=not reason)
         if app is None:
             return failed
         write_discovery(paths.discovery_file(), Discovery.for_this_process(app.url, app.server.port, __version__))
@@ -241,6 +300,7 @@ def _run_with_tray(app, signals_blocked: bool) -> None:
         _await_quit_signals(app)
     server_thread = app.server.start()
     print(f"appliance: serving on {app.url}", flush=True)
+    log.info("tray icon shown %.2f s after launch", time.monotonic() - LAUNCHED)
     try:
         tray.run()
     finally:

@@ -23,6 +23,9 @@ from .errors import InvalidArgument
 TENSORFLOW_PLATFORM = "tensorflow"
 DEFAULT_PORT = 8501
 DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
+DEFAULT_CONNECTION_LIMIT = 100
+DEFAULT_CHANNEL_TIMEOUT_SECONDS = 120
+DEFAULT_THREADS = 32  # at least the bundled models' max_batch_size, so a full batch can form
 
 
 class PolicyKind(enum.Enum):
@@ -114,12 +117,20 @@ class Settings:
     device: str = "auto"
     tensorflow_intra_op_parallelism: int = 0
     tensorflow_inter_op_parallelism: int = 0
+    enable_batching: bool | None = None  # None: only versions shipping their own batching_params.pbtxt
+    batching_parameters_file: Path | None = None
+    enable_model_warmup: bool = True
+    rest_api_timeout_in_ms: int = 30_000  # longest a model call may run; 0 = no limit
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    threads: int = 8
+    threads: int = DEFAULT_THREADS
     shutdown_grace_seconds: float = 30.0
     remote: RemoteSettings | None = None
     allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback's and --host's
     token: str | None = None  # required from clients; made and stored when listening beyond loopback
+    require_token_for_control: bool = False  # control changes need the token (made if need be) on loopback too
+    cors_allowed_origins: tuple[str, ...] = ()  # web page origins that may call the API from a browser
+    connection_limit: int = DEFAULT_CONNECTION_LIMIT  # open client connections; more wait to be accepted
+    channel_timeout: int = DEFAULT_CHANNEL_TIMEOUT_SECONDS  # an idle connection is closed after this
 
 
 def _policy_from_proto(proto) -> VersionPolicy:
@@ -199,6 +210,11 @@ def read_settings_file(path: Path) -> dict:
         headers = { "X-Team" = "vision" }
         model_names = { digits = "mnist" } # local name -> name on the remote
         routing = { "*" = "prefer_remote", iris = "local_only" }
+
+    Top-level keys set access (see :func:`access_settings`)::
+
+        cors_allowed_origins = ["http://localhost:3000"]
+        require_token_for_control = true
     """
     try:
         import tomllib
@@ -219,3 +235,15 @@ def remote_settings(file_settings: Mapping, source: str, url: str | None) -> Rem
     if url:
         table["url"] = url
     return _remote_from_table(table, source) if table else None
+
+
+def access_settings(file_settings: Mapping, source: str) -> tuple[tuple[str, ...], bool]:
+    """The settings file's ``cors_allowed_origins`` (a list of origins) and ``require_token_for_control``."""
+    origins = file_settings.get("cors_allowed_origins", [])
+    if not isinstance(origins, list) or not all(isinstance(origin, str) for origin in origins):
+        raise InvalidArgument(f'{source}: cors_allowed_origins must be a list of origins, e.g. '
+                              f'["http://localhost:3000"]')
+    require = file_settings.get("require_token_for_control", False)
+    if not isinstance(require, bool):
+        raise InvalidArgument(f"{source}: require_token_for_control must be true or false")
+    return tuple(origins), require

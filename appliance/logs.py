@@ -8,9 +8,13 @@ Handlers go on the root logger, so records from waitress and the other libraries
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import logging.handlers
+import os
 import sys
+import tempfile
+import threading
 from pathlib import Path
 
 from .paths import ensure_dir
@@ -20,6 +24,54 @@ MAX_LOG_BYTES = 1024 * 1024
 LOG_BACKUPS = 5
 STDERR_HANDLER = "appliance.stderr"
 FILE_HANDLER = "appliance.file"
+
+_real_stderr_fd: int | None = None  # while native stderr is held back: a duplicate of the real stderr
+_real_stderr_lock = threading.Lock()
+_holding = threading.Lock()
+
+
+class _StderrHandler(logging.StreamHandler):
+    """Logs to stderr; while native stderr is held back, straight to the real one, so no record is held back."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with _real_stderr_lock:
+            if _real_stderr_fd is not None:
+                try:
+                    os.write(_real_stderr_fd, (self.format(record) + self.terminator).encode("utf-8", "replace"))
+                except Exception:
+                    self.handleError(record)
+                return
+        super().emit(record)
+
+
+@contextlib.contextmanager
+def native_stderr_to_debug_log(logger: logging.Logger, prefix: str):
+    """Hold back what native code writes to stderr (file descriptor 2) meanwhile, then log it at DEBUG.
+
+    TensorFlow's C++ logs while it is imported, before any log level can be
+    set. Log records written meanwhile by any thread still reach the real stderr.
+    """
+    global _real_stderr_fd
+    with _holding:
+        try:
+            saved = os.dup(2)
+        except OSError:  # no usable stderr: nothing to hold back
+            yield
+            return
+        with tempfile.TemporaryFile() as captured:
+            with _real_stderr_lock:
+                _real_stderr_fd = saved
+                os.dup2(captured.fileno(), 2)
+            try:
+                yield
+            finally:
+                with _real_stderr_lock:
+                    os.dup2(saved, 2)
+                    _real_stderr_fd = None
+                os.close(saved)
+                captured.seek(0)
+                for line in captured.read().decode("utf-8", "replace").splitlines():
+                    logger.debug("%s%s", prefix, line)
 
 
 def configure_logging(level: str, log_file: Path | None = None) -> None:
@@ -36,7 +88,7 @@ def configure_logging(level: str, log_file: Path | None = None) -> None:
 
     handlers: list[logging.Handler] = []
     if sys.stderr is not None:  # None in a windowed app (pythonw.exe, a frozen GUI build)
-        stderr = logging.StreamHandler(sys.stderr)
+        stderr = _StderrHandler(sys.stderr)
         stderr.set_name(STDERR_HANDLER)
         handlers.append(stderr)
     if log_file is not None:

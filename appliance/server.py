@@ -42,6 +42,8 @@ log = logging.getLogger("appliance.server")
 
 #: Largest request body accepted by default (bytes); a larger one gets 413.
 DEFAULT_MAX_REQUEST_BODY_SIZE = 64 * 1024 * 1024
+#: Largest request line and headers together (bytes); larger ones get 431. waitress's own default is 256 KiB.
+DEFAULT_MAX_REQUEST_HEADER_SIZE = 64 * 1024
 
 _BACKLOG = 1024  # waitress's default listen() backlog
 _DRAIN_POLL_SECONDS = 0.1  # loop timeout while draining: how often the deadline is checked
@@ -66,9 +68,11 @@ class Server:
 
     ``port=0`` lets the OS pick a free port; :attr:`port` and :attr:`url` give
     the real one. ``max_request_body_size`` is the largest body accepted (a
-    larger one gets 413 before the app runs). ``threads`` bounds the requests
-    running in the app at once; ``connection_limit`` the open connections;
-    ``channel_timeout`` closes connections idle that many seconds.
+    larger one gets 413 before the app runs, and one whose Content-Length says
+    so before it is read); ``max_request_header_size`` bounds the request line
+    and headers together (431). ``threads`` bounds the requests running in the
+    app at once; ``connection_limit`` the open connections (more wait in the
+    listen backlog); ``channel_timeout`` closes connections idle that many seconds.
     """
 
     def __init__(
@@ -79,6 +83,7 @@ class Server:
         *,
         threads: int = 8,
         max_request_body_size: int = DEFAULT_MAX_REQUEST_BODY_SIZE,
+        max_request_header_size: int = DEFAULT_MAX_REQUEST_HEADER_SIZE,
         connection_limit: int = 100,
         channel_timeout: int = 120,
         shutdown_grace_seconds: float = 30.0,
@@ -114,6 +119,7 @@ class Server:
                 ident="appliance",
                 # waitress refuses a body as large as its limit: +1 makes ours the largest accepted
                 max_request_body_size=max_request_body_size + 1,
+                max_request_header_size=max_request_header_size,
                 connection_limit=connection_limit,
                 channel_timeout=channel_timeout,
                 log_socket_errors=False,  # a vanished client is not worth a traceback
@@ -303,6 +309,9 @@ class _JsonErrorTask(ErrorTask):
         if error.code == 413:  # waitress says "exceeds max_body of <our limit + 1>"
             limit = self.channel.server.appliance_server.max_request_body_size
             detail = f"the request body is larger than {limit} bytes"
+        elif error.code == 431:  # waitress says "exceeds max_header of <limit>"
+            limit = self.channel.server.adj.max_request_header_size
+            detail = f"the request line and headers are larger than {limit} bytes"
         body = json.dumps({"error": f"{error.reason}: {detail}"}).encode()
         self.status = f"{error.code} {error.reason}"
         self.response_headers.append(("Content-Type", "application/json"))

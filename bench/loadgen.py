@@ -6,10 +6,13 @@ Every client sends the same ``POST`` over HTTP/1.1 keep-alive, reconnecting
 only when the server closes the connection (an HTTP/1.0 server does after each
 answer). A level first runs ``warmup_s`` unmeasured, then measures until
 ``measure_s`` have passed or ``max_requests`` answers have come, whichever is
-first. It reports answers per second, latency percentiles (send to last byte,
-reconnects included), errors (any status but 200, a failed connection, an
-answer that never comes; warm-up included), and the CPU seconds spent per
-answer by the server (``probe``) and by this client.
+first; a server too slow to answer each client once on average in
+``measure_s`` (as many answers as clients) is measured until it has, for at
+most 30 s more, so that its rate is a rate and not zero. It reports answers
+per second, latency percentiles (send to last byte, reconnects included),
+errors (any status but 200, a failed connection, an answer that never comes;
+warm-up included), and the CPU seconds spent per answer by the server
+(``probe``) and by this client.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 _GRACE_SECONDS = 10.0  # how long a level waits for the answers in flight when it ends
+_SLOW_SERVER_SECONDS = 30.0  # how much longer a level waits for a slow server's round of answers
 _RETRY_SECONDS = 0.01  # pause after a failed connection, so a dead server does not spin the client
 
 
@@ -67,7 +71,7 @@ class _Window:
     """What a level's clients record: latencies inside the measurement window, errors at any time."""
 
     def __init__(self, max_requests: int):
-        self.max_requests = max_requests
+        self.enough = max_requests  # answers that end the window
         self.measuring = False
         self.ended = False
         self.latencies: list[float] = []
@@ -77,7 +81,7 @@ class _Window:
     def answer(self, seconds: float) -> None:
         if self.measuring:
             self.latencies.append(seconds)
-            if len(self.latencies) >= self.max_requests:
+            if len(self.latencies) >= self.enough:
                 self.full.set()
 
     def error(self, what: str) -> None:
@@ -130,6 +134,13 @@ async def _client(target: Target, request: bytes, window: _Window) -> None:
         _close(writer)
 
 
+async def _wait_at_most(event: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(event.wait(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
 async def _run_level(target: Target, concurrency: int, bounds: Bounds, probe: Callable[[], float]) -> dict:
     window = _Window(bounds.max_requests)
     request = target.request()
@@ -137,10 +148,10 @@ async def _run_level(target: Target, concurrency: int, bounds: Bounds, probe: Ca
     await asyncio.sleep(bounds.warmup_s)
     server_cpu, client_cpu, started = probe(), time.process_time(), time.perf_counter()
     window.measuring = True
-    try:
-        await asyncio.wait_for(window.full.wait(), bounds.measure_s)
-    except asyncio.TimeoutError:
-        pass
+    await _wait_at_most(window.full, bounds.measure_s)
+    if not window.full.is_set() and len(window.latencies) < concurrency:  # slow: wait for a round of answers
+        window.enough = concurrency
+        await _wait_at_most(window.full, _SLOW_SERVER_SECONDS)
     window.measuring = False
     seconds = time.perf_counter() - started
     server_cpu, client_cpu = probe() - server_cpu, time.process_time() - client_cpu

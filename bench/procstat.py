@@ -1,4 +1,4 @@
-"""CPU time and resident memory of a process, read from Linux's ``/proc`` (the suite runs on Linux only)."""
+"""CPU time, resident memory, open files and threads of a process, read from Linux's ``/proc`` (Linux only)."""
 
 from __future__ import annotations
 
@@ -21,3 +21,13 @@ def rss_mib(pid: int | str) -> float:
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
     raise RuntimeError(f"no VmRSS for process {pid}")
+
+
+def open_fds(pid: int | str) -> int:
+    """How many file descriptors ``pid`` has open (sockets and pipes included)."""
+    return len(os.listdir(f"/proc/{pid}/fd"))
+
+
+def thread_count(pid: int | str) -> int:
+    """How many threads ``pid`` has."""
+    return len(os.listdir(f"/proc/{pid}/task"))

@@ -7,23 +7,29 @@ One server at a time, on a free loopback port, each loaded with batch-1
 clients at concurrency 1, 8, 32 and 64:
 
 - the appliance (``python -m appliance serve --port 0``, per-user folders of
-  its own), for each bundled model;
-- ``echo``: Bottle+waitress answering a fixed JSON, the HTTP floor;
-- ``flask``: the tutorial way, Flask's development server calling the
-  SavedModel's signature per request;
+  its own), for each bundled model, batching concurrent requests as the
+  bundled models' ``batching_params.pbtxt`` ask (its default);
+- ``appliance-unbatched``: the same with ``--enable_batching=false``, digits
+  only: what batching costs at c=1 and gains at c=32;
+- ``echo``: Bottle+waitress answering a fixed JSON, the HTTP floor, with the
+  appliance's worker thread count;
+- ``flask_keras``: the tutorial way, Flask's development server calling Keras'
+  ``model.predict(...)`` per request (the SavedModel in a ``TFSMLayer``);
+- ``flask``: the same server calling the SavedModel's signature per request;
 - ``fastapi``: FastAPI + uvicorn calling the signature per request.
 
 Also measured: the raw in-process signature call (batch 1 and 32), the
 appliance's cold start to its first prediction against ``python -c "import
 tensorflow"``, and its memory against a bare process holding TensorFlow and the
-same SavedModels. Prints a table and the issue's goals (met or not), writes
-``bench.json`` and ``bench.png`` to ``--out`` (default: a new folder under the
-system's temporary folder) and the servers' logs to ``<out>/logs``.
+same SavedModels. Prints a table, the issue's goals (met or not) and a few
+ratios without a goal, writes ``bench.json`` and ``bench.png`` to ``--out``
+(default: a new folder under the system's temporary folder) and the servers'
+logs to ``<out>/logs``.
 
-``--quick`` runs in under 2 minutes, ``--smoke`` in well under one (for the
-tests; too short for numbers), the full run in about 6. Linux only (it reads
-``/proc``). Flask, FastAPI and uvicorn come with the ``bench`` extra; a server
-whose packages are missing is skipped with a note.
+``--quick`` runs in a few minutes, ``--smoke`` in about one (for the tests;
+too short for numbers), the full run in about 8. Linux only (it reads
+``/proc``). Flask, FastAPI and uvicorn come with the ``bench`` extra (Keras
+with TensorFlow); a server whose packages are missing is skipped with a note.
 """
 
 from __future__ import annotations
@@ -41,9 +47,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-if __package__ in (None, ""):  # run as a script: make the bench package importable
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+if __package__ in (None, ""):  # run as a script: import bench from the repository, not from this folder
+    sys.path[0] = str(Path(__file__).resolve().parents[1])  # whose profile.py would shadow the standard library's
 
+from appliance.config import DEFAULT_THREADS  # noqa: E402
 from bench import report  # noqa: E402
 from bench.bodies import predict_body, predict_path  # noqa: E402
 from bench.loadgen import Bounds, Target, measure  # noqa: E402
@@ -51,7 +58,7 @@ from bench.processes import REPO, ServerProcess, free_port, time_import_tensorfl
 
 LEVELS = [1, 8, 32, 64]
 MODELS = ["digits", "iris"]
-_START_TIMEOUT = 180.0  # seconds a server may take to give its first prediction
+START_TIMEOUT = 180.0  # seconds a server may take to give its first prediction
 
 
 @dataclass(frozen=True)
@@ -72,6 +79,26 @@ MODES = {
 
 
 @dataclass(frozen=True)
+class ApplianceSetup:
+    """The appliance as measured: ``appliance serve --port 0`` with these arguments."""
+
+    name: str
+    args: tuple[str, ...]
+    models: tuple[str, ...]
+    description: str
+
+
+_APPLIANCE = f"appliance serve (Bottle + waitress, threads={DEFAULT_THREADS})"
+APPLIANCE_SETUPS = [
+    ApplianceSetup("appliance", (), tuple(MODELS),
+                   f"{_APPLIANCE}, bundled models, batching on (their batching_params.pbtxt: max_batch_size 32, "
+                   "no timeout, 1 batch thread)"),
+    ApplianceSetup("appliance-unbatched", ("--enable_batching=false",), ("digits",),
+                   f"{_APPLIANCE}, bundled models, batching off (--enable_batching=false)"),
+]
+
+
+@dataclass(frozen=True)
 class Contender:
     """A server the appliance is compared with: ``python -m <module> --port N``."""
 
@@ -88,12 +115,17 @@ def _fastapi_description() -> str:
             "signature called per request in a plain def endpoint (thread pool)")
 
 
+_FLASK = "Flask development server (app.run(threaded=True), HTTP/1.0: a connection per request)"
 CONTENDERS = [
-    Contender("echo", "bench.servers.echo", "HTTP floor: Bottle + waitress (threads=8), fixed small JSON, no model",
-              (), (None,)),
+    Contender("echo", "bench.servers.echo",
+              f"HTTP floor: Bottle + waitress (threads={DEFAULT_THREADS}, as the appliance), fixed small JSON, "
+              "no model", (), (None,)),
+    Contender("flask_keras", "bench.servers.flask_keras",
+              f"{_FLASK}, Keras model.predict(np.array(instances), verbose=0) per request: the SavedModel in "
+              "keras.layers.TFSMLayer(call_endpoint='serving_default') in a functional keras.Model",
+              ("flask", "keras"), tuple(MODELS)),
     Contender("flask", "bench.servers.flask_naive",
-              "Flask development server (app.run(threaded=True), HTTP/1.0: a connection per request), "
-              "tf.saved_model.load signature called per request", ("flask",), tuple(MODELS)),
+              f"{_FLASK}, tf.saved_model.load signature called per request", ("flask",), tuple(MODELS)),
     Contender("fastapi", "bench.servers.fastapi_naive", _fastapi_description(), ("fastapi", "uvicorn"),
               tuple(MODELS)),
 ]
@@ -110,7 +142,7 @@ def request_for(model: str | None) -> tuple[str, bytes]:
 
 def wait_ready(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...]) -> float:
     """Wait for a prediction from every model; returns the seconds from the start to the first one's."""
-    first, *_ = [server.wait_first_answer(host, port, *request_for(model), _START_TIMEOUT) for model in models]
+    first, *_ = [server.wait_first_answer(host, port, *request_for(model), START_TIMEOUT) for model in models]
     return first
 
 
@@ -128,23 +160,28 @@ def load_server(server: ServerProcess, host: str, port: int, models: tuple[str |
     return runs
 
 
-def start_appliance(home: Path, logs: Path, tag: str = "") -> ServerProcess:
-    """``appliance serve --port 0`` with per-user folders under ``home``."""
-    return ServerProcess("appliance", ["-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING"],
-                         logs / f"appliance{tag}.log", user_dirs_env(home))
-
-
-def bench_appliance(home: Path, logs: Path, mode: Mode) -> tuple[dict, list[dict]]:
-    """The appliance under load, and its start to first prediction and RSS once ready (one prediction per model)."""
-    say("appliance: starting")
-    with start_appliance(home / "appliance", logs) as server:
-        host, port = server.wait_for_url(_START_TIMEOUT)
-        startup = wait_ready(server, host, port, tuple(MODELS))
-        rss_ready = server.rss_mib()
-        runs = load_server(server, host, port, tuple(MODELS), mode)
-        info = {"description": "appliance serve (Bottle + waitress, threads=8), bundled models",
-                "startup_s": startup, "rss_ready_mib": rss_ready, "rss_after_load_mib": server.rss_mib()}
+def measure_server(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...], description: str,
+                   mode: Mode) -> tuple[dict, list[dict]]:
+    """A started server under load, and what it is, its start to first prediction and its RSS once ready."""
+    startup = wait_ready(server, host, port, models)
+    rss_ready = server.rss_mib()
+    runs = load_server(server, host, port, models, mode)
+    info = {"description": description, "startup_s": startup, "rss_ready_mib": rss_ready,
+            "rss_after_load_mib": server.rss_mib()}
     return info, runs
+
+
+def start_appliance(home: Path, log_path: Path, name: str = "appliance", args: tuple[str, ...] = ()) -> ServerProcess:
+    """``appliance serve --port 0 [args]`` with per-user folders under ``home``."""
+    return ServerProcess(name, ["-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING", *args],
+                         log_path, user_dirs_env(home))
+
+
+def bench_appliance(setup: ApplianceSetup, home: Path, logs: Path, mode: Mode) -> tuple[dict, list[dict]]:
+    """The appliance under load, and its start to first prediction and RSS once ready (one prediction per model)."""
+    say(f"{setup.name}: starting")
+    with start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name, setup.args) as server:
+        return measure_server(server, *server.wait_for_url(START_TIMEOUT), setup.models, setup.description, mode)
 
 
 def cold_starts(home: Path, logs: Path, mode: Mode) -> dict:
@@ -161,8 +198,8 @@ def cold_starts(home: Path, logs: Path, mode: Mode) -> dict:
         until_imported, until_exited = time_import_tensorflow()
         imported.append(until_imported)
         exited.append(until_exited)
-        with start_appliance(home / f"cold-{i}", logs, f"-cold-{i}") as server:
-            starts.append(wait_ready(server, *server.wait_for_url(_START_TIMEOUT), tuple(MODELS[:1])))
+        with start_appliance(home / f"cold-{i}", logs / f"appliance-cold-{i}.log") as server:
+            starts.append(wait_ready(server, *server.wait_for_url(START_TIMEOUT), tuple(MODELS[:1])))
     return {"appliance_s": starts, "appliance_median_s": statistics.median(starts),
             "import_tensorflow_s": imported, "import_tensorflow_median_s": statistics.median(imported),
             "import_tensorflow_with_exit_s": exited, "import_tensorflow_first_s": first}
@@ -179,12 +216,7 @@ def bench_contender(contender: Contender, home: Path, logs: Path, mode: Mode) ->
     server = ServerProcess(contender.name, ["-m", contender.module, "--port", str(port)],
                            logs / f"{contender.name}.log", user_dirs_env(home / contender.name))
     with server:
-        startup = wait_ready(server, "127.0.0.1", port, contender.models)
-        rss_ready = server.rss_mib()
-        runs = load_server(server, "127.0.0.1", port, contender.models, mode)
-        info = {"description": contender.description, "startup_s": startup, "rss_ready_mib": rss_ready,
-                "rss_after_load_mib": server.rss_mib()}
-    return info, runs
+        return measure_server(server, "127.0.0.1", port, contender.models, contender.description, mode)
 
 
 def bench_in_process(mode: Mode) -> dict:
@@ -199,8 +231,10 @@ def bench_in_process(mode: Mode) -> dict:
 
 
 def bench_servers(home: Path, logs: Path, mode: Mode, results: dict) -> None:
-    """The appliance, then each contender, one at a time, into ``results``."""
-    results["servers"]["appliance"], results["runs"] = bench_appliance(home, logs, mode)
+    """The appliance (batched, then unbatched), then each contender, one at a time, into ``results``."""
+    for setup in APPLIANCE_SETUPS:
+        results["servers"][setup.name], runs = bench_appliance(setup, home, logs, mode)
+        results["runs"] += runs
     for contender in CONTENDERS:
         missing = missing_packages(contender)
         if missing:
@@ -226,6 +260,7 @@ def run(mode_name: str, out: Path) -> dict:
         bench_servers(Path(home), logs, mode, results)
     results["raw"] = bench_in_process(mode)
     results["goals"] = report.goals(results)
+    results["informational"] = report.informational(results)
     results["seconds"] = time.perf_counter() - started
     results["machine"]["load_average_after"] = os.getloadavg()
     return results
@@ -234,7 +269,7 @@ def run(mode_name: str, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="under 2 minutes")
+    size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="a few minutes")
     size.add_argument("--smoke", dest="mode", action="store_const", const="smoke", help="seconds: for the tests")
     parser.add_argument("--out", type=Path, help="folder for bench.json, bench.png and the logs "
                                                  "(default: a new one under the temporary folder)")

@@ -29,6 +29,11 @@ Signatures:
                              sepal_length, sepal_width, petal_length)
                              -> outputs float32 [None] (petal width, cm)
 
+Each version also ships what TF Serving reads beside a SavedModel:
+``assets.extra/tf_serving_warmup_requests`` (PredictionLog records: one
+request per signature, taken from the held-out split, run before the version
+is AVAILABLE) and ``batching_params.pbtxt`` (its adaptive batching settings).
+
 Training is deterministic: fixed seeds, a fixed stratified train/test split
 and single-threaded BLAS while fitting.  Each version is exported to a
 temporary directory next to its destination and then renamed into place,
@@ -56,6 +61,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
+from tensorflow_serving.apis import prediction_log_pb2
 from threadpoolctl import threadpool_limits
 
 SEED = 0
@@ -242,13 +248,54 @@ class IrisModel(Classifier):
 # --- export --------------------------------------------------------------------
 
 
-def export(model, path):
-    """Save model to path via a sibling temp dir, replacing any previous export."""
+# Chosen with bench/run.py on a 2-core machine: greedy dispatch (no timeout) keeps a lone client as fast as
+# unbatched, and one batch at a time gives the largest batches under load.
+BATCHING_PARAMS = """\
+max_batch_size { value: 32 }
+batch_timeout_micros { value: 0 }
+max_enqueued_batches { value: 16 }
+num_batch_threads { value: 1 }
+"""
+
+
+def predict_log(signature, **inputs):
+    """A PredictionLog replaying one predict request."""
+    log = prediction_log_pb2.PredictionLog()
+    request = log.predict_log.request
+    request.model_spec.signature_name = signature
+    for alias, value in inputs.items():
+        request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+    return log
+
+
+def examples_log(kind, signature, serialized_examples):
+    """A PredictionLog replaying one classify or regress request (kind: "classify" or "regress")."""
+    log = prediction_log_pb2.PredictionLog()
+    request = getattr(log, f"{kind}_log").request
+    request.model_spec.signature_name = signature
+    for serialized in serialized_examples:
+        request.input.example_list.examples.add().ParseFromString(serialized)
+    return log
+
+
+def write_serving_extras(path, warmup_logs):
+    """Write the warm-up records and the batching parameters next to the SavedModel in path."""
+    extra = path / "assets.extra"
+    extra.mkdir(exist_ok=True)
+    with tf.io.TFRecordWriter(str(extra / "tf_serving_warmup_requests")) as writer:
+        for log in warmup_logs:
+            writer.write(log.SerializeToString(deterministic=True))
+    (path / "batching_params.pbtxt").write_text(BATCHING_PARAMS)
+
+
+def export(model, path, warmup_logs):
+    """Save model and its serving extras to path via a sibling temp dir, replacing any previous export."""
     path.parent.mkdir(parents=True, exist_ok=True)
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     staging.chmod(0o755)  # mkdtemp creates it private
     try:
         tf.saved_model.save(model, str(staging), signatures=model.signatures())
+        write_serving_extras(staging, warmup_logs)
         if path.exists():
             shutil.rmtree(path)
         staging.rename(path)
@@ -290,10 +337,17 @@ def build_digits(out_dir):
     """Export digits/1 and digits/2; returns {version: {"accuracy": ...}}."""
     split = digits_split()
     versions = {1: fit_logistic(split), 2: fit_mlp(split, hidden=(128,), max_iter=500)}
+    pixels = split.x_test[:1]
+    png = tf.io.encode_png(tf.cast(tf.reshape(255 - pixels * 255 / 16, [8, 8, 1]), tf.uint8)).numpy()
+    warmup = [
+        predict_log("serving_default", pixels=pixels),
+        examples_log("classify", "classify", serialize_examples({"pixels": pixels})),
+        predict_log("image", image_bytes=np.array([png], dtype=object)),
+    ]
     metrics = {}
     for version, layers in versions.items():
         model = DigitsModel(layers)
-        export(model, out_dir / "digits" / str(version))
+        export(model, out_dir / "digits" / str(version), warmup)
         metrics[version] = {"accuracy": accuracy(model, split)}
     return metrics
 
@@ -305,10 +359,18 @@ def build_iris(out_dir):
         1: (fit_logistic(split), ["petal_length"]),
         2: (fit_mlp(split, hidden=(16,), max_iter=2000), list(REGRESS_FEATURES)),
     }
+    row = split.x_test[:1]
+    warmup = [
+        predict_log("serving_default", features=row),
+        examples_log("classify", "classify", serialize_examples(
+            {name: row[:, i] for i, name in enumerate(IRIS_FEATURES)})),
+        examples_log("regress", "regress", serialize_examples(
+            {name: row[:, IRIS_FEATURES.index(name)] for name in REGRESS_FEATURES})),
+    ]
     metrics = {}
     for version, (layers, regress_features) in versions.items():
         model = IrisModel(layers, regress_features, *fit_petal_width(split, regress_features))
-        export(model, out_dir / "iris" / str(version))
+        export(model, out_dir / "iris" / str(version), warmup)
         metrics[version] = {
             "accuracy": accuracy(model, split),
             "rmse": petal_width_rmse(model, split),

@@ -48,16 +48,17 @@ class ApplianceProcess:
     """A real ``appliance serve`` (or other command) process on a free loopback port.
 
     Unless ``home`` is given, the process gets fresh per-user folders of its own,
-    so preferences and user models never leak between tests.
+    so preferences and user models never leak between tests. ``runner`` is a
+    command to run it under, e.g. ``["strace", "-f", "-o", "trace.log"]``.
     """
 
     def __init__(self, *args: str, command: str = "serve", home: Path | None = None, env: dict | None = None,
-                 wait_ready: bool = True, timeout: float = 120):
+                 wait_ready: bool = True, timeout: float = 120, runner: tuple[str, ...] = ()):
         self._own_home = home is None  # a home made here is removed by stop()
         self.home = home or Path(tempfile.mkdtemp(prefix="appliance-home-"))
         self.args = [command, "--port", "0", *args]
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "appliance", *self.args],
+            [*runner, sys.executable, "-m", "appliance", *self.args],
             cwd=REPO,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,

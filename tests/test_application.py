@@ -9,6 +9,8 @@ import shutil
 import time
 
 import pytest
+import requests
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.application import Application
 from appliance.config import Settings
@@ -91,3 +93,50 @@ def test_quit_stops_the_server_and_runs_quit_callbacks(app):
     app.quit()
     thread.join(timeout=60)
     assert not thread.is_alive() and stopped == [True]
+
+
+def test_metrics_report_what_the_manager_loaded(app):
+    app.server.start()
+    app.start()
+    assert app.manager.wait_until_ready(60)
+    response = requests.get(app.url + "/monitoring/prometheus/metrics", timeout=30)
+    loads = {tuple(sorted(s.labels.items())): s.value for family in text_string_to_metric_families(response.text)
+             for s in family.samples if s.name == "appliance_model_load_seconds"}
+    assert all(loads.get((("model", "digits"), ("version", v)), 0) > 0 for v in ("1", "2")), loads
+
+
+def test_require_token_for_control_makes_a_token_the_tray_offers_to_copy(tmp_path, monkeypatch):
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    copied = []
+    monkeypatch.setattr("appliance.application.copy_text", copied.append)
+    plain = Application(Settings(port=0, file_system_poll_wait_seconds=0))
+    try:
+        assert plain.token is None and not plain.tray_state().token_in_use
+        plain.copy_token()
+        assert copied == []
+    finally:
+        plain.server.stop()
+        plain.close()
+    guarded = Application(Settings(port=0, file_system_poll_wait_seconds=0, require_token_for_control=True))
+    try:
+        assert guarded.token == (tmp_path / "config" / "appliance" / "token").read_text().strip()
+        assert guarded.tray_state().token_in_use
+        guarded.copy_token()
+        assert copied == [guarded.token]
+    finally:
+        guarded.server.stop()
+        guarded.close()
+
+
+def test_connection_settings_reach_the_http_server(tmp_path, monkeypatch):
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    application = Application(Settings(port=0, file_system_poll_wait_seconds=0, connection_limit=7, channel_timeout=9))
+    try:
+        limits = application.server._waitress.adj
+        assert (limits.connection_limit, limits.channel_timeout) == (7, 9)
+        assert limits.max_request_header_size == 64 * 1024
+    finally:
+        application.server.stop()
+        application.close()

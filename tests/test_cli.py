@@ -133,3 +133,33 @@ def test_sigterm_finishes_in_flight_requests_then_exits_zero():
     assert results and set(results) == {200}, "every request that got an answer got a complete one"
     assert "Traceback" not in server.stderr
     assert "unloaded" in server.stderr
+
+
+def test_access_and_connection_flags_merge_with_the_settings_file(tmp_path):
+    from appliance.cli import _parser, settings_from_args
+
+    settings_file = tmp_path / "settings.toml"
+    settings_file.write_text('cors_allowed_origins = ["chrome-extension://abc"]\nrequire_token_for_control = true\n')
+    settings = settings_from_args(_parser().parse_args([
+        "serve", "--settings_file", str(settings_file), "--cors_allowed_origin", "http://localhost:3000",
+        "--connection_limit", "7", "--channel_timeout", "9"]))
+    assert settings.cors_allowed_origins == ("http://localhost:3000", "chrome-extension://abc")
+    assert settings.require_token_for_control
+    assert (settings.connection_limit, settings.channel_timeout) == (7, 9)
+    defaults = settings_from_args(_parser().parse_args(["serve", "--settings_file", str(tmp_path / "none.toml")]))
+    assert defaults.cors_allowed_origins == () and not defaults.require_token_for_control
+    assert (defaults.connection_limit, defaults.channel_timeout) == (100, 120)
+    flag_only = settings_from_args(_parser().parse_args(
+        ["serve", "--settings_file", str(tmp_path / "none.toml"), "--require_token_for_control"]))
+    assert flag_only.require_token_for_control
+
+
+def test_bad_access_settings_are_clear_errors_at_start(tmp_path):
+    settings_file = tmp_path / "settings.toml"
+    for text, message in (('cors_allowed_origins = "http://localhost:3000"', "must be a list of origins"),
+                          ('require_token_for_control = "yes"', "must be true or false")):
+        settings_file.write_text(text)
+        result = run_cli("serve", "--port", "0", "--settings_file", str(settings_file))
+        assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
+    result = run_cli("serve", "--port", "0", "--cors_allowed_origin", "localhost:3000")
+    assert result.returncode == 2 and "is not an origin" in result.stderr and "Traceback" not in result.stderr

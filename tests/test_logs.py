@@ -3,12 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 import re
 import sys
+import threading
 
 import pytest
 
-from appliance.logs import FILE_HANDLER, LOG_BACKUPS, MAX_LOG_BYTES, STDERR_HANDLER, configure_logging
+from appliance.logs import (
+    FILE_HANDLER,
+    LOG_BACKUPS,
+    MAX_LOG_BYTES,
+    STDERR_HANDLER,
+    configure_logging,
+    native_stderr_to_debug_log,
+)
 
 LINE = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3} (INFO|WARNING) appliance\.test: .+")
 
@@ -65,3 +74,27 @@ def test_an_unknown_level_is_an_error_that_keeps_the_setup(tmp_path):
     with pytest.raises(ValueError):
         configure_logging("LOUD")
     assert FILE_HANDLER in [h.get_name() for h in logging.getLogger().handlers]
+
+
+def test_native_stderr_is_held_back_while_other_threads_records_still_reach_stderr(tmp_path, capfd):
+    """What native code writes to fd 2 during the hold goes to the DEBUG log; log records from any thread do not."""
+    log_file = tmp_path / "appliance.log"
+    configure_logging("DEBUG", log_file)
+    holding, logged = threading.Event(), threading.Event()
+
+    def native_code():
+        with native_stderr_to_debug_log(logging.getLogger("appliance.test.native"), "native: "):
+            os.write(2, b"noise from C++\n")
+            holding.set()
+            assert logged.wait(10)
+
+    thread = threading.Thread(target=native_code)
+    thread.start()
+    assert holding.wait(10)
+    logging.getLogger("appliance.test").info("tray icon shown")
+    logged.set()
+    thread.join(10)
+    err = capfd.readouterr().err
+    assert "tray icon shown" in err
+    assert "noise from C++" not in err.replace("native: noise from C++", "")
+    assert "DEBUG appliance.test.native: native: noise from C++" in log_file.read_text()

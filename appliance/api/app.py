@@ -4,8 +4,11 @@
     waitress.serve(app, port=8501)
 
 Routes: ``/v1/models/...`` (TensorFlow Serving's REST API), ``POST /predict``,
-``/v1/appliance/models/<name>/chosen`` (the chosen version), ``GET /health`` and ``GET /``. Unknown paths answer 404 and wrong methods 405,
-in TF Serving's ``{"error": "..."}`` format; no traceback ever reaches a client.
+``/v1/appliance/models/<name>/chosen`` (the chosen version), ``POST /v1/appliance/models/<name>/reload``,
+``GET /health``, ``GET /``, the API reference ``GET /openapi.json`` and ``GET /docs``, and Prometheus
+metrics at ``GET /monitoring/prometheus/metrics``.
+Unknown paths answer 404 and wrong methods 405, in TF Serving's ``{"error": "..."}`` format; no
+traceback ever reaches a client.
 """
 
 from __future__ import annotations
@@ -16,11 +19,14 @@ import bottle
 
 from ..serving.manager import ModelManager
 from ..serving.routing import Router
-from . import pages
+from . import openapi, pages
 from .control import PATH as CONTROL_PATH
-from .control import ControlAPI
+from .control import RELOAD_PATH, ControlAPI
+from .cors import Cors
+from .metrics import PATH as METRICS_PATH
+from .metrics import Metrics
 from .predict import SimplePredictAPI
-from .security import LOOPBACK_HOSTS, Guard
+from .security import LOOPBACK_HOSTS, HostAllowList, TokenRequired, token_required
 from ..errors import ServingError
 from .responses import JSON_TYPE, error_response, json_error
 from .tfserving import TFServingAPI
@@ -90,17 +96,28 @@ def _json_error_page(error: bottle.HTTPError) -> bytes:
     return json_error(error.status_code, message).body
 
 
+# The "api" label of each route's requests in the metrics (the /v1 handlers label theirs by URL).
+ROUTE_APIS = {CONTROL_PATH: "control", RELOAD_PATH: "control", "/predict": "simple_predict", "/health": "health",
+              "/": "index", "/openapi.json": "openapi", "/docs": "docs", METRICS_PATH: "metrics"}
+
+
 def create_app(
     manager: ModelManager,
     max_request_bytes: int,
     router: Router | None = None,
     allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS,
     token: str | None = None,
+    control_token: str | None = None,
+    cors_allowed_origins: tuple[str, ...] = (),
+    metrics: Metrics | None = None,
 ):
     """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``).
 
     Requests naming another Host than ``allowed_hosts`` (None: any) get 403; with
-    a ``token``, requests without it get 401.
+    a ``token``, requests without it get 401, and with a ``control_token`` so do
+    the control API's changes (choosing, reloading). Web pages from
+    ``cors_allowed_origins`` may call it from a browser (see :mod:`.cors`).
+    Every request is counted and timed in ``metrics`` (by default, metrics of this app's own).
     """
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
@@ -109,6 +126,8 @@ def create_app(
     remote = router.remote if router else None
     simple = SimplePredictAPI(manager)
     control = ControlAPI(manager)
+    metrics = metrics or Metrics()
+    metrics.watch(manager, remote)
 
     def body() -> bytes:
         return read_body(bottle.request.environ, max_request_bytes)
@@ -117,11 +136,19 @@ def create_app(
         return tf_serving.handle(bottle.request.method, _raw_path(bottle.request.environ), body)
 
     app.route(CONTROL_PATH, "GET", control.chosen)
-    app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()))
+    changes = [token_required(control_token)] if control_token else []
+    app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()), apply=changes)
+    app.route(RELOAD_PATH, "POST", lambda name: control.reload(name, body()), apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
         app.route(prefix + "<rest:path>", "ANY", v1)
     app.route("/predict", "POST", lambda: simple.handle(body()))
     app.route("/health", "GET", lambda: pages.health(manager, remote))
     app.route("/", "GET", lambda: pages.index(manager, remote))
-    return Guard(app, allowed_hosts, token)
+    app.route("/openapi.json", "GET", openapi.openapi_json)
+    app.route("/docs", "GET", openapi.docs_page)
+    app.route(METRICS_PATH, "GET", metrics.page)
+    guarded = TokenRequired(app, token) if token else app
+    if cors_allowed_origins:  # outside the token: preflights carry none
+        guarded = Cors(guarded, cors_allowed_origins)
+    return metrics.instrument(HostAllowList(guarded, allowed_hosts), ROUTE_APIS)  # refused requests count too
 

@@ -93,6 +93,9 @@ class _DType:
     high: int = 0
 
 
+# The most dimensions a numpy array can have (TensorFlow allows 254; the tensors are numpy arrays first).
+_MAX_RANK = 64 if np.lib.NumpyVersion(np.__version__) >= "2.0.0" else 32
+
 _DTYPES = {
     "DT_FLOAT": _DType("float", np.dtype(np.float32), "float"),
     "DT_DOUBLE": _DType("double", np.dtype(np.float64), "float"),
@@ -236,6 +239,8 @@ def _assemble(shape: tuple[int, ...], values: list, dtype_enum: str, source) -> 
     dtype = _DTYPES.get(dtype_enum)
     if dtype is None:  # only reachable when `source` holds no values at all
         raise Unimplemented(f"Conversion of JSON Value: {debug_string(source)} to type: {_type_name(dtype_enum)}")
+    if len(shape) > _MAX_RANK:
+        raise format_error(source, f"has {len(shape)} dimensions; at most {_MAX_RANK} are supported")
     if dtype.kind == "string":
         return _object_array(values, shape)
     if dtype.kind == "float":
@@ -282,7 +287,7 @@ def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
     """The tensor for a well-formed value, or None to let the precise walk decide (and explain)."""
     dtype = _DTYPES.get(dtype_enum)
     flat = _flatten(value) if dtype is not None else None
-    if flat is None:
+    if flat is None or len(flat[0]) > _MAX_RANK:
         return None
     shape, leaves, types = flat
     if not leaves:

@@ -131,9 +131,14 @@ def _innermost_container(text: str, pos: int) -> str | None:
 
 
 def _check_surrogates(doc, body: bytes) -> None:
-    """Reject unpaired \\uD800-\\uDFFF escapes (rapidjson does; Python keeps them as lone surrogates)."""
+    """Reject unpaired \\uD800-\\uDFFF escapes (rapidjson does; Python keeps them as lone surrogates).
+
+    The walk is iterative: a document the parser just managed to nest must not overflow the stack here.
+    """
     try:
-        json.dumps(doc, ensure_ascii=False).encode("utf-8")
+        for _, payload in _events(doc):
+            if type(payload) is str:
+                payload.encode("utf-8")
     except UnicodeEncodeError:
         offset = _SURROGATE_ESCAPE.search(body).start()
         raise _parse_error("The surrogate pair in string is invalid.", offset) from None

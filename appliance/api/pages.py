@@ -82,6 +82,8 @@ curl -s {base}/health</pre>
 <code>version</code>, <code>label</code>, <code>signature_name</code>) and answers with the model's
 chosen version. The <code>/v1/models/...</code> routes are TensorFlow Serving's REST API
 (predict, classify, regress, status, metadata), so TF Serving clients work unchanged.</p>
+<p>API reference: <a href="/docs">/docs</a> lists every endpoint with a form to try it, from the OpenAPI 3.1
+document at <a href="/openapi.json">/openapi.json</a>.</p>
 </body></html>
 """
 

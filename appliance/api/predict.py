@@ -19,6 +19,7 @@ from ..errors import InvalidArgument, Unavailable
 from ..serving.manager import ModelManager
 from ..serving.runtime import DEFAULT_SIGNATURE
 from . import codec
+from .metrics import note_served
 from .responses import json_response
 
 KEYS = ("input", "model", "version", "label", "signature_name")
@@ -28,7 +29,7 @@ def _version(document: dict) -> int | None:
     version = document.get("version")
     if version is None:
         return None
-    if isinstance(version, str) and version.isdigit():
+    if isinstance(version, str) and version.isascii() and version.isdigit():  # not "²", which int() refuses
         return int(version)
     if isinstance(version, int) and not isinstance(version, bool) and version > 0:
         return version
@@ -70,6 +71,7 @@ class SimplePredictAPI:
             )
         signature_name = _optional_string(document, "signature_name") or DEFAULT_SIGNATURE
         with self._manager.acquire(model, version, label) as handle:
+            note_served(model, handle.version)
             signature = handle.servable.signatures.get(signature_name)
             if signature is None:
                 raise InvalidArgument(

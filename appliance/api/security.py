@@ -1,12 +1,16 @@
 """Secure defaults in front of every route: the Host allow-list (DNS rebinding) and the access token.
 
-    app = Guard(bottle_app, allowed_hosts={"localhost", "127.0.0.1", "[::1]"}, token=None)
+    app = TokenRequired(bottle_app, token)            # when every request needs the token
+    app = HostAllowList(app, {"localhost", "127.0.0.1", "[::1]"})
+    bottle_app.route(path, "PUT", change, apply=[token_required(token)])   # when only some routes do
 
 A web page in the user's browser can make a name it controls resolve to
 127.0.0.1 and then call the appliance; its requests still carry that foreign
 name in ``Host``, so any Host not on the allow-list gets 403. When the
 appliance listens beyond loopback every request must carry
 ``Authorization: Bearer <token>`` (401 otherwise); a page cannot forge that.
+On loopback, ``--require_token_for_control`` asks it of the control API's
+changes only (choosing and reloading versions).
 """
 
 from __future__ import annotations
@@ -14,9 +18,15 @@ from __future__ import annotations
 import hmac
 import ipaddress
 
+import bottle
+
 from .codec import encode_error
+from .responses import json_error
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
+TOKEN_MISSING = ("this request needs 'Authorization: Bearer <token>'; the token is in the "
+                 "appliance's config folder (file 'token')")
+TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="appliance"'}
 
 
 def is_loopback(host: str) -> bool:
@@ -41,31 +51,56 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-class Guard:
-    """WSGI middleware: refuse foreign Host headers and, when a token is set, requests without it."""
+def has_token(environ: dict, token: str) -> bool:
+    """Whether the request carries ``Authorization: Bearer <token>`` (compared in constant time)."""
+    return hmac.compare_digest(environ.get("HTTP_AUTHORIZATION", "").encode(), f"Bearer {token}".encode())
 
-    def __init__(self, app, allowed_hosts: frozenset[str] | None, token: str | None):
+
+class HostAllowList:
+    """WSGI middleware: refuse (403) requests whose Host is not allowed; ``allowed_hosts=None`` allows any."""
+
+    def __init__(self, app, allowed_hosts: frozenset[str] | None):
         self._app = app
-        self._allowed = allowed_hosts  # None: any Host (listening on every interface, behind the token)
-        self._expected = f"Bearer {token}".encode() if token else None
+        self._allowed = allowed_hosts  # None: listening on every interface, behind the token
 
     def __call__(self, environ, start_response):
         host = environ.get("HTTP_HOST")
         if self._allowed is not None and host is not None and host_name(host) not in self._allowed:
-            return _refuse(start_response, "403 Forbidden",
-                           f"Host {host!r} is not allowed: this server only answers to "
-                           f"{', '.join(sorted(self._allowed))} (see --allowed_host)")
-        if self._expected is not None:
-            given = environ.get("HTTP_AUTHORIZATION", "").encode()
-            if not hmac.compare_digest(given, self._expected):
-                return _refuse(start_response, "401 Unauthorized",
-                               "this server needs 'Authorization: Bearer <token>'; the token is in the "
-                               "appliance's config folder (file 'token')",
-                               [("WWW-Authenticate", 'Bearer realm="appliance"')])
+            return refuse(start_response, "403 Forbidden",
+                          f"Host {host!r} is not allowed: this server only answers to "
+                          f"{', '.join(sorted(self._allowed))} (see --allowed_host)")
         return self._app(environ, start_response)
 
 
-def _refuse(start_response, status: str, message: str, headers=()):
+class TokenRequired:
+    """WSGI middleware: refuse (401) every request without the bearer token."""
+
+    def __init__(self, app, token: str):
+        self._app = app
+        self._token = token
+
+    def __call__(self, environ, start_response):
+        if not has_token(environ, self._token):
+            return refuse(start_response, "401 Unauthorized", TOKEN_MISSING, TOKEN_CHALLENGE.items())
+        return self._app(environ, start_response)
+
+
+def token_required(token: str):
+    """A Bottle plugin for single routes: 401 unless the request carries the bearer token."""
+
+    def plugin(callback):
+        def checked(*args, **kwargs):
+            if not has_token(bottle.request.environ, token):
+                raise json_error(401, TOKEN_MISSING, **TOKEN_CHALLENGE)
+            return callback(*args, **kwargs)
+
+        return checked
+
+    return plugin
+
+
+def refuse(start_response, status: str, message: str, headers=()):
+    """Answer a WSGI request with ``status`` and ``{"error": message}``, without calling the app."""
     body = encode_error(message)
     start_response(status, [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *headers])
     return [body]

@@ -22,6 +22,7 @@ from ..serving.manager import ModelManager, VersionStatus
 from ..serving.routing import LOCAL, REMOTE, Router
 from ..serving.runtime import DEFAULT_SIGNATURE
 from . import codec
+from .metrics import note_api, note_served
 from .responses import dumps, json_response
 
 _NAME = r"([^/:]+)"
@@ -95,6 +96,7 @@ class TFServingAPI:
 
     def _route(self, target: ModelPath, http_method: str, body: bytes | None, local) -> bottle.HTTPResponse:
         """Answer from the backends the router plans, in order; the response names the one that answered."""
+        note_api(target.action.lower() or "status")
         if self._router is None or not target.name:
             return local(target, body)
         plan = self._router.plan(target.name, target.version, target.label)
@@ -106,6 +108,8 @@ class TFServingAPI:
                 except Unavailable as e:  # predict, classify and regress are pure: safe to answer locally
                     failure = e
                     continue
+                if answer.status != 404:  # a 404 means no version took it
+                    note_served(target.name, target.version, REMOTE)
                 return bottle.HTTPResponse(body=answer.body, status=answer.status,
                                            headers={"Content-Type": answer.content_type, BACKEND_HEADER: REMOTE})
             try:
@@ -139,6 +143,7 @@ class TFServingAPI:
         document = codec.parse_document(body)
         signature_name = codec.signature_name(document)
         with self._manager.acquire(target.name, target.version, target.label) as handle:
+            note_served(target.name, handle.version)
             name = signature_name or DEFAULT_SIGNATURE
             signature = handle.servable.signatures.get(name)
             if signature is None:
@@ -155,6 +160,7 @@ class TFServingAPI:
         signature_name = codec.signature_name(document)
         context, examples = codec.decode_examples(document)
         with self._manager.acquire(target.name, target.version, target.label) as handle:
+            note_served(target.name, handle.version)
             return getattr(handle.servable, method)(signature_name, context, examples)
 
     def classify(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
@@ -169,12 +175,14 @@ class TFServingAPI:
         if not target.name:
             raise InvalidArgument("Missing model name in request.")
         statuses = self._manager.status(target.name, target.version, target.label)
+        note_served(target.name, target.version)
         return json_response(dumps(_status_json(statuses)))
 
     def metadata(self, target: ModelPath) -> bottle.HTTPResponse:
         if not target.name:
             raise InvalidArgument("Missing model name in request.")
         with self._manager.acquire(target.name, target.version, target.label) as handle:
+            note_served(target.name, handle.version)
             signature_defs = handle.servable.signature_defs_json()
             version = handle.version
         document = {

@@ -14,7 +14,8 @@ version (``/predict`` and unversioned TF Serving calls). It is the version the
 user chose with :meth:`ModelManager.choose` (remembered in the preferences)
 while that is AVAILABLE, else the newest AVAILABLE version. Choosing a version
 that is not loaded loads it first; requests already running finish on the old
-one, so a switch drops nothing.
+one, so a switch drops nothing. :meth:`ModelManager.reload` loads a model's
+AVAILABLE versions afresh from disk and swaps them in the same way.
 
     manager = ModelManager(repository, runtime, poll_seconds=1.0)
     manager.start()
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING, Callable
 
 from ..config import ModelConfig
 from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
+from .batching import BatchingPolicy
 from .observer import ServingObserver
 from .repository import ModelSnapshot, Repository, fingerprint, scan_versions
 from .runtime import Runtime, Servable
@@ -163,8 +165,10 @@ class ModelManager:
         poll_seconds: float = 1.0,
         preferences: PreferenceStore | None = None,
         observer: ServingObserver | None = None,
+        batching: BatchingPolicy | None = None,
     ):
         self._repository = repository
+        self._batching = batching or BatchingPolicy(enabled=False)
         self.observer = observer or ServingObserver()
         self._runtime = runtime
         self._poll_seconds = poll_seconds
@@ -257,6 +261,8 @@ class ModelManager:
                 for v in model.versions.values()
                 if v.state is State.AVAILABLE and v.number not in aspired.get(name, {})
             ]
+        # The versions unversioned requests will use first, so each model answers as soon as possible.
+        to_load.sort(key=lambda item: item[1].number != self._first_choice(item[0], aspired[item[0]]))
         for index, (name, version) in enumerate(to_load, 1):
             self._progress = LoadProgress(name, version.number, index, len(to_load))
             try:
@@ -272,6 +278,11 @@ class ModelManager:
                 del self._models[name]
         if to_load or to_unload or gone:
             self._notify()
+
+    def _first_choice(self, name: str, aspired: dict[int, Path]) -> int | None:
+        """The version that will be chosen once loaded: the pinned one if it is aspired, else the newest."""
+        pinned = self._models[name].pinned
+        return pinned if pinned in aspired else max(aspired, default=None)
 
     @staticmethod
     def _needs_load(current: _Version | None, path: Path) -> bool:
@@ -291,6 +302,11 @@ class ModelManager:
         servable, error = None, None
         try:
             servable = self._runtime.load(version.path)
+            try:
+                servable = self._batching.wrap(servable, version.path, name, version.number, self.observer)
+            except BaseException:
+                servable.close()
+                raise
         except ServingError as e:
             error = e
         except Exception as e:  # keep a surprising loader failure to this version alone
@@ -312,6 +328,11 @@ class ModelManager:
         with self._lock:
             version.state = State.UNLOADING
         self._notify()
+        self._close_when_released(version)
+        log.info("model %s version %d: unloaded", name, version.number)
+
+    def _close_when_released(self, version: _Version) -> None:
+        """Wait until no handle holds ``version``, then close its servable; it ends END."""
         with self._lock:
             while version.refs:
                 self._released.wait()
@@ -320,7 +341,46 @@ class ModelManager:
             servable.close()
         with self._lock:
             version.state = State.END
-        log.info("model %s version %d: unloaded", name, version.number)
+
+    # -- reloading a model ---------------------------------------------------
+
+    def reload(self, name: str) -> list[int]:
+        """Load every AVAILABLE version of ``name`` afresh from disk and swap it in; returns their numbers.
+
+        Requests arriving meanwhile get the old servable until the new one is
+        swapped in; those holding the old one finish on it, and it is closed
+        after the last. A version that fails to load keeps serving its old
+        servable; the first such failure is raised once every version was tried.
+        """
+        with self._reconciling:
+            with self._lock:
+                model = self._models.get(name)
+                if model is None:
+                    raise NotFound(f"Could not find any versions of model {name}")
+                current = [v for _, v in sorted(model.versions.items(), reverse=True) if v.state is State.AVAILABLE]
+            if not current:
+                raise FailedPrecondition(f"model {name} has no AVAILABLE version to reload")
+            failures: list[tuple[int, ServingError]] = []
+            for old in current:
+                fresh = _Version(old.number, old.path)  # its own refcount: held handles keep the old one
+                self._load(name, fresh)
+                if fresh.state is not State.AVAILABLE:
+                    failures.append((old.number, fresh.error))
+                    continue
+                with self._lock:
+                    swapped = model.versions.get(old.number) is old and old.state is State.AVAILABLE
+                    if swapped:
+                        model.versions[old.number] = fresh
+                        old.state = State.UNLOADING
+                self._close_when_released(old if swapped else fresh)
+                if swapped:
+                    log.info("model %s version %d: reloaded", name, old.number)
+        self._notify()
+        if failures:
+            number, error = failures[0]
+            raise ServingError(f"version {number} of model {name} could not be reloaded and keeps serving "
+                               f"as it was: {error.message}", error.code)
+        return [v.number for v in current]
 
     # -- choosing a version ------------------------------------------------
 

@@ -12,7 +12,8 @@
     Backend: local
     Status: ready: 2 models
     ─────────
-    Open API page / Copy URL / Open models folder / View logs / ☐ Start at login
+    Open API page / Copy URL / Copy token (only while a token is in use) / Open models folder / View logs /
+    ☐ Start at login
     ─────────
     Quit
 
@@ -49,6 +50,8 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
         yield Menu.SEPARATOR
         yield MenuItem("Open API page", lambda: commands.open_docs())
         yield MenuItem("Copy URL", lambda: commands.copy_url())
+        if state.token_in_use:
+            yield MenuItem("Copy token", lambda: commands.copy_token())
         yield MenuItem("Open models folder", lambda: commands.open_models_folder())
         yield MenuItem("View logs", lambda: commands.view_logs())
         yield MenuItem(

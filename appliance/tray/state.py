@@ -47,6 +47,7 @@ class TrayState:
     backend: str  # "local" (later "remote"/"local fallback")
     models: tuple[ModelItem, ...]
     start_at_login: bool
+    token_in_use: bool = False  # clients need the access token: the menu offers to copy it
 
 
 class TrayCommands(Protocol):
@@ -61,6 +62,8 @@ class TrayCommands(Protocol):
     def open_docs(self) -> None: ...
 
     def copy_url(self) -> None: ...
+
+    def copy_token(self) -> None: ...
 
     def open_models_folder(self) -> None: ...
 

@@ -120,6 +120,7 @@ def test_index_page_is_for_people(bundled_server):
         ({"input": [[1.0] * 64], "model": "nope"}, 404, "Latest(nope)"),
         ({"input": [[1.0] * 64], "version": 9}, 404, "Specific(digits, 9)"),
         ({"input": [[1.0] * 64], "version": "two"}, 400, "'version' must be a positive integer"),
+        ({"input": [[1.0] * 64], "version": "²"}, 400, "'version' must be a positive integer"),
         ({"input": [[1.0] * 64], "label": "nope"}, 400, "Unrecognized servable version label"),
         ({"input": [[1.0] * 64], "version": 1, "label": "x"}, 400, "cannot be supplied"),
         ({"input": [[1.0] * 64], "signature_name": "nope"}, 400, "not found in signature def"),

@@ -1,14 +1,36 @@
-"""Secure defaults over real HTTP: Host allow-list against DNS rebinding, and the token beyond loopback."""
+"""Secure defaults over real HTTP: Host allow-list against DNS rebinding, the token beyond loopback and for
+control, CORS, names that try to reach files, and the size limits.
+
+Real servers on loopback: ``appliance serve`` processes, or :func:`create_app` under
+:class:`appliance.server.Server` in process when a test needs several configurations.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import http.client
+import json
+import os
+import shutil
+import signal
+import socket
 import stat
 import time
+import uuid
+from pathlib import Path
+from urllib.parse import quote, urlsplit
 
 import pytest
 import requests
 
-from ..conftest import ApplianceProcess
+from appliance.api.app import create_app
+from appliance.api.cors import parse_origin
+from appliance.errors import InvalidArgument
+from appliance.server import Server
+from appliance.serving.manager import ModelManager
+from appliance.serving.repository import Repository
+
+from ..conftest import MODELS, ApplianceProcess
 
 BODY = {"input": [[0.0] * 64]}
 
@@ -70,3 +92,279 @@ def test_listening_beyond_loopback_requires_a_stored_token(tmp_path):
         assert (server.home / "config" / "appliance" / "token").read_text().strip() == token, "kept across starts"
     finally:
         again.stop()
+
+
+# -- in-process servers ---------------------------------------------------------
+
+LOCAL_PAGE = "http://localhost:3000"
+EXTENSION = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
+PREDICT_PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
+
+
+@pytest.fixture(scope="module")
+def manager():
+    from appliance.serving.runtime.local_tf import LocalTFRuntime
+
+    models = ModelManager(Repository([], roots=[MODELS]), LocalTFRuntime(device="cpu"), poll_seconds=0)
+    models.start()  # one pass: poll_seconds=0
+    assert models.wait_until_ready(120)
+    yield models
+    models.stop()
+
+
+@contextlib.contextmanager
+def serving(manager, **options):
+    """``create_app(manager, **options)`` served on a free loopback port; yields its URL."""
+    server = Server(create_app(manager, 1 << 20, **options), "127.0.0.1", 0)
+    thread = server.start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+        thread.join(30)
+
+
+def cors_headers(response) -> dict[str, str]:
+    return {k: v for k, v in response.headers.items() if k.lower().startswith("access-control-")}
+
+
+def test_cross_origin_requests_get_no_cors_headers_without_an_allow_list(bundled_server):
+    origin = {"Origin": "http://evil.example"}
+    for response in (
+        requests.post(bundled_server.url + "/predict", json=BODY, timeout=30, headers=origin),
+        requests.get(bundled_server.url + "/health", timeout=30, headers=origin),
+        requests.options(bundled_server.url + "/predict", timeout=30, headers={**origin, **PREDICT_PREFLIGHT}),
+    ):
+        assert cors_headers(response) == {}
+    # TF Serving answers OPTIONS under /v1 with an empty 200 when there is an Origin: kept, without CORS headers.
+    tf_serving = requests.options(bundled_server.url + "/v1/models/digits:predict", timeout=30,
+                                  headers={**origin, **PREDICT_PREFLIGHT})
+    assert tf_serving.status_code == 200 and tf_serving.content == b"" and cors_headers(tf_serving) == {}
+
+
+@pytest.mark.parametrize("origin", [LOCAL_PAGE, EXTENSION])
+def test_an_allowed_origin_gets_a_preflight_and_marked_answers(manager, origin):
+    with serving(manager, cors_allowed_origins=(LOCAL_PAGE, EXTENSION)) as url:
+        for path in ("/predict", "/v1/models/digits:predict", "/v1/appliance/models/digits/chosen"):
+            preflight = requests.options(url + path, timeout=30, headers={
+                "Origin": origin, "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,authorization"})
+            assert preflight.status_code == 204 and preflight.content == b""
+            assert cors_headers(preflight) == {
+                "Access-Control-Allow-Origin": origin,
+                "Access-Control-Allow-Methods": "GET, POST, PUT, OPTIONS",
+                "Access-Control-Allow-Headers": "content-type, authorization",
+                "Access-Control-Max-Age": "600",
+            }
+            assert "Origin" in preflight.headers["Vary"]
+        answer = requests.post(url + "/predict", json=BODY, timeout=30, headers={"Origin": origin})
+        assert answer.status_code == 200
+        assert cors_headers(answer) == {"Access-Control-Allow-Origin": origin}
+        assert answer.headers["Vary"] == "Origin"
+        failed = requests.get(url + "/v1/models/nope", timeout=30, headers={"Origin": origin})
+        assert failed.status_code == 404 and failed.headers["Access-Control-Allow-Origin"] == origin
+
+
+def test_preflights_only_allow_the_known_request_headers(manager):
+    with serving(manager, cors_allowed_origins=(LOCAL_PAGE,)) as url:
+        asked = {"Origin": LOCAL_PAGE, "Access-Control-Request-Method": "POST"}
+        echo = requests.options(url + "/predict", timeout=30,
+                                headers={**asked, "Access-Control-Request-Headers": "x-evil, content-type"})
+        assert echo.headers["Access-Control-Allow-Headers"] == "content-type"
+        default = requests.options(url + "/predict", timeout=30, headers=asked)
+        assert default.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
+
+
+def test_other_origins_get_403_preflights_and_unmarked_answers(manager):
+    with serving(manager, cors_allowed_origins=(LOCAL_PAGE,)) as url:
+        for other in ("http://evil.example", "http://localhost:3001", "https://localhost:3000", "null"):
+            preflight = requests.options(url + "/predict", timeout=30, headers={"Origin": other, **PREDICT_PREFLIGHT})
+            assert preflight.status_code == 403 and "may not call" in preflight.json()["error"]
+            assert cors_headers(preflight) == {}
+            answer = requests.post(url + "/predict", json=BODY, timeout=30, headers={"Origin": other})
+            assert answer.status_code == 200 and cors_headers(answer) == {} and "Vary" not in answer.headers
+        foreign_host = requests.options(url + "/predict", timeout=30,
+                                        headers={"Origin": LOCAL_PAGE, "Host": "evil.example", **PREDICT_PREFLIGHT})
+        assert foreign_host.status_code == 403 and cors_headers(foreign_host) == {}
+
+
+def test_preflights_need_no_token_but_the_requests_after_them_do(manager):
+    with serving(manager, token="s3cret", cors_allowed_origins=(LOCAL_PAGE,)) as url:
+        page = {"Origin": LOCAL_PAGE}
+        preflight = requests.options(url + "/predict", timeout=30, headers={**page, **PREDICT_PREFLIGHT})
+        assert preflight.status_code == 204
+        refused = requests.post(url + "/predict", json=BODY, timeout=30, headers=page)
+        assert refused.status_code == 401
+        assert refused.headers["Access-Control-Allow-Origin"] == LOCAL_PAGE, "the page may read why it was refused"
+        allowed = requests.post(url + "/predict", json=BODY, timeout=30,
+                                headers={**page, "Authorization": "Bearer s3cret"})
+        assert allowed.status_code == 200
+
+
+def test_any_origin_only_when_listed_and_never_with_credentials(manager):
+    with serving(manager, cors_allowed_origins=("*",)) as url:
+        page = {"Origin": "https://anything.example"}
+        preflight = requests.options(url + "/predict", timeout=30, headers={**page, **PREDICT_PREFLIGHT})
+        answer = requests.post(url + "/predict", json=BODY, timeout=30, headers=page)
+        for response in (preflight, answer):
+            assert response.headers["Access-Control-Allow-Origin"] == "*"
+            assert "Access-Control-Allow-Credentials" not in response.headers
+
+
+@pytest.mark.parametrize("text", ["localhost:3000", "http://localhost:3000/app", "null", "", "http://"])
+def test_an_allow_list_entry_must_be_an_origin(text):
+    with pytest.raises(InvalidArgument, match="is not an origin"):
+        parse_origin(text)
+    assert parse_origin("HTTP://LocalHost:3000/") == "http://localhost:3000"
+
+
+def test_control_token_guards_changes_only(manager):
+    chosen = "/v1/appliance/models/digits/chosen"
+    reload = "/v1/appliance/models/digits/reload"
+    with serving(manager, control_token="s3cret") as url:
+        for method, path, body in (("PUT", chosen, {"version": 2}), ("POST", reload, None)):
+            for headers in ({}, {"Authorization": "Bearer wrong"}, {"Authorization": "s3cret"}):
+                refused = requests.request(method, url + path, json=body, timeout=60, headers=headers)
+                assert refused.status_code == 401 and "Bearer" in refused.json()["error"]
+                assert refused.headers["WWW-Authenticate"].startswith("Bearer")
+            allowed = requests.request(method, url + path, json=body, timeout=60,
+                                       headers={"Authorization": "Bearer s3cret"})
+            assert allowed.status_code == 200 and allowed.json()["chosen_version"] == 2
+        assert requests.post(url + "/predict", json=BODY, timeout=30).status_code == 200
+        assert requests.post(url + "/v1/models/digits:predict", json={"instances": BODY["input"]},
+                             timeout=30).status_code == 200
+        for path in (chosen, "/v1/models/digits", "/health"):
+            assert requests.get(url + path, timeout=30).status_code == 200
+        # Spellings that might reach the control routes without their token.
+        connection = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port, timeout=30)
+        for path in ("/v1/appl%FFiance/models/digits/chosen", "//v1/appliance/models/digits/chosen",
+                     "/V1/appliance/models/digits/chosen", "/v1/appliance/models/digits/chosen/"):
+            connection.request("PUT", path, body=b'{"version": 1}', headers={"Content-Type": "application/json"})
+            response = connection.getresponse()
+            response.read()
+            assert response.status in (400, 401, 404), path
+        connection.close()
+        assert manager.chosen_version("digits") == 2
+
+
+# -- the whole appliance ---------------------------------------------------------
+
+
+def test_require_token_for_control_and_cors_from_flags_and_the_settings_file(tmp_path):
+    settings = tmp_path / "settings.toml"
+    settings.write_text(f'cors_allowed_origins = ["{EXTENSION}"]\n')
+    server = ApplianceProcess("--require_token_for_control", "--cors_allowed_origin", LOCAL_PAGE,
+                              "--settings_file", str(settings), home=tmp_path)
+    try:
+        token_file = tmp_path / "config" / "appliance" / "token"
+        assert stat.S_IMODE(token_file.stat().st_mode) == 0o600, "made on loopback too"
+        token = token_file.read_text().strip()
+        chosen = server.url + "/v1/appliance/models/digits/chosen"
+        assert requests.put(chosen, json={"version": 1}, timeout=60).status_code == 401
+        assert requests.put(chosen, json={"version": 1}, timeout=60,
+                            headers={"Authorization": f"Bearer {token}"}).json()["chosen_version"] == 1
+        assert requests.post(server.url + "/predict", json=BODY, timeout=30).json()["version"] == 1
+        for origin, status in ((LOCAL_PAGE, 204), (EXTENSION, 204), ("http://evil.example", 403)):
+            preflight = requests.options(chosen, timeout=30, headers={
+                "Origin": origin, "Access-Control-Request-Method": "PUT",
+                "Access-Control-Request-Headers": "authorization, content-type"})
+            assert preflight.status_code == status, origin
+    finally:
+        server.stop()
+
+
+def request_status(connection: http.client.HTTPConnection, method: str, path: str, body=None) -> int:
+    data = json.dumps(body).encode() if body is not None else None
+    connection.request(method, path, body=data, headers={"Content-Type": "application/json"})
+    response = connection.getresponse()
+    answer = response.read()
+    assert "error" in json.loads(answer), (path, answer)
+    return response.status
+
+
+def strace_available() -> bool:
+    if shutil.which("strace") is None:
+        return False
+    probe = os.system("strace -f --seccomp-bpf -qq -e trace=%file -o /dev/null true >/dev/null 2>&1")
+    return probe == 0
+
+
+@pytest.mark.skipif(not strace_available(), reason="needs strace, allowed to trace (ptrace)")
+def test_names_that_try_to_reach_files_are_refused_and_open_nothing(tmp_path):
+    canary = tmp_path / f"canary-{uuid.uuid4().hex}"
+    canary.write_text("secret")
+    climb = "../" * 16 + str(canary).lstrip("/")  # reaches the canary from any base path
+    windows = climb.replace("/", "\\")
+    attempts = [
+        ("GET", "/v1/models/..%2F..%2Fetc%2Fpasswd", None),
+        ("GET", "/v1/models/%2e%2e%2f%2e%2e%2fetc%2fpasswd/metadata", None),
+        ("GET", "/v1/models/%2e%2e", None),
+        ("GET", f"/v1/models/{quote(climb, safe='')}", None),
+        ("GET", f"/v1/models/{quote(climb, safe='')}/metadata", None),
+        ("POST", f"/v1/models/{quote(str(canary), safe='')}:predict", {"instances": BODY["input"]}),
+        ("POST", f"/v1/models/{quote(windows, safe='')}:predict", {"instances": BODY["input"]}),
+        ("POST", f"/v1/models/digits%00{quote(climb, safe='')}:predict", {"instances": BODY["input"]}),
+        ("GET", f"/v1/models/digits/labels/{quote(climb, safe='')}", None),
+        ("GET", "/v1/models/digits/versions/..%2F1", None),
+        ("GET", "/../../../../../../etc/passwd", None),
+        ("GET", "/" + climb, None),
+        ("PUT", f"/v1/appliance/models/{quote(climb, safe='')}/chosen", {"version": 1}),
+        ("PUT", "/v1/appliance/models/digits/chosen", {"label": climb}),
+        ("POST", f"/v1/appliance/models/{quote(str(canary), safe='')}/reload", None),
+        ("POST", "/predict", {"model": climb, "input": BODY["input"]}),
+        ("POST", "/predict", {"model": str(canary), "input": BODY["input"]}),
+        ("POST", "/predict", {"model": "digits\x00" + climb, "input": BODY["input"]}),
+        ("POST", "/predict", {"model": windows, "input": BODY["input"]}),
+        ("POST", "/predict", {"model": "digits", "label": climb, "input": BODY["input"]}),
+    ]
+    trace = tmp_path / "trace.log"
+    server = ApplianceProcess("--file_system_poll_wait_seconds", "0.2", home=tmp_path / "home",
+                              runner=("strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=%file", "-o", str(trace)))
+    try:
+        scans_before = trace.read_text(errors="replace").count(str(MODELS / "digits"))
+        connection = http.client.HTTPConnection("127.0.0.1", int(port_of(server)), timeout=30)
+        for method, path, body in attempts:
+            assert request_status(connection, method, path, body) in (400, 404), path
+        connection.close()
+        deadline = time.monotonic() + 30  # the poller's scans show the trace saw the server's threads meanwhile
+        while trace.read_text(errors="replace").count(str(MODELS / "digits")) <= scans_before:
+            assert time.monotonic() < deadline, "strace recorded no file access of the server"
+            time.sleep(0.2)
+    finally:
+        appliance_pid = int(Path(f"/proc/{server.proc.pid}/task/{server.proc.pid}/children").read_text().split()[0])
+        os.kill(appliance_pid, signal.SIGTERM)  # strace itself would only detach
+        server.stop()
+    assert canary.name not in trace.read_text(errors="replace")
+    assert canary.read_text() == "secret"
+
+
+def raw_exchange(server, request: bytes, timeout: float = 10) -> tuple[int, str, dict]:
+    """Send ``request`` as is; the status, Content-Type and JSON body of the answer (within ``timeout``)."""
+    with socket.create_connection(("127.0.0.1", int(port_of(server))), timeout=timeout) as sock:
+        sock.sendall(request)
+        response = http.client.HTTPResponse(sock)
+        response.begin()
+        return response.status, response.getheader("Content-Type"), json.loads(response.read())
+
+
+def test_an_oversized_body_is_refused_at_once_without_being_read(bundled_server):
+    started = time.monotonic()
+    status, content_type, body = raw_exchange(
+        bundled_server,
+        b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+        b"Content-Length: 1000000000000\r\n\r\n{\"input\": [[",
+        timeout=5,
+    )
+    assert status == 413 and content_type == "application/json"
+    assert "67108864 bytes" in body["error"]
+    assert time.monotonic() - started < 5
+
+
+def test_oversized_headers_or_url_get_431_json(bundled_server):
+    fits = requests.get(bundled_server.url + "/health", timeout=30, headers={"X-Pad": "a" * 60_000})
+    assert fits.status_code == 200
+    for request in (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 100_000 + b"\r\n\r\n",
+                    b"GET /health?" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
+        status, content_type, body = raw_exchange(bundled_server, request)
+        assert status == 431 and content_type == "application/json"
+        assert "larger than 65536 bytes" in body["error"]

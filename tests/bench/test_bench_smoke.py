@@ -1,7 +1,9 @@
 """The benchmark suite runs end to end: ``bench/run.py --smoke`` measures every server at every level, error-free.
 
-The numbers of a smoke run mean nothing; this only checks that the suite
-works and that what it writes is complete.
+Every server: the appliance batched and unbatched, the echo floor, Flask with
+Keras, Flask with the signature, FastAPI. The numbers of a smoke run mean
+nothing; this only checks that the suite works and that what it writes is
+complete.
 """
 
 from __future__ import annotations
@@ -14,7 +16,9 @@ import sys
 from ..conftest import REPO
 
 LEVELS = [1, 8, 32, 64]
-SERVED = {"appliance": ["digits", "iris"], "echo": [None], "flask": ["digits", "iris"], "fastapi": ["digits", "iris"]}
+SERVED = {"appliance": ["digits", "iris"], "appliance-unbatched": ["digits"], "echo": [None],
+          "flask_keras": ["digits", "iris"], "flask": ["digits", "iris"], "fastapi": ["digits", "iris"]}
+OPTIONAL = {"flask_keras", "flask", "fastapi"}  # skipped when their packages are missing
 
 
 def test_smoke_run_measures_every_server_and_level(tmp_path):
@@ -24,7 +28,7 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
     results = json.loads((tmp_path / "bench.json").read_text())
 
     assert set(results["servers"]) | set(results["skipped"]) == set(SERVED)
-    assert set(results["skipped"]) <= {"flask", "fastapi"}  # only a missing optional package may skip a server
+    assert set(results["skipped"]) <= OPTIONAL  # only a missing optional package may skip a server
     for server in results["skipped"]:
         assert f"{server}: skipped, not installed" in done.stderr
     measured = {(run["server"], run["model"], run["concurrency"]): run for run in results["runs"]}
@@ -37,7 +41,15 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
 
     assert {(call["model"], call["batch"]) for call in results["raw"]["calls"]} == {
         (model, batch) for model in ("digits", "iris") for batch in (1, 32)}
-    assert len(results["goals"]) == 6
-    assert "Goals" in done.stdout
+    goals = {goal["goal"]: goal for goal in results["goals"]}
+    assert len(goals) == 7
+    batching = goals["c=1: appliance digits p50, batched ÷ unbatched (--enable_batching=false)"]
+    assert batching["value"] > 0 and batching["met"] in (True, False)
+    keras = goals["c=32: appliance digits req/s ÷ flask_keras"]
+    assert "flask_keras" in results["skipped"] or (keras["value"] > 0 and keras["met"] in (True, False))
+    ratios = {ratio["ratio"]: ratio["value"] for ratio in results["informational"]}
+    assert ratios["c=32: appliance digits req/s ÷ appliance-unbatched"] > 0
+    assert "flask" in results["skipped"] or ratios["c=32: appliance digits req/s ÷ flask"] > 0
+    assert "Goals" in done.stdout and "Also measured (no goal)" in done.stdout
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "bench.png").stat().st_size > 0

@@ -154,6 +154,14 @@ def test_rebuild_replaces_old_exports_and_leaves_no_temp_dirs(rebuilt_dir):
             assert (rebuilt_dir / name / str(version) / "saved_model.pb").is_file()
 
 
+@pytest.mark.parametrize("extra", ["assets.extra/tf_serving_warmup_requests", "batching_params.pbtxt"])
+def test_rebuild_writes_the_committed_warmup_records_and_batching_parameters(rebuilt_dir, extra):
+    for name in SIGNATURES:
+        for version in VERSIONS:
+            rebuilt = (rebuilt_dir / name / str(version) / extra).read_bytes()
+            assert rebuilt == (MODELS_DIR / name / str(version) / extra).read_bytes(), f"{name}/{version}/{extra}"
+
+
 @pytest.mark.parametrize("name, version, signature", MODEL_SIGNATURES)
 def test_rebuilt_model_predicts_like_committed(
     rebuilt_dir, signature_inputs, name, version, signature

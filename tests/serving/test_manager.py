@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from appliance.config import ModelConfig, PolicyKind, VersionPolicy
-from appliance.errors import Code, FailedPrecondition, InvalidArgument, NotFound
+from appliance.errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from appliance.serving.manager import ModelManager, State
 from appliance.serving.repository import Repository
 from appliance.serving.runtime.local_tf import LocalTFRuntime
@@ -244,4 +244,70 @@ def test_loading_progress_is_reported_while_a_poll_loads(runtime, tmp_path):
     described = {p.describe() for p in seen if p is not None}
     assert described == {"loading digits v2 (1/2)", "loading digits v1 (2/2)"}
     assert manager.loading_progress() is None
+    manager.stop()
+
+
+def probabilities(servable) -> np.ndarray:
+    return servable.predict("serving_default", {"pixels": np.full((1, 64), 8.0, np.float32)})["probabilities"]
+
+
+def replace_files(version_dir: Path, source: int) -> None:
+    """Put a bundled digits version's files in place of ``version_dir``'s (as a redeploy would)."""
+    shutil.rmtree(version_dir)
+    shutil.copytree(MODELS / "digits" / str(source), version_dir)
+
+
+def test_reload_swaps_in_the_files_on_disk_and_closes_the_old_servable_after_its_last_request(runtime, tmp_path):
+    add_version(tmp_path, 1, source=1)
+    manager = make_manager(runtime, tmp_path)
+    changes = []
+    manager.subscribe(lambda: changes.append("changed"))
+    held = manager.acquire("digits")
+    old_answer = probabilities(held.servable)
+    replace_files(tmp_path / "1", source=2)
+    reloader = threading.Thread(target=manager.reload, args=("digits",))
+    reloader.start()
+    reloader.join(timeout=2)
+    assert reloader.is_alive(), "the old servable must stay open while a request holds it"
+    with manager.acquire("digits") as handle:
+        assert handle.version == 1 and handle.servable is not held.servable, "new requests get the new servable"
+        new_answer = probabilities(handle.servable)
+    assert not np.allclose(new_answer, old_answer), "the reload read the files on disk"
+    assert np.allclose(probabilities(held.servable), old_answer), "the held request still runs on the old one"
+    held.release()
+    reloader.join(timeout=30)
+    assert not reloader.is_alive()
+    with pytest.raises(ServingError, match="closed"):
+        probabilities(held.servable)
+    assert states(manager) == {1: State.AVAILABLE} and changes
+    manager.stop()
+
+
+def test_failed_reload_keeps_the_old_servable_serving_and_reports_the_error(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    add_version(tmp_path, 2, source=2)
+    manager = make_manager(runtime, tmp_path)
+    with manager.acquire("digits", version=2) as handle, manager.acquire("digits", version=1) as other:
+        before, other_before = handle.servable, other.servable
+    (tmp_path / "2" / "saved_model.pb").write_bytes(b"no longer a SavedModel")
+    with pytest.raises(ServingError, match="version 2 of model digits could not be reloaded") as failed:
+        manager.reload("digits")
+    assert failed.value.code is not Code.OK
+    with manager.acquire("digits", version=2) as handle:
+        assert handle.servable is before
+        assert probabilities(handle.servable).shape == (1, 10)
+    with manager.acquire("digits", version=1) as handle:
+        assert handle.servable is not other_before, "the other version was reloaded all the same"
+    assert states(manager) == {2: State.AVAILABLE, 1: State.AVAILABLE}
+    manager.stop()
+
+
+def test_reload_of_an_unknown_model_or_one_without_available_versions_is_an_error(runtime, tmp_path):
+    (tmp_path / "1").mkdir()
+    (tmp_path / "1" / "saved_model.pb").write_bytes(b"corrupt")
+    manager = make_manager(runtime, tmp_path)
+    with pytest.raises(NotFound, match="Could not find any versions of model other"):
+        manager.reload("other")
+    with pytest.raises(FailedPrecondition, match="no AVAILABLE version"):
+        manager.reload("digits")
     manager.stop()

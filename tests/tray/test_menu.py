@@ -68,6 +68,9 @@ class RecordingCommands:
     def copy_url(self) -> None:
         self.calls.append(("copy_url",))
 
+    def copy_token(self) -> None:
+        self.calls.append(("copy_token",))
+
     def open_models_folder(self) -> None:
         self.calls.append(("open_models_folder",))
 
@@ -234,3 +237,14 @@ def test_start_at_login_is_a_checkbox_that_toggles(state, commands, icon):
     assert commands.calls[-1] == ("set_start_at_login", False)
     assert item_named(menu, "Start at login").checked is False
 
+
+def test_copy_token_is_offered_only_while_a_token_is_in_use(state, commands, icon):
+    menu = build_menu(state, commands)
+    assert "Copy token" not in texts(menu)
+    state.value = replace(READY, token_in_use=True)
+    actions = texts(menu)
+    assert actions[actions.index("Copy URL") + 1] == "Copy token"
+    copy_token = item_named(menu, "Copy token")
+    assert copy_token.enabled
+    copy_token(icon)
+    assert commands.calls == [("copy_token",)]

@@ -9,6 +9,7 @@ Screenshots of the open menus are saved under ``$APPLIANCE_TEST_ARTIFACTS`` (def
 
 from __future__ import annotations
 
+import re
 import signal
 import sys
 import textwrap
@@ -245,3 +246,23 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
         assert "Traceback" not in again.output
     finally:
         again.stop()
+
+
+def test_the_tray_icon_shows_loading_before_tensorflow_is_imported(x_desktop, tmp_path):
+    """TensorFlow's import (seconds) happens behind the icon: the icon is up first, and /health says loading."""
+    env = {**x_desktop.env, **user_dirs_env(tmp_path), "PYTHONUNBUFFERED": "1"}
+    app = TrayProcess([sys.executable, "-m", "appliance", "--port", "0", "--log_level", "INFO"], env, cwd=REPO)
+    try:
+        shown = app.wait_for_line(r"tray icon shown (\S+) s after launch", 120)
+        url = re.search(r"serving on (http://\S+)", app.output).group(1)
+        x_desktop.icon_window(app.pid)
+        device = app.wait_for_line(r"device: (.+)", 120)
+        assert app.output.index(shown.group(0)) < app.output.index(device.group(0))
+        wait_for(lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading", 120,
+                 "the bundled models to load")
+        assert requests.get(url + "/health", timeout=10).json()["device"]["type"] in ("CPU", "GPU")
+        assert predicted_version(url) == 2
+        app.proc.send_signal(signal.SIGTERM)
+        assert app.wait(60) == 0, app.output
+    finally:
+        app.stop()

@@ -13,8 +13,9 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import threading
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -107,3 +108,32 @@ class Runtime(abc.ABC):
     @abc.abstractmethod
     def load(self, path: Path) -> Servable:
         """Load the SavedModel in ``path``; raises ServingError when it cannot."""
+
+
+STARTING = DeviceInfo(type="pending", name="starting TensorFlow")
+
+
+class DeferredRuntime(Runtime):
+    """A runtime made on its first load, so that importing TensorFlow (seconds) delays nothing else.
+
+    The desktop app shows its tray icon and answers ``/health`` ("loading") at
+    once, while the manager's loading thread pays for the import. Until then
+    :attr:`device` is :data:`STARTING`; if making the runtime fails (say
+    ``--device gpu`` without a GPU), every load fails with that error.
+    """
+
+    def __init__(self, make: Callable[[], Runtime]):
+        self._make = make
+        self._runtime: Runtime | None = None
+        self._lock = threading.Lock()
+
+    @property
+    def device(self) -> DeviceInfo:
+        runtime = self._runtime
+        return runtime.device if runtime is not None else STARTING
+
+    def load(self, path: Path) -> Servable:
+        with self._lock:
+            if self._runtime is None:
+                self._runtime = self._make()
+        return self._runtime.load(path)

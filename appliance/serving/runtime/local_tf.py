@@ -13,11 +13,9 @@ inputs are fed by the tensor names their signature declares.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import os
 import platform
-import tempfile
 import threading
 from pathlib import Path
 from typing import Mapping, Sequence
@@ -25,33 +23,14 @@ from typing import Mapping, Sequence
 import numpy as np
 
 from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
+from ...logs import native_stderr_to_debug_log
 from . import DEFAULT_SIGNATURE, DeviceInfo, Features, Runtime, Servable, SignatureSpec, TensorSpec
+from .warmup import warm_up
 
 log = logging.getLogger(__name__)
 
-
-@contextlib.contextmanager
-def _native_stderr_to_debug_log():
-    """Hold back what TensorFlow's C++ writes to stderr (it logs before its log level is read), logging it at DEBUG."""
-    try:
-        saved = os.dup(2)
-    except OSError:  # no usable stderr: nothing to hold back
-        yield
-        return
-    with tempfile.TemporaryFile() as captured:
-        os.dup2(captured.fileno(), 2)
-        try:
-            yield
-        finally:
-            os.dup2(saved, 2)
-            os.close(saved)
-            captured.seek(0)
-            for line in captured.read().decode("utf-8", "replace").splitlines():
-                log.debug("tensorflow: %s", line)
-
-
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
-with _native_stderr_to_debug_log():
+with native_stderr_to_debug_log(log, "tensorflow: "):
     import tensorflow as tf
 from google.protobuf import json_format  # noqa: E402
 from tensorflow.core.example import example_pb2  # noqa: E402
@@ -84,7 +63,7 @@ def select_device(requested: str = "auto") -> DeviceInfo:
     """
     if requested not in ("auto", "cpu", "gpu"):
         raise InvalidArgument(f"device must be auto, cpu or gpu, not {requested!r}")
-    with _native_stderr_to_debug_log():
+    with native_stderr_to_debug_log(log, "tensorflow: "):
         gpus = tf.config.list_physical_devices("GPU")
     if requested == "gpu" and not gpus:
         raise FailedPrecondition(
@@ -154,8 +133,9 @@ def _shape_text(array: np.ndarray) -> str:
 class LocalTFServable(Servable):
     """One SavedModel version loaded into its own graph and session."""
 
-    def __init__(self, session, meta_graph):
+    def __init__(self, session, meta_graph, run_timeout_ms: int = 0):
         self._session = session
+        self._run_timeout_ms = run_timeout_ms
         self._callables: dict[tuple, object] = {}
         self._callables_lock = threading.Lock()
         self._signature_defs = dict(meta_graph.signature_def)
@@ -180,13 +160,18 @@ class LocalTFServable(Servable):
                 found = self._callables.get(key)
                 if found is None:
                     options = config_pb2.CallableOptions(feed=feed_names, fetch=fetch_names)
+                    options.run_options.timeout_in_ms = self._run_timeout_ms
                     found = self._callables[key] = self._session._make_callable_from_options(options)
         return found
 
     def _run(self, feeds: Mapping[str, np.ndarray], fetch_names: Sequence[str]) -> list[np.ndarray]:
         try:
             run = self._callable(tuple(feeds), tuple(fetch_names))
-            return run(*(np.ascontiguousarray(v) for v in feeds.values()))
+            # asarray, not ascontiguousarray: that one turns a scalar (shape []) into shape [1]
+            return run(*(np.asarray(v, order="C") for v in feeds.values()))
+        except tf.errors.DeadlineExceededError:
+            raise ServingError(f"Deadline exceeded: the model ran longer than {self._run_timeout_ms} ms "
+                               "(--rest_api_timeout_in_ms)", Code.DEADLINE_EXCEEDED) from None
         except Exception as e:  # TF reports bad inputs as exceptions of several types
             raise _as_serving_error(e) from None
 
@@ -324,8 +309,11 @@ class LocalTFServable(Servable):
 class LocalTFRuntime(Runtime):
     """Loads SavedModels into TF sessions configured for the selected device."""
 
-    def __init__(self, device: str = "auto", intra_op_threads: int = 0, inter_op_threads: int = 0):
+    def __init__(self, device: str = "auto", intra_op_threads: int = 0, inter_op_threads: int = 0,
+                 run_timeout_ms: int = 0, warmup: bool = True):
         self.device = select_device(device)
+        self._run_timeout_ms = run_timeout_ms  # 0: no limit
+        self._warmup = warmup
         config = tf.compat.v1.ConfigProto(
             allow_soft_placement=True,
             intra_op_parallelism_threads=intra_op_threads,
@@ -348,7 +336,15 @@ class LocalTFRuntime(Runtime):
                 meta_graph = tf.compat.v1.saved_model.loader.load(session, SERVING_TAGS, str(path))
         except Exception as e:  # a corrupt or incompatible SavedModel fails in many ways
             session.close()
-            if isinstance(e, tf.errors.OpError):
-                raise _as_serving_error(e) from None
+            if isinstance(e, tf.errors.OpError):  # e.g. restoring a cut-short checkpoint: say which SavedModel
+                error = _as_serving_error(e)
+                raise ServingError(f"Failed to load SavedModel at {path}: {error.message}", error.code) from None
             raise ServingError(f"Failed to load SavedModel at {path}: {type(e).__name__}: {e}", Code.DATA_LOSS) from None
-        return LocalTFServable(session, meta_graph)
+        servable = LocalTFServable(session, meta_graph, self._run_timeout_ms)
+        if self._warmup:
+            try:
+                warm_up(servable, path)
+            except BaseException:
+                servable.close()
+                raise
+        return servable

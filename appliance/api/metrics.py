@@ -1,0 +1,272 @@
+"""Prometheus metrics for one appliance, at TF Serving's path: requests, model loads, batches, state, the process.
+
+    metrics = Metrics()                                          # a registry of its own, never the global one
+    manager = ModelManager(repository, runtime, observer=metrics.observer)
+    app = create_app(manager, max_request_bytes, metrics=metrics)
+    # GET /monitoring/prometheus/metrics -> text exposition format 0.0.4
+
+:class:`Instrumented` times every request around the whole app (until its
+response is ready) and counts it under labels the handlers note as they go:
+the API (per route, or per URL under ``/v1``) and, once a model version has
+taken the request, its model, version and backend, ``local`` or ``remote``
+(:func:`note_served`). A request no model version took (an unknown model or
+version, an unreadable body, ``/health``, a path that does not exist) counts
+with ``model=""``, ``version=""`` and ``backend=""``: label values stay
+bounded by what is actually served, whatever names clients send.
+
+TF Serving's own names are derived from the appliance's at scrape time (a
+request is recorded once): ``:tensorflow:serving:request_count`` (exported
+untyped, since prometheus_client appends ``_total`` to every counter) and
+``:tensorflow:serving:request_latency`` (microseconds, successful ``/v1``
+requests only, as TF Serving does).
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import time
+
+import bottle
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
+from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
+from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.utils import floatToGoString
+
+from ..errors import ServingError
+from ..serving.manager import ModelManager, State
+from ..serving.observer import ServingObserver
+from ..serving.routing import LOCAL
+from ..serving.runtime.remote_tfs import RemoteTFServing
+from .responses import HTTP_STATUS
+
+PATH = "/monitoring/prometheus/metrics"
+API_KEY = "appliance.api"  # environ: the API a request called, when its route alone does not tell
+SERVED_KEY = "appliance.served"  # environ: (model, version, backend) of the model version that took the request
+
+# TF Serving's latency buckets, 10 µs * 1.8^k (up to ~25 minutes); in seconds here, in µs under its own name.
+LATENCY_BOUNDS_US = tuple(10 * 1.8**k for k in range(33))
+LATENCY_BOUNDS_SECONDS = tuple(bound / 1e6 for bound in LATENCY_BOUNDS_US)
+BATCH_BOUNDS = tuple(float(2**k) for k in range(14))  # TF Serving's batch size buckets: 1 ... 8192
+
+# The TF Serving REST API, and the "API" label TF Serving gives each (the URL's verb; "" for GETs).
+TFS_APIS = {"predict": "predict", "classify": "classify", "regress": "regress", "status": "", "metadata": ""}
+# The gRPC code name of an HTTP status, for TF Serving's "status" label (the first code TF Serving maps to it).
+CODE_NAMES = {str(status): code.name for code, status in reversed(HTTP_STATUS.items())}
+UNSERVED = ("", None, "")
+
+
+def note_api(api: str) -> None:
+    """Label the current request with ``api`` (for routes that serve several, like ``/v1/...``)."""
+    bottle.request.environ[API_KEY] = api
+
+
+def note_served(model: str, version: int | None, backend: str = LOCAL) -> None:
+    """Label the current request with the model version that took it (``None``: no particular version)."""
+    bottle.request.environ[SERVED_KEY] = (model, version, backend)
+
+
+class RequestMetrics:
+    """Count and time of every request by model, version, API, HTTP status code and backend."""
+
+    LABELS = ("model", "version", "api", "code", "backend")
+
+    def __init__(self, registry: CollectorRegistry):
+        self.requests = Counter("appliance_requests", "Requests answered.", self.LABELS, registry=registry)
+        self.durations = Histogram(
+            "appliance_request_duration_seconds", "Time from receiving a request to its response being ready.",
+            self.LABELS, registry=registry, buckets=LATENCY_BOUNDS_SECONDS,
+        )
+        self._children: dict[tuple, tuple] = {}  # label values -> (counter, histogram): no lock on the hot path
+
+    def record(self, model: str, version: int | None, api: str, code: str, backend: str, seconds: float) -> None:
+        key = (model, version, api, code, backend)
+        children = self._children.get(key)
+        if children is None:
+            values = (model, "" if version is None else str(version), api, code, backend)
+            children = self._children[key] = (self.requests.labels(*values), self.durations.labels(*values))
+        children[0].inc()
+        children[1].observe(seconds)
+
+
+class Instrumented:
+    """WSGI middleware: times each request through ``app`` and records it with the labels noted on the way.
+
+    ``route_apis`` names the API of each Bottle route rule; ``note_api`` overrides it.
+    """
+
+    def __init__(self, app, metrics: RequestMetrics, route_apis: dict[str, str]):
+        self._app = app
+        self._metrics = metrics
+        self._route_apis = route_apis
+
+    def __call__(self, environ, start_response):
+        started = time.perf_counter()
+        status = None
+
+        def respond(status_line, headers, exc_info=None):
+            nonlocal status
+            status = status_line
+            return start_response(status_line, headers, exc_info)
+
+        body = self._app(environ, respond)
+        seconds = time.perf_counter() - started
+        if status is not None:
+            model, version, backend = environ.get(SERVED_KEY, UNSERVED)
+            self._metrics.record(model, version, self._api(environ), status[:3], backend, seconds)
+        return body
+
+    def _api(self, environ) -> str:
+        api = environ.get(API_KEY)
+        if api is None:
+            route = environ.get("bottle.route")  # set by Bottle once a route matched
+            api = self._route_apis.get(route.rule, "") if route is not None else ""
+        return api
+
+
+class ServingMetrics(ServingObserver):
+    """What the serving layer reports: load times and failures, batch sizes."""
+
+    def __init__(self, registry: CollectorRegistry):
+        self.load_seconds = Gauge("appliance_model_load_seconds", "How long the last load of a version took "
+                                  "(warmup included).", ("model", "version"), registry=registry)
+        self.load_failures = Counter("appliance_model_load_failures", "Loads of a version that failed.",
+                                     ("model", "version"), registry=registry)
+        labels = ("model", "version", "signature")
+        self.batch_rows = Histogram("appliance_batch_size_rows", "Rows in one batched signature call "
+                                    "(padding included).", labels, registry=registry, buckets=BATCH_BOUNDS)
+        self.batch_requests = Histogram("appliance_batch_size_requests", "Requests merged into one batched "
+                                        "signature call.", labels, registry=registry, buckets=BATCH_BOUNDS)
+        self._batch_children: dict[tuple, tuple] = {}
+
+    def model_loaded(self, name: str, version: int, seconds: float, error: ServingError | None) -> None:
+        if error is None:
+            self.load_seconds.labels(name, str(version)).set(seconds)
+        else:
+            self.load_failures.labels(name, str(version)).inc()
+
+    def batch_run(self, name: str, version: int, signature: str, requests: int, rows: int) -> None:
+        key = (name, version, signature)
+        children = self._batch_children.get(key)  # once per request when idle: skip the label lookups
+        if children is None:
+            values = (name, str(version), signature)
+            children = self._batch_children[key] = (self.batch_rows.labels(*values),
+                                                    self.batch_requests.labels(*values))
+        children[0].observe(rows)
+        children[1].observe(requests)
+
+
+def _add_up(family: Metric, bounds: tuple[float, ...], group) -> dict[tuple, list[float]]:
+    """The histogram series of ``family`` summed by ``group(labels)`` (None skips a series).
+
+    Returns group -> [cumulative count of each bucket, +Inf's included, then the sum].
+    """
+    positions = {floatToGoString(bound): i for i, bound in enumerate((*bounds, math.inf))}
+    totals: dict[tuple, list[float]] = {}
+    for sample in family.samples:
+        key = group(sample.labels)
+        if key is None:
+            continue
+        row = totals.setdefault(key, [0.0] * (len(positions) + 1))
+        if sample.name.endswith("_bucket"):
+            row[positions[sample.labels["le"]]] += sample.value
+        elif sample.name.endswith("_sum"):
+            row[-1] += sample.value
+    return totals
+
+
+def _histogram(name: str, documentation: str, labels: list[str], bounds, totals, scale: float = 1.0):
+    """A histogram family of ``_add_up``'s totals, its sums multiplied by ``scale``."""
+    family = HistogramMetricFamily(name, documentation, labels=labels)
+    les = [f"{bound:.6g}" for bound in bounds] + ["+Inf"]  # TF Serving prints bounds with 6 digits
+    for key, row in totals.items():
+        family.add_metric(list(key), list(zip(les, row[:-1])), row[-1] * scale)
+    return family
+
+
+class TFServingNames:
+    """Collector: TF Serving's metric names, computed from the appliance's own at scrape time."""
+
+    def __init__(self, requests: RequestMetrics, serving: ServingMetrics):
+        self._requests = requests
+        self._serving = serving
+
+    def collect(self):
+        count = Metric(":tensorflow:serving:request_count", "The total number of requests.", "unknown")
+        totals: dict[tuple, float] = {}
+        for sample in self._requests.requests.collect()[0].samples:
+            labels = sample.labels
+            if sample.name.endswith("_total") and labels["api"] in TFS_APIS:
+                key = (labels["model"], CODE_NAMES.get(labels["code"], "UNKNOWN"))
+                totals[key] = totals.get(key, 0.0) + sample.value
+        for (model, status), value in totals.items():
+            count.add_sample(count.name, {"model_name": model, "status": status}, value)
+        yield count
+
+        def successful_v1(labels):
+            if labels["code"] != "200" or labels["api"] not in TFS_APIS:
+                return None
+            return labels["model"], TFS_APIS[labels["api"]], "REST"
+
+        latencies = _add_up(self._requests.durations.collect()[0], LATENCY_BOUNDS_SECONDS, successful_v1)
+        yield _histogram(":tensorflow:serving:request_latency",
+                         "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
+                         ["model_name", "API", "entrypoint"], LATENCY_BOUNDS_US, latencies, scale=1e6)
+        batches = _add_up(self._serving.batch_rows.collect()[0], BATCH_BOUNDS, lambda labels: ())
+        yield _histogram(":tensorflow:serving:batching_session:processed_batch_size",
+                         "Tracks the batch size distribution on processing.", [], BATCH_BOUNDS, batches)
+
+
+class ServingState:
+    """Collector: each version's state, each model's chosen version and the remote's health, read at scrape time."""
+
+    def __init__(self, manager: ModelManager, remote: RemoteTFServing | None):
+        self._manager = manager
+        self._remote = remote
+
+    def collect(self):
+        states = GaugeMetricFamily("appliance_model_version_state", "1 for the state a version is in, 0 for the "
+                                   "others.", labels=["model", "version", "state"])
+        chosen = GaugeMetricFamily("appliance_model_chosen_version", "The version that answers requests naming "
+                                   "none.", labels=["model"])
+        for summary in self._manager.summaries():
+            if summary.chosen_version is not None:
+                chosen.add_metric([summary.name], summary.chosen_version)
+            for version in summary.versions:
+                for state in State:
+                    states.add_metric([summary.name, str(version.version), state.value], float(version.state is state))
+        yield states
+        yield chosen
+        if self._remote is not None:
+            remote = self._remote.status()
+            up = GaugeMetricFamily("appliance_remote_up", "1 while the remote TF Serving answers, 0 while it is "
+                                   "down or not probed yet.", labels=["url"])
+            up.add_metric([remote.url], float(remote.state == "up"))
+            yield up
+        if os.path.isdir("/proc/self/task"):  # Linux, like the process_* metrics
+            threads = GaugeMetricFamily("appliance_process_threads", "Threads of this process (TensorFlow's "
+                                        "included).")
+            threads.add_metric([], len(os.listdir("/proc/self/task")))
+            yield threads
+
+
+class Metrics:
+    """Every metric of one appliance, in a registry of its own."""
+
+    def __init__(self):
+        self.registry = CollectorRegistry()
+        self.requests = RequestMetrics(self.registry)
+        self.observer = ServingMetrics(self.registry)
+        self.registry.register(TFServingNames(self.requests, self.observer))
+        ProcessCollector(registry=self.registry)
+
+    def watch(self, manager: ModelManager, remote: RemoteTFServing | None) -> None:
+        """Report ``manager``'s versions (and ``remote``'s health) at each scrape; call once."""
+        self.registry.register(ServingState(manager, remote))
+
+    def instrument(self, app, route_apis: dict[str, str]) -> Instrumented:
+        return Instrumented(app, self.requests, route_apis)
+
+    def page(self) -> bottle.HTTPResponse:
+        """``GET /monitoring/prometheus/metrics``."""
+        return bottle.HTTPResponse(generate_latest(self.registry), headers={"Content-Type": CONTENT_TYPE_PLAIN_0_0_4})

@@ -1,0 +1,630 @@
+"""The API reference: the OpenAPI 3.1 document of every endpoint (``GET /openapi.json``) and its page (``GET /docs``).
+
+    app.route("/openapi.json", "GET", openapi_json)
+    app.route("/docs", "GET", docs_page)
+
+The document is built here as Python data. TF Serving's routes are generated:
+status, metadata, ``:predict``, ``:classify`` and ``:regress`` on the model, on
+one of its versions and on one of its labels. Its examples are requests for
+the bundled models (the label forms need a "stable" label in models.config);
+the docs page (``static/docs.html``) reads the document and prefills its
+try-it forms with them.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from importlib import resources
+
+import bottle
+
+from .. import __version__
+from ..errors import Code
+from ..serving.manager import State
+from .responses import json_response
+
+JSON = "application/json"
+HTML_TYPE = "text/html; charset=utf-8"
+
+TFS_TAG = "TensorFlow Serving"
+APPLIANCE_TAG = "Appliance"
+SERVER_TAG = "Server"
+
+IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]
+# No whole numbers among tf.Example floats: the docs page writes 6.0 as 6 (JSON.stringify), an int64 feature.
+IRIS_FLOWER = {"sepal_length": 7.7, "sepal_width": 2.6, "petal_length": 6.9, "petal_width": 2.3}
+DIGIT_EIGHT = [0, 0, 10, 14, 8, 1, 0, 0, 0, 2, 16, 14, 6, 1, 0, 0, 0, 0, 15, 15, 8, 15, 0, 0, 0, 0, 5, 16, 16, 10,
+               0, 0, 0, 0, 12, 15, 15, 12, 0, 0, 0, 4, 16, 6, 4, 16, 6, 0, 0, 8, 16, 10, 8, 16, 8, 0, 0, 1, 8, 12,
+               14, 12, 1, 0]
+
+DESCRIPTION = """\
+Serves TensorFlow SavedModels over TensorFlow Serving's REST API (`/v1/models/...`, wire-compatible: the same
+request and response formats, error bodies and status codes) and a simpler `POST /predict`.
+
+- Every error body is `{"error": "<message>"}`.
+- Under `/v1/` TF Serving's rules hold: the path is matched case-insensitively, and an unknown path or a method
+  not listed here (CORS preflights aside) answers 400 `Malformed request`. Elsewhere an unknown path answers 404
+  and a method not listed here 405.
+- A request whose `Host` is not an allowed name answers 403; when the appliance listens beyond loopback (or was
+  given a token) every request needs `Authorization: Bearer <token>` (401 otherwise), and with
+  `--require_token_for_control` so do choosing and reloading versions.
+- Browsers may call it only from the origins given with `--cors_allowed_origin`, whose preflights (`OPTIONS`)
+  it answers.
+- Request bodies over `--max_request_bytes` answer 413 before they are read.
+- With a remote TF Serving configured, TF Serving requests may be answered by it: its status and body come back
+  as they are, and the `X-Appliance-Backend` header says which backend answered.
+"""
+
+
+def _ref(kind: str, name: str) -> dict:
+    return {"$ref": f"#/components/{kind}/{name}"}
+
+
+def _schema(name: str) -> dict:
+    return _ref("schemas", name)
+
+
+def _nullable(schema: dict) -> dict:
+    return {"anyOf": [schema, {"type": "null"}]}
+
+
+# --- schemas ------------------------------------------------------------------------------------------------------
+
+_SEGMENT = "^[^/:]+$"  # a model name or label fills one path segment and cannot hold TF Serving's ':' separator
+
+SCHEMAS = {
+    "Error": {
+        "type": "object",
+        "description": "Every error, in TensorFlow Serving's format.",
+        "required": ["error"],
+        "properties": {"error": {"type": "string"}},
+        "additionalProperties": False,
+    },
+    "Base64": {
+        "type": "object",
+        "description": "Binary data (a DT_STRING value), base64-encoded.",
+        "required": ["b64"],
+        "properties": {"b64": {"type": "string", "contentEncoding": "base64"}},
+        "additionalProperties": False,
+    },
+    "Tensor": {
+        "description": "A tensor as JSON: a scalar, `{\"b64\": ...}` for bytes, or nested lists of them. "
+                       "`NaN`, `Infinity` and `-Infinity` are read and written as bare tokens.",
+        "anyOf": [
+            {"type": ["number", "string", "boolean"]},
+            _schema("Base64"),
+            {"type": "array", "items": _schema("Tensor")},
+        ],
+    },
+    "NamedTensors": {
+        "type": "object",
+        "description": "Tensors by input (or output) name.",
+        "additionalProperties": _schema("Tensor"),
+    },
+    "TensorOrNamedTensors": {"anyOf": [_schema("Tensor"), _schema("NamedTensors")]},
+    "PredictRequest": {
+        "type": "object",
+        "description": "Row format (`instances`: one value, or one object of named inputs, per example) or "
+                       "columnar format (`inputs`: the whole tensor, or an object of named tensors); exactly one "
+                       "of the two. Keys that name no input are ignored in columnar format.",
+        "properties": {
+            "signature_name": {"type": "string", "description": "Default: `serving_default`."},
+            "instances": {"type": "array", "minItems": 1, "items": _schema("TensorOrNamedTensors")},
+            "inputs": _schema("TensorOrNamedTensors"),
+        },
+        "oneOf": [{"required": ["instances"]}, {"required": ["inputs"]}],
+    },
+    "PredictResponse": {
+        "description": "`predictions` (one entry per instance) answers row format; `outputs` answers columnar "
+                       "format. A single output is unwrapped; several are named.",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["predictions"],
+                "properties": {"predictions": {"type": "array", "items": _schema("TensorOrNamedTensors")}},
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "required": ["outputs"],
+                "properties": {"outputs": _schema("TensorOrNamedTensors")},
+                "additionalProperties": False,
+            },
+        ],
+    },
+    "FeatureValue": {
+        "description": "A tf.Example feature: integers are int64, numbers with a fraction float, strings and "
+                       "`{\"b64\": ...}` bytes; a list holds values of one kind.",
+        "anyOf": [
+            {"type": ["number", "string", "boolean"]},
+            _schema("Base64"),
+            {"type": "array", "items": {"anyOf": [{"type": ["number", "string", "boolean"]}, _schema("Base64")]}},
+        ],
+    },
+    "Example": {
+        "type": "object",
+        "description": "One tf.Example: its features by name.",
+        "additionalProperties": _schema("FeatureValue"),
+    },
+    "ExamplesRequest": {
+        "type": "object",
+        "description": "tf.Examples for a classify or regress signature; `context` features are added to every "
+                       "example.",
+        "required": ["examples"],
+        "properties": {
+            "signature_name": {"type": "string", "description": "Default: `serving_default`."},
+            "context": _schema("Example"),
+            "examples": {"type": "array", "minItems": 1, "items": _schema("Example")},
+        },
+    },
+    "ClassifyResponse": {
+        "type": "object",
+        "description": "One list of `[label, score]` per example (`\"\"` as the label when the model has no "
+                       "classes).",
+        "required": ["results"],
+        "properties": {
+            "results": {
+                "type": "array",
+                "items": {
+                    "type": "array",
+                    "items": {
+                        "type": "array",
+                        "description": "`[label, score]`: a string, then a number.",
+                        "minItems": 2,
+                        "maxItems": 2,
+                        "items": {"type": ["string", "number"]},
+                    },
+                },
+            },
+        },
+        "additionalProperties": False,
+    },
+    "RegressResponse": {
+        "type": "object",
+        "description": "One value per example.",
+        "required": ["results"],
+        "properties": {"results": {"type": "array", "items": {"type": "number"}}},
+        "additionalProperties": False,
+    },
+    "ModelStatus": {
+        "type": "object",
+        "description": "The versions' states, newest first (proto3 JSON: the version is a string).",
+        "required": ["model_version_status"],
+        "properties": {
+            "model_version_status": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["version", "state", "status"],
+                    "properties": {
+                        "version": {"type": "string", "pattern": "^[0-9]+$"},
+                        "state": {"enum": [state.value for state in State]},
+                        "status": {
+                            "type": "object",
+                            "required": ["error_code", "error_message"],
+                            "properties": {
+                                "error_code": {"enum": [code.name for code in Code]},
+                                "error_message": {"type": "string"},
+                            },
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "TensorInfo": {
+        "type": "object",
+        "required": ["dtype", "tensor_shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "dtype": {"type": "string", "pattern": "^DT_[A-Z0-9_]+$"},
+            "tensor_shape": {
+                "type": "object",
+                "properties": {
+                    "dim": {
+                        "type": "array",
+                        "items": {
+                            "type": "object",
+                            "properties": {
+                                "size": {"type": "string", "pattern": "^-?[0-9]+$", "description": "-1: any"},
+                                "name": {"type": "string"},
+                            },
+                        },
+                    },
+                    "unknown_rank": {"type": "boolean"},
+                },
+            },
+        },
+    },
+    "SignatureDef": {
+        "type": "object",
+        "required": ["inputs", "outputs", "method_name"],
+        "properties": {
+            "inputs": {"type": "object", "additionalProperties": _schema("TensorInfo")},
+            "outputs": {"type": "object", "additionalProperties": _schema("TensorInfo")},
+            "method_name": {"type": "string"},
+        },
+    },
+    "ModelMetadata": {
+        "type": "object",
+        "description": "The version's SignatureDefs (proto3 JSON; int64 sizes are strings). TF2 models also "
+                       "list `__saved_model_init_op`.",
+        "required": ["model_spec", "metadata"],
+        "properties": {
+            "model_spec": {
+                "type": "object",
+                "required": ["name", "version"],
+                "properties": {
+                    "name": {"type": "string"},
+                    "signature_name": {"type": "string"},
+                    "version": {"type": "string", "pattern": "^[0-9]+$"},
+                },
+            },
+            "metadata": {
+                "type": "object",
+                "required": ["signature_def"],
+                "properties": {
+                    "signature_def": {
+                        "type": "object",
+                        "required": ["signature_def"],
+                        "properties": {
+                            "signature_def": {"type": "object", "additionalProperties": _schema("SignatureDef")},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "SimplePredictRequest": {
+        "type": "object",
+        "required": ["input"],
+        "properties": {
+            "input": {
+                **_schema("TensorOrNamedTensors"),
+                "description": "The tensor of a single-input signature, or an object naming each input.",
+            },
+            "model": {**_nullable({"type": "string"}), "description": "Default: the first model served."},
+            "version": {
+                "description": "Default: the model's chosen version.",
+                "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]+$"},
+                          {"type": "null"}],
+            },
+            "label": _nullable({"type": "string"}),
+            "signature_name": {**_nullable({"type": "string"}), "description": "Default: `serving_default`."},
+        },
+        "additionalProperties": False,
+        "not": {
+            "description": "a version and a label cannot both be given",
+            "required": ["version", "label"],
+            "properties": {"version": {"not": {"type": "null"}}, "label": {"type": "string"}},
+        },
+    },
+    "SimplePredictResponse": {
+        "type": "object",
+        "required": ["predictions", "model", "version"],
+        "properties": {
+            "predictions": {
+                **_schema("TensorOrNamedTensors"),
+                "description": "The single output, or the outputs by name.",
+            },
+            "model": {"type": "string"},
+            "version": {"type": "integer", "description": "The version that answered."},
+        },
+        "additionalProperties": False,
+    },
+    "ChooseRequest": {
+        "description": "Exactly one of a version number or a label.",
+        "oneOf": [
+            {
+                "type": "object",
+                "required": ["version"],
+                "properties": {"version": {"type": "integer", "minimum": 1}},
+                "additionalProperties": False,
+            },
+            {
+                "type": "object",
+                "required": ["label"],
+                "properties": {"label": {"type": "string"}},
+                "additionalProperties": False,
+            },
+        ],
+    },
+    "ModelSummary": {
+        "type": "object",
+        "required": ["name", "base_path", "version_policy", "labels", "chosen_version", "versions"],
+        "properties": {
+            "name": {"type": "string"},
+            "base_path": {"type": "string"},
+            "version_policy": {"type": "string", "examples": ["latest 1", "all", "specific 1, 2"]},
+            "labels": {"type": "object", "additionalProperties": {"type": "integer"}},
+            "chosen_version": {
+                **_nullable({"type": "integer"}),
+                "description": "The version answering requests that name none (null: none is AVAILABLE).",
+            },
+            "versions": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["version", "state", "error"],
+                    "properties": {
+                        "version": {"type": "integer"},
+                        "state": {"enum": [state.value for state in State]},
+                        "error": _nullable({"type": "string"}),
+                    },
+                },
+            },
+        },
+    },
+    "Health": {
+        "type": "object",
+        "required": ["status", "version", "device", "models"],
+        "properties": {
+            "status": {
+                "enum": ["loading", "ready", "degraded"],
+                "description": "`loading` (503) until the first load of every model has finished; then `ready`, "
+                               "or `degraded` when some model has no AVAILABLE version.",
+            },
+            "version": {"type": "string", "description": "The appliance's version."},
+            "device": {
+                "type": "object",
+                "required": ["type", "name", "memory_growth", "count"],
+                "properties": {
+                    "type": {"enum": ["CPU", "GPU"]},
+                    "name": {"type": "string"},
+                    "memory_growth": _nullable({"type": "boolean"}),
+                    "count": {"type": "integer"},
+                },
+            },
+            "models": {"type": "array", "items": _schema("ModelSummary")},
+            "unavailable_models": {"type": "array", "items": {"type": "string"}},
+            "remote": {
+                "type": "object",
+                "description": "The remote TF Serving, when one is configured.",
+                "required": ["url", "state", "latency_ms", "versions", "routing", "error"],
+                "properties": {
+                    "url": {"type": "string"},
+                    "state": {"enum": ["up", "down", "unknown"]},
+                    "latency_ms": _nullable({"type": "number"}),
+                    "versions": {"type": "object", "additionalProperties": {"type": "array",
+                                                                             "items": {"type": "integer"}}},
+                    "routing": {"type": "object", "additionalProperties": {"type": "string"}},
+                    "error": _nullable({"type": "string"}),
+                },
+            },
+        },
+    },
+}
+
+# --- responses ----------------------------------------------------------------------------------------------------
+
+ERRORS = {
+    400: ("BadRequest", "The request is malformed or names an unknown label, signature or input."),
+    401: ("Unauthorized", "A token is required and the request has none, or the wrong one."),
+    403: ("Forbidden", "The `Host` header names a host this server does not answer to."),
+    404: ("NotFound", "No such model or version."),
+    413: ("PayloadTooLarge", "The request body is larger than `--max_request_bytes`."),
+    429: ("ResourceExhausted", "The model ran out of resources (e.g. memory) for this request."),
+    500: ("InternalError", "The server failed; its log says why."),
+    501: ("NotImplemented", "The model's signature has a dtype JSON cannot be converted to."),
+    503: ("Unavailable", "No model is served yet, the batching queue is full, or the remote TF Serving is down."),
+    504: ("DeadlineExceeded", "The model ran longer than `--rest_api_timeout_in_ms`."),
+}
+GUARDED = (401, 403, 500)  # the Host and token guard stands in front of every route
+INFERENCE_ERRORS = (400, 404, 413, 429, 501, 503, 504, *GUARDED)
+READ_ERRORS = (400, 404, 503, *GUARDED)
+
+_error_content = {JSON: {"schema": _schema("Error")}}
+RESPONSES = {name: {"description": description, "content": _error_content} for name, description in ERRORS.values()}
+RESPONSES["Unauthorized"]["headers"] = {
+    "WWW-Authenticate": {"required": True, "schema": {"type": "string", "const": 'Bearer realm="appliance"'}},
+}
+
+
+def _errors(codes) -> dict:
+    return {str(code): _ref("responses", ERRORS[code][0]) for code in sorted(codes)}
+
+
+def _ok(description: str, schema: dict, media_type: str = JSON, headers: dict | None = None) -> dict:
+    response = {"description": description, "content": {media_type: {"schema": schema}}}
+    if headers:
+        response["headers"] = headers
+    return {"200": response}
+
+
+def _json_body(schema_name: str, example) -> dict:
+    return {"required": True, "content": {JSON: {"schema": _schema(schema_name), "example": example}}}
+
+
+# --- parameters ---------------------------------------------------------------------------------------------------
+
+def _path_parameter(name: str, schema: dict, description: str, example) -> dict:
+    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema,
+            "example": example}
+
+
+PARAMETERS = {
+    "ModelName": _path_parameter("name", {"type": "string", "pattern": _SEGMENT}, "The model's name.", "iris"),
+    "Version": _path_parameter("version", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
+                               "A version number.", 1),
+    "Label": _path_parameter("label", {"type": "string", "pattern": _SEGMENT},
+                             "A version label from `models.config` (the bundled models have none unless one is "
+                             "configured).", "stable"),
+}
+
+BACKEND_HEADER = {
+    "X-Appliance-Backend": {
+        "description": "Which backend answered, when a remote TF Serving is configured.",
+        "schema": {"enum": ["local", "remote"]},
+    },
+}
+
+# --- TF Serving's routes ------------------------------------------------------------------------------------------
+
+# The forms of a TF Serving URL: the model's chosen version, a version by number, a version by label.
+TFS_FORMS = (
+    ("", "", ("ModelName",)),
+    ("/versions/{version}", "Version", ("ModelName", "Version")),
+    ("/labels/{label}", "Label", ("ModelName", "Label")),
+)
+FORM_TEXT = {"": "the model's chosen version", "Version": "one version", "Label": "the version a label names"}
+
+VERBS = {
+    "predict": ("Predict", "PredictRequest", {"instances": IRIS_ROWS}, "PredictResponse"),
+    "classify": ("Classify", "ExamplesRequest", {"signature_name": "classify", "examples": [IRIS_FLOWER]},
+                 "ClassifyResponse"),
+    "regress": ("Regress", "ExamplesRequest",
+                {"signature_name": "regress",
+                 "examples": [{k: v for k, v in IRIS_FLOWER.items() if k != "petal_width"}]},
+                "RegressResponse"),
+}
+
+
+def _tf_serving_paths() -> dict:
+    paths = {}
+    for suffix, form, parameters in TFS_FORMS:
+        base = "/v1/models/{name}" + suffix
+        refs = [_ref("parameters", p) for p in parameters]
+        on = FORM_TEXT[form]
+        paths[base] = {
+            "parameters": refs,
+            "get": {
+                "tags": [TFS_TAG], "operationId": f"getModelStatus{form}", "summary": f"Status of {on}",
+                "description": "Without a version or label, every served version of the model.",
+                "responses": {**_ok("The versions' states.", _schema("ModelStatus"), headers=BACKEND_HEADER),
+                              **_errors(READ_ERRORS)},
+            },
+        }
+        paths[base + "/metadata"] = {
+            "parameters": refs,
+            "get": {
+                "tags": [TFS_TAG], "operationId": f"getModelMetadata{form}", "summary": f"Signatures of {on}",
+                "responses": {**_ok("The SignatureDefs.", _schema("ModelMetadata"), headers=BACKEND_HEADER),
+                              **_errors(READ_ERRORS)},
+            },
+        }
+        for verb, (title, request, example, response) in VERBS.items():
+            paths[f"{base}:{verb}"] = {
+                "parameters": refs,
+                "post": {
+                    "tags": [TFS_TAG], "operationId": f"{verb}{form}", "summary": f"{title} with {on}",
+                    "requestBody": _json_body(request, example),
+                    "responses": {**_ok(f"The {verb} results.", _schema(response), headers=BACKEND_HEADER),
+                                  **_errors(INFERENCE_ERRORS)},
+                },
+            }
+    return paths
+
+
+# --- the appliance's own routes -----------------------------------------------------------------------------------
+
+def _appliance_paths() -> dict:
+    summary = _ok("The model's versions, labels and chosen version.", _schema("ModelSummary"))
+    digits = {**PARAMETERS["ModelName"], "example": "digits"}
+    return {
+        "/predict": {
+            "post": {
+                "tags": [APPLIANCE_TAG], "operationId": "simplePredict", "summary": "Predict (simple)",
+                "description": "Runs a signature (default `serving_default`) of a model (default: the first "
+                               "served) on its chosen version, or on the version or label given.",
+                "requestBody": _json_body("SimplePredictRequest", {"input": [DIGIT_EIGHT]}),
+                "responses": {**_ok("The outputs, and the model and version that answered.",
+                                    _schema("SimplePredictResponse")),
+                              **_errors(INFERENCE_ERRORS)},
+            },
+        },
+        "/v1/appliance/models/{name}/chosen": {
+            "parameters": [digits],
+            "get": {
+                "tags": [APPLIANCE_TAG], "operationId": "getChosenVersion",
+                "summary": "The chosen version of a model",
+                "responses": {**summary, **_errors((404, *GUARDED))},
+            },
+            "put": {
+                "tags": [APPLIANCE_TAG], "operationId": "chooseVersion",
+                "summary": "Choose the version that answers requests naming none",
+                "description": "Loads the version first when needed; the choice is remembered across restarts.",
+                "requestBody": _json_body("ChooseRequest", {"version": 1}),
+                "responses": {**summary, **_errors((400, 404, 413, *GUARDED))},
+            },
+        },
+        "/v1/appliance/models/{name}/reload": {
+            "parameters": [digits],
+            "post": {
+                "tags": [APPLIANCE_TAG], "operationId": "reloadModel",
+                "summary": "Reload every loaded version of a model from disk",
+                "description": "Each AVAILABLE version is loaded afresh and swapped in without failing a "
+                               "request; a version that fails to reload keeps serving as it was, and the first "
+                               "such failure is the answer.",
+                "requestBody": {"required": False, "content": {JSON: {
+                    "schema": {"type": "object", "maxProperties": 0, "description": "Nothing, or `{}`."},
+                    "example": {}}}},
+                "responses": {**summary, **_errors((400, 404, 413, *GUARDED))},
+            },
+        },
+    }
+
+
+def _server_paths() -> dict:
+    def get(operation_id: str, summary: str, responses: dict) -> dict:
+        return {"get": {"tags": [SERVER_TAG], "operationId": operation_id, "summary": summary,
+                        "responses": {**responses, **_errors(GUARDED)}}}
+
+    health = {"content": {JSON: {"schema": _schema("Health")}}}
+    return {
+        "/health": get("health", "Readiness, the device, and every model's versions", {
+            "200": {"description": "Ready, or degraded (some model has no AVAILABLE version).", **health},
+            "503": {"description": "Still loading.", **health},
+        }),
+        "/monitoring/prometheus/metrics": get("metrics", "Metrics in Prometheus' text format",
+                                              _ok("The metrics.", {"type": "string"}, "text/plain")),
+        "/openapi.json": get("openapi", "This document", _ok("OpenAPI 3.1.", {"type": "object"})),
+        "/docs": get("docs", "The API reference page, with a form to try each endpoint",
+                     _ok("An HTML page.", {"type": "string"}, "text/html")),
+        "/": get("index", "A page saying what is served and how to call it",
+                 _ok("An HTML page.", {"type": "string"}, "text/html")),
+    }
+
+
+def openapi_document() -> dict:
+    """The OpenAPI 3.1 document of every route, as JSON-ready Python data."""
+    return {
+        "openapi": "3.1.0",
+        "info": {"title": "appliance", "version": __version__, "description": DESCRIPTION,
+                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "tags": [
+            {"name": TFS_TAG, "description": "TensorFlow Serving's REST API, wire-compatible."},
+            {"name": APPLIANCE_TAG, "description": "The simple predict endpoint and the control API."},
+            {"name": SERVER_TAG, "description": "Health, metrics and documentation."},
+        ],
+        "paths": {**_tf_serving_paths(), **_appliance_paths(), **_server_paths()},
+        "components": {
+            "schemas": SCHEMAS,
+            "parameters": PARAMETERS,
+            "responses": RESPONSES,
+            "securitySchemes": {"bearerToken": {
+                "type": "http", "scheme": "bearer",
+                "description": "Needed when the appliance listens beyond loopback or was given a token; the "
+                               "token is in the appliance's config folder (file `token`).",
+            }},
+        },
+        "security": [{}, {"bearerToken": []}],
+    }
+
+
+@functools.cache
+def _document_json() -> str:
+    return json.dumps(openapi_document(), indent=1)
+
+
+@functools.cache
+def _docs_html() -> bytes:
+    return resources.files(__package__).joinpath("static", "docs.html").read_bytes()
+
+
+def openapi_json() -> bottle.HTTPResponse:
+    return json_response(_document_json())
+
+
+def docs_page() -> bottle.HTTPResponse:
+    return bottle.HTTPResponse(body=_docs_html(), status=200, headers={"Content-Type": HTML_TYPE})

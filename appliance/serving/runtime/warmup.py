@@ -1,0 +1,133 @@
+"""Warm a freshly loaded version up before it is AVAILABLE, so the first real request is not the slow one.
+
+A SavedModel that ships TF Serving's ``assets.extra/tf_serving_warmup_requests``
+(a TFRecord file of ``PredictionLog`` protos) is warmed with those requests,
+exactly as TF Serving does: a record that fails fails the load. A model without
+one gets a synthetic request per signature, built from the signature itself
+(one row of zeros, empty strings); those are best effort, since a signature may
+reject made-up input (an image decoder, a tf.Example parser needing features).
+
+    warm_up(servable, Path("models/digits/2"))   # -> the number of warm-up requests run
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import Code, ServingError
+from . import DEFAULT_SIGNATURE, Features, Servable, SignatureSpec
+
+log = logging.getLogger(__name__)
+
+WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
+MAX_RECORDS = 1000  # TF Serving's limit on warm-up records
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
+NUMPY_DTYPES = {
+    "DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_HALF": np.float16, "DT_INT8": np.int8,
+    "DT_INT16": np.int16, "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_UINT8": np.uint8,
+    "DT_UINT16": np.uint16, "DT_UINT32": np.uint32, "DT_UINT64": np.uint64, "DT_BOOL": np.bool_,
+    "DT_STRING": np.object_,
+}
+
+
+def warm_up(servable: Servable, version_path: Path) -> int:
+    """Run the version's warm-up requests (or synthetic ones); returns how many ran."""
+    records = Path(version_path) / WARMUP_FILE
+    if records.is_file():
+        return _replay(servable, records)
+    return _synthetic(servable)
+
+
+def _replay(servable: Servable, path: Path) -> int:
+    import tensorflow as tf
+    from tensorflow_serving.apis import prediction_log_pb2
+
+    count = 0
+    try:
+        for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+            count += 1
+            if count > MAX_RECORDS:
+                raise ServingError(f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}",
+                                   Code.INVALID_ARGUMENT)
+            _run_logged_request(servable, prediction_log_pb2.PredictionLog.FromString(record))
+    except ServingError as e:
+        raise ServingError(f"Failed to warm up model from {path}: {e.message}", e.code) from None
+    except Exception as e:  # unreadable records, undecodable protos
+        raise ServingError(f"Failed to warm up model from {path}: {type(e).__name__}: {e}",
+                           Code.INVALID_ARGUMENT) from None
+    return count
+
+
+def _run_logged_request(servable: Servable, log_entry) -> None:
+    import tensorflow as tf
+
+    kind = log_entry.WhichOneof("log_type")
+    if kind == "predict_log":
+        request = log_entry.predict_log.request
+        inputs = {alias: tf.make_ndarray(tensor) for alias, tensor in request.inputs.items()}
+        servable.predict(request.model_spec.signature_name or DEFAULT_SIGNATURE, inputs, list(request.output_filter))
+    elif kind in ("classify_log", "regress_log"):
+        request = getattr(log_entry, kind).request
+        context, examples = _examples(request.input)
+        method = servable.classify if kind == "classify_log" else servable.regress
+        method(request.model_spec.signature_name, context, examples)
+    else:
+        raise ServingError(f"Unsupported warm-up log type {kind!r} (predict, classify and regress are)",
+                           Code.UNIMPLEMENTED)
+
+
+def _examples(request_input) -> tuple[Features | None, list[Features]]:
+    kind = request_input.WhichOneof("kind")
+    if kind == "example_list":
+        return None, [_features(e) for e in request_input.example_list.examples]
+    if kind == "example_list_with_context":
+        listed = request_input.example_list_with_context
+        return _features(listed.context), [_features(e) for e in listed.examples]
+    raise ServingError("Warm-up request has no examples", Code.INVALID_ARGUMENT)
+
+
+def _features(example) -> Features:
+    kinds = {"int64_list": "int64", "float_list": "float", "bytes_list": "bytes"}
+    features = {}
+    for name, feature in example.features.feature.items():
+        kind = feature.WhichOneof("kind")
+        if kind is not None:
+            features[name] = (kinds[kind], list(getattr(feature, kind).value))
+    return features
+
+
+def synthetic_inputs(signature: SignatureSpec) -> dict[str, np.ndarray] | None:
+    """One row of zeros (or empty strings) per input, or None when an input's dtype or rank is unknown."""
+    inputs = {}
+    for alias, spec in signature.inputs.items():
+        dtype = NUMPY_DTYPES.get(spec.dtype)
+        if dtype is None or spec.shape is None:
+            return None
+        shape = tuple(1 if d < 0 else d for d in spec.shape)
+        inputs[alias] = np.full(shape, b"", dtype=object) if dtype is np.object_ else np.zeros(shape, dtype)
+    return inputs
+
+
+def _synthetic(servable: Servable) -> int:
+    count = 0
+    for name, signature in servable.signatures.items():
+        if name.startswith("__") or not signature.inputs:
+            continue  # __saved_model_init_op and the like are not callable signatures
+        try:
+            if signature.method_name in (CLASSIFY_METHOD, REGRESS_METHOD):
+                method = servable.classify if signature.method_name == CLASSIFY_METHOD else servable.regress
+                method(name, None, [{}])
+            else:
+                inputs = synthetic_inputs(signature)
+                if inputs is None:
+                    continue
+                servable.predict(name, inputs)
+        except ServingError as e:  # made-up input may be refused; the real request will be the first
+            log.debug("synthetic warm-up of signature %s skipped: %s", name, e.message)
+            continue
+        count += 1
+    return count
