@@ -199,6 +199,18 @@ class SignatureBatcher:
         rows = _batch_rows(inputs)
         if rows is None or rows > self._parameters.max_batch_size:
             return self._run(inputs, output_filter)
+        with self._lock:  # idle, and no timeout to wait for a fuller batch: run now, queueing nothing
+            idle = (not self._queue and self._runners < self._parameters.num_batch_threads
+                    and not self._parameters.batch_timeout_micros)
+            if idle:
+                self._runners += 1
+        if idle:
+            try:
+                outputs = self._run(inputs, output_filter)
+            finally:
+                self._leave()
+            self._on_batch(1, rows)
+            return outputs
         task = _Task(inputs, rows, self._key(inputs, output_filter))
         with self._lock:
             if self._queued_rows + rows > self._queue_limit:
@@ -247,13 +259,17 @@ class SignatureBatcher:
                 else:
                     own.wake.wait()  # another runner took it and is running it
         finally:
-            with self._lock:
-                successor = self._queue[0] if self._queue else None
-                if successor is None:
-                    self._runners -= 1
-                else:
-                    successor.promoted = True
-                    successor.wake.set()
+            self._leave()
+
+    def _leave(self) -> None:
+        """A runner is done: the oldest waiting request runs the queue in its place, if any waits."""
+        with self._lock:
+            successor = self._queue[0] if self._queue else None
+            if successor is None:
+                self._runners -= 1
+            else:
+                successor.promoted = True
+                successor.wake.set()
 
     def _take_batch(self) -> list[_Task]:
         """The oldest request and those queued that can join it, up to ``max_batch_size`` rows."""
