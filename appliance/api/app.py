@@ -26,7 +26,7 @@ from .cors import Cors
 from .metrics import PATH as METRICS_PATH
 from .metrics import Metrics
 from .predict import SimplePredictAPI
-from .security import LOOPBACK_HOSTS, HostAllowList, TokenRequired, token_required
+from .security import LOOPBACK_HOSTS, HostAllowList, TokenRequired, Utf8Paths, token_required
 from ..errors import ServingError
 from .responses import JSON_TYPE, error_response, json_error
 from .tfserving import TFServingAPI
@@ -150,5 +150,5 @@ def create_app(
     guarded = TokenRequired(app, token) if token else app
     if cors_allowed_origins:  # outside the token: preflights carry none
         guarded = Cors(guarded, cors_allowed_origins)
-    return metrics.instrument(HostAllowList(guarded, allowed_hosts), ROUTE_APIS)  # refused requests count too
+    return metrics.instrument(HostAllowList(Utf8Paths(guarded), allowed_hosts), ROUTE_APIS)  # refused ones count too
 

@@ -72,6 +72,24 @@ class HostAllowList:
         return self._app(environ, start_response)
 
 
+class Utf8Paths:
+    """WSGI middleware: refuse (400) a URL path that is not UTF-8 once percent-decoded.
+
+    Bottle drops the bytes it cannot decode, so ``/v1/appliance/models/digits%FF/chosen``
+    would otherwise act on ``digits``: a URL must mean what it says.
+    """
+
+    def __init__(self, app):
+        self._app = app
+
+    def __call__(self, environ, start_response):
+        try:
+            environ.get("PATH_INFO", "").encode("latin-1").decode("utf-8")
+        except UnicodeError:
+            return refuse(start_response, "400 Bad Request", "the URL path is not valid UTF-8")
+        return self._app(environ, start_response)
+
+
 class TokenRequired:
     """WSGI middleware: refuse (401) every request without the bearer token."""
 

@@ -46,6 +46,14 @@ def test_loopback_host_names_are_answered(bundled_server, host):
     assert response.status_code == 200
 
 
+@pytest.mark.parametrize("path", ["/health%FF", "/%C0%AF", "/v1/appliance/models/digits%FF/chosen", "/docs%E2%82"])
+def test_a_path_that_is_not_utf8_is_refused_rather_than_read_without_its_bad_bytes(bundled_server, path):
+    response = requests.get(bundled_server.url + path, timeout=30)
+    assert response.status_code == 400
+    assert response.json() == {"error": "the URL path is not valid UTF-8"}
+    assert requests.get(bundled_server.url + "/health", timeout=30).status_code == 200
+
+
 @pytest.mark.parametrize("host", ["evil.example", "evil.example:8501", "127.0.0.1.evil.example", "localhost.evil"])
 def test_foreign_host_is_refused_dns_rebinding(bundled_server, host):
     for method, path in (("POST", "/predict"), ("POST", "/v1/models/digits:predict"), ("GET", "/health")):
