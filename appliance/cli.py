@@ -112,6 +112,15 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
+# Settings taken as they are from the flag of the same name.
+SETTINGS_FROM_FLAGS = (
+    "connection_limit", "channel_timeout", "host", "port", "model_config_file", "model_name", "model_base_path",
+    "file_system_poll_wait_seconds", "device", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
+    "max_request_bytes", "threads", "enable_batching", "batching_parameters_file", "enable_model_warmup",
+    "rest_api_timeout_in_ms",
+)
+
+
 def _flag_value(text: str) -> bool:
     """TF Serving's boolean flag values: --flag, --flag=true, --flag=false."""
     if text.lower() in ("true", "1", "yes"):
@@ -180,24 +189,8 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
         token=args.token,
         require_token_for_control=args.require_token_for_control or file_requires_token,
         cors_allowed_origins=(*args.cors_allowed_origin, *file_origins),
-        connection_limit=args.connection_limit,
-        channel_timeout=args.channel_timeout,
-        host=args.host,
-        port=args.port,
-        model_config_file=args.model_config_file,
-        model_name=args.model_name,
-        model_base_path=args.model_base_path,
         model_roots=tuple(args.models_dir),
-        file_system_poll_wait_seconds=args.file_system_poll_wait_seconds,
-        device=args.device,
-        tensorflow_intra_op_parallelism=args.tensorflow_intra_op_parallelism,
-        tensorflow_inter_op_parallelism=args.tensorflow_inter_op_parallelism,
-        max_request_bytes=args.max_request_bytes,
-        threads=args.threads,
-        enable_batching=args.enable_batching,
-        batching_parameters_file=args.batching_parameters_file,
-        enable_model_warmup=args.enable_model_warmup,
-        rest_api_timeout_in_ms=args.rest_api_timeout_in_ms,
+        **{name: getattr(args, name) for name in SETTINGS_FROM_FLAGS},
     )
 
 

@@ -118,6 +118,20 @@ def _wait_queued(batcher: SignatureBatcher, rows: int) -> None:
         time.sleep(0.005)
 
 
+def _behind_a_held_call(batcher, run: GatedRun, inputs: list[dict], queued_rows: int, output_filter=()):
+    """Send inputs[0] (held at the gate), queue the rest behind it, then open the gate; both Requests, finished."""
+    first = Requests(batcher, inputs[:1], output_filter)
+    first.start()
+    assert run.entered.wait(10)
+    rest = Requests(batcher, inputs[1:], output_filter)
+    rest.start()
+    _wait_queued(batcher, queued_rows)
+    run.gate.set()
+    first.join()
+    rest.join()
+    return first, rest
+
+
 def _batcher(run, **parameters):
     batches = []
     parameters.setdefault("num_batch_threads", 1)
@@ -130,15 +144,7 @@ def test_queued_requests_merge_into_one_call_and_each_gets_its_own_rows(digits):
     inputs = [{"pixels": rng.uniform(0, 16, (rows, 64)).astype(np.float32)} for rows in (1, 3, 1, 2, 1)]
     run = GatedRun(digits)
     batcher, batches = _batcher(run, max_batch_size=32)
-    first = Requests(batcher, inputs[:1])
-    first.start()
-    assert run.entered.wait(10)
-    rest = Requests(batcher, inputs[1:])
-    rest.start()
-    _wait_queued(batcher, 7)
-    run.gate.set()
-    first.join()
-    rest.join()
+    first, rest = _behind_a_held_call(batcher, run, inputs, 7)
     assert run.calls == [1, 7]
     assert batches == [(1, 1), (4, 7)]
     answers = {0: first.results[0], **{i + 1: r for i, r in rest.results.items()}}
@@ -154,15 +160,7 @@ def test_a_failing_request_fails_alone_and_its_batch_neighbours_succeed(checked)
               {"x": np.array([[-1, 5]], np.float32)}, {"x": np.array([[6, 7]], np.float32)}]
     run = GatedRun(checked)
     batcher, _ = _batcher(run, max_batch_size=8)
-    first = Requests(batcher, inputs[:1])
-    first.start()
-    assert run.entered.wait(10)
-    rest = Requests(batcher, inputs[1:])
-    rest.start()
-    _wait_queued(batcher, 3)
-    run.gate.set()
-    first.join()
-    rest.join()
+    first, rest = _behind_a_held_call(batcher, run, inputs, 3)
     assert run.calls[:2] == [1, 3]  # the merged call, which fails, then each request on its own
     np.testing.assert_array_equal(first.results[0]["y"], [[2, 4]])
     np.testing.assert_array_equal(rest.results[0]["y"], [[6, 8]])
@@ -176,15 +174,7 @@ def test_allowed_batch_sizes_pad_the_batch_with_copies_of_its_first_row(checked)
     inputs = [{"x": np.array([[i, i]], np.float32)} for i in range(4)]
     run = GatedRun(checked)
     batcher, batches = _batcher(run, max_batch_size=8, allowed_batch_sizes=(1, 2, 4, 8))
-    first = Requests(batcher, inputs[:1])
-    first.start()
-    assert run.entered.wait(10)
-    rest = Requests(batcher, inputs[1:])
-    rest.start()
-    _wait_queued(batcher, 3)
-    run.gate.set()
-    first.join()
-    rest.join()
+    first, rest = _behind_a_held_call(batcher, run, inputs, 3)
     assert run.calls == [1, 4]  # 3 rows padded to the next allowed size
     assert batches[1] == (3, 4)
     for i in range(1, 4):
@@ -196,15 +186,7 @@ def test_variable_length_inputs_are_padded_when_asked_and_kept_apart_otherwise(c
     for pad, expected_calls in ((True, [1, 2]), (False, [1, 1, 1])):
         run = GatedRun(checked, "first_token")
         batcher, _ = _batcher(run, max_batch_size=8, pad_variable_length_inputs=pad)
-        first = Requests(batcher, inputs[:1])
-        first.start()
-        assert run.entered.wait(10)
-        rest = Requests(batcher, inputs[1:])
-        rest.start()
-        _wait_queued(batcher, 2)
-        run.gate.set()
-        first.join()
-        rest.join()
+        _, rest = _behind_a_held_call(batcher, run, inputs, 2)
         assert sorted(run.calls) == sorted(expected_calls)
         assert {i: int(r["first"][0]) for i, r in rest.results.items()} == {0: 9, 1: 4}
         if pad:  # the padded row saw the longest length in its batch
