@@ -435,7 +435,7 @@ def soak(settings: Settings) -> dict:
     """One soak run against a fresh appliance; returns its record (what ``--json`` writes)."""
     with tempfile.TemporaryDirectory(prefix="appliance-soak-") as home:
         say("appliance: starting")
-        with start_appliance(Path(home) / "user", Path(home)) as server:
+        with start_appliance(Path(home) / "user", Path(home) / "appliance.log") as server:
             host, port = server.wait_for_url(START_TIMEOUT_S)
             wait_ready(server, host, port, tuple(MODELS))
             chosen = ChosenVersion(chosen_version(host, port))
