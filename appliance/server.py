@@ -39,6 +39,9 @@ from waitress.server import create_server
 from waitress.task import ErrorTask, ThreadedTaskDispatcher, WSGITask
 
 log = logging.getLogger("appliance.server")
+# waitress warns "Task queue depth is N" whenever a request waits for a free worker thread: under load that is
+# every few milliseconds, and normal (waiting requests are what batching merges). It would flood the user's log.
+logging.getLogger("waitress.queue").setLevel(logging.ERROR)
 
 #: Largest request body accepted by default (bytes); a larger one gets 413.
 DEFAULT_MAX_REQUEST_BODY_SIZE = 64 * 1024 * 1024

@@ -379,3 +379,22 @@ def test_sigterm_drains_the_in_flight_request_and_exits_cleanly(tmp_path):
         if child.poll() is None:
             child.kill()
             child.wait(TIMEOUT)
+
+
+def test_a_request_waiting_for_a_worker_logs_no_warning(caplog):
+    """Under load requests queue for a worker every few milliseconds: normal, and not worth a log line each."""
+    caplog.set_level(logging.DEBUG)
+    app = App()
+    with serving(app, threads=1) as server:
+        held = threading.Thread(target=requests.get, args=(server.url + "/wait",), kwargs={"timeout": TIMEOUT})
+        held.start()
+        assert app.waiting.wait(TIMEOUT)
+        queued = threading.Thread(target=requests.get, args=(server.url + "/",), kwargs={"timeout": TIMEOUT})
+        queued.start()
+        wait_until(lambda: app.paths.count("/") == 0 and queued.is_alive(), "the second request to queue")
+        time.sleep(0.2)
+        app.release.set()
+        held.join(TIMEOUT)
+        queued.join(TIMEOUT)
+        assert app.paths == ["/wait", "/"]
+    assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
