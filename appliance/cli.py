@@ -30,6 +30,7 @@ from .config import (
     DEFAULT_CONNECTION_LIMIT,
     DEFAULT_MAX_REQUEST_BYTES,
     DEFAULT_PORT,
+    DEFAULT_REST_API_TIMEOUT_MS,
     DEFAULT_THREADS,
     RemoteSettings,
     Settings,
@@ -73,7 +74,7 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
                      help="seconds after which an idle client connection is closed (default: %(default)s)")
     net.add_argument("--threads", type=int, default=DEFAULT_THREADS,
                      help="request worker threads; keep it at least the largest max_batch_size (default: %(default)s)")
-    net.add_argument("--rest_api_timeout_in_ms", type=int, default=30_000,
+    net.add_argument("--rest_api_timeout_in_ms", type=int, default=DEFAULT_REST_API_TIMEOUT_MS,
                      help="longest a request may wait for and run its model; then 504 (default: %(default)s; 0: none)")
     models = parser.add_argument_group("models (default: the bundled models)")
     models.add_argument("--model_config_file", type=Path,

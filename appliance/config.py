@@ -26,6 +26,7 @@ DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
 DEFAULT_CONNECTION_LIMIT = 100
 DEFAULT_CHANNEL_TIMEOUT_SECONDS = 120
 DEFAULT_THREADS = 32  # at least the bundled models' max_batch_size, so a full batch can form
+DEFAULT_REST_API_TIMEOUT_MS = 30_000  # TF Serving's --rest_api_timeout_in_ms
 
 
 class PolicyKind(enum.Enum):
@@ -120,7 +121,7 @@ class Settings:
     enable_batching: bool | None = None  # None: only versions shipping their own batching_params.pbtxt
     batching_parameters_file: Path | None = None
     enable_model_warmup: bool = True
-    rest_api_timeout_in_ms: int = 30_000  # longest a model call may run; 0 = no limit
+    rest_api_timeout_in_ms: int = DEFAULT_REST_API_TIMEOUT_MS  # longest a model call may run; 0 = no limit
     max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
     threads: int = DEFAULT_THREADS
     shutdown_grace_seconds: float = 30.0
