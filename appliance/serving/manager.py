@@ -339,6 +339,8 @@ class ModelManager:
             servable, version.servable = version.servable, None
         if servable is not None:
             servable.close()
+            del servable
+            self._runtime.reclaim_memory()
         with self._lock:
             version.state = State.END
 

@@ -6,8 +6,10 @@ are ours), so each test can add, break and remove versions freely.
 
 from __future__ import annotations
 
+import gc
 import shutil
 import threading
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -281,6 +283,22 @@ def test_reload_swaps_in_the_files_on_disk_and_closes_the_old_servable_after_its
         probabilities(held.servable)
     assert states(manager) == {1: State.AVAILABLE} and changes
     manager.stop()
+
+
+def test_an_unloaded_versions_graph_is_freed_at_once_not_at_some_later_garbage_collection(runtime, tmp_path):
+    """A TF graph is a web of reference cycles: left to the collector, each reload's old graph lingered in RSS."""
+    add_version(tmp_path, 1)
+    manager = make_manager(runtime, tmp_path)
+    with manager.acquire("digits") as handle:
+        old_graph = weakref.ref(handle.servable._session.graph)
+    del handle  # as a finished request drops its handle
+    gc.disable()  # only the manager's own collection may free it
+    try:
+        manager.reload("digits")
+        assert old_graph() is None
+    finally:
+        gc.enable()
+        manager.stop()
 
 
 def test_failed_reload_keeps_the_old_servable_serving_and_reports_the_error(runtime, tmp_path):

@@ -109,6 +109,9 @@ class Runtime(abc.ABC):
     def load(self, path: Path) -> Servable:
         """Load the SavedModel in ``path``; raises ServingError when it cannot."""
 
+    def reclaim_memory(self) -> None:
+        """Give the memory of the servables closed so far back (called after each unload); by default nothing."""
+
 
 STARTING = DeviceInfo(type="pending", name="starting TensorFlow")
 
@@ -137,3 +140,7 @@ class DeferredRuntime(Runtime):
             if self._runtime is None:
                 self._runtime = self._make()
         return self._runtime.load(path)
+
+    def reclaim_memory(self) -> None:
+        if self._runtime is not None:
+            self._runtime.reclaim_memory()
