@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 import pytest
 import tensorflow as tf
@@ -115,3 +117,80 @@ def test_bundled_image_signature_accepts_encoded_bytes(runtime):
         servable.predict("image", {"image_bytes": np.array([b"not an image"], dtype=object)})
     assert not_an_image.value.code is Code.INVALID_ARGUMENT
     servable.close()
+
+
+class _Steps(tf.Module):
+    """A thousand small element-wise steps, straight or in a graph loop: milliseconds of the executor's own work."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def straight(self, x):
+        for _ in range(1000):
+            x = x * 0.5 + 1.0
+        return {"y": x}
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32)])
+    def looped(self, x):
+        _, y = tf.while_loop(lambda i, x: i < 1000, lambda i, x: (i + 1, x * 0.5 + 1.0), (0, x))
+        return {"y": y}
+
+
+@pytest.fixture(scope="module")
+def step_models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("steps")
+    module = _Steps()
+    for name in ("straight", "looped"):
+        tf.saved_model.save(module, str(root / name / "1"), signatures={"serving_default": getattr(module, name)})
+    return root
+
+
+def _caller_cpu_share(servable, rows: np.ndarray) -> tuple[float, np.ndarray]:
+    """The share of one call's wall time that the calling thread spent on the CPU, and the call's output."""
+    servable.predict("serving_default", {"x": rows})  # the callable is made on the first call
+    wall, cpu = time.perf_counter(), time.thread_time()
+    for _ in range(3):
+        outputs = servable.predict("serving_default", {"x": rows})
+    return (time.thread_time() - cpu) / (time.perf_counter() - wall), outputs["y"]
+
+
+def test_loop_free_graphs_run_in_the_calling_thread_and_looping_ones_on_the_pool(step_models):
+    # The steps are too small to be split across threads: the thread running the graph does all the work, so the
+    # calling thread's own CPU time shows where the graph ran.
+    runtime = LocalTFRuntime("cpu", run_timeout_ms=60_000, warmup=False)
+    straight = runtime.load(step_models / "straight" / "1")
+    looped = runtime.load(step_models / "looped" / "1")
+    rows = np.arange(64, dtype=np.float32)
+    try:
+        assert straight.runs_in_caller_thread("serving_default")
+        assert not looped.runs_in_caller_thread("serving_default")
+        straight_share, straight_y = _caller_cpu_share(straight, rows)
+        looped_share, looped_y = _caller_cpu_share(looped, rows)
+        assert straight_share > 0.5, "the loop-free graph should have run in the calling thread"
+        assert looped_share < 0.2, "the graph loop should have run on TensorFlow's inter-op pool"
+        np.testing.assert_allclose(straight_y, looped_y, rtol=1e-5)
+    finally:
+        straight.close()
+        looped.close()
+
+
+def test_an_inter_op_pool_size_puts_every_graph_on_the_pool(step_models):
+    runtime = LocalTFRuntime("cpu", inter_op_threads=2, warmup=False)
+    straight = runtime.load(step_models / "straight" / "1")
+    try:
+        assert not straight.runs_in_caller_thread("serving_default")
+        share, _ = _caller_cpu_share(straight, np.ones(64, np.float32))
+        assert share < 0.2
+    finally:
+        straight.close()
+
+
+def test_signatures_of_the_bundled_and_tf_serving_models_run_where_their_ops_allow(runtime, tfs_testdata):
+    half_plus_two = tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+    for path in (MODELS / "digits" / "2", MODELS / "iris" / "1", half_plus_two):
+        servable = runtime.load(path)
+        try:
+            in_caller = {name for name in servable.signatures if servable.runs_in_caller_thread(name)}
+            # digits' "image" decodes each image in a graph loop (map_fn): the only signature on the pool
+            expected = set(servable.signatures) - {"image"}
+            assert in_caller == expected, path
+        finally:
+            servable.close()
