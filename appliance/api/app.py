@@ -8,7 +8,8 @@ Routes: ``/v1/models/...`` (TensorFlow Serving's REST API), ``POST /predict``,
 ``GET /health``, ``GET /``, the API reference ``GET /openapi.json`` and ``GET /docs``, and Prometheus
 metrics at ``GET /monitoring/prometheus/metrics``.
 Unknown paths answer 404 and wrong methods 405, in TF Serving's ``{"error": "..."}`` format; no
-traceback ever reaches a client.
+traceback ever reaches a client. Requests for ``/v1/models...`` go straight to the TF Serving handlers,
+which match the URL with TF Serving's own patterns, without Bottle's router: predictions are the hot path.
 """
 
 from __future__ import annotations
@@ -65,21 +66,47 @@ def _raw_path(environ: dict) -> str:
 INTERNAL_ERROR = "Internal error: the server could not complete the request; see its log"
 
 
+def _answer(callback, *args, **kwargs) -> bottle.HTTPResponse:
+    """``callback``'s response; a ServingError becomes its status and message, anything else a logged 500."""
+    try:
+        return callback(*args, **kwargs)
+    except bottle.HTTPResponse as response:
+        return response
+    except ServingError as e:
+        return error_response(e)
+    except Exception:
+        log.exception("unexpected error in %s %s", bottle.request.method, bottle.request.path)
+        return json_error(500, INTERNAL_ERROR)
+
+
 def _json_errors(callback):
-    """Bottle plugin: a ServingError becomes its status and message; anything else a logged 500."""
+    """Bottle plugin: see :func:`_answer`."""
+    return lambda *args, **kwargs: _answer(callback, *args, **kwargs)
 
-    def answer(*args, **kwargs):
-        try:
-            return callback(*args, **kwargs)
-        except bottle.HTTPResponse:
-            raise
-        except ServingError as e:
-            return error_response(e)
-        except Exception:
-            log.exception("unexpected error in %s %s", bottle.request.method, bottle.request.path)
-            return json_error(500, INTERNAL_ERROR)
 
-    return answer
+class ModelsFirst:
+    """WSGI: ``/v1/models...`` (any case, as TF Serving matches it) to ``v1``, everything else to ``app``.
+
+    ``app`` routes the rest of ``/v1/`` to ``v1`` as well, after its own
+    ``/v1/appliance/`` routes; this saves the hot path Bottle's router and
+    plugins. ``v1(environ)`` returns a Bottle response or raises; it is answered
+    as Bottle would answer it (status line, headers, Content-Length, no body for HEAD).
+    """
+
+    def __init__(self, v1, app: bottle.Bottle):
+        self._v1 = v1
+        self._app = app
+
+    def __call__(self, environ, start_response):
+        if environ.get("PATH_INFO", "")[:10].lower() != "/v1/models":
+            return self._app(environ, start_response)
+        bottle.request.bind(environ)  # what the handlers note for the metrics goes into this request's environ
+        response = _answer(self._v1, environ)
+        body = response.body
+        if type(body) is str:
+            body = body.encode("utf-8")
+        start_response(response.status_line, [*response.headerlist, ("Content-Length", str(len(body)))])
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
 
 
 def _json_error_page(error: bottle.HTTPError) -> bytes:
@@ -132,22 +159,24 @@ def create_app(
     def body() -> bytes:
         return read_body(bottle.request.environ, max_request_bytes)
 
-    def v1(rest):
-        return tf_serving.handle(bottle.request.method, _raw_path(bottle.request.environ), body)
+    def v1(environ):
+        return tf_serving.handle(environ["REQUEST_METHOD"], _raw_path(environ),
+                                 lambda: read_body(environ, max_request_bytes))
 
     app.route(CONTROL_PATH, "GET", control.chosen)
     changes = [token_required(control_token)] if control_token else []
     app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()), apply=changes)
     app.route(RELOAD_PATH, "POST", lambda name: control.reload(name, body()), apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
-        app.route(prefix + "<rest:path>", "ANY", v1)
+        app.route(prefix + "<rest:path>", "ANY", lambda rest: v1(bottle.request.environ))
     app.route("/predict", "POST", lambda: simple.handle(body()))
     app.route("/health", "GET", lambda: pages.health(manager, remote))
     app.route("/", "GET", lambda: pages.index(manager, remote))
     app.route("/openapi.json", "GET", openapi.openapi_json)
     app.route("/docs", "GET", openapi.docs_page)
     app.route(METRICS_PATH, "GET", metrics.page)
-    guarded = TokenRequired(app, token) if token else app
+    routed = ModelsFirst(v1, app)
+    guarded = TokenRequired(routed, token) if token else routed
     if cors_allowed_origins:  # outside the token: preflights carry none
         guarded = Cors(guarded, cors_allowed_origins)
     return metrics.instrument(HostAllowList(Utf8Paths(guarded), allowed_hosts), ROUTE_APIS)  # refused ones count too

@@ -10,11 +10,12 @@ from wsgiref.util import setup_testing_defaults
 import bottle
 import pytest
 
-from appliance.api.app import _json_errors, read_body
-from appliance.errors import NotFound
+from appliance.api.app import ModelsFirst, _json_errors, read_body
+from appliance.api.responses import json_error, json_response
+from appliance.errors import InvalidArgument, NotFound
 
 
-def call(app, path: str, method: str = "GET") -> tuple[str, dict, dict]:
+def call_raw(app, path: str, method: str = "GET") -> tuple[str, dict, bytes]:
     environ: dict = {"PATH_INFO": path, "REQUEST_METHOD": method}
     setup_testing_defaults(environ)
     captured = {}
@@ -23,7 +24,12 @@ def call(app, path: str, method: str = "GET") -> tuple[str, dict, dict]:
         captured["status"], captured["headers"] = status, dict(headers)
 
     body = b"".join(app(environ, start_response))
-    return captured["status"], captured["headers"], json.loads(body)
+    return captured["status"], captured["headers"], body
+
+
+def call(app, path: str, method: str = "GET") -> tuple[str, dict, dict]:
+    status, headers, body = call_raw(app, path, method)
+    return status, headers, json.loads(body)
 
 
 def test_serving_errors_and_bugs_become_json_and_only_bugs_are_logged(caplog):
@@ -56,3 +62,38 @@ def test_read_body_refuses_more_than_the_limit(declared):
         read_body(environ, limit=10)
     assert refused.value.status_code == 413
     assert read_body({"wsgi.input": io.BytesIO(b"x" * 10)}, limit=10) == b"x" * 10
+
+
+def test_models_first_sends_v1_models_urls_past_bottle_and_answers_as_bottle_would(caplog):
+    seen = []
+
+    def v1(environ):
+        seen.append(environ["PATH_INFO"])
+        assert bottle.request.environ is environ, "handlers read the request through bottle.request"
+        if environ["PATH_INFO"].endswith("/bad"):
+            raise InvalidArgument("Malformed request")
+        if environ["PATH_INFO"].endswith("/refused"):
+            raise json_error(413, "too large")
+        if environ["PATH_INFO"].endswith("/bug"):
+            return {}["no such key"]
+        return json_response('{"model": "\u00e9"}', **{"X-Appliance-Backend": "local"})
+
+    app = bottle.Bottle()
+    app.route("/health", "GET", lambda: "fine")
+    wsgi = ModelsFirst(v1, app)
+
+    status, headers, body = call_raw(wsgi, "/v1/models/digits")
+    assert status == "200 OK" and body == '{"model": "\u00e9"}'.encode()
+    assert headers["Content-Type"] == "application/json" and headers["X-Appliance-Backend"] == "local"
+    assert headers["Content-Length"] == str(len(body))
+    assert call_raw(wsgi, "/V1/MODELS/digits")[0] == "200 OK", "TF Serving matches /v1 URLs in any case"
+    status, headers, body = call_raw(wsgi, "/v1/models/digits", "HEAD")
+    assert status == "200 OK" and body == b"" and headers["Content-Length"] == str(len('{"model": "é"}'.encode()))
+    assert call(wsgi, "/v1/models/bad")[::2] == ("400 Bad Request", {"error": "Malformed request"})
+    assert call(wsgi, "/v1/models/refused")[::2] == ("413 Request Entity Too Large", {"error": "too large"})
+    with caplog.at_level(logging.ERROR, logger="appliance.api.app"):
+        status, _, body = call(wsgi, "/v1/models/bug")
+    assert status.startswith("500") and "KeyError" not in body["error"] and caplog.records
+    assert call_raw(wsgi, "/health") == ("200 OK", {"Content-Type": "text/html; charset=UTF-8",
+                                                    "Content-Length": "4"}, b"fine")
+    assert len(seen) == 6, "the other paths are Bottle's"
