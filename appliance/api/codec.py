@@ -26,6 +26,7 @@ from __future__ import annotations
 import binascii
 import math
 import re
+from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
@@ -280,7 +281,7 @@ def _flatten(value) -> tuple[tuple[int, ...], list, set] | None:
         if len(lengths) > 1:
             return None
         shape.append(lengths.pop())
-        items = list(chain.from_iterable(items))
+        items = items[0] if len(items) == 1 else list(chain.from_iterable(items))
 
 
 def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
@@ -296,11 +297,11 @@ def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
         if dtype.kind == "float":
             if not types <= _NUMBER_TYPES:
                 return None
-            doubles = np.fromiter(leaves, dtype=np.float64, count=len(leaves))
-            if dtype.numpy != doubles.dtype:
-                with np.errstate(over="ignore"):
-                    return doubles.astype(dtype.numpy).reshape(shape)
-            return doubles.reshape(shape)
+            # array() turns each value into a C double and, for typecode "f", casts that to float: the
+            # rounding of numpy's float64 -> float32 cast (overflow gives inf), without np.errstate's cost.
+            # numpy's dtype chars ("f", "d") are the array module's typecodes.
+            values = array(dtype.numpy.char, leaves)
+            return np.frombuffer(values, dtype=dtype.numpy).reshape(shape)
         if dtype.kind == "int":
             if types != {int}:
                 return None
@@ -592,11 +593,13 @@ def _nest(tokens: list[str], shape: tuple[int, ...]) -> list[str]:
     """The JSON text of each sub-tensor along the first axis (rank >= 1), from the flat tokens."""
     parts = tokens
     for axis in range(len(shape) - 1, 0, -1):
-        size, groups = shape[axis], math.prod(shape[:axis])
+        size = shape[axis]
         if size == 0:
-            parts = ["[]"] * groups
+            parts = ["[]"] * math.prod(shape[:axis])
+        elif size == len(parts):  # one sub-tensor, e.g. a batch of one
+            parts = ["[" + ", ".join(parts) + "]"]
         else:
-            parts = ["[" + ", ".join(parts[i : i + size]) + "]" for i in range(0, groups * size, size)]
+            parts = ["[" + ", ".join(parts[i : i + size]) + "]" for i in range(0, len(parts), size)]
     return parts
 
 
@@ -635,15 +638,12 @@ def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
                 f"Tensor name: {name} has inconsistent batch size: {tensor.shape[0]} expecting: {batch_size}"
             )
         batch_size = tensor.shape[0]
-    items = {name: _nest(_tokens(name, tensor), tensor.shape) for name, tensor in arrays.items()}
-    if len(items) == 1:
-        (rows,) = items.values()
+    columns = [_nest(_tokens(name, tensor), tensor.shape) for name, tensor in arrays.items()]
+    if len(columns) == 1:
+        (rows,) = columns
     else:
-        keys = [quote(name) for name in items]
-        rows = [
-            "{" + ", ".join(f"{key}: {values[i]}" for key, values in zip(keys, items.values())) + "}"
-            for i in range(batch_size)
-        ]
+        template = "{" + ", ".join([quote(name).replace("%", "%%") + ": %s" for name in arrays]) + "}"
+        rows = [template % row for row in zip(*columns)]
     return "[" + ", ".join(rows) + "]"
 
 

@@ -78,12 +78,14 @@ def parse_document(body: bytes) -> dict:
         raise InvalidArgument("JSON Parse error: The document is empty")
     skipped = len(_BOM) if body.startswith(_BOM) else 0
     try:
-        text = body[skipped:].decode("utf-8")
+        text = (body[skipped:] if skipped else body).decode("utf-8")
     except UnicodeDecodeError as e:
         raise _parse_error("Invalid encoding in string.", skipped + e.start) from None
-    start = _LEADING_SPACE.match(text).end()
-    if start == len(text):
-        raise _parse_error("The document is empty.", len(body))
+    start = 0
+    if text[:1] in " \t\n\r":  # leading whitespace, or no text at all ("" is in any string)
+        start = _LEADING_SPACE.match(text).end()
+        if start == len(text):
+            raise _parse_error("The document is empty.", len(body))
     try:
         doc, _ = _DECODER.raw_decode(text, start)
     except json.JSONDecodeError as e:
