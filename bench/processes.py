@@ -101,6 +101,20 @@ class ServerProcess:
             time.sleep(_POLL_SECONDS)
         raise RuntimeError(f"{self.name} gave no prediction within {timeout:.0f} s:\n{self.log_tail()}")
 
+    def wait_versions_settled(self, host: str, port: int, models: tuple[str, ...], timeout: float) -> None:
+        """Poll the appliance's ``GET /v1/models/<model>`` until no version of ``models`` is still loading.
+
+        The chosen versions answer first and the older ones load after them: a
+        measurement started before they are done would share the CPU with loading.
+        """
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.check_running()
+            if all(_versions_settled(host, port, model) for model in models):
+                return
+            time.sleep(_POLL_SECONDS)
+        raise RuntimeError(f"{self.name} still loads versions of {', '.join(models)} after {timeout:.0f} s")
+
     def stop(self) -> None:
         self.process.terminate()
         try:
@@ -114,6 +128,21 @@ class ServerProcess:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def _versions_settled(host: str, port: int, model: str) -> bool:
+    """Whether every version of ``model`` is AVAILABLE or END (TF Serving's status), per the appliance."""
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("GET", f"/v1/models/{model}")
+        response = connection.getresponse()
+        answer = response.read()
+    except OSError:
+        return False
+    finally:
+        connection.close()
+    states = [v["state"] for v in json.loads(answer).get("model_version_status", [])] if response.status == 200 else []
+    return bool(states) and all(state in ("AVAILABLE", "END") for state in states)
 
 
 def _answers(host: str, port: int, path: str, body: bytes) -> bool:

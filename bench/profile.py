@@ -33,7 +33,7 @@ if __package__ in (None, ""):  # run as a script: import bench from the reposito
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # whose profile.py would shadow the standard library's
 
 from bench.loadgen import Bounds, Target, measure  # noqa: E402
-from bench.run import START_TIMEOUT, request_for, say, start_appliance, wait_ready  # noqa: E402
+from bench.run import START_TIMEOUT, request_for, say, start_appliance, wait_appliance_ready  # noqa: E402
 
 MODEL = "digits"
 SAMPLE_RATE = 200  # per second
@@ -137,7 +137,7 @@ def profile(concurrency: int, seconds: int, out: Path) -> dict:
     with tempfile.TemporaryDirectory(prefix="appliance-profile-home-") as home, \
             start_appliance(Path(home), out / "appliance.log") as server:
         host, port = server.wait_for_url(START_TIMEOUT)
-        wait_ready(server, host, port, (MODEL,))
+        wait_appliance_ready(server, host, port, (MODEL,))
         say(f"loading {request_for(MODEL)[0]} at c={concurrency} while py-spy samples the server for {seconds} s")
         pid = server.process.pid
         samplers = [Sampler(py_spy, pid, seconds, "raw", out / "stacks.txt", out / "py-spy-raw.log"),

@@ -146,6 +146,13 @@ def wait_ready(server: ServerProcess, host: str, port: int, models: tuple[str | 
     return first
 
 
+def wait_appliance_ready(server: ServerProcess, host: str, port: int, models: tuple[str, ...]) -> float:
+    """:func:`wait_ready`, then wait until the appliance has loaded every version, so none loads during a measurement."""
+    first = wait_ready(server, host, port, models)
+    server.wait_versions_settled(host, port, models, START_TIMEOUT)
+    return first
+
+
 def load_server(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...], mode: Mode) -> list[dict]:
     """Every model at every concurrency level; each result also has the server's RSS after it."""
     runs = []
@@ -161,9 +168,9 @@ def load_server(server: ServerProcess, host: str, port: int, models: tuple[str |
 
 
 def measure_server(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...], description: str,
-                   mode: Mode) -> tuple[dict, list[dict]]:
+                   mode: Mode, ready=wait_ready) -> tuple[dict, list[dict]]:
     """A started server under load, and what it is, its start to first prediction and its RSS once ready."""
-    startup = wait_ready(server, host, port, models)
+    startup = ready(server, host, port, models)
     rss_ready = server.rss_mib()
     runs = load_server(server, host, port, models, mode)
     info = {"description": description, "startup_s": startup, "rss_ready_mib": rss_ready,
@@ -181,7 +188,8 @@ def bench_appliance(setup: ApplianceSetup, home: Path, logs: Path, mode: Mode) -
     """The appliance under load, and its start to first prediction and RSS once ready (one prediction per model)."""
     say(f"{setup.name}: starting")
     with start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name, setup.args) as server:
-        return measure_server(server, *server.wait_for_url(START_TIMEOUT), setup.models, setup.description, mode)
+        return measure_server(server, *server.wait_for_url(START_TIMEOUT), setup.models, setup.description, mode,
+                              wait_appliance_ready)
 
 
 def cold_starts(home: Path, logs: Path, mode: Mode) -> dict:

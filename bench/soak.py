@@ -55,7 +55,7 @@ if __package__ in (None, ""):  # run as a script: import bench from the reposito
 from bench import procstat  # noqa: E402
 from bench.bodies import INSTANCES, predict_body, predict_path  # noqa: E402
 from bench.processes import ServerProcess  # noqa: E402
-from bench.run import MODELS, say, start_appliance, wait_ready  # noqa: E402
+from bench.run import MODELS, say, start_appliance, wait_appliance_ready  # noqa: E402
 
 SWITCHED_MODEL = "digits"
 SERVED_VERSIONS = (1, 2)  # each bundled model's versions, all loaded: digits switches between them
@@ -437,7 +437,7 @@ def soak(settings: Settings) -> dict:
         say("appliance: starting")
         with start_appliance(Path(home) / "user", Path(home) / "appliance.log") as server:
             host, port = server.wait_for_url(START_TIMEOUT_S)
-            wait_ready(server, host, port, tuple(MODELS))
+            wait_appliance_ready(server, host, port, tuple(MODELS))
             chosen = ChosenVersion(chosen_version(host, port))
             tally, clock = Tally(), LoadClock()
             conductor = Conductor(host, port, settings, clock, chosen)
