@@ -398,3 +398,49 @@ def test_a_request_waiting_for_a_worker_logs_no_warning(caplog):
         queued.join(TIMEOUT)
         assert app.paths == ["/wait", "/"]
     assert [r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING] == []
+
+
+class ThreadNames:
+    """A WSGI app answering with the name of the worker thread that runs it (release, server: for serving())."""
+
+    def __init__(self):
+        self.release = threading.Event()
+        self.server: Server | None = None
+
+    def __call__(self, environ, start_response):
+        body = threading.current_thread().name.encode()
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def test_one_client_at_a_time_is_served_by_one_warm_worker_not_by_each_in_turn():
+    with serving(ThreadNames(), threads=8) as server, requests.Session() as session:
+        names = [session.get(server.url + "/", timeout=TIMEOUT).text for _ in range(24)]
+    assert len(set(names)) == 1, f"requests went round the workers: {sorted(set(names))}"
+
+
+def test_the_last_in_first_out_condition_wakes_the_newest_waiter():
+    condition = appliance.server._LastInFirstOut()
+    woken: list[int] = []
+    waiting = threading.Semaphore(0)
+
+    def wait(number):
+        with condition:
+            waiting.release()
+            condition.wait(TIMEOUT)
+            woken.append(number)
+
+    threads = []
+    for number in range(3):  # one at a time, so that they wait in this order
+        threads.append(threading.Thread(target=wait, args=(number,)))
+        threads[-1].start()
+        assert waiting.acquire(timeout=TIMEOUT)
+        with condition:  # once the waiter released the lock, it is waiting
+            pass
+    for _ in range(3):
+        with condition:
+            condition.notify()
+        wait_until(lambda count=len(woken) + 1: len(woken) == count, "a waiter to wake")
+    for thread in threads:
+        thread.join(TIMEOUT)
+    assert woken == [2, 1, 0]
