@@ -109,7 +109,7 @@ def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     runtime.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
                          help="threads inside one TF op; 0 = TensorFlow's choice")
     runtime.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                         help="threads running TF ops in parallel; 0 (default) = calls that cannot loop run in "
+                         help="threads running TF ops in parallel; 0 (default) = one-row calls that cannot loop run in "
                          "the calling thread (the fastest for small models) and the others on TensorFlow's pool; "
                          "N > 0 = every call on a pool of N; -1 = every call in the calling thread")
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))

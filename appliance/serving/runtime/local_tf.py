@@ -174,13 +174,15 @@ def _shape_text(array: np.ndarray) -> str:
 class LocalTFServable(Servable):
     """One SavedModel version loaded into its own graph and session.
 
-    With ``caller_thread_when_bounded``, a call whose ops cannot loop or block
-    runs in the calling thread rather than being handed to TensorFlow's inter-op
-    pool (``RunOptions.inter_op_thread_pool = -1``): for the small graphs a
-    desktop serves, that hand-off and its wake-ups cost more than the model
-    (digits, batch 1: 48 µs a call and 69 µs of CPU on the pool, 26 µs and 26 µs
-    in the caller). The deadline cannot cancel a call running that way, hence
-    the condition.
+    With ``caller_thread_when_bounded``, a one-row call whose ops cannot loop or
+    block runs in the calling thread rather than being handed to TensorFlow's
+    inter-op pool (``RunOptions.inter_op_thread_pool = -1``): for the small
+    graphs a desktop serves, that hand-off and its wake-ups cost more than the
+    model (digits, batch 1: 48 µs a call and 69 µs of CPU on the pool, 26 µs and
+    26 µs in the caller). The deadline cannot cancel a call running that way,
+    hence the ops' condition. Calls of several rows (batches, whose hand-off is
+    shared) stay on the pool: oneDNN keeps primitives per thread and shape, and
+    batches of every size run in each of 32 worker threads grew RSS by 100 MiB.
     """
 
     def __init__(self, session, meta_graph, run_timeout_ms: int = 0, caller_thread_when_bounded: bool = False):
@@ -188,6 +190,7 @@ class LocalTFServable(Servable):
         self._run_timeout_ms = run_timeout_ms
         self._caller_thread_when_bounded = caller_thread_when_bounded
         self._graph_def = meta_graph.graph_def
+        self._bounded_calls: dict[tuple, bool] = {}
         self._callables: dict[tuple, object] = {}
         self._callables_lock = threading.Lock()
         self._signature_defs = dict(meta_graph.signature_def)
@@ -202,10 +205,10 @@ class LocalTFServable(Servable):
             for n, sd in self._signature_defs.items()
         }
 
-    def _callable(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...]):
+    def _callable(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...], in_caller_thread: bool):
         # Session::MakeCallable, as TF Serving's C++ runs a signature: it feeds tensors by name without
         # Python's static-shape check, and costs a fraction of session.run per call.
-        key = (feed_names, fetch_names)
+        key = (feed_names, fetch_names, in_caller_thread)
         found = self._callables.get(key)
         if found is None:
             with self._callables_lock:
@@ -213,25 +216,37 @@ class LocalTFServable(Servable):
                 if found is None:
                     options = config_pb2.CallableOptions(feed=feed_names, fetch=fetch_names)
                     options.run_options.timeout_in_ms = self._run_timeout_ms
-                    if self._in_caller_thread(feed_names, fetch_names):
+                    if in_caller_thread:
                         options.run_options.inter_op_thread_pool = -1
                     found = self._callables[key] = self._session._make_callable_from_options(options)
         return found
 
-    def _in_caller_thread(self, feed_names: Sequence[str], fetch_names: Sequence[str]) -> bool:
-        return self._caller_thread_when_bounded and not _may_run_unbounded(self._graph_def, feed_names, fetch_names)
+    def _bounded(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...]) -> bool:
+        """Whether computing the fetches from the feeds cannot loop or block (worked out once per pair)."""
+        key = (feed_names, fetch_names)
+        bounded = self._bounded_calls.get(key)
+        if bounded is None:
+            bounded = self._bounded_calls[key] = not _may_run_unbounded(self._graph_def, feed_names, fetch_names)
+        return bounded
+
+    def _in_caller_thread(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...],
+                          values: Sequence[np.ndarray]) -> bool:
+        return (self._caller_thread_when_bounded and all(v.ndim == 0 or len(v) <= 1 for v in values)
+                and self._bounded(feed_names, fetch_names))
 
     def runs_in_caller_thread(self, signature_name: str) -> bool:
-        """Whether a call of the signature (all inputs fed, all outputs fetched) runs in the calling thread."""
+        """Whether a one-row call of the signature (all inputs fed, all outputs fetched) runs in the calling thread."""
         signature = self.signatures[signature_name]
-        return self._in_caller_thread([t.tensor_name for t in signature.inputs.values()],
-                                      [t.tensor_name for t in signature.outputs.values()])
+        return self._in_caller_thread(tuple(t.tensor_name for t in signature.inputs.values()),
+                                      tuple(t.tensor_name for t in signature.outputs.values()), ())
 
     def _run(self, feeds: Mapping[str, np.ndarray], fetch_names: Sequence[str]) -> list[np.ndarray]:
         try:
-            run = self._callable(tuple(feeds), tuple(fetch_names))
             # asarray, not ascontiguousarray: that one turns a scalar (shape []) into shape [1]
-            return run(*(np.asarray(v, order="C") for v in feeds.values()))
+            values = [np.asarray(v, order="C") for v in feeds.values()]
+            feed_names, fetch_names = tuple(feeds), tuple(fetch_names)
+            run = self._callable(feed_names, fetch_names, self._in_caller_thread(feed_names, fetch_names, values))
+            return run(*values)
         except tf.errors.DeadlineExceededError:
             raise ServingError(f"Deadline exceeded: the model ran longer than {self._run_timeout_ms} ms "
                                "(--rest_api_timeout_in_ms)", Code.DEADLINE_EXCEEDED) from None
@@ -376,7 +391,7 @@ class LocalTFRuntime(Runtime):
     ``inter_op_threads`` as TensorFlow's ``inter_op_parallelism_threads``: a
     positive count sizes the inter-op pool every call runs on, and a negative
     one runs every call in the calling thread. With 0 (the default), on the CPU,
-    calls that cannot loop run in the calling thread (see :class:`LocalTFServable`)
+    one-row calls that cannot loop run in the calling thread (see :class:`LocalTFServable`)
     and the others on TensorFlow's own pool.
     """
 
