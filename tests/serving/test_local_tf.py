@@ -154,7 +154,8 @@ def _caller_cpu_share(servable, rows: np.ndarray) -> tuple[float, np.ndarray]:
 
 def test_one_row_calls_of_loop_free_graphs_run_in_the_calling_thread_and_the_others_on_the_pool(step_models):
     # The steps are too small to be split across threads: the thread running the graph does all the work, so the
-    # calling thread's own CPU time shows where the graph ran.
+    # calling thread's own CPU time shows where the graph ran (~1.0 of the call's time when there, 0.05-0.25 of
+    # setting the call up when on the pool).
     runtime = LocalTFRuntime("cpu", run_timeout_ms=60_000, warmup=False)
     straight = runtime.load(step_models / "straight" / "1")
     looped = runtime.load(step_models / "looped" / "1")
@@ -164,11 +165,11 @@ def test_one_row_calls_of_loop_free_graphs_run_in_the_calling_thread_and_the_oth
         assert not looped.runs_in_caller_thread("serving_default")
         straight_share, straight_y = _caller_cpu_share(straight, rows)
         looped_share, looped_y = _caller_cpu_share(looped, rows)
-        assert straight_share > 0.5, "the loop-free graph should have run in the calling thread"
-        assert looped_share < 0.2, "the graph loop should have run on TensorFlow's inter-op pool"
+        assert straight_share > 0.8, "the loop-free graph should have run in the calling thread"
+        assert looped_share < 0.5, "the graph loop should have run on TensorFlow's inter-op pool"
         np.testing.assert_allclose(straight_y, looped_y, rtol=1e-5)
         batch_share, _ = _caller_cpu_share(straight, np.ones(8, np.float32))
-        assert batch_share < 0.2, "a call of several rows should have run on TensorFlow's inter-op pool"
+        assert batch_share < 0.5, f"a call of several rows should have run on the pool (share {batch_share:.2f})"
     finally:
         straight.close()
         looped.close()
@@ -180,7 +181,7 @@ def test_an_inter_op_pool_size_puts_every_graph_on_the_pool(step_models):
     try:
         assert not straight.runs_in_caller_thread("serving_default")
         share, _ = _caller_cpu_share(straight, np.ones(1, np.float32))
-        assert share < 0.2
+        assert share < 0.5
     finally:
         straight.close()
 
