@@ -130,30 +130,28 @@ class ServerProcess:
         self.stop()
 
 
-def _versions_settled(host: str, port: int, model: str) -> bool:
-    """Whether every version of ``model`` is AVAILABLE or END (TF Serving's status), per the appliance."""
+def _json_answer(host: str, port: int, method: str, path: str, body: bytes | None = None):
+    """The JSON document a 200 answer to ``method path`` carries; None for another status or no answer."""
     connection = http.client.HTTPConnection(host, port, timeout=10)
     try:
-        connection.request("GET", f"/v1/models/{model}")
+        connection.request(method, path, body, {"Content-Type": "application/json"} if body is not None else {})
         response = connection.getresponse()
         answer = response.read()
     except OSError:
-        return False
+        return None
     finally:
         connection.close()
-    states = [v["state"] for v in json.loads(answer).get("model_version_status", [])] if response.status == 200 else []
+    return json.loads(answer) if response.status == 200 else None
+
+
+def _versions_settled(host: str, port: int, model: str) -> bool:
+    """Whether every version of ``model`` is AVAILABLE or END (TF Serving's status), per the appliance."""
+    status = _json_answer(host, port, "GET", f"/v1/models/{model}")
+    states = [v["state"] for v in status["model_version_status"]] if status else []
     return bool(states) and all(state in ("AVAILABLE", "END") for state in states)
 
 
 def _answers(host: str, port: int, path: str, body: bytes) -> bool:
     """Whether ``POST path`` answers 200 with TF Serving's ``{"predictions": [one row]}``."""
-    connection = http.client.HTTPConnection(host, port, timeout=10)
-    try:
-        connection.request("POST", path, body, {"Content-Type": "application/json"})
-        response = connection.getresponse()
-        answer = response.read()
-    except OSError:
-        return False
-    finally:
-        connection.close()
-    return response.status == 200 and len(json.loads(answer)["predictions"]) == 1
+    answer = _json_answer(host, port, "POST", path, body)
+    return answer is not None and len(answer["predictions"]) == 1
