@@ -80,26 +80,27 @@ class ServerProcess:
         if self.process.poll() is not None:
             raise RuntimeError(f"{self.name} exited with status {self.process.returncode}:\n{self.log_tail()}")
 
-    def wait_for_url(self, timeout: float) -> tuple[str, int]:
-        """The host and port of the ``serving on http://host:port`` line the server prints."""
+    def _poll(self, probe, timeout: float, failure: str):
+        """``probe()``'s first true result, polled while the server runs; RuntimeError(``failure``) after ``timeout``."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_running()
-            match = _URL_LINE.search(self.log_path.read_text(errors="replace"))
-            if match:
-                return match.group(1), int(match.group(2))
+            found = probe()
+            if found:
+                return found
             time.sleep(_POLL_SECONDS)
-        raise RuntimeError(f"{self.name} printed no URL within {timeout:.0f} s:\n{self.log_tail()}")
+        raise RuntimeError(f"{self.name} {failure} within {timeout:.0f} s:\n{self.log_tail()}")
+
+    def wait_for_url(self, timeout: float) -> tuple[str, int]:
+        """The host and port of the ``serving on http://host:port`` line the server prints."""
+        match = self._poll(lambda: _URL_LINE.search(self.log_path.read_text(errors="replace")), timeout,
+                           "printed no URL")
+        return match.group(1), int(match.group(2))
 
     def wait_first_answer(self, host: str, port: int, path: str, body: bytes, timeout: float) -> float:
         """Poll until ``POST path`` answers 200 with one prediction; seconds since the process was started."""
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_running()
-            if _answers(host, port, path, body):
-                return time.perf_counter() - self.started
-            time.sleep(_POLL_SECONDS)
-        raise RuntimeError(f"{self.name} gave no prediction within {timeout:.0f} s:\n{self.log_tail()}")
+        self._poll(lambda: _answers(host, port, path, body), timeout, "gave no prediction")
+        return time.perf_counter() - self.started
 
     def wait_versions_settled(self, host: str, port: int, models: tuple[str, ...], timeout: float) -> None:
         """Poll the appliance's ``GET /v1/models/<model>`` until no version of ``models`` is still loading.
@@ -107,13 +108,8 @@ class ServerProcess:
         The chosen versions answer first and the older ones load after them: a
         measurement started before they are done would share the CPU with loading.
         """
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.check_running()
-            if all(_versions_settled(host, port, model) for model in models):
-                return
-            time.sleep(_POLL_SECONDS)
-        raise RuntimeError(f"{self.name} still loads versions of {', '.join(models)} after {timeout:.0f} s")
+        self._poll(lambda: all(_versions_settled(host, port, model) for model in models), timeout,
+                   f"had not loaded every version of {', '.join(models)}")
 
     def stop(self) -> None:
         self.process.terminate()
