@@ -41,7 +41,8 @@ def test_concurrent_clients_of_a_batched_model_each_get_their_own_answer(bundled
                     wrong.append(response.text)
                     continue
                 got = np.array([p["probabilities"] for p in response.json()["predictions"]])
-                if not np.allclose(got, expected[i], rtol=1e-5, atol=1e-7):
+                # float32 sums run in another order in batches of other sizes (oneDNN picks kernels by shape)
+                if not np.allclose(got, expected[i], rtol=1e-4, atol=1e-6):
                     wrong.append(f"client {i}: {got} != {expected[i]}")
 
     before = _batches(bundled_server.url)

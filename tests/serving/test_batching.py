@@ -151,7 +151,9 @@ def test_queued_requests_merge_into_one_call_and_each_gets_its_own_rows(digits):
     for i, x in enumerate(inputs):
         expected = digits.predict("serving_default", x)
         assert answers[i].keys() == expected.keys()
-        np.testing.assert_allclose(answers[i]["probabilities"], expected["probabilities"], rtol=1e-5)
+        # Not bit-equal: oneDNN picks its kernels by batch shape and CPU, so a row's float32 sums run in
+        # another order in a batch of 7 than of 3 (on an AMD EPYC: 2.3e-5 relative, 6.9e-7 absolute).
+        np.testing.assert_allclose(answers[i]["probabilities"], expected["probabilities"], rtol=1e-4, atol=1e-6)
         np.testing.assert_array_equal(answers[i]["class"], expected["class"])
 
 
@@ -258,7 +260,7 @@ def test_concurrent_clients_through_the_servable_get_their_own_answers(digits):
     def client(i):
         for _ in range(30):
             got = servable.predict("", inputs[i])["probabilities"]
-            if not np.allclose(got, expected[i], rtol=1e-5):
+            if not np.allclose(got, expected[i], rtol=1e-4, atol=1e-6):  # as above: batch shapes change sums
                 failures.append(i)
 
     threads = [threading.Thread(target=client, args=(i,)) for i in range(16)]
