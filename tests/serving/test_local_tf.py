@@ -101,6 +101,22 @@ def test_tf2_model_uses_signature_defaults_and_lists_the_init_op(runtime, tfs_te
     servable.close()
 
 
+def test_a_valid_request_shape_is_planned_once_and_errors_are_never_cached(runtime, tfs_testdata, monkeypatch):
+    monkeypatch.setattr(local_tf, "_PREDICT_PLANS_KEPT", 3)
+    servable = runtime.load(tfs_testdata / "saved_model_half_plus_two_tf2_cpu" / "00000123")
+    for _ in range(2):  # the second round runs from the plans the first one kept
+        assert servable.predict("", {})["y"].tolist() == [2.0]  # x from the signature's default
+        assert servable.predict("", {"x": np.array([4.0], np.float32)})["y"].tolist() == [4.0]
+        assert servable.predict("serving_default", {"x": np.array([2.0], np.float32)}, ("y",))["y"].tolist() == [3.0]
+        assert servable.predict(None, {"x": np.array([6.0], np.float32)})["y"].tolist() == [5.0]  # beyond the cap
+        with pytest.raises(InvalidArgument, match="input tensor alias not found in signature: z"):
+            servable.predict("", {"z": np.zeros(1, np.float32)})
+        with pytest.raises(InvalidArgument, match="output tensor alias not found in signature: w"):
+            servable.predict("", {"x": np.array([4.0], np.float32)}, ("w",))
+    assert len(servable._predict_plans) == 3
+    servable.close()
+
+
 def test_tf1_only_model_loads(runtime, tfs_testdata):
     servable = runtime.load(tfs_testdata / "saved_model_half_plus_three" / "00000123")
     assert servable.predict("", {"x": np.array([1.0, 2.0, 5.0], np.float32)})["y"].tolist() == [3.5, 4.0, 5.5]

@@ -14,6 +14,7 @@ inputs are fed by the tensor names their signature declares.
 from __future__ import annotations
 
 import ctypes
+import dataclasses
 import gc
 import logging
 import os
@@ -171,6 +172,20 @@ def _shape_text(array: np.ndarray) -> str:
     return "[" + ",".join(str(d) for d in array.shape) + "]"
 
 
+# Predict plans kept per servable: one per distinct (signature, input aliases, output filter) of valid requests.
+_PREDICT_PLANS_KEPT = 256
+
+
+@dataclasses.dataclass(frozen=True)
+class _PredictPlan:
+    """A valid predict request's call, worked out once: the request's inputs are fed first, then the defaults."""
+
+    feed_names: tuple[str, ...]
+    defaults: tuple[np.ndarray, ...]
+    fetch_names: tuple[str, ...]
+    outputs: tuple[str, ...]  # the aliases of the fetches, in order
+
+
 class LocalTFServable(Servable):
     """One SavedModel version loaded into its own graph and session.
 
@@ -193,6 +208,7 @@ class LocalTFServable(Servable):
         self._bounded_calls: dict[tuple, bool] = {}
         self._callables: dict[tuple, object] = {}
         self._callables_lock = threading.Lock()
+        self._predict_plans: dict[tuple, _PredictPlan] = {}
         self._signature_defs = dict(meta_graph.signature_def)
         self.signatures = {n: _signature_spec(n, sd) for n, sd in self._signature_defs.items()}
         self._defaults = {
@@ -241,10 +257,12 @@ class LocalTFServable(Servable):
                                       tuple(t.tensor_name for t in signature.outputs.values()), ())
 
     def _run(self, feeds: Mapping[str, np.ndarray], fetch_names: Sequence[str]) -> list[np.ndarray]:
+        return self._call(tuple(feeds), tuple(fetch_names), feeds.values())
+
+    def _call(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...], feed_values) -> list[np.ndarray]:
         try:
             # asarray, not ascontiguousarray: that one turns a scalar (shape []) into shape [1]
-            values = [np.asarray(v, order="C") for v in feeds.values()]
-            feed_names, fetch_names = tuple(feeds), tuple(fetch_names)
+            values = [np.asarray(v, order="C") for v in feed_values]
             run = self._callable(feed_names, fetch_names, self._in_caller_thread(feed_names, fetch_names, values))
             return run(*values)
         except tf.errors.DeadlineExceededError:
@@ -254,16 +272,30 @@ class LocalTFServable(Servable):
             raise _as_serving_error(e) from None
 
     def predict(self, signature_name, inputs, output_filter=()):
+        key = (signature_name, tuple(inputs), tuple(output_filter))
+        plan = self._predict_plans.get(key)
+        if plan is None:
+            plan = self._predict_plan(signature_name, inputs, output_filter)
+            if len(self._predict_plans) < _PREDICT_PLANS_KEPT:
+                self._predict_plans[key] = plan
+        values = self._call(plan.feed_names, plan.fetch_names, [*map(inputs.__getitem__, key[1]), *plan.defaults])
+        return dict(zip(plan.outputs, map(np.asarray, values)))
+
+    def _predict_plan(self, signature_name, inputs, output_filter) -> _PredictPlan:
+        """How a predict request with these input and output aliases runs, once it is known to be valid."""
         name = signature_name or DEFAULT_SIGNATURE
         signature = self.signatures.get(name)
         if signature is None:
             raise FailedPrecondition(f'Serving signature key "{name}" not found.')
         self._check_inputs(signature, inputs)
-        feeds = {signature.inputs[a].tensor_name: v for a, v in self._defaults[name].items() if a not in inputs}
-        feeds.update((signature.inputs[a].tensor_name, v) for a, v in inputs.items())
-        aliases = self._output_aliases(signature, output_filter)
-        values = self._run(feeds, [signature.outputs[a].tensor_name for a in aliases])
-        return dict(zip(aliases, (np.asarray(v) for v in values)))
+        defaults = {a: v for a, v in self._defaults[name].items() if a not in inputs}
+        outputs = self._output_aliases(signature, output_filter)
+        return _PredictPlan(
+            feed_names=tuple(signature.inputs[a].tensor_name for a in [*inputs, *defaults]),
+            defaults=tuple(defaults.values()),
+            fetch_names=tuple(signature.outputs[a].tensor_name for a in outputs),
+            outputs=tuple(outputs),
+        )
 
     @staticmethod
     def _check_inputs(signature: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> None:
