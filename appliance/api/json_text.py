@@ -23,6 +23,7 @@ from array import array
 from json.encoder import encode_basestring as quote
 
 import numpy as np
+import orjson
 
 from ..errors import InvalidArgument
 
@@ -65,6 +66,21 @@ _LEADING_SPACE = re.compile(r"[ \t\n\r]*")
 _STRING_OR_BRACKET = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{}]', re.S)
 _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
+# orjson, with the guard below, parses a request body ~5x faster than the json module (the 391-byte digits body:
+# 2.7 us against 14.6 us; 333 kB of floats: 1.0 ms against 6.4 ms) and, whenever it accepts one, to the same values
+# of the same types (floats bit for bit, the last of duplicate keys, surrogate pairs). What it rejects (a BOM,
+# NaN / Infinity, numbers beyond the double range, text after the document, unpaired surrogate escapes, every error)
+# goes to the rapidjson rules, and so do the two kinds of documents it reads differently:
+# - integers beyond [INT64_MIN, UINT64_MAX], which orjson makes floats: each is a run of 19 or more digits after a
+#   byte that is not a digit, ".", "e", "E" or "+" (fraction and exponent digits follow those);
+# - deep nesting, which orjson reads to 1024 levels (3.9.0: to any depth) and json only to the recursion
+#   limit less the caller's stack (~975 levels under the server): a document nests no deeper than its count of
+#   "[" and "{", and documents with 512 of them or more take the rapidjson rules.
+_NUMBER_SHAPES = bytes(ord("0") if chr(b) in "0123456789" else ord(".") if chr(b) in ".eE+" else ord(" ")
+                       for b in range(256))
+_LONG_INTEGER = b" " + b"0" * 19
+_FAST_OPENERS = 512
+
 
 def parse_document(body: bytes) -> dict:
     """TF Serving's ParseJson: the request body as a JSON object, or InvalidArgument.
@@ -74,6 +90,19 @@ def parse_document(body: bytes) -> dict:
     anything after the top-level value is ignored. Unlike rapidjson, invalid UTF-8
     and unpaired surrogate escapes are rejected, so every string is valid text.
     """
+    shapes = body.translate(_NUMBER_SHAPES, b"[{")  # deleting the openers counts them
+    if len(body) - len(shapes) < _FAST_OPENERS and _LONG_INTEGER not in shapes:
+        try:
+            doc = orjson.loads(body)
+        except orjson.JSONDecodeError:
+            doc = None
+        if type(doc) is dict:
+            return doc
+    return _parse_with_rapidjson_rules(body)
+
+
+def _parse_with_rapidjson_rules(body: bytes) -> dict:
+    """parse_document for any body, with the json module: rapidjson's wording and offsets in every error."""
     if not body:
         raise InvalidArgument("JSON Parse error: The document is empty")
     skipped = len(_BOM) if body.startswith(_BOM) else 0

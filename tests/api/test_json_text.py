@@ -3,20 +3,29 @@
 Expected values come from rapidjson's error wording and offsets, or are
 derived independently (C's strtof/printf through ctypes), never copied from
 the module's output. How values appear inside error messages is tested through
-the codec, in test_codec.py.
+the codec, in test_codec.py. parse_document's orjson fast path is checked against
+the json-module parser it stands in for, on generated documents and JSON text.
 """
 
 from __future__ import annotations
 
 import ctypes
 import ctypes.util
+import json
 import math
+import struct
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
-from appliance.api.json_text import decimal_tokens, parse_document
+from appliance.api.json_text import _parse_with_rapidjson_rules, decimal_tokens, parse_document
 from appliance.errors import InvalidArgument
+
+PARSE_SETTINGS = settings(
+    max_examples=300, derandomize=True, database=None, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 
 # ---------------------------------------------------------------------------
 # helpers
@@ -103,7 +112,7 @@ def test_invalid_utf8_is_a_parse_error():
 def test_unpaired_surrogate_is_a_parse_error():
     with pytest.raises(InvalidArgument) as info:
         parse_document(b'{"instances": ["\\ud800"]}')
-    assert "The surrogate pair in string is invalid." in info.value.message
+    assert info.value.message == "JSON Parse error: The surrogate pair in string is invalid. at offset: 16"
     assert parse_document(b'{"s": "\\ud83d\\ude00"}') == {"s": "\U0001f600"}
 
 
@@ -127,6 +136,143 @@ def test_deep_nesting_is_an_error_not_a_crash():
     body = b'{"instances": [1], "nested": ' + b"[" * 100_000 + b"]" * 100_000 + b"}"
     with pytest.raises(InvalidArgument):
         parse_document(body)
+
+
+def test_text_after_the_document_is_ignored():
+    assert parse_document(b'{"a": 1} {"b": 2}') == {"a": 1}
+    assert parse_document(b'{"a": 1},\x00') == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "literal, value",
+    [
+        (b"18446744073709551615", 2**64 - 1),  # UINT64_MAX
+        (b"18446744073709551616", 2**64),
+        (b"-9223372036854775808", -(2**63)),  # INT64_MIN
+        (b"-9223372036854775809", -(2**63) - 1),
+        (b"1" * 400, int("1" * 400)),
+        (b"1e400", math.inf),
+        (b"-1e400", -math.inf),
+        (b"-0", 0),
+        (b"-0.0", -0.0),
+        (b"1e2", 100.0),
+    ],
+)
+def test_numbers_keep_their_value_and_type(literal, value):
+    """Integers stay exact Python ints however large (rapidjson's own doubles beyond int64 are the codec's business)."""
+    got = parse_document(b'{"a": [' + literal + b"]}")["a"][0]
+    assert typed(got) == typed(value)
+
+
+@pytest.mark.parametrize("depth", [600, 1000, 1023])
+def test_nesting_depth_is_limited_as_before(depth):
+    """The json module gives up at the recursion limit less the stack (~975 deep under the server), orjson at 1024."""
+    body = b'{"a": ' + b"[" * depth + b"]" * depth + b"}"
+
+    def result(parse):
+        try:
+            return parse(body)
+        except InvalidArgument as error:
+            return error.message
+
+    assert result(parse_document) == result(_parse_with_rapidjson_rules)
+
+
+# ---------------------------------------------------------------------------
+# parse_document's orjson fast path reads every document as the rapidjson rules do
+# ---------------------------------------------------------------------------
+
+
+def typed(value):
+    """A JSON value with the type of every part spelled out and floats as their bits (-0.0, NaN)."""
+    if type(value) is float:
+        return "float", struct.pack(">d", value)
+    if type(value) is list:
+        return "list", [typed(item) for item in value]
+    if type(value) is dict:
+        return "dict", [(key, typed(item)) for key, item in value.items()]  # key order too
+    return type(value).__name__, value
+
+
+def outcome(parse, body: bytes):
+    try:
+        return typed(parse(body))
+    except InvalidArgument as error:
+        return "error", error.message
+
+
+edge_integers = st.sampled_from(
+    [0, -1, 2**53 + 1, 2**63 - 1, 2**63, -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, -(2**64), 10**18, 10**19, 10**30]
+)
+json_strings = st.text(max_size=8) | st.sampled_from(
+    ["\ud800", "a\udfff", "\U0001f600", "\x00\x1f\x7f", '"\\/', "\u2028"]
+)
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.integers(-(2**70), 2**70)
+    | edge_integers
+    | st.floats()
+    | st.floats(width=32)
+    | st.sampled_from([-0.0, 5e-324, 1.7976931348623157e308, 1e-300, 1e300, 0.1, 1 / 3])
+    | json_strings,
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(json_strings, children, max_size=4),
+    max_leaves=30,
+)
+DUMPS_OPTIONS = [
+    {},
+    {"separators": (",", ":")},
+    {"ensure_ascii": False},
+    {"ensure_ascii": False, "separators": (",", ":")},
+    {"indent": 2},
+]
+
+
+@PARSE_SETTINGS
+@given(st.dictionaries(json_strings, json_values, max_size=6), st.sampled_from(DUMPS_OPTIONS))
+def test_parse_document_reads_documents_as_the_rapidjson_rules_do(document, options):
+    body = json.dumps(document, **options).encode("utf-8", "surrogatepass")
+    assert outcome(parse_document, body) == outcome(_parse_with_rapidjson_rules, body)
+
+
+# JSON text written by hand: numbers and strings in every spelling, duplicate keys, and bytes changed at random.
+number_literals = (
+    st.integers().map(str)
+    | st.integers(-(2**70), 2**70).map(str)
+    | st.tuples(st.sampled_from(["%r", "%.17g", "%.20e", "%.3G", "%.25f", "%.0f"]), st.floats(allow_nan=False)).map(
+        lambda pair: (pair[0] % pair[1]).replace("inf", "Infinity")
+    )
+    | st.from_regex(r"-?(0|[1-9][0-9]{0,30})(\.[0-9]{1,30})?([eE][-+]?[0-9]{1,3})?", fullmatch=True)
+    | st.sampled_from(["-0", "-0.0", "1e400", "-1e400", "1e-400", "NaN", "Infinity", "-Infinity", "1E+2", "0e0"])
+)
+string_literals = json_strings.map(json.dumps) | st.sampled_from(
+    ['"\\ud83d\\ude00"', '"\\uD83D\\uDE00"', '"\\ud800\\u0041"', '"\\udc00\\ud800"', '"x\\ud800"', '"\\\\ud800"',
+     '"\\u00e9\\n\\t\\/"', '" 12345678901234567890123"']
+)
+text_values = st.recursive(
+    number_literals | string_literals | st.sampled_from(["true", "false", "null"]),
+    lambda children: st.lists(children, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
+    | st.lists(st.tuples(string_literals | st.just('"k"'), children), max_size=4).map(
+        lambda members: "{" + ",".join(f"{key}: {value}" for key, value in members) + "}"
+    ),
+    max_leaves=30,
+)
+
+
+@PARSE_SETTINGS
+@given(
+    st.lists(st.tuples(string_literals | st.just('"k"'), text_values), max_size=6),
+    st.just(b"") | st.sampled_from([b" \n", b"\xef\xbb\xbf"]),
+    st.just(b"") | st.sampled_from([b"\n", b"x", b", {}", b"]"]),
+    st.just([]) | st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(b'[]{}",:\\ -.e0\x00\xff')), max_size=2),
+)
+def test_parse_document_reads_json_text_as_the_rapidjson_rules_do(members, prefix, suffix, changes):
+    body = bytearray(prefix + ("{" + ", ".join(f"{key}: {value}" for key, value in members) + "}").encode() + suffix)
+    for index, byte in changes:
+        body[index % len(body)] = byte
+    body = bytes(body)
+    assert outcome(parse_document, body) == outcome(_parse_with_rapidjson_rules, body)
 
 
 # ---------------------------------------------------------------------------
