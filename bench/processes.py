@@ -39,15 +39,16 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def time_import_tensorflow() -> tuple[float, float]:
+def time_import_tensorflow(env: dict[str, str]) -> tuple[float, float]:
     """``python -c "import tensorflow"``: seconds from its start until the import has returned, and until it exits.
 
     TensorFlow's teardown at exit takes about a second, which a server's start
-    does not pay: the first number is the baseline for a start-up.
+    does not pay: the first number is the baseline for a start-up. ``env`` adds to
+    this process's environment (per-user folders), as for a :class:`ServerProcess`.
     """
     started = time.perf_counter()
     child = subprocess.Popen([sys.executable, "-c", "import tensorflow; print('imported', flush=True)"], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **env})
     imported = child.stdout.readline().strip() == "imported"
     seconds = time.perf_counter() - started
     child.stdout.close()
