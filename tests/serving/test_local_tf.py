@@ -213,3 +213,19 @@ def test_signatures_of_the_bundled_and_tf_serving_models_run_where_their_ops_all
             assert in_caller == expected, path
         finally:
             servable.close()
+
+
+def test_inputs_and_outputs_are_listed_by_alias_so_responses_keep_one_order(runtime, tfs_testdata):
+    # The SignatureDef's protobuf maps iterate in an order that changes from process to process.
+    half_plus_two = tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+    for path in (MODELS / "digits" / "2", MODELS / "iris" / "1", half_plus_two):
+        servable = runtime.load(path)
+        try:
+            for signature in servable.signatures.values():
+                assert list(signature.inputs) == sorted(signature.inputs), (path, signature.name)
+                assert list(signature.outputs) == sorted(signature.outputs), (path, signature.name)
+            if path.parent.name == "digits":
+                outputs = servable.predict("", {"pixels": np.zeros((1, 64), np.float32)})
+                assert list(outputs) == ["class", "probabilities"]
+        finally:
+            servable.close()

@@ -99,8 +99,9 @@ def _signature_spec(name: str, signature_def) -> SignatureSpec:
     return SignatureSpec(
         name=name,
         method_name=signature_def.method_name,
-        inputs={a: _tensor_spec(a, i) for a, i in signature_def.inputs.items()},
-        outputs={a: _tensor_spec(a, i) for a, i in signature_def.outputs.items()},
+        # by alias: a protobuf map's order changes from process to process, and responses list outputs in this order
+        inputs={a: _tensor_spec(a, i) for a, i in sorted(signature_def.inputs.items())},
+        outputs={a: _tensor_spec(a, i) for a, i in sorted(signature_def.outputs.items())},
         defaults=frozenset(signature_def.defaults.keys()),
     )
 
