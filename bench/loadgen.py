@@ -13,6 +13,10 @@ per second, latency percentiles (send to last byte, reconnects included),
 errors (any status but 200, a failed connection, an answer that never comes;
 warm-up included), and the CPU seconds spent per answer by the server
 (``probe``) and by this client.
+
+A :class:`Tally` adds up several rounds of a level, each with its own warm-up
+(``run_round``), so that servers measured in turn, round after round, share
+the machine's changing load alike.
 """
 
 from __future__ import annotations
@@ -22,7 +26,7 @@ import math
 import time
 from collections import Counter
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 _GRACE_SECONDS = 10.0  # how long a level waits for the answers in flight when it ends
 _SLOW_SERVER_SECONDS = 30.0  # how much longer a level waits for a slow server's round of answers
@@ -141,7 +145,34 @@ async def _wait_at_most(event: asyncio.Event, seconds: float) -> None:
         pass
 
 
-async def _run_level(target: Target, concurrency: int, bounds: Bounds, probe: Callable[[], float]) -> dict:
+@dataclass
+class Tally:
+    """What the rounds of one concurrency level measured so far."""
+
+    concurrency: int
+    latencies: list[float] = field(default_factory=list)
+    seconds: float = 0.0
+    errors: Counter[str] = field(default_factory=Counter)
+    server_cpu_s: float = 0.0
+    client_cpu_s: float = 0.0
+
+    def summary(self) -> dict:
+        answers = len(self.latencies)
+        return {
+            "concurrency": self.concurrency,
+            "requests": answers,
+            "seconds": self.seconds,
+            "req_per_s": answers / self.seconds,
+            **summarize(self.latencies),
+            "errors": sum(self.errors.values()),
+            "error_samples": dict(self.errors.most_common(5)),
+            "server_cpu_ms_per_req": self.server_cpu_s / answers * 1e3 if answers else None,
+            "client_cpu_ms_per_req": self.client_cpu_s / answers * 1e3 if answers else None,
+        }
+
+
+async def _run_round(target: Target, bounds: Bounds, probe: Callable[[], float], tally: Tally) -> None:
+    concurrency = tally.concurrency
     window = _Window(bounds.max_requests)
     request = target.request()
     clients = [asyncio.create_task(_client(target, request, window)) for _ in range(concurrency)]
@@ -153,8 +184,9 @@ async def _run_level(target: Target, concurrency: int, bounds: Bounds, probe: Ca
         window.enough = concurrency
         await _wait_at_most(window.full, _SLOW_SERVER_SECONDS)
     window.measuring = False
-    seconds = time.perf_counter() - started
-    server_cpu, client_cpu = probe() - server_cpu, time.process_time() - client_cpu
+    tally.seconds += time.perf_counter() - started
+    tally.server_cpu_s += probe() - server_cpu
+    tally.client_cpu_s += time.process_time() - client_cpu
     window.ended = True
     finished, unanswered = await asyncio.wait(clients, timeout=_GRACE_SECONDS)
     for task in unanswered:
@@ -163,20 +195,17 @@ async def _run_level(target: Target, concurrency: int, bounds: Bounds, probe: Ca
         task.result()  # a bug in the client must not pass for a measurement
     if unanswered:
         window.errors[f"no answer {_GRACE_SECONDS:.0f} s after the end"] += len(unanswered)
-    answers = len(window.latencies)
-    return {
-        "concurrency": concurrency,
-        "requests": answers,
-        "seconds": seconds,
-        "req_per_s": answers / seconds,
-        **summarize(window.latencies),
-        "errors": sum(window.errors.values()),
-        "error_samples": dict(window.errors.most_common(5)),
-        "server_cpu_ms_per_req": server_cpu / answers * 1e3 if answers else None,
-        "client_cpu_ms_per_req": client_cpu / answers * 1e3 if answers else None,
-    }
+    tally.latencies += window.latencies
+    tally.errors += window.errors
+
+
+def run_round(target: Target, bounds: Bounds, probe: Callable[[], float], tally: Tally) -> None:
+    """One round of ``tally``'s level: its clients, a warm-up, then a measured window added to ``tally``."""
+    asyncio.run(_run_round(target, bounds, probe, tally))
 
 
 def measure(target: Target, concurrency: int, bounds: Bounds, probe: Callable[[], float]) -> dict:
     """Load ``target`` with ``concurrency`` clients; ``probe()`` returns the server's CPU seconds so far."""
-    return asyncio.run(_run_level(target, concurrency, bounds, probe))
+    tally = Tally(concurrency)
+    run_round(target, bounds, probe, tally)
+    return tally.summary()

@@ -131,7 +131,8 @@ def _raw_table(results: dict) -> list[str]:
 
 
 def _servers_table(results: dict) -> list[str]:
-    lines = ["Servers: start to first prediction, RSS ready / after the load"]
+    together = " (all started at once)" if results["settings"]["start_together"] else ""
+    lines = [f"Servers: start to first prediction{together}, RSS ready / after the load"]
     for name, server in results["servers"].items():
         lines.append(f"  {name:20}{server['startup_s']:6.2f} s {server['rss_ready_mib']:6.0f} / "
                      f"{server['rss_after_load_mib']:.0f} MiB  {server['description']}")

@@ -2,9 +2,14 @@
 
     python bench/run.py [--quick | --smoke] [--out DIR]          (the same: python -m bench ...)
 
-One server at a time, on a free loopback port, each loaded with batch-1
-``POST /v1/models/<model>:predict`` (the same body for all) by keep-alive
-clients at concurrency 1, 8, 32 and 64:
+Every server below is started on a free loopback port and kept running; then,
+at concurrency 1, 8, 32 and 64, keep-alive clients load them with batch-1
+``POST /v1/models/<model>:predict`` (the same body for all) one server at a
+time, in rounds: each round loads every server once, the next round starting
+one server further along, and a level's result adds up its rounds. A shared
+machine's other load comes and goes within minutes; servers measured in
+rounds share it alike, where servers measured one after the other did not
+(between such full runs, the echo's c=32 rate moved by 25%).
 
 - the appliance (``python -m appliance serve --port 0``, per-user folders of
   its own), for each bundled model, batching concurrent requests as the
@@ -26,8 +31,9 @@ ratios without a goal, writes ``bench.json`` and ``bench.png`` to ``--out``
 (default: a new folder under the system's temporary folder) and the servers'
 logs to ``<out>/logs``.
 
-``--quick`` runs in a few minutes, ``--smoke`` in about one (for the tests;
-too short for numbers), the full run in about 8. Linux only (it reads
+``--quick`` runs in about two minutes (one round per level, the servers
+started all at once), ``--smoke`` in two or three (for the tests; too short for
+numbers), the full run in about 10. Linux only (it reads
 ``/proc``). Flask, FastAPI and uvicorn come with the ``bench`` extra (Keras
 with TensorFlow); a server whose packages are missing is skipped with a note.
 """
@@ -35,6 +41,7 @@ with TensorFlow); a server whose packages are missing is skipped with a note.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import json
 import os
@@ -44,7 +51,9 @@ import subprocess
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass
+from collections.abc import Callable, Iterator
+from dataclasses import asdict, dataclass, field
+from functools import partial
 from pathlib import Path
 
 if __package__ in (None, ""):  # run as a script: import bench from the repository, not from this folder
@@ -53,7 +62,7 @@ if __package__ in (None, ""):  # run as a script: import bench from the reposito
 from appliance.config import DEFAULT_THREADS  # noqa: E402
 from bench import report  # noqa: E402
 from bench.bodies import predict_body, predict_path  # noqa: E402
-from bench.loadgen import Bounds, Target, measure  # noqa: E402
+from bench.loadgen import Bounds, Tally, Target, run_round  # noqa: E402
 from bench.processes import REPO, ServerProcess, free_port, time_import_tensorflow, user_dirs_env  # noqa: E402
 
 LEVELS = [1, 8, 32, 64]
@@ -65,16 +74,18 @@ START_TIMEOUT = 180.0  # seconds a server may take to give its first prediction
 class Mode:
     """How much each measurement runs."""
 
-    bounds: Bounds  # per concurrency level
+    bounds: Bounds  # per round of a concurrency level
+    rounds: int  # of each level, every server measured in turn in each round
+    start_together: bool  # start every server at once (their start-up times then mean little), not one by one
     raw_calls: int  # per model and batch size, in process
     raw_seconds: float
     cold_starts: int  # appliance starts (and TensorFlow imports) whose medians are compared
 
 
 MODES = {
-    "full": Mode(Bounds(warmup_s=1.0, measure_s=8.0, max_requests=200_000), 20_000, 4.0, 3),
-    "quick": Mode(Bounds(warmup_s=0.3, measure_s=1.5, max_requests=20_000), 2_000, 1.0, 1),
-    "smoke": Mode(Bounds(warmup_s=0.05, measure_s=0.2, max_requests=200), 200, 0.2, 1),
+    "full": Mode(Bounds(warmup_s=0.5, measure_s=2.0, max_requests=50_000), 4, False, 20_000, 4.0, 3),
+    "quick": Mode(Bounds(warmup_s=0.15, measure_s=0.6, max_requests=10_000), 1, True, 2_000, 1.0, 1),
+    "smoke": Mode(Bounds(warmup_s=0.05, measure_s=0.1, max_requests=100), 2, True, 200, 0.2, 1),
 }
 
 
@@ -153,43 +164,22 @@ def wait_appliance_ready(server: ServerProcess, host: str, port: int, models: tu
     return first
 
 
-def load_server(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...], mode: Mode) -> list[dict]:
-    """Every model at every concurrency level; each result also has the server's RSS after it."""
-    runs = []
-    for model in models:
-        target = Target(host, port, *request_for(model))
-        for concurrency in LEVELS:
-            result = measure(target, concurrency, mode.bounds, server.cpu_seconds)
-            server.check_running()
-            runs.append({"server": server.name, "model": model, **result, "server_rss_mib": server.rss_mib()})
-            say(f"  {server.name} {model or ''} c={concurrency}: {result['req_per_s']:.0f} req/s, "
-                f"p99 {result['p99_ms'] or float('nan'):.2f} ms, {result['errors']} errors")
-    return runs
+@dataclass
+class Served:
+    """A server started for the measurements, ready, and what it measured so far."""
 
-
-def measure_server(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...], description: str,
-                   mode: Mode, ready=wait_ready) -> tuple[dict, list[dict]]:
-    """A started server under load, and what it is, its start to first prediction and its RSS once ready."""
-    startup = ready(server, host, port, models)
-    rss_ready = server.rss_mib()
-    runs = load_server(server, host, port, models, mode)
-    info = {"description": description, "startup_s": startup, "rss_ready_mib": rss_ready,
-            "rss_after_load_mib": server.rss_mib()}
-    return info, runs
+    server: ServerProcess
+    host: str
+    port: int
+    models: tuple[str | None, ...]
+    info: dict  # what it is, its start to first prediction and its RSS once ready
+    runs: list[dict] = field(default_factory=list)
 
 
 def start_appliance(home: Path, log_path: Path, name: str = "appliance", args: tuple[str, ...] = ()) -> ServerProcess:
     """``appliance serve --port 0 [args]`` with per-user folders under ``home``."""
     return ServerProcess(name, ["-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING", *args],
                          log_path, user_dirs_env(home))
-
-
-def bench_appliance(setup: ApplianceSetup, home: Path, logs: Path, mode: Mode) -> tuple[dict, list[dict]]:
-    """The appliance under load, and its start to first prediction and RSS once ready (one prediction per model)."""
-    say(f"{setup.name}: starting")
-    with start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name, setup.args) as server:
-        return measure_server(server, *server.wait_for_url(START_TIMEOUT), setup.models, setup.description, mode,
-                              wait_appliance_ready)
 
 
 def cold_starts(home: Path, logs: Path, mode: Mode) -> dict:
@@ -221,16 +211,6 @@ def missing_packages(contender: Contender) -> list[str]:
     return [name for name in contender.packages if importlib.util.find_spec(name) is None]
 
 
-def bench_contender(contender: Contender, home: Path, logs: Path, mode: Mode) -> tuple[dict, list[dict]]:
-    """The contender under load, and what it is, its start to first prediction and its RSS."""
-    say(f"{contender.name}: starting")
-    port = free_port()
-    server = ServerProcess(contender.name, ["-m", contender.module, "--port", str(port)],
-                           logs / f"{contender.name}.log", user_dirs_env(home / contender.name))
-    with server:
-        return measure_server(server, "127.0.0.1", port, contender.models, contender.description, mode)
-
-
 def bench_in_process(mode: Mode) -> dict:
     """The raw signature call and the bare process's RSS, measured in a process of their own."""
     say("raw signature call: in process")
@@ -242,19 +222,87 @@ def bench_in_process(mode: Mode) -> dict:
     return json.loads(done.stdout)
 
 
-def bench_servers(home: Path, logs: Path, mode: Mode, results: dict) -> None:
-    """The appliance (batched, then unbatched), then each contender, one at a time, into ``results``."""
+@dataclass(frozen=True)
+class Launched:
+    """A server process just started, and how to tell when it is ready."""
+
+    server: ServerProcess
+    address: Callable[[], tuple[str, int]]
+    models: tuple[str | None, ...]
+    description: str
+    ready: Callable[[ServerProcess, str, int, tuple], float]
+
+    def wait_served(self) -> Served:
+        """Wait until the server has answered every model; it, with its start-up time and RSS then."""
+        host, port = self.address()
+        startup = self.ready(self.server, host, port, self.models)
+        return Served(self.server, host, port, self.models, {"description": self.description, "startup_s": startup,
+                                                             "rss_ready_mib": self.server.rss_mib()})
+
+
+def launches(running: contextlib.ExitStack, home: Path, logs: Path, skipped: dict) -> Iterator[Launched]:
+    """The appliance (batched, then unbatched), then each installed contender, started as they are asked for."""
     for setup in APPLIANCE_SETUPS:
-        results["servers"][setup.name], runs = bench_appliance(setup, home, logs, mode)
-        results["runs"] += runs
+        say(f"{setup.name}: starting")
+        server = running.enter_context(start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name,
+                                                       setup.args))
+        yield Launched(server, partial(server.wait_for_url, START_TIMEOUT), setup.models, setup.description,
+                       wait_appliance_ready)
     for contender in CONTENDERS:
         missing = missing_packages(contender)
         if missing:
-            results["skipped"][contender.name] = f"not installed: {', '.join(missing)} (pip install -e '.[bench]')"
-            say(f"{contender.name}: skipped, {results['skipped'][contender.name]}")
+            skipped[contender.name] = f"not installed: {', '.join(missing)} (pip install -e '.[bench]')"
+            say(f"{contender.name}: skipped, {skipped[contender.name]}")
             continue
-        results["servers"][contender.name], runs = bench_contender(contender, home, logs, mode)
-        results["runs"] += runs
+        say(f"{contender.name}: starting")
+        port = free_port()
+        server = running.enter_context(ServerProcess(contender.name, ["-m", contender.module, "--port", str(port)],
+                                                     logs / f"{contender.name}.log",
+                                                     user_dirs_env(home / contender.name)))
+        yield Launched(server, lambda port=port: ("127.0.0.1", port), contender.models, contender.description,
+                       wait_ready)
+
+
+def start_servers(running: contextlib.ExitStack, home: Path, logs: Path, mode: Mode, skipped: dict) -> list[Served]:
+    """Every server, ready and left running: started one by one, or all at once and then waited for."""
+    if mode.start_together:
+        return [launched.wait_served() for launched in list(launches(running, home, logs, skipped))]
+    return [launched.wait_served() for launched in launches(running, home, logs, skipped)]
+
+
+def load_servers(served: list[Served], mode: Mode) -> None:
+    """Every served model at every concurrency level, the servers taking turns round after round.
+
+    At each level, each round loads every server with that model's request
+    (the echo with the digits request), starting one server further along the
+    list than the round before, so that a change in the machine's other load
+    during the level weighs on them all alike; a server's result at the level
+    adds up its rounds.
+    """
+    for model in MODELS:
+        for concurrency in LEVELS:
+            turns = [(one, m, Tally(concurrency)) for one in served for m in one.models if (m or MODELS[0]) == model]
+            for round_ in range(mode.rounds):
+                first = round_ % len(turns)
+                for one, m, tally in turns[first:] + turns[:first]:
+                    run_round(Target(one.host, one.port, *request_for(m)), mode.bounds, one.server.cpu_seconds, tally)
+                    one.server.check_running()
+            for one, m, tally in turns:
+                result = tally.summary()
+                one.runs.append({"server": one.server.name, "model": m, **result,
+                                 "server_rss_mib": one.server.rss_mib()})
+                say(f"  {one.server.name} {m or ''} c={concurrency}: {result['req_per_s']:.0f} req/s, "
+                    f"p99 {result['p99_ms'] or float('nan'):.2f} ms, {result['errors']} errors")
+
+
+def bench_servers(home: Path, logs: Path, mode: Mode, results: dict) -> None:
+    """Every server started and kept running, then measured in turns (:func:`load_servers`), into ``results``."""
+    with contextlib.ExitStack() as running:
+        served = start_servers(running, home, logs, mode, results["skipped"])
+        load_servers(served, mode)
+        for one in served:
+            results["servers"][one.server.name] = {**one.info, "rss_after_load_mib": one.server.rss_mib()}
+            results["runs"] += one.runs
 
 
 def run(mode_name: str, out: Path) -> dict:
@@ -281,7 +329,7 @@ def run(mode_name: str, out: Path) -> dict:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     size = parser.add_mutually_exclusive_group()
-    size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="a few minutes")
+    size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about two minutes")
     size.add_argument("--smoke", dest="mode", action="store_const", const="smoke", help="seconds: for the tests")
     parser.add_argument("--out", type=Path, help="folder for bench.json, bench.png and the logs "
                                                  "(default: a new one under the temporary folder)")
