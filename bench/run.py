@@ -265,9 +265,10 @@ def launches(running: contextlib.ExitStack, home: Path, logs: Path, skipped: dic
 
 def start_servers(running: contextlib.ExitStack, home: Path, logs: Path, mode: Mode, skipped: dict) -> list[Served]:
     """Every server, ready and left running: started one by one, or all at once and then waited for."""
+    started = launches(running, home, logs, skipped)
     if mode.start_together:
-        return [launched.wait_served() for launched in list(launches(running, home, logs, skipped))]
-    return [launched.wait_served() for launched in launches(running, home, logs, skipped)]
+        started = list(started)  # every process started before any is waited for
+    return [launched.wait_served() for launched in started]
 
 
 def load_servers(served: list[Served], mode: Mode) -> None:
