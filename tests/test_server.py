@@ -414,8 +414,15 @@ class ThreadNames:
 
 
 def test_one_client_at_a_time_is_served_by_one_warm_worker_not_by_each_in_turn():
+    def answered_by_a_worker_then_all_idle(session, server):
+        name = session.get(server.url + "/", timeout=TIMEOUT).text
+        # the client can send its next request before the worker that answered is waiting again, on a busy machine;
+        # then another worker must take it: wait until every worker waits (waitress counts them under its lock)
+        wait_until(lambda: server._dispatcher.active_count == 0, "every worker waiting for a task")
+        return name
+
     with serving(ThreadNames(), threads=8) as server, requests.Session() as session:
-        names = [session.get(server.url + "/", timeout=TIMEOUT).text for _ in range(24)]
+        names = [answered_by_a_worker_then_all_idle(session, server) for _ in range(24)]
     assert len(set(names)) == 1, f"requests went round the workers: {sorted(set(names))}"
 
 
