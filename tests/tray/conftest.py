@@ -155,10 +155,23 @@ class XDesktop:
         """The open (sub)menus of process ``pid``: its visible windows below the panel."""
         return [w for w in self.visible_windows(pid) if w.y >= PANEL_HEIGHT - 2 and w.height > 40]
 
-    def open_menu(self, pid: int, icon: Window, timeout: float = 10) -> Window:
-        """Right-click the tray icon (both backends open the menu on it) and wait for the menu."""
-        self.xdotool("mousemove", "--window", icon.id, str(icon.width // 2), str(icon.height // 2), "click", "3")
-        return wait_for(lambda: self.menu_windows(pid), timeout, "the tray menu to open")[0]
+    def open_menu(self, pid: int, icon: Window, timeout: float = 30, click_again_after: float = 5) -> Window:
+        """Right-click the tray icon (both backends open the menu on it) and wait for the menu.
+
+        A click that reaches the icon while its process is too busy to set up
+        the menu's grab can be lost (seen once, on a loaded 2-core machine,
+        with the frozen app): without a menu after ``click_again_after``
+        seconds, the icon is clicked again, until ``timeout``.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            self.xdotool("mousemove", "--window", icon.id, str(icon.width // 2), str(icon.height // 2), "click", "3")
+            wait = min(click_again_after, max(deadline - time.monotonic(), 0))
+            try:
+                return wait_for(lambda: self.menu_windows(pid), wait, "the tray menu to open")[0]
+            except TimedOut:
+                if time.monotonic() >= deadline:
+                    raise TimedOut(f"timed out after {timeout:g} s waiting for the tray menu to open") from None
 
     def keys(self, *names: str, pause: float = 0.15) -> None:
         """Press keys one at a time (the menus take the keyboard grab while open)."""
