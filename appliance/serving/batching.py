@@ -30,6 +30,7 @@ import threading
 import time
 from collections import deque
 from pathlib import Path
+from queue import Empty, SimpleQueue
 from typing import Callable, Mapping, Sequence
 
 import numpy as np
@@ -157,7 +158,7 @@ def is_batchable(signature: SignatureSpec) -> bool:
 class _Task:
     """One request waiting in (or taken from) a signature's queue."""
 
-    __slots__ = ("inputs", "rows", "key", "outputs", "error", "done", "promoted", "wake")
+    __slots__ = ("inputs", "rows", "key", "outputs", "error", "done", "runner", "_signals")
 
     def __init__(self, inputs: Mapping[str, np.ndarray], rows: int, key: tuple):
         self.inputs = inputs
@@ -166,12 +167,25 @@ class _Task:
         self.outputs: dict[str, np.ndarray] | None = None
         self.error: BaseException | None = None
         self.done = False
-        self.promoted = False  # asked to run batches in place of a runner that left
-        self.wake = threading.Event()
+        self.runner = False  # its thread holds one of the signature's num_batch_threads slots
+        # Counted, unlike an Event's flag: made a runner, then finished in another runner's batch, is two wake-ups.
+        self._signals: SimpleQueue[None] = SimpleQueue()
+
+    def signal(self) -> None:
+        """Wake the request's thread: it is done, or was made a runner (set before this is called)."""
+        self._signals.put(None)
+
+    def wait(self, seconds: float | None = None) -> bool:
+        """Wait for a signal; False when ``seconds`` passed without one."""
+        try:
+            self._signals.get(timeout=seconds)
+        except Empty:
+            return False
+        return True
 
     def finish(self, outputs=None, error=None) -> None:
         self.outputs, self.error, self.done = outputs, error, True
-        self.wake.set()
+        self.signal()
 
     def result(self) -> dict[str, np.ndarray]:
         if self.error is not None:
@@ -217,13 +231,15 @@ class SignatureBatcher:
                 raise Unavailable(QUEUE_FULL)
             self._queue.append(task)
             self._queued_rows += rows
-            run_now = self._runners < self._parameters.num_batch_threads
-            if run_now:
+            if self._runners < self._parameters.num_batch_threads:
                 self._runners += 1
+                task.runner = True
             if self._parameters.batch_timeout_micros:
                 self._arrived.notify_all()  # a runner may be waiting for its batch to fill
-        if not run_now and not self._await_turn(task):
-            return task.result()
+        if not task.runner:
+            self._await_turn(task)
+            if not task.runner:
+                return task.result()
         self._run_batches_until_done(task)
         return task.result()
 
@@ -235,20 +251,16 @@ class SignatureBatcher:
             shapes = tuple((alias, a.dtype.str, a.shape[1:]) for alias, a in inputs.items())
         return tuple(output_filter), shapes
 
-    def _await_turn(self, task: _Task) -> bool:
-        """Wait until ``task`` is done (False) or this thread must run batches itself (True)."""
-        if not task.wake.wait(self._wait_seconds):
+    def _await_turn(self, task: _Task) -> None:
+        """Wait until ``task`` is done or its thread was made a runner (``task.runner``)."""
+        if not task.wait(self._wait_seconds):
             with self._lock:
-                if not task.promoted and task in self._queue:
+                if not task.runner and task in self._queue:
                     self._queue.remove(task)
                     self._queued_rows -= task.rows
                     raise ServingError(f"Deadline exceeded: the request waited {self._wait_seconds:g} s "
                                        "for its batch", Code.DEADLINE_EXCEEDED)
-            task.wake.wait()  # taken into a running batch (whose call has its own deadline), or promoted
-        if task.done:
-            return False
-        task.wake.clear()  # promoted; a later set() means done
-        return True
+            task.wait()  # taken into a running batch (whose call has its own deadline), or made a runner
 
     def _run_batches_until_done(self, own: _Task) -> None:
         try:
@@ -257,19 +269,19 @@ class SignatureBatcher:
                 if batch:
                     self._run_batch(batch)
                 else:
-                    own.wake.wait()  # another runner took it and is running it
+                    own.wait()  # another runner took it and is running it
         finally:
             self._leave()
 
     def _leave(self) -> None:
-        """A runner is done: the oldest waiting request runs the queue in its place, if any waits."""
+        """A runner is done: its slot goes to the oldest queued request that holds none, if one waits."""
         with self._lock:
-            successor = self._queue[0] if self._queue else None
+            successor = next((task for task in self._queue if not task.runner), None)
             if successor is None:
                 self._runners -= 1
             else:
-                successor.promoted = True
-                successor.wake.set()
+                successor.runner = True
+                successor.signal()
 
     def _take_batch(self) -> list[_Task]:
         """The oldest request and those queued that can join it, up to ``max_batch_size`` rows."""
@@ -280,8 +292,11 @@ class SignatureBatcher:
             timeout = self._parameters.batch_timeout_micros / 1e6
             if timeout:
                 closes = time.monotonic() + timeout
-                while self._rows_like(self._queue[0].key) < limit and (left := closes - time.monotonic()) > 0:
+                while (self._queue and self._rows_like(self._queue[0].key) < limit
+                       and (left := closes - time.monotonic()) > 0):
                     self._arrived.wait(left)
+                if not self._queue:  # another runner took it while this one waited
+                    return []
             key, rows, batch, rest = self._queue[0].key, 0, [], deque()
             for task in self._queue:
                 if task.key == key and rows + task.rows <= limit:

@@ -272,6 +272,63 @@ def test_concurrent_clients_through_the_servable_get_their_own_answers(digits):
     assert sum(merged) == 16 * 30  # every request was counted in exactly one call
 
 
+class HoldableRun:
+    """The real predict of ``servable``; while ``holding``, each call waits at the gate (counted in ``held``)."""
+
+    def __init__(self, servable):
+        self._servable = servable
+        self.holding = False
+        self.gate = threading.Event()
+        self.held = threading.Semaphore(0)
+
+    def __call__(self, inputs, output_filter):
+        if self.holding:
+            self.held.release()
+            assert self.gate.wait(30)
+        return self._servable.predict("serving_default", inputs, output_filter)
+
+
+@pytest.mark.parametrize("num_batch_threads,batch_timeout_micros", [(2, 0), (3, 0), (2, 300), (4, 300)])
+def test_several_batch_threads_pass_their_turns_on_and_all_run_again_once_idle(
+        digits, num_batch_threads, batch_timeout_micros):
+    """Many clients, several runners: each answer is its own, and afterwards every runner's slot is free again.
+
+    A runner leaving hands its slot to one waiting request that has none; a slot
+    given twice to one request, or to a request whose thread already runs, is
+    lost, until fewer calls than ``num_batch_threads`` can run at once.
+    """
+    run = HoldableRun(digits)
+    batcher, _ = _batcher(run, max_batch_size=8, num_batch_threads=num_batch_threads,
+                          batch_timeout_micros=batch_timeout_micros)
+    rng = np.random.default_rng(2)
+    inputs = [{"pixels": rng.uniform(0, 16, (1, 64)).astype(np.float32)} for _ in range(12)]
+    expected = [digits.predict("serving_default", x)["class"] for x in inputs]
+    wrong = []
+
+    def client(i):
+        for _ in range(40):
+            if batcher.predict(inputs[i], ())["class"] != expected[i]:
+                wrong.append(i)
+
+    clients = Requests(batcher, [])
+    clients.threads = [threading.Thread(target=client, args=(i,)) for i in range(len(inputs))]
+    clients.start()
+    clients.join()
+    assert not wrong
+    assert batcher._queued_rows == 0 and batcher._runners == 0
+    run.holding = True  # now num_batch_threads requests that cannot share a batch must all be running at once
+    filters = [(), ("class",), ("probabilities",), ("class", "probabilities")][:num_batch_threads]
+    held = [Requests(batcher, inputs[:1], output_filter) for output_filter in filters]
+    for requests in held:
+        requests.start()
+    for _ in filters:
+        assert run.held.acquire(timeout=10), "fewer calls than num_batch_threads ran at once"
+    run.gate.set()
+    for requests in held:
+        requests.join()
+        assert isinstance(requests.results[0], dict)
+
+
 def test_parameters_text_proto_with_tf_servings_defaults_and_checks():
     parameters = parse_batching_parameters("""
         max_batch_size { value: 64 }
