@@ -178,11 +178,8 @@ def _convert_leaf(value, dtype_enum: str):
     if dtype.kind == "float":
         if value_type is float:
             return value
-        if value_type is int:
-            try:
-                return float(value)
-            except OverflowError:
-                return math.inf if value > 0 else -math.inf
+        if value_type is int:  # parse_document refuses integers beyond the largest double
+            return float(value)
     elif dtype.kind == "int":
         if value_type is int:
             if dtype.low <= value <= dtype.high:
@@ -327,7 +324,7 @@ def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
             if None in strings:
                 return None
         return _object_array(strings, shape)
-    except (OverflowError, UnicodeEncodeError):  # integers beyond double range; lone surrogates
+    except (OverflowError, UnicodeEncodeError):  # negative integers beyond int64 for uint64; lone surrogates
         return None
 
 
@@ -543,10 +540,7 @@ def _add_feature_value(value, name: str, kind: str | None, values: list) -> str:
     elif type(value) is int and INT64_MIN <= value <= UINT64_MAX:
         new_kind, converted = "int64", value
     else:  # a number with a fraction or exponent, or an integer rapidjson can only hold as a double
-        try:
-            new_kind, converted = "float", float(value)
-        except OverflowError:
-            new_kind, converted = "float", (math.inf if value > 0 else -math.inf)
+        new_kind, converted = "float", float(value)
     if kind is not None and kind != new_kind:
         raise InvalidArgument(f"Unexpected element type in feature: {name} expecting type: {kind}")
     if new_kind == "int64" and converted > 2**63 - 1:

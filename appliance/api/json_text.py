@@ -76,9 +76,13 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 # - deep nesting, which orjson reads to 1024 levels (3.9.0: to any depth) and json only to the recursion
 #   limit less the caller's stack (~975 levels under the server): a document nests no deeper than its count of
 #   "[" and "{", and documents with 512 of them or more take the rapidjson rules.
-_NUMBER_SHAPES = bytes(ord("0") if chr(b) in "0123456789" else ord(".") if chr(b) in ".eE+" else ord(" ")
-                       for b in range(256))
+# Bodies with a positive exponent of three digits or more take them too: orjson reads 0e400 as 0.0, which
+# rapidjson refuses (below).
+_NUMBER_SHAPES = bytes(ord("0") if chr(b) in "0123456789" else ord("e") if chr(b) in "eE" else
+                       ord(".") if chr(b) in ".+" else ord(" ") for b in range(256))
 _LONG_INTEGER = b" " + b"0" * 19
+_DOUBLE_MAX_DIGITS = b"0" * 309
+_LONG_EXPONENTS = (b"e000", b"e.000")  # e400, e+400
 _FAST_OPENERS = 512
 
 
@@ -86,12 +90,13 @@ def parse_document(body: bytes) -> dict:
     """TF Serving's ParseJson: the request body as a JSON object, or InvalidArgument.
 
     Like TF Serving (rapidjson with kParseNanAndInfFlag | kParseStopWhenDoneFlag),
-    NaN / Infinity / -Infinity are accepted, a UTF-8 byte order mark is skipped and
-    anything after the top-level value is ignored. Unlike rapidjson, invalid UTF-8
+    NaN / Infinity / -Infinity are accepted, a number literal beyond the range of
+    a double is refused ("Number too big to be stored in double."), a UTF-8 byte
+    order mark is skipped and anything after the top-level value is ignored. Unlike rapidjson, invalid UTF-8
     and unpaired surrogate escapes are rejected, so every string is valid text.
     """
     shapes = body.translate(_NUMBER_SHAPES, b"[{")  # deleting the openers counts them
-    if len(body) - len(shapes) < _FAST_OPENERS and _LONG_INTEGER not in shapes:
+    if len(body) - len(shapes) < _FAST_OPENERS and _LONG_INTEGER not in shapes and not _may_overflow(shapes):
         try:
             doc = orjson.loads(body)
         except orjson.JSONDecodeError:
@@ -115,8 +120,13 @@ def _parse_with_rapidjson_rules(body: bytes) -> dict:
         start = _LEADING_SPACE.match(text).end()
         if start == len(text):
             raise _parse_error("The document is empty.", len(body))
+    decoder = _RANGE_CHECKED_DECODER if _may_overflow(body.translate(_NUMBER_SHAPES)) else _DECODER
     try:
-        doc, _ = _DECODER.raw_decode(text, start)
+        doc, _ = decoder.raw_decode(text, start)
+    except _NumberTooBig as e:
+        offset = _number_offset(text, start, e.literal)
+        raise _parse_error("Number too big to be stored in double.", skipped + len(text[:offset].encode("utf-8"))) \
+            from None
     except json.JSONDecodeError as e:
         reason, pos = _rapidjson_reason(e, text)
         raise _parse_error(reason, skipped + len(text[:pos].encode("utf-8"))) from None
@@ -129,6 +139,54 @@ def _parse_with_rapidjson_rules(body: bytes) -> dict:
     if type(doc) is not dict:
         raise format_error(doc, "Is not object")
     return doc
+
+
+class _NumberTooBig(Exception):
+    """A number literal that rapidjson refuses: beyond the range of a double."""
+
+    def __init__(self, literal: str):
+        super().__init__(literal)
+        self.literal = literal
+
+
+# rapidjson takes no further digit of an integer once its double reaches this (1.7976931348623157e307),
+# so integers of 310 digits or more, and 309-digit ones from about the largest double up, are too big.
+_DOUBLE_DIGITS_LIMIT = 17976931348623157 * 10**291
+
+
+def _may_overflow(shapes: bytes) -> bool:
+    """Whether a body (as ``_NUMBER_SHAPES``) has a 309-digit run or a positive exponent of three digits or more.
+
+    Only then are its number literals checked one by one, which costs the json module's parse a Python call each.
+    """
+    return _DOUBLE_MAX_DIGITS in shapes or _LONG_EXPONENTS[0] in shapes or _LONG_EXPONENTS[1] in shapes
+
+
+def _int_literal(literal: str) -> int:
+    digits = literal.lstrip("-")
+    if len(digits) > 309 or (len(digits) == 309 and int(digits[:308]) >= _DOUBLE_DIGITS_LIMIT):
+        raise _NumberTooBig(literal)
+    return int(literal)
+
+
+def _float_literal(literal: str) -> float:
+    """A float literal's value; rapidjson refuses one that overflows, or whose exponent exceeds 308 plus its
+    fraction digits (so 0e400 too)."""
+    value = float(literal)
+    mantissa, _, exponent = literal.lower().partition("e")
+    positive = "" if exponent.startswith("-") else exponent.lstrip("+0")
+    if math.isinf(value) or len(positive) > 20 or int(positive or 0) > 308 + len(mantissa.partition(".")[2]):
+        raise _NumberTooBig(literal)
+    return value
+
+
+_RANGE_CHECKED_DECODER = json.JSONDecoder(parse_int=_int_literal, parse_float=_float_literal)
+_NUMBER_OR_STRING = re.compile(r'"(?:[^"\\]|\\.)*"|-?[0-9]+(?:\.[0-9]+)?(?:[eE][-+]?[0-9]+)?')
+
+
+def _number_offset(text: str, start: int, literal: str) -> int:
+    """Where the number literal the decoder refused first starts (the first one spelled so: no earlier one was)."""
+    return next(m.start() for m in _NUMBER_OR_STRING.finditer(text, start) if m.group() == literal)
 
 
 def _parse_error(reason: str, offset: int) -> InvalidArgument:

@@ -826,9 +826,12 @@ def test_error_body():
     assert json.loads(encode_error("é\n\u0001")) == {"error": "é\n\u0001"}
 
 
-def test_integers_beyond_double_range_become_infinity_not_a_crash():
-    huge = json.dumps({"inputs": [10**400, -(10**400)]}).encode()
-    arrays, _ = decode_predict_inputs(parse_document(huge), {"x": "DT_FLOAT"})
+def test_integers_beyond_int64_are_doubles_and_beyond_float32_infinity():
+    """rapidjson holds them as doubles; integers beyond the largest double are parse errors (test_json_text)."""
+    big = json.dumps({"inputs": [10**308, -(10**308)]}).encode()
+    arrays, _ = decode_predict_inputs(parse_document(big), {"x": "DT_DOUBLE"})
+    assert arrays["x"].tolist() == [1e308, -1e308]
+    arrays, _ = decode_predict_inputs(parse_document(big), {"x": "DT_FLOAT"})
     assert arrays["x"].tolist() == [float("inf"), float("-inf")]
-    _, examples = decode_examples(parse_document(json.dumps({"examples": [{"x": 10**400}]}).encode()))
-    assert examples == [{"x": ("float", [float("inf")])}]
+    _, examples = decode_examples(parse_document(json.dumps({"examples": [{"x": 10**308}]}).encode()))
+    assert examples == [{"x": ("float", [1e308])}]

@@ -150,9 +150,10 @@ def test_text_after_the_document_is_ignored():
         (b"18446744073709551616", 2**64),
         (b"-9223372036854775808", -(2**63)),  # INT64_MIN
         (b"-9223372036854775809", -(2**63) - 1),
-        (b"1" * 400, int("1" * 400)),
-        (b"1e400", math.inf),
-        (b"-1e400", -math.inf),
+        (b"1" * 309, int("1" * 309)),  # below the largest double
+        (b"1e308", 1e308),
+        (b"1.5e308", 1.5e308),
+        (b"1e-400", 0.0),
         (b"-0", 0),
         (b"-0.0", -0.0),
         (b"1e2", 100.0),
@@ -162,6 +163,21 @@ def test_numbers_keep_their_value_and_type(literal, value):
     """Integers stay exact Python ints however large (rapidjson's own doubles beyond int64 are the codec's business)."""
     got = parse_document(b'{"a": [' + literal + b"]}")["a"][0]
     assert typed(got) == typed(value)
+
+
+@pytest.mark.parametrize(
+    "literal",
+    [b"1e400", b"-1e400", b"1E+309", b"1.8e308", b"0.5e309", b"0e400", b"0e" + b"9" * 5000, b"1" * 400,
+     b"-" + b"1" * 310, b"2" * 309],
+)
+def test_numbers_beyond_a_double_are_refused_where_they_start(literal):
+    """rapidjson's kParseErrorNumberTooBig (reader.h: an exponent above 308 less the fraction's, a double that
+    overflows, a digit more once the integer reached 1.7976931348623157e307), after valid ones and in any member."""
+    body = '{"é": "1e400", "a": [1e308, -2, '.encode() + literal + b", 1e400]}"
+    with pytest.raises(InvalidArgument) as info:
+        parse_document(body)
+    assert info.value.message == (f"JSON Parse error: Number too big to be stored in double. at offset: "
+                                  f"{body.index(b', ' + literal) + 2}")
 
 
 @pytest.mark.parametrize("depth", [600, 1000, 1023])

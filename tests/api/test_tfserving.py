@@ -130,6 +130,10 @@ def test_predict_request_errors(tfs_server):
     assert response.status_code == 400
     assert "JSON Parse error: Invalid value" in error_of(response)
 
+    response = post(tfs_server, path, '{"instances": [1.0, 1e400]}')
+    assert response.status_code == 400
+    assert error_of(response) == "JSON Parse error: Number too big to be stored in double. at offset: 20"
+
     response = post(tfs_server, path, {"instances": ["x", "y"]})
     assert response.status_code == 400
     assert "not of expected type: float" in error_of(response)
