@@ -92,8 +92,9 @@ def parse_document(body: bytes) -> dict:
     Like TF Serving (rapidjson with kParseNanAndInfFlag | kParseStopWhenDoneFlag),
     NaN / Infinity / -Infinity are accepted, a number literal beyond the range of
     a double is refused ("Number too big to be stored in double."), a UTF-8 byte
-    order mark is skipped and anything after the top-level value is ignored. Unlike rapidjson, invalid UTF-8
-    and unpaired surrogate escapes are rejected, so every string is valid text.
+    order mark is skipped and anything after the top-level value is ignored.
+    Unlike rapidjson, invalid UTF-8 and unpaired surrogate escapes are rejected,
+    so every string is valid text.
     """
     shapes = body.translate(_NUMBER_SHAPES, b"[{")  # deleting the openers counts them
     if len(body) - len(shapes) < _FAST_OPENERS and _LONG_INTEGER not in shapes and not _may_overflow(shapes):

@@ -310,10 +310,12 @@ def test_several_batch_threads_pass_their_turns_on_and_all_run_again_once_idle(
             if batcher.predict(inputs[i], ())["class"] != expected[i]:
                 wrong.append(i)
 
-    clients = Requests(batcher, [])
-    clients.threads = [threading.Thread(target=client, args=(i,)) for i in range(len(inputs))]
-    clients.start()
-    clients.join()
+    clients = [threading.Thread(target=client, args=(i,)) for i in range(len(inputs))]
+    for thread in clients:
+        thread.start()
+    for thread in clients:
+        thread.join(60)
+        assert not thread.is_alive(), "a request never got its answer"
     assert not wrong
     assert batcher._queued_rows == 0 and batcher._runners == 0
     run.holding = True  # now num_batch_threads requests that cannot share a batch must all be running at once
