@@ -1,6 +1,6 @@
 """The access token required beyond loopback (or by --require_token_for_control): made once, kept owner-only.
 
-    token = load_or_create_token(paths.token_file())   # the same token on every start
+token = load_or_create_token(paths.token_file())   # the same token on every start
 """
 
 from __future__ import annotations

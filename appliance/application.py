@@ -85,23 +85,41 @@ class Application:
         runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
         self.preferences = PreferenceStore(paths.preferences_file())
         self.metrics = Metrics()
-        self.manager = ModelManager(repository, runtime, settings.file_system_poll_wait_seconds, self.preferences,
-                                    observer=self.metrics.observer, batching=batching_policy(settings))
+        self.manager = ModelManager(
+            repository,
+            runtime,
+            settings.file_system_poll_wait_seconds,
+            self.preferences,
+            observer=self.metrics.observer,
+            batching=batching_policy(settings),
+        )
         self.remote = (
             RemoteTFServing(settings.remote, self._remote_model_names(settings, repository), settings.threads)
-            if settings.remote else None
+            if settings.remote
+            else None
         )
         beyond_loopback = not is_loopback(settings.host)
-        self.token = settings.token or (load_or_create_token(paths.token_file())
-                                        if beyond_loopback or settings.require_token_for_control else None)
+        self.token = settings.token or (
+            load_or_create_token(paths.token_file()) if beyond_loopback or settings.require_token_for_control else None
+        )
         every_request_token = self.token if settings.token or beyond_loopback else None
         control_token = self.token if settings.require_token_for_control else None
-        allowed_hosts = None if is_wildcard(settings.host) else frozenset(
-            LOOPBACK_HOSTS | {settings.host.lower(), *(h.lower() for h in settings.allowed_hosts)})
+        allowed_hosts = (
+            None
+            if is_wildcard(settings.host)
+            else frozenset(LOOPBACK_HOSTS | {settings.host.lower(), *(h.lower() for h in settings.allowed_hosts)})
+        )
         self.server = Server(
-            create_app(self.manager, settings.max_request_bytes, Router(self.manager, self.remote),
-                       allowed_hosts, every_request_token, control_token, settings.cors_allowed_origins,
-                       self.metrics),
+            create_app(
+                self.manager,
+                settings.max_request_bytes,
+                Router(self.manager, self.remote),
+                allowed_hosts,
+                every_request_token,
+                control_token,
+                settings.cors_allowed_origins,
+                self.metrics,
+            ),
             settings.host,
             settings.port,
             threads=settings.threads,
@@ -119,8 +137,11 @@ class Application:
 
         settings = self.settings
         runtime = LocalTFRuntime(
-            settings.device, settings.tensorflow_intra_op_parallelism, settings.tensorflow_inter_op_parallelism,
-            settings.rest_api_timeout_in_ms, settings.enable_model_warmup,
+            settings.device,
+            settings.tensorflow_intra_op_parallelism,
+            settings.tensorflow_inter_op_parallelism,
+            settings.rest_api_timeout_in_ms,
+            settings.enable_model_warmup,
         )
         log.info("device: %s", runtime.device.describe())
         return runtime
@@ -237,4 +258,3 @@ class Application:
         self.server.stop(wait=False)
         for callback in self._quit_callbacks:
             callback()
-

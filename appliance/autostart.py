@@ -90,18 +90,20 @@ def _quote_exec_argument(argument: str) -> str:
 
 def desktop_entry(command: list[str]) -> str:
     """The text of the autostart entry that runs ``command``."""
-    return "\n".join([
-        DESKTOP_ENTRY_GROUP,
-        "Type=Application",
-        "Name=appliance",
-        "Comment=Serve TensorFlow models on this computer over a local REST API",
-        f"Exec={desktop_exec_value(command)}",
-        "Icon=appliance",
-        "Terminal=false",
-        "Categories=Utility;",
-        "X-GNOME-Autostart-enabled=true",
-        "",
-    ])
+    return "\n".join(
+        [
+            DESKTOP_ENTRY_GROUP,
+            "Type=Application",
+            "Name=appliance",
+            "Comment=Serve TensorFlow models on this computer over a local REST API",
+            f"Exec={desktop_exec_value(command)}",
+            "Icon=appliance",
+            "Terminal=false",
+            "Categories=Utility;",
+            "X-GNOME-Autostart-enabled=true",
+            "",
+        ]
+    )
 
 
 class XdgAutostart(Autostart):
@@ -201,13 +203,15 @@ def _delete_value(key_path: str) -> None:
 
 def launch_agent_plist(command: list[str]) -> bytes:
     """The launchd agent that runs ``command`` once when the user logs in to the graphical session."""
-    return plistlib.dumps({
-        "Label": LAUNCH_AGENT_LABEL,
-        "ProgramArguments": list(command),
-        "RunAtLoad": True,
-        "ProcessType": "Interactive",
-        "LimitLoadToSessionType": "Aqua",
-    })
+    return plistlib.dumps(
+        {
+            "Label": LAUNCH_AGENT_LABEL,
+            "ProgramArguments": list(command),
+            "RunAtLoad": True,
+            "ProcessType": "Interactive",
+            "LimitLoadToSessionType": "Aqua",
+        }
+    )
 
 
 class MacLaunchAgent(Autostart):

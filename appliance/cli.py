@@ -14,8 +14,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import os
 import logging
+import os
 import signal
 import sys
 import threading
@@ -49,77 +49,175 @@ log = logging.getLogger("appliance")
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
     net = parser.add_argument_group("network")
     net.add_argument("--host", default="127.0.0.1", help="address to bind (default: %(default)s, loopback only)")
-    net.add_argument("--port", "--rest_api_port", type=int, default=DEFAULT_PORT,
-                     help="TCP port; 0 picks a free one and prints it (default: %(default)s)")
-    net.add_argument("--allowed_host", action="append", default=[], metavar="NAME",
-                     help="a Host name to answer besides localhost, 127.0.0.1, [::1] and --host (repeatable); "
-                     "others get 403 (DNS rebinding protection)")
-    net.add_argument("--token", default=os.environ.get("APPLIANCE_TOKEN"),
-                     help="require 'Authorization: Bearer TOKEN' from clients (default: $APPLIANCE_TOKEN; when "
-                     "--host is not loopback, a token is made once and kept in the config folder)")
-    net.add_argument("--require_token_for_control", action="store_true",
-                     help="also on loopback, changes through the control API (PUT .../chosen, POST .../reload) "
-                     "need the token (made and kept as for --host beyond loopback); predictions and status stay "
-                     "open (also require_token_for_control = true in settings.toml)")
-    net.add_argument("--cors_allowed_origin", action="append", default=[], metavar="ORIGIN",
-                     help="let web pages from ORIGIN (e.g. http://localhost:3000 or chrome-extension://<id>) call "
-                     "the API from a browser (repeatable; also cors_allowed_origins = [...] in settings.toml); "
-                     "'*' allows every origin, never with credentials (default: none, no CORS headers at all)")
-    net.add_argument("--max_request_bytes", type=int, default=DEFAULT_MAX_REQUEST_BYTES,
-                     help="largest request body accepted; larger ones get 413 before they are read "
-                     "(default: %(default)s); request line and headers are limited to 64 KiB (431)")
-    net.add_argument("--connection_limit", type=int, default=DEFAULT_CONNECTION_LIMIT,
-                     help="most client connections open at once; more wait to be accepted (default: %(default)s)")
-    net.add_argument("--channel_timeout", type=int, default=DEFAULT_CHANNEL_TIMEOUT_SECONDS,
-                     help="seconds after which an idle client connection is closed (default: %(default)s)")
-    net.add_argument("--threads", type=int, default=DEFAULT_THREADS,
-                     help="request worker threads; keep it at least the largest max_batch_size (default: %(default)s)")
-    net.add_argument("--rest_api_timeout_in_ms", type=int, default=DEFAULT_REST_API_TIMEOUT_MS,
-                     help="longest a request may wait for and run its model; then 504 (default: %(default)s; 0: none)")
+    net.add_argument(
+        "--port",
+        "--rest_api_port",
+        type=int,
+        default=DEFAULT_PORT,
+        help="TCP port; 0 picks a free one and prints it (default: %(default)s)",
+    )
+    net.add_argument(
+        "--allowed_host",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="a Host name to answer besides localhost, 127.0.0.1, [::1] and --host (repeatable); "
+        "others get 403 (DNS rebinding protection)",
+    )
+    net.add_argument(
+        "--token",
+        default=os.environ.get("APPLIANCE_TOKEN"),
+        help="require 'Authorization: Bearer TOKEN' from clients (default: $APPLIANCE_TOKEN; when "
+        "--host is not loopback, a token is made once and kept in the config folder)",
+    )
+    net.add_argument(
+        "--require_token_for_control",
+        action="store_true",
+        help="also on loopback, changes through the control API (PUT .../chosen, POST .../reload) "
+        "need the token (made and kept as for --host beyond loopback); predictions and status stay "
+        "open (also require_token_for_control = true in settings.toml)",
+    )
+    net.add_argument(
+        "--cors_allowed_origin",
+        action="append",
+        default=[],
+        metavar="ORIGIN",
+        help="let web pages from ORIGIN (e.g. http://localhost:3000 or chrome-extension://<id>) call "
+        "the API from a browser (repeatable; also cors_allowed_origins = [...] in settings.toml); "
+        "'*' allows every origin, never with credentials (default: none, no CORS headers at all)",
+    )
+    net.add_argument(
+        "--max_request_bytes",
+        type=int,
+        default=DEFAULT_MAX_REQUEST_BYTES,
+        help="largest request body accepted; larger ones get 413 before they are read "
+        "(default: %(default)s); request line and headers are limited to 64 KiB (431)",
+    )
+    net.add_argument(
+        "--connection_limit",
+        type=int,
+        default=DEFAULT_CONNECTION_LIMIT,
+        help="most client connections open at once; more wait to be accepted (default: %(default)s)",
+    )
+    net.add_argument(
+        "--channel_timeout",
+        type=int,
+        default=DEFAULT_CHANNEL_TIMEOUT_SECONDS,
+        help="seconds after which an idle client connection is closed (default: %(default)s)",
+    )
+    net.add_argument(
+        "--threads",
+        type=int,
+        default=DEFAULT_THREADS,
+        help="request worker threads; keep it at least the largest max_batch_size (default: %(default)s)",
+    )
+    net.add_argument(
+        "--rest_api_timeout_in_ms",
+        type=int,
+        default=DEFAULT_REST_API_TIMEOUT_MS,
+        help="longest a request may wait for and run its model; then 504 (default: %(default)s; 0: none)",
+    )
     models = parser.add_argument_group("models (default: the bundled models)")
-    models.add_argument("--model_config_file", type=Path,
-                        help="a TensorFlow Serving models.config (ModelServerConfig text proto)")
+    models.add_argument(
+        "--model_config_file", type=Path, help="a TensorFlow Serving models.config (ModelServerConfig text proto)"
+    )
     models.add_argument("--model_name", help="serve one model under this name (with --model_base_path)")
     models.add_argument("--model_base_path", type=Path, help="folder of that model's numbered versions")
-    models.add_argument("--models_dir", type=Path, action="append", default=[],
-                        help="a folder whose sub-folders are models (<name>/<version>/saved_model.pb); repeatable")
-    models.add_argument("--file_system_poll_wait_seconds", type=float, default=1.0,
-                        help="how often to look for new or removed versions; 0 = only at start (default: %(default)s)")
+    models.add_argument(
+        "--models_dir",
+        type=Path,
+        action="append",
+        default=[],
+        help="a folder whose sub-folders are models (<name>/<version>/saved_model.pb); repeatable",
+    )
+    models.add_argument(
+        "--file_system_poll_wait_seconds",
+        type=float,
+        default=1.0,
+        help="how often to look for new or removed versions; 0 = only at start (default: %(default)s)",
+    )
     remote = parser.add_argument_group(
-        "remote TensorFlow Serving (more in settings.toml: token, headers, model names, routing per model)")
-    remote.add_argument("--remote_url", "--remote-url", default=os.environ.get("APPLIANCE_REMOTE_URL"),
-                        help="a TF Serving REST URL to proxy to, falling back to local models when it is down "
-                        "(default: $APPLIANCE_REMOTE_URL, then settings.toml)")
+        "remote TensorFlow Serving (more in settings.toml: token, headers, model names, routing per model)"
+    )
+    remote.add_argument(
+        "--remote_url",
+        "--remote-url",
+        default=os.environ.get("APPLIANCE_REMOTE_URL"),
+        help="a TF Serving REST URL to proxy to, falling back to local models when it is down "
+        "(default: $APPLIANCE_REMOTE_URL, then settings.toml)",
+    )
     remote.add_argument("--remote_timeout_seconds", type=float, help="read timeout of a remote call (default: 30)")
-    remote.add_argument("--remote_probe_seconds", type=float, help="how often the remote's health is probed (default: 2)")
+    remote.add_argument(
+        "--remote_probe_seconds", type=float, help="how often the remote's health is probed (default: 2)"
+    )
     remote.add_argument("--settings_file", type=Path, help="the settings file (default: the per-user settings.toml)")
     runtime = parser.add_argument_group("runtime")
-    runtime.add_argument("--device", choices=("auto", "cpu", "gpu"), default="auto",
-                         help="where to run models: a GPU when one is found (auto), or force one (default: %(default)s)")
-    runtime.add_argument("--enable_batching", type=_flag_value, nargs="?", const=True, default=None,
-                         help="merge concurrent predict requests into batched model calls (true/false; default: "
-                         "only models whose version folder has a batching_params.pbtxt, as the bundled ones do)")
-    runtime.add_argument("--batching_parameters_file", type=Path,
-                         help="a TF Serving BatchingParameters text proto (max_batch_size, batch_timeout_micros, "
-                         "max_enqueued_batches, num_batch_threads, allowed_batch_sizes, pad_variable_length_inputs); "
-                         "implies --enable_batching")
-    runtime.add_argument("--enable_model_warmup", type=_flag_value, nargs="?", const=True, default=True,
-                         help="warm each version up (assets.extra/tf_serving_warmup_requests, else a synthetic "
-                         "request) before it is AVAILABLE (default: true)")
-    runtime.add_argument("--tensorflow_intra_op_parallelism", type=int, default=0,
-                         help="threads inside one TF op; 0 = TensorFlow's choice")
-    runtime.add_argument("--tensorflow_inter_op_parallelism", type=int, default=0,
-                         help="threads running TF ops in parallel; 0 (default) = one-row calls that cannot loop run in "
-                         "the calling thread (the fastest for small models) and the others on TensorFlow's pool; "
-                         "N > 0 = every call on a pool of N; -1 = every call in the calling thread")
+    runtime.add_argument(
+        "--device",
+        choices=("auto", "cpu", "gpu"),
+        default="auto",
+        help="where to run models: a GPU when one is found (auto), or force one (default: %(default)s)",
+    )
+    runtime.add_argument(
+        "--enable_batching",
+        type=_flag_value,
+        nargs="?",
+        const=True,
+        default=None,
+        help="merge concurrent predict requests into batched model calls (true/false; default: "
+        "only models whose version folder has a batching_params.pbtxt, as the bundled ones do)",
+    )
+    runtime.add_argument(
+        "--batching_parameters_file",
+        type=Path,
+        help="a TF Serving BatchingParameters text proto (max_batch_size, batch_timeout_micros, "
+        "max_enqueued_batches, num_batch_threads, allowed_batch_sizes, pad_variable_length_inputs); "
+        "implies --enable_batching",
+    )
+    runtime.add_argument(
+        "--enable_model_warmup",
+        type=_flag_value,
+        nargs="?",
+        const=True,
+        default=True,
+        help="warm each version up (assets.extra/tf_serving_warmup_requests, else a synthetic "
+        "request) before it is AVAILABLE (default: true)",
+    )
+    runtime.add_argument(
+        "--tensorflow_intra_op_parallelism",
+        type=int,
+        default=0,
+        help="threads inside one TF op; 0 = TensorFlow's choice",
+    )
+    runtime.add_argument(
+        "--tensorflow_inter_op_parallelism",
+        type=int,
+        default=0,
+        help="threads running TF ops in parallel; 0 (default) = one-row calls that cannot loop run in "
+        "the calling thread (the fastest for small models) and the others on TensorFlow's pool; "
+        "N > 0 = every call on a pool of N; -1 = every call in the calling thread",
+    )
     parser.add_argument("--log_level", default="INFO", choices=("DEBUG", "INFO", "WARNING", "ERROR"))
 
 
 # Settings taken as they are from the flag of the same name.
 SETTINGS_FROM_FLAGS = (
-    "connection_limit", "channel_timeout", "host", "port", "model_config_file", "model_name", "model_base_path",
-    "file_system_poll_wait_seconds", "device", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism",
-    "max_request_bytes", "threads", "enable_batching", "batching_parameters_file", "enable_model_warmup",
+    "connection_limit",
+    "channel_timeout",
+    "host",
+    "port",
+    "model_config_file",
+    "model_name",
+    "model_base_path",
+    "file_system_poll_wait_seconds",
+    "device",
+    "tensorflow_intra_op_parallelism",
+    "tensorflow_inter_op_parallelism",
+    "max_request_bytes",
+    "threads",
+    "enable_batching",
+    "batching_parameters_file",
+    "enable_model_warmup",
     "rest_api_timeout_in_ms",
 )
 
@@ -142,21 +240,28 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"appliance {__version__}")
     commands = parser.add_subparsers(dest="command", metavar="COMMAND")
     desktop = commands.add_parser(
-        "desktop", help="the default: serve with a tray icon (headless when there is no display)",
+        "desktop",
+        help="the default: serve with a tray icon (headless when there is no display)",
         description="Serve models with a tray icon to switch versions; one per user (a second launch prints the "
-        "running one's URL). Without a display or tray, or with --headless, serves headless.")
+        "running one's URL). Without a display or tray, or with --headless, serves headless.",
+    )
     _add_serve_flags(desktop)
     desktop.add_argument("--headless", action="store_true", help="no tray icon, even when a display is available")
-    serve = commands.add_parser("serve", help="serve models over HTTP until interrupted (no tray, no single-instance)",
-                                description="Serve models over HTTP until SIGINT/SIGTERM (graceful stop).")
+    serve = commands.add_parser(
+        "serve",
+        help="serve models over HTTP until interrupted (no tray, no single-instance)",
+        description="Serve models over HTTP until SIGINT/SIGTERM (graceful stop).",
+    )
     _add_serve_flags(serve)
     models = commands.add_parser("models", help="list the models, versions and states of a running appliance")
     models.add_argument("--url", default=DEFAULT_URL, help="the appliance to ask (default: %(default)s)")
-    predict = commands.add_parser("predict", help="send one prediction to a running appliance",
-                                  description="POST /predict and print the answer.")
+    predict = commands.add_parser(
+        "predict", help="send one prediction to a running appliance", description="POST /predict and print the answer."
+    )
     predict.add_argument("model", help="model name, e.g. digits")
-    predict.add_argument("--input", required=True,
-                         help="the input tensor as JSON, or @FILE to read it from a file (@- for stdin)")
+    predict.add_argument(
+        "--input", required=True, help="the input tensor as JSON, or @FILE to read it from a file (@- for stdin)"
+    )
     pin = predict.add_mutually_exclusive_group()
     pin.add_argument("--version", type=int, dest="model_version", help="a specific version (default: the chosen one)")
     pin.add_argument("--label", help="a version label, e.g. stable")
@@ -217,8 +322,11 @@ def _build(settings: Settings, defer_tensorflow: bool = False):
         from .api.security import is_loopback
         from .paths import token_file
 
-        who = ("control requests (choosing, reloading) must send" if is_loopback(settings.host)
-               else "listening beyond loopback: clients must send")
+        who = (
+            "control requests (choosing, reloading) must send"
+            if is_loopback(settings.host)
+            else "listening beyond loopback: clients must send"
+        )
         print(f"appliance: {who} 'Authorization: Bearer <token>' with the token in {token_file()}", flush=True)
     return app, None
 
@@ -354,7 +462,9 @@ def list_models(url: str) -> int:
     remote = health.get("remote")
     if remote:
         latency = f", {remote['latency_ms']} ms" if remote.get("latency_ms") is not None else ""
-        print(f"remote {remote['url']}: {remote['state']}{latency}" + (f" ({remote['error']})" if remote["error"] else ""))
+        print(
+            f"remote {remote['url']}: {remote['state']}{latency}" + (f" ({remote['error']})" if remote["error"] else "")
+        )
         for model, routing in sorted(remote["routing"].items()):
             versions = ", ".join(map(str, remote["versions"].get(model, []))) or "none"
             print(f"  {model}: {routing}; remote serves versions: {versions}")
@@ -371,8 +481,11 @@ def predict(args: argparse.Namespace) -> int:
         print(f"appliance: error: --input is not valid JSON: {e}", file=sys.stderr)
         return 2
     body = {"model": args.model, "input": value}
-    for key, option in (("version", args.model_version), ("label", args.label),
-                        ("signature_name", args.signature_name)):
+    for key, option in (
+        ("version", args.model_version),
+        ("label", args.label),
+        ("signature_name", args.signature_name),
+    ):
         if option is not None:
             body[key] = option
     status, answer = _http(args.url.rstrip("/") + "/predict", body)
@@ -386,7 +499,7 @@ def predict(args: argparse.Namespace) -> int:
 def main(argv: list[str] | None = None) -> int:
     parser = _parser()
     argv = sys.argv[1:] if argv is None else argv
-    if not argv or argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version"):
+    if not argv or (argv[0].startswith("-") and argv[0] not in ("-h", "--help", "--version")):
         argv = ["desktop", *argv]
     args = parser.parse_args(argv)
     configure_logging(getattr(args, "log_level", "WARNING"))
@@ -403,6 +516,8 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     except (urllib.error.URLError, ConnectionError) as e:
         reason = getattr(e, "reason", e)
-        print(f"appliance: error: no appliance answers at {args.url} ({reason}); start one with `appliance serve`",
-              file=sys.stderr)
+        print(
+            f"appliance: error: no appliance answers at {args.url} ({reason}); start one with `appliance serve`",
+            file=sys.stderr,
+        )
         return 1

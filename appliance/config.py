@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Mapping
 
 from google.protobuf import text_format
 
@@ -242,8 +242,9 @@ def access_settings(file_settings: Mapping, source: str) -> tuple[tuple[str, ...
     """The settings file's ``cors_allowed_origins`` (a list of origins) and ``require_token_for_control``."""
     origins = file_settings.get("cors_allowed_origins", [])
     if not isinstance(origins, list) or not all(isinstance(origin, str) for origin in origins):
-        raise InvalidArgument(f'{source}: cors_allowed_origins must be a list of origins, e.g. '
-                              f'["http://localhost:3000"]')
+        raise InvalidArgument(
+            f'{source}: cors_allowed_origins must be a list of origins, e.g. ["http://localhost:3000"]'
+        )
     require = file_settings.get("require_token_for_control", False)
     if not isinstance(require, bool):
         raise InvalidArgument(f"{source}: require_token_for_control must be true or false")

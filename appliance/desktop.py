@@ -31,8 +31,17 @@ CLIPBOARD_COMMANDS = (
 
 
 # Set by PyInstaller's runtime hooks for the GTK inside a frozen bundle; programs it starts must not inherit them.
-FROZEN_GTK_VARIABLES = ("GTK_PATH", "GTK_DATA_PREFIX", "GTK_EXE_PREFIX", "GI_TYPELIB_PATH", "GIO_MODULE_DIR",
-                        "GDK_PIXBUF_MODULE_FILE", "PANGO_LIBDIR", "PANGO_SYSCONFDIR", "FONTCONFIG_FILE")
+FROZEN_GTK_VARIABLES = (
+    "GTK_PATH",
+    "GTK_DATA_PREFIX",
+    "GTK_EXE_PREFIX",
+    "GI_TYPELIB_PATH",
+    "GIO_MODULE_DIR",
+    "GDK_PIXBUF_MODULE_FILE",
+    "PANGO_LIBDIR",
+    "PANGO_SYSCONFDIR",
+    "FONTCONFIG_FILE",
+)
 
 
 def _child_environment() -> dict[str, str] | None:
@@ -42,16 +51,22 @@ def _child_environment() -> dict[str, str] | None:
     bundle = getattr(sys, "_MEIPASS", "")
     env = {k: v for k, v in os.environ.items() if k not in FROZEN_GTK_VARIABLES}
     if "XDG_DATA_DIRS" in env:
-        env["XDG_DATA_DIRS"] = os.pathsep.join(d for d in env["XDG_DATA_DIRS"].split(os.pathsep)
-                                               if not (bundle and d.startswith(bundle)))
+        env["XDG_DATA_DIRS"] = os.pathsep.join(
+            d for d in env["XDG_DATA_DIRS"].split(os.pathsep) if not (bundle and d.startswith(bundle))
+        )
     return env
 
 
 def _spawn(command: list[str], text: str | None = None) -> bool:
     try:
-        process = subprocess.Popen(command, stdin=subprocess.PIPE if text is not None else subprocess.DEVNULL,
-                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                   env=_child_environment())
+        process = subprocess.Popen(
+            command,
+            stdin=subprocess.PIPE if text is not None else subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+            env=_child_environment(),
+        )
     except OSError as e:
         log.warning("cannot run %s: %s", command[0], e)
         return False
@@ -70,7 +85,7 @@ def open_in_desktop(target: str | Path) -> bool:
         return False
     path = str(target)
     if sys.platform == "win32":
-        os.startfile(path)  # noqa: S606 (the desktop's own handler)
+        os.startfile(path)
         return True
     opener = "open" if sys.platform == "darwin" else "xdg-open"
     if shutil.which(opener) is None:

@@ -137,8 +137,11 @@ def find_running_instance(lock_path: Path, discovery_path: Path) -> Discovery | 
     if probe.acquire():
         probe.release()
         if discovery_path.exists():
-            log.info("ignoring the stale discovery file %s: no appliance holds %s, the last one crashed",
-                     discovery_path, lock_path)
+            log.info(
+                "ignoring the stale discovery file %s: no appliance holds %s, the last one crashed",
+                discovery_path,
+                lock_path,
+            )
         return None
     discovery = read_discovery(discovery_path)
     if discovery is None:

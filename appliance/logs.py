@@ -93,8 +93,9 @@ def configure_logging(level: str, log_file: Path | None = None) -> None:
         handlers.append(stderr)
     if log_file is not None:
         ensure_dir(log_file.parent)
-        file = logging.handlers.RotatingFileHandler(log_file, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS,
-                                                    encoding="utf-8")
+        file = logging.handlers.RotatingFileHandler(
+            log_file, maxBytes=MAX_LOG_BYTES, backupCount=LOG_BACKUPS, encoding="utf-8"
+        )
         file.set_name(FILE_HANDLER)
         handlers.append(file)
     formatter = logging.Formatter(FORMAT)

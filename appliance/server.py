@@ -152,9 +152,7 @@ class Server:
         log.info("serving on %s", self.url)
         try:
             while self._deadline is None:
-                wasyncore.loop(
-                    timeout=self._waitress.adj.asyncore_loop_timeout, map=self._map, use_poll=True, count=1
-                )
+                wasyncore.loop(timeout=self._waitress.adj.asyncore_loop_timeout, map=self._map, use_poll=True, count=1)
             if not self._torn_down:
                 self._drain()
         finally:

@@ -43,8 +43,10 @@ class Target:
     body: bytes
 
     def request(self) -> bytes:
-        head = (f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-                f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n")
+        head = (
+            f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+            f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n"
+        )
         return head.encode("ascii") + self.body
 
 
@@ -67,8 +69,11 @@ def summarize(samples: list[float]) -> dict:
     """Median, p99 and mean of latencies in seconds, as milliseconds (None when there are none)."""
     if not samples:
         return {"p50_ms": None, "p99_ms": None, "mean_ms": None}
-    return {"p50_ms": percentile(samples, 0.50) * 1e3, "p99_ms": percentile(samples, 0.99) * 1e3,
-            "mean_ms": sum(samples) / len(samples) * 1e3}
+    return {
+        "p50_ms": percentile(samples, 0.50) * 1e3,
+        "p99_ms": percentile(samples, 0.99) * 1e3,
+        "mean_ms": sum(samples) / len(samples) * 1e3,
+    }
 
 
 class _Window:

@@ -63,8 +63,12 @@ def time_in_process(model_dir: Path, pixels: list[list[float]], calls: int) -> l
 
 
 def start_appliance() -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING"],
-                               cwd=REPO, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     url = process.stdout.readline().split("serving on ", 1)[1].strip()
     for _ in range(600):
         connection = http.client.HTTPConnection(urlsplit(url).hostname, urlsplit(url).port, timeout=10)

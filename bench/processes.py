@@ -22,8 +22,13 @@ REPO = Path(__file__).resolve().parents[1]
 _URL_LINE = re.compile(r"serving on http://([^:/\s]+):(\d+)")
 _POLL_SECONDS = 0.01
 _STOP_SECONDS = 30.0
-_USER_DIRS = {"XDG_DATA_HOME": "data", "XDG_CONFIG_HOME": "config", "XDG_STATE_HOME": "state",
-              "XDG_CACHE_HOME": "cache", "XDG_RUNTIME_DIR": "runtime"}
+_USER_DIRS = {
+    "XDG_DATA_HOME": "data",
+    "XDG_CONFIG_HOME": "config",
+    "XDG_STATE_HOME": "state",
+    "XDG_CACHE_HOME": "cache",
+    "XDG_RUNTIME_DIR": "runtime",
+}
 
 
 def user_dirs_env(home: Path) -> dict[str, str]:
@@ -47,8 +52,14 @@ def time_import_tensorflow(env: dict[str, str]) -> tuple[float, float]:
     this process's environment (per-user folders), as for a :class:`ServerProcess`.
     """
     started = time.perf_counter()
-    child = subprocess.Popen([sys.executable, "-c", "import tensorflow; print('imported', flush=True)"], cwd=REPO,
-                             stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env={**os.environ, **env})
+    child = subprocess.Popen(
+        [sys.executable, "-c", "import tensorflow; print('imported', flush=True)"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, **env},
+    )
     imported = child.stdout.readline().strip() == "imported"
     seconds = time.perf_counter() - started
     child.stdout.close()
@@ -65,8 +76,13 @@ class ServerProcess:
         self.log_path = log_path
         self.started = time.perf_counter()
         with open(log_path, "wb") as log:
-            self.process = subprocess.Popen([sys.executable, *args], cwd=REPO, stdout=log, stderr=subprocess.STDOUT,
-                                            env={**os.environ, "PYTHONUNBUFFERED": "1", **env})
+            self.process = subprocess.Popen(
+                [sys.executable, *args],
+                cwd=REPO,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
+            )
 
     def cpu_seconds(self) -> float:
         return procstat.cpu_seconds(self.process.pid)
@@ -94,8 +110,9 @@ class ServerProcess:
 
     def wait_for_url(self, timeout: float) -> tuple[str, int]:
         """The host and port of the ``serving on http://host:port`` line the server prints."""
-        match = self._poll(lambda: _URL_LINE.search(self.log_path.read_text(errors="replace")), timeout,
-                           "printed no URL")
+        match = self._poll(
+            lambda: _URL_LINE.search(self.log_path.read_text(errors="replace")), timeout, "printed no URL"
+        )
         return match.group(1), int(match.group(2))
 
     def wait_first_answer(self, host: str, port: int, path: str, body: bytes, timeout: float) -> float:
@@ -109,8 +126,11 @@ class ServerProcess:
         The chosen versions answer first and the older ones load after them: a
         measurement started before they are done would share the CPU with loading.
         """
-        self._poll(lambda: all(_versions_settled(host, port, model) for model in models), timeout,
-                   f"had not loaded every version of {', '.join(models)}")
+        self._poll(
+            lambda: all(_versions_settled(host, port, model) for model in models),
+            timeout,
+            f"had not loaded every version of {', '.join(models)}",
+        )
 
     def stop(self) -> None:
         self.process.terminate()

@@ -32,8 +32,8 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: import bench from the repository, not from this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # whose profile.py would shadow the standard library's
 
-from bench.loadgen import Bounds, Target, measure  # noqa: E402
-from bench.run import START_TIMEOUT, request_for, say, start_appliance, wait_appliance_ready  # noqa: E402
+from bench.loadgen import Bounds, Target, measure
+from bench.run import START_TIMEOUT, request_for, say, start_appliance, wait_appliance_ready
 
 MODEL = "digits"
 SAMPLE_RATE = 200  # per second
@@ -52,8 +52,10 @@ def ptrace_restriction() -> str | None:
     scope = int(_PTRACE_SCOPE.read_text())
     if scope == 0 or (scope < 3 and _has_cap_sys_ptrace()):
         return None
-    return (f"kernel.yama.ptrace_scope is {scope} (0 lets a user's processes read each other's; 1 and 2 need "
-            f"CAP_SYS_PTRACE, e.g. root or docker run --cap-add SYS_PTRACE; 3 forbids it)")
+    return (
+        f"kernel.yama.ptrace_scope is {scope} (0 lets a user's processes read each other's; 1 and 2 need "
+        f"CAP_SYS_PTRACE, e.g. root or docker run --cap-add SYS_PTRACE; 3 forbids it)"
+    )
 
 
 def _has_cap_sys_ptrace() -> bool:
@@ -79,9 +81,26 @@ class Sampler:
         self.log_path = log_path
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [py_spy, "record", "--pid", str(pid), "--gil", "--function", "--nonblocking",
-                 "--rate", str(SAMPLE_RATE), "--duration", str(seconds), "--format", output_format,
-                 "--output", str(output)], stdout=log, stderr=subprocess.STDOUT)
+                [
+                    py_spy,
+                    "record",
+                    "--pid",
+                    str(pid),
+                    "--gil",
+                    "--function",
+                    "--nonblocking",
+                    "--rate",
+                    str(SAMPLE_RATE),
+                    "--duration",
+                    str(seconds),
+                    "--format",
+                    output_format,
+                    "--output",
+                    str(output),
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
 
     def finish(self) -> str | None:
         """Wait for py-spy to write its output; None when it did, else what went wrong."""
@@ -134,18 +153,25 @@ def profile(concurrency: int, seconds: int, out: Path) -> dict:
     """The appliance under load while py-spy samples it; returns the load's result (py-spy's files are in ``out``)."""
     py_spy = find_py_spy()
     say("appliance: starting")
-    with tempfile.TemporaryDirectory(prefix="appliance-profile-home-") as home, \
-            start_appliance(Path(home), out / "appliance.log") as server:
+    with (
+        tempfile.TemporaryDirectory(prefix="appliance-profile-home-") as home,
+        start_appliance(Path(home), out / "appliance.log") as server,
+    ):
         host, port = server.wait_for_url(START_TIMEOUT)
         wait_appliance_ready(server, host, port, (MODEL,))
         say(f"loading {request_for(MODEL)[0]} at c={concurrency} while py-spy samples the server for {seconds} s")
         pid = server.process.pid
-        samplers = [Sampler(py_spy, pid, seconds, "raw", out / "stacks.txt", out / "py-spy-raw.log"),
-                    Sampler(py_spy, pid, seconds, "flamegraph", out / "flamegraph.svg", out / "py-spy-svg.log")]
+        samplers = [
+            Sampler(py_spy, pid, seconds, "raw", out / "stacks.txt", out / "py-spy-raw.log"),
+            Sampler(py_spy, pid, seconds, "flamegraph", out / "flamegraph.svg", out / "py-spy-svg.log"),
+        ]
         try:
-            load = measure(Target(host, port, *request_for(MODEL)), concurrency,
-                           Bounds(warmup_s=_LOAD_HEAD_START_S, measure_s=seconds, max_requests=sys.maxsize),
-                           server.cpu_seconds)
+            load = measure(
+                Target(host, port, *request_for(MODEL)),
+                concurrency,
+                Bounds(warmup_s=_LOAD_HEAD_START_S, measure_s=seconds, max_requests=sys.maxsize),
+                server.cpu_seconds,
+            )
             server.check_running()
             failures = [failure for failure in (sampler.finish() for sampler in samplers) if failure]
         finally:
@@ -153,33 +179,44 @@ def profile(concurrency: int, seconds: int, out: Path) -> dict:
                 sampler.kill()
     if failures:
         restriction = ptrace_restriction()
-        raise SystemExit(f"py-spy could not sample the appliance (pid {pid}), which needs ptrace permission over it"
-                         + (f": {restriction}" if restriction else "") + "\n" + "\n".join(failures))
+        raise SystemExit(
+            f"py-spy could not sample the appliance (pid {pid}), which needs ptrace permission over it"
+            + (f": {restriction}" if restriction else "")
+            + "\n"
+            + "\n".join(failures)
+        )
     return load
 
 
 def summary(load: dict, stacks: Counter[str], concurrency: int, seconds: int) -> str:
     """The load's numbers, how often the GIL was held, and the top frames by inclusive and by self share."""
     total = sum(stacks.values())
-    head = (f"{MODEL} at c={concurrency}: {load['req_per_s']:.0f} req/s, p50 {load['p50_ms'] or float('nan'):.2f} ms, "
-            f"{load['errors']} errors (while sampled); {total} samples holding the GIL in {seconds} s at "
-            f"{SAMPLE_RATE} Hz (py-spy's count of samples and of stacks it could not read: py-spy-raw.log)")
+    head = (
+        f"{MODEL} at c={concurrency}: {load['req_per_s']:.0f} req/s, p50 {load['p50_ms'] or float('nan'):.2f} ms, "
+        f"{load['errors']} errors (while sampled); {total} samples holding the GIL in {seconds} s at "
+        f"{SAMPLE_RATE} Hz (py-spy's count of samples and of stacks it could not read: py-spy-raw.log)"
+    )
     if not total:
         return f"{head}\nno samples held the GIL: nothing to rank"
     inclusive, own = frame_shares(stacks)
-    return "\n\n".join([
-        head,
-        top_table(f"Top {TOP} by inclusive share", inclusive, own, ("incl", "self"), total),
-        top_table(f"Top {TOP} by self share", own, inclusive, ("self", "incl"), total),
-    ])
+    return "\n\n".join(
+        [
+            head,
+            top_table(f"Top {TOP} by inclusive share", inclusive, own, ("incl", "self"), total),
+            top_table(f"Top {TOP} by self share", own, inclusive, ("self", "incl"), total),
+        ]
+    )
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--concurrency", type=int, default=32, help="keep-alive clients (default: %(default)s)")
     parser.add_argument("--seconds", type=int, default=10, help="how long py-spy samples (default: %(default)s)")
-    parser.add_argument("--out", type=Path, help="folder for the flame graph, the stacks and the logs "
-                                                 "(default: a new one under the temporary folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for the flame graph, the stacks and the logs (default: a new one under the temporary folder)",
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="appliance-profile-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -28,8 +28,12 @@ PATH = "/v1/models/digits/versions/2:predict"
 
 
 def start(*args: str) -> tuple[subprocess.Popen, str]:
-    process = subprocess.Popen([sys.executable, "-m", "appliance", "serve", "--log_level", "WARNING", *args],
-                               cwd=REPO, stdout=subprocess.PIPE, text=True)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "serve", "--log_level", "WARNING", *args],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
     url = process.stdout.readline().split("serving on ", 1)[1].strip()
     while requests.get(url + "/health", timeout=10).json()["status"] != "ready":
         time.sleep(0.1)
@@ -68,8 +72,16 @@ def main() -> None:
     args = parser.parse_args()
     remote, remote_url = start("--port", "0")
     port = remote_url.rsplit(":", 1)[1]
-    front, front_url = start("--port", "0", "--remote_url", remote_url, "--remote_probe_seconds",
-                             str(args.probe_seconds), "--remote_timeout_seconds", "2")
+    front, front_url = start(
+        "--port",
+        "0",
+        "--remote_url",
+        remote_url,
+        "--remote_probe_seconds",
+        str(args.probe_seconds),
+        "--remote_timeout_seconds",
+        "2",
+    )
     try:
         time_until(lambda: remote_state(front_url) == "up")
         with requests.Session() as session:
@@ -78,20 +90,27 @@ def main() -> None:
             assert session.post(front_url + PATH, json=BODY).headers["X-Appliance-Backend"] == "remote"
         print(f"{args.calls} sequential :predict calls, digits v2, one keep-alive connection")
         for name, samples in (("remote directly", direct), ("through the front (proxy hop)", proxied)):
-            print(f"  {name:32} median {statistics.median(samples) * 1e3:6.3f} ms   "
-                  f"p99 {statistics.quantiles(samples, n=100)[98] * 1e3:6.3f} ms")
-        print(f"  added by the hop: median {(statistics.median(proxied) - statistics.median(direct)) * 1e3:.3f} ms, "
-              f"p99 {(statistics.quantiles(proxied, n=100)[98] - statistics.quantiles(direct, n=100)[98]) * 1e3:.3f} ms")
+            print(
+                f"  {name:32} median {statistics.median(samples) * 1e3:6.3f} ms   "
+                f"p99 {statistics.quantiles(samples, n=100)[98] * 1e3:6.3f} ms"
+            )
+        print(
+            f"  added by the hop: median {(statistics.median(proxied) - statistics.median(direct)) * 1e3:.3f} ms, "
+            f"p99 {(statistics.quantiles(proxied, n=100)[98] - statistics.quantiles(direct, n=100)[98]) * 1e3:.3f} ms"
+        )
 
         remote.send_signal(signal.SIGKILL)
         remote.wait()
         down = time_until(lambda: remote_state(front_url) == "down")
         answered = requests.post(front_url + PATH, json=BODY, timeout=30)
-        print(f"remote killed: front reports it down after {down:.2f} s (probe every {args.probe_seconds} s); "
-              f"requests meanwhile answered {answered.status_code} by {answered.headers['X-Appliance-Backend']}")
+        print(
+            f"remote killed: front reports it down after {down:.2f} s (probe every {args.probe_seconds} s); "
+            f"requests meanwhile answered {answered.status_code} by {answered.headers['X-Appliance-Backend']}"
+        )
         remote, _ = start("--port", port)
-        back = time_until(lambda: requests.post(front_url + PATH, json=BODY, timeout=30)
-                          .headers["X-Appliance-Backend"] == "remote")
+        back = time_until(
+            lambda: requests.post(front_url + PATH, json=BODY, timeout=30).headers["X-Appliance-Backend"] == "remote"
+        )
         print(f"remote restarted (ready): traffic back on it after {back:.2f} s")
     finally:
         for process in (front, remote):

@@ -32,8 +32,13 @@ class Comparison(NamedTuple):
 def _goal(comparison: Comparison, compare: str, threshold: float) -> dict:
     test, sign = _COMPARE[compare]
     value = comparison.value
-    return {"goal": comparison.text, "value": value, "target": f"{sign} {threshold:g}",
-            "met": None if value is None else bool(test(value, threshold)), "detail": comparison.detail}
+    return {
+        "goal": comparison.text,
+        "value": value,
+        "target": f"{sign} {threshold:g}",
+        "met": None if value is None else bool(test(value, threshold)),
+        "detail": comparison.detail,
+    }
 
 
 def _informational(comparison: Comparison) -> dict:
@@ -44,15 +49,21 @@ def _latency(results: dict) -> Comparison:
     served = find_run(results, "appliance", "digits", 1)["p50_ms"]
     echo = find_run(results, "echo", None, 1)["p50_ms"]
     raw = find_raw(results, "digits", 1)["p50_ms"]
-    return Comparison("c=1: appliance digits p50 ÷ (echo p50 + raw call p50)", served / (echo + raw),
-                      f"{served:.3f} ms ÷ ({echo:.3f} + {raw:.3f} ms)")
+    return Comparison(
+        "c=1: appliance digits p50 ÷ (echo p50 + raw call p50)",
+        served / (echo + raw),
+        f"{served:.3f} ms ÷ ({echo:.3f} + {raw:.3f} ms)",
+    )
 
 
 def _batching_latency(results: dict) -> Comparison:
     batched = find_run(results, "appliance", "digits", 1)["p50_ms"]
     unbatched = find_run(results, "appliance-unbatched", "digits", 1)["p50_ms"]
-    return Comparison("c=1: appliance digits p50, batched ÷ unbatched (--enable_batching=false)", batched / unbatched,
-                      f"{batched:.3f} ÷ {unbatched:.3f} ms")
+    return Comparison(
+        "c=1: appliance digits p50, batched ÷ unbatched (--enable_batching=false)",
+        batched / unbatched,
+        f"{batched:.3f} ÷ {unbatched:.3f} ms",
+    )
 
 
 def _throughput(results: dict, other: str, model: str | None) -> Comparison:
@@ -67,18 +78,24 @@ def _throughput(results: dict, other: str, model: str | None) -> Comparison:
 def _cold_start(results: dict) -> Comparison:
     cold = results["cold_start"]
     appliance, imports = cold["appliance_median_s"], cold["import_tensorflow_median_s"]
-    return Comparison("cold start to first prediction − time to import tensorflow (s)", appliance - imports,
-                      f"{appliance:.2f} s − {imports:.2f} s (medians of {len(cold['appliance_s'])}; the import's "
-                      f"process exit, ~1 s of TF teardown, not counted)")
+    return Comparison(
+        "cold start to first prediction − time to import tensorflow (s)",
+        appliance - imports,
+        f"{appliance:.2f} s − {imports:.2f} s (medians of {len(cold['appliance_s'])}; the import's "
+        f"process exit, ~1 s of TF teardown, not counted)",
+    )
 
 
 def _memory(results: dict) -> Comparison:
     appliance = results["servers"]["appliance"]["rss_ready_mib"]
     bare = results["raw"]["rss_mib"]
     after = results["servers"]["appliance"]["rss_after_load_mib"]
-    return Comparison("RSS: appliance ready ÷ bare process with TF and the same SavedModels", appliance / bare,
-                      f"{appliance:.0f} ÷ {bare:.0f} MiB ({results['raw']['versions_loaded']} versions each, one "
-                      f"call per model); after the load: {after:.0f} MiB, ratio {after / bare:.2f}")
+    return Comparison(
+        "RSS: appliance ready ÷ bare process with TF and the same SavedModels",
+        appliance / bare,
+        f"{appliance:.0f} ÷ {bare:.0f} MiB ({results['raw']['versions_loaded']} versions each, one "
+        f"call per model); after the load: {after:.0f} MiB, ratio {after / bare:.2f}",
+    )
 
 
 def goals(results: dict) -> list[dict]:
@@ -109,24 +126,32 @@ def _number(value: float | None, digits: int) -> str:
 
 def _load_table(results: dict) -> list[str]:
     bounds = results["settings"]["bounds"]
-    lines = [f"Served, batch 1, keep-alive clients; per level {bounds['warmup_s']:g} s warm-up, then "
-             f"{bounds['measure_s']:g} s or {bounds['max_requests']} answers ({results['mode']} run)",
-             f"{'server':20}{'model':8}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
-             f"{'srv cpu ms/req':>16}{'cli cpu ms/req':>16}{'srv RSS MiB':>13}"]
+    lines = [
+        f"Served, batch 1, keep-alive clients; per level {bounds['warmup_s']:g} s warm-up, then "
+        f"{bounds['measure_s']:g} s or {bounds['max_requests']} answers ({results['mode']} run)",
+        f"{'server':20}{'model':8}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
+        f"{'srv cpu ms/req':>16}{'cli cpu ms/req':>16}{'srv RSS MiB':>13}",
+    ]
     for run in results["runs"]:
-        lines.append(f"{run['server']:20}{run['model'] or '-':8}{run['concurrency']:>4}{run['req_per_s']:>10.0f}"
-                     f"{_number(run['p50_ms'], 3):>9}{_number(run['p99_ms'], 3):>9}{run['errors']:>8}"
-                     f"{_number(run['server_cpu_ms_per_req'], 3):>16}{_number(run['client_cpu_ms_per_req'], 3):>16}"
-                     f"{run['server_rss_mib']:>13.0f}")
+        lines.append(
+            f"{run['server']:20}{run['model'] or '-':8}{run['concurrency']:>4}{run['req_per_s']:>10.0f}"
+            f"{_number(run['p50_ms'], 3):>9}{_number(run['p99_ms'], 3):>9}{run['errors']:>8}"
+            f"{_number(run['server_cpu_ms_per_req'], 3):>16}{_number(run['client_cpu_ms_per_req'], 3):>16}"
+            f"{run['server_rss_mib']:>13.0f}"
+        )
     return lines
 
 
 def _raw_table(results: dict) -> list[str]:
-    lines = ['Raw in-process call: tf.saved_model.load(path).signatures["serving_default"](...)',
-             f"{'model':8}{'version':>8}{'batch':>6}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}"]
+    lines = [
+        'Raw in-process call: tf.saved_model.load(path).signatures["serving_default"](...)',
+        f"{'model':8}{'version':>8}{'batch':>6}{'calls/s':>10}{'p50 ms':>9}{'p99 ms':>9}",
+    ]
     for call in results["raw"]["calls"]:
-        lines.append(f"{call['model']:8}{call['version']:>8}{call['batch']:>6}{call['calls_per_s']:>10.0f}"
-                     f"{call['p50_ms']:>9.3f}{call['p99_ms']:>9.3f}")
+        lines.append(
+            f"{call['model']:8}{call['version']:>8}{call['batch']:>6}{call['calls_per_s']:>10.0f}"
+            f"{call['p50_ms']:>9.3f}{call['p99_ms']:>9.3f}"
+        )
     return lines
 
 
@@ -134,16 +159,22 @@ def _servers_table(results: dict) -> list[str]:
     together = " (all started at once)" if results["settings"]["start_together"] else ""
     lines = [f"Servers: start to first prediction{together}, RSS ready / after the load"]
     for name, server in results["servers"].items():
-        lines.append(f"  {name:20}{server['startup_s']:6.2f} s {server['rss_ready_mib']:6.0f} / "
-                     f"{server['rss_after_load_mib']:.0f} MiB  {server['description']}")
+        lines.append(
+            f"  {name:20}{server['startup_s']:6.2f} s {server['rss_ready_mib']:6.0f} / "
+            f"{server['rss_after_load_mib']:.0f} MiB  {server['description']}"
+        )
     lines += [f"  {name:20}skipped: {reason}" for name, reason in results["skipped"].items()]
     cold = results["cold_start"]
-    lines.append(f"  python -c 'import tensorflow': import returned after {_seconds(cold['import_tensorflow_s'])}, "
-                 f"exited after {_seconds(cold['import_tensorflow_with_exit_s'])} (a first, unmeasured import: "
-                 f"{cold['import_tensorflow_first_s']:.2f} s); appliance start to first prediction: "
-                 f"{_seconds(cold['appliance_s'])}")
-    lines.append(f"  bare process, TF + {results['raw']['versions_loaded']} SavedModel versions: "
-                 f"{results['raw']['rss_mib']:.0f} MiB")
+    lines.append(
+        f"  python -c 'import tensorflow': import returned after {_seconds(cold['import_tensorflow_s'])}, "
+        f"exited after {_seconds(cold['import_tensorflow_with_exit_s'])} (a first, unmeasured import: "
+        f"{cold['import_tensorflow_first_s']:.2f} s); appliance start to first prediction: "
+        f"{_seconds(cold['appliance_s'])}"
+    )
+    lines.append(
+        f"  bare process, TF + {results['raw']['versions_loaded']} SavedModel versions: "
+        f"{results['raw']['rss_mib']:.0f} MiB"
+    )
     return lines
 
 
@@ -155,25 +186,34 @@ def _goals_table(results: dict) -> list[str]:
     lines = ["Goals (from this run)"]
     for goal in results["goals"]:
         verdict = {True: "met", False: "NOT met", None: "n/a"}[goal["met"]]
-        lines.append(f"  [{verdict:^7}] {goal['goal']} = {_number(goal['value'], 3)} (goal {goal['target']}): "
-                     f"{goal['detail']}")
+        lines.append(
+            f"  [{verdict:^7}] {goal['goal']} = {_number(goal['value'], 3)} (goal {goal['target']}): {goal['detail']}"
+        )
     lines.append("Also measured (no goal)")
-    lines += [f"  {ratio['ratio']} = {_number(ratio['value'], 3)}: {ratio['detail']}"
-              for ratio in results["informational"]]
+    lines += [
+        f"  {ratio['ratio']} = {_number(ratio['value'], 3)}: {ratio['detail']}" for ratio in results["informational"]
+    ]
     return lines
 
 
 def _machine(results: dict) -> list[str]:
     machine = results["machine"]
-    return [f"{results['mode']} run, {results['seconds']:.0f} s; Python {machine['python']}, {machine['cpus']} CPUs, "
-            f"1-minute load average {machine['load_average_before'][0]:.1f} before the run (others' load shows in "
-            f"the numbers), {machine['load_average_after'][0]:.1f} after"]
+    return [
+        f"{results['mode']} run, {results['seconds']:.0f} s; Python {machine['python']}, {machine['cpus']} CPUs, "
+        f"1-minute load average {machine['load_average_before'][0]:.1f} before the run (others' load shows in "
+        f"the numbers), {machine['load_average_after'][0]:.1f} after"
+    ]
 
 
 def table(results: dict) -> str:
     """Everything measured, as text."""
-    parts = [_machine(results), _load_table(results), _raw_table(results), _servers_table(results),
-             _goals_table(results)]
+    parts = [
+        _machine(results),
+        _load_table(results),
+        _raw_table(results),
+        _servers_table(results),
+        _goals_table(results),
+    ]
     return "\n\n".join("\n".join(lines) for lines in parts)
 
 
@@ -192,9 +232,13 @@ def draw(results: dict, path: Path) -> str:
     for server, model in dict.fromkeys((run["server"], run["model"]) for run in results["runs"]):
         runs = [run for run in results["runs"] if (run["server"], run["model"]) == (server, model)]
         levels = [run["concurrency"] for run in runs]
-        style = {"color": f"C{servers.index(server)}", "linestyle": "--" if model == "iris" else "-", "marker": "o",
-                 "linewidth": 2.5 if server.startswith("appliance") else 1.5,
-                 "label": f"{server} {model or ''}".strip()}
+        style = {
+            "color": f"C{servers.index(server)}",
+            "linestyle": "--" if model == "iris" else "-",
+            "marker": "o",
+            "linewidth": 2.5 if server.startswith("appliance") else 1.5,
+            "label": f"{server} {model or ''}".strip(),
+        }
         throughput.plot(levels, [run["req_per_s"] for run in runs], **style)
         p99.plot(levels, [run["p99_ms"] for run in runs], **style)
     for axes, title, unit in ((throughput, "throughput", "requests / s"), (p99, "p99 latency", "ms (log)")):
@@ -208,8 +252,9 @@ def draw(results: dict, path: Path) -> str:
     throughput.legend()
     figure.suptitle(f"POST /v1/models/<model>:predict, batch 1 ({results['mode']} run)")
     batching = (_batching_latency(results), _batching_gain(results))
-    figure.text(0.5, 0.01, ";   ".join(f"{each.text} = {_number(each.value, 2)}" for each in batching), ha="center",
-                fontsize=9)
+    figure.text(
+        0.5, 0.01, ";   ".join(f"{each.text} = {_number(each.value, 2)}" for each in batching), ha="center", fontsize=9
+    )
     figure.tight_layout(rect=(0, 0.04, 1, 1))
     figure.savefig(path, dpi=100)
     plt.close(figure)

@@ -59,11 +59,11 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: import bench from the repository, not from this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # whose profile.py would shadow the standard library's
 
-from appliance.config import DEFAULT_THREADS  # noqa: E402
-from bench import report  # noqa: E402
-from bench.bodies import predict_body, predict_path  # noqa: E402
-from bench.loadgen import Bounds, Tally, Target, run_round  # noqa: E402
-from bench.processes import REPO, ServerProcess, free_port, time_import_tensorflow, user_dirs_env  # noqa: E402
+from appliance.config import DEFAULT_THREADS
+from bench import report
+from bench.bodies import predict_body, predict_path
+from bench.loadgen import Bounds, Tally, Target, run_round
+from bench.processes import REPO, ServerProcess, free_port, time_import_tensorflow, user_dirs_env
 
 LEVELS = [1, 8, 32, 64]
 MODELS = ["digits", "iris"]
@@ -101,11 +101,19 @@ class ApplianceSetup:
 
 _APPLIANCE = f"appliance serve (Bottle + waitress, threads={DEFAULT_THREADS})"
 APPLIANCE_SETUPS = [
-    ApplianceSetup("appliance", (), tuple(MODELS),
-                   f"{_APPLIANCE}, bundled models, batching on (their batching_params.pbtxt: max_batch_size 32, "
-                   "no timeout, 1 batch thread)"),
-    ApplianceSetup("appliance-unbatched", ("--enable_batching=false",), ("digits",),
-                   f"{_APPLIANCE}, bundled models, batching off (--enable_batching=false)"),
+    ApplianceSetup(
+        "appliance",
+        (),
+        tuple(MODELS),
+        f"{_APPLIANCE}, bundled models, batching on (their batching_params.pbtxt: max_batch_size 32, "
+        "no timeout, 1 batch thread)",
+    ),
+    ApplianceSetup(
+        "appliance-unbatched",
+        ("--enable_batching=false",),
+        ("digits",),
+        f"{_APPLIANCE}, bundled models, batching off (--enable_batching=false)",
+    ),
 ]
 
 
@@ -122,23 +130,37 @@ class Contender:
 
 def _fastapi_description() -> str:
     fast = [name for name in ("uvloop", "httptools") if importlib.util.find_spec(name)]
-    return (f"FastAPI + uvicorn (1 worker, {' + '.join(fast) or 'asyncio + h11'}), pydantic body, "
-            "signature called per request in a plain def endpoint (thread pool)")
+    return (
+        f"FastAPI + uvicorn (1 worker, {' + '.join(fast) or 'asyncio + h11'}), pydantic body, "
+        "signature called per request in a plain def endpoint (thread pool)"
+    )
 
 
 _FLASK = "Flask development server (app.run(threaded=True), HTTP/1.0: a connection per request)"
 CONTENDERS = [
-    Contender("echo", "bench.servers.echo",
-              f"HTTP floor: Bottle + waitress (threads={DEFAULT_THREADS}, as the appliance), fixed small JSON, "
-              "no model", (), (None,)),
-    Contender("flask_keras", "bench.servers.flask_keras",
-              f"{_FLASK}, Keras model.predict(np.array(instances), verbose=0) per request: the SavedModel in "
-              "keras.layers.TFSMLayer(call_endpoint='serving_default') in a functional keras.Model",
-              ("flask", "keras"), tuple(MODELS)),
-    Contender("flask", "bench.servers.flask_naive",
-              f"{_FLASK}, tf.saved_model.load signature called per request", ("flask",), tuple(MODELS)),
-    Contender("fastapi", "bench.servers.fastapi_naive", _fastapi_description(), ("fastapi", "uvicorn"),
-              tuple(MODELS)),
+    Contender(
+        "echo",
+        "bench.servers.echo",
+        f"HTTP floor: Bottle + waitress (threads={DEFAULT_THREADS}, as the appliance), fixed small JSON, no model",
+        (),
+        (None,),
+    ),
+    Contender(
+        "flask_keras",
+        "bench.servers.flask_keras",
+        f"{_FLASK}, Keras model.predict(np.array(instances), verbose=0) per request: the SavedModel in "
+        "keras.layers.TFSMLayer(call_endpoint='serving_default') in a functional keras.Model",
+        ("flask", "keras"),
+        tuple(MODELS),
+    ),
+    Contender(
+        "flask",
+        "bench.servers.flask_naive",
+        f"{_FLASK}, tf.saved_model.load signature called per request",
+        ("flask",),
+        tuple(MODELS),
+    ),
+    Contender("fastapi", "bench.servers.fastapi_naive", _fastapi_description(), ("fastapi", "uvicorn"), tuple(MODELS)),
 ]
 
 
@@ -178,8 +200,12 @@ class Served:
 
 def start_appliance(home: Path, log_path: Path, name: str = "appliance", args: tuple[str, ...] = ()) -> ServerProcess:
     """``appliance serve --port 0 [args]`` with per-user folders under ``home``."""
-    return ServerProcess(name, ["-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING", *args],
-                         log_path, user_dirs_env(home))
+    return ServerProcess(
+        name,
+        ["-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING", *args],
+        log_path,
+        user_dirs_env(home),
+    )
 
 
 def cold_starts(home: Path, logs: Path, mode: Mode) -> dict:
@@ -202,9 +228,14 @@ def cold_starts(home: Path, logs: Path, mode: Mode) -> dict:
         exited.append(until_exited)
         with start_appliance(home, logs / f"appliance-cold-{i}.log") as server:
             starts.append(wait_ready(server, *server.wait_for_url(START_TIMEOUT), tuple(MODELS[:1])))
-    return {"appliance_s": starts, "appliance_median_s": statistics.median(starts),
-            "import_tensorflow_s": imported, "import_tensorflow_median_s": statistics.median(imported),
-            "import_tensorflow_with_exit_s": exited, "import_tensorflow_first_s": first}
+    return {
+        "appliance_s": starts,
+        "appliance_median_s": statistics.median(starts),
+        "import_tensorflow_s": imported,
+        "import_tensorflow_median_s": statistics.median(imported),
+        "import_tensorflow_with_exit_s": exited,
+        "import_tensorflow_first_s": first,
+    }
 
 
 def missing_packages(contender: Contender) -> list[str]:
@@ -214,9 +245,23 @@ def missing_packages(contender: Contender) -> list[str]:
 def bench_in_process(mode: Mode) -> dict:
     """The raw signature call and the bare process's RSS, measured in a process of their own."""
     say("raw signature call: in process")
-    done = subprocess.run([sys.executable, "-m", "bench.inprocess", "--calls", str(mode.raw_calls),
-                           "--seconds", str(mode.raw_seconds), "--batches", "1", "32"],
-                          cwd=REPO, capture_output=True, text=True)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.inprocess",
+            "--calls",
+            str(mode.raw_calls),
+            "--seconds",
+            str(mode.raw_seconds),
+            "--batches",
+            "1",
+            "32",
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+    )
     if done.returncode != 0:
         raise RuntimeError(f"bench.inprocess failed ({done.returncode}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout)
@@ -236,18 +281,25 @@ class Launched:
         """Wait until the server has answered every model; it, with its start-up time and RSS then."""
         host, port = self.address()
         startup = self.ready(self.server, host, port, self.models)
-        return Served(self.server, host, port, self.models, {"description": self.description, "startup_s": startup,
-                                                             "rss_ready_mib": self.server.rss_mib()})
+        return Served(
+            self.server,
+            host,
+            port,
+            self.models,
+            {"description": self.description, "startup_s": startup, "rss_ready_mib": self.server.rss_mib()},
+        )
 
 
 def launches(running: contextlib.ExitStack, home: Path, logs: Path, skipped: dict) -> Iterator[Launched]:
     """The appliance (batched, then unbatched), then each installed contender, started as they are asked for."""
     for setup in APPLIANCE_SETUPS:
         say(f"{setup.name}: starting")
-        server = running.enter_context(start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name,
-                                                       setup.args))
-        yield Launched(server, partial(server.wait_for_url, START_TIMEOUT), setup.models, setup.description,
-                       wait_appliance_ready)
+        server = running.enter_context(
+            start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name, setup.args)
+        )
+        yield Launched(
+            server, partial(server.wait_for_url, START_TIMEOUT), setup.models, setup.description, wait_appliance_ready
+        )
     for contender in CONTENDERS:
         missing = missing_packages(contender)
         if missing:
@@ -256,11 +308,17 @@ def launches(running: contextlib.ExitStack, home: Path, logs: Path, skipped: dic
             continue
         say(f"{contender.name}: starting")
         port = free_port()
-        server = running.enter_context(ServerProcess(contender.name, ["-m", contender.module, "--port", str(port)],
-                                                     logs / f"{contender.name}.log",
-                                                     user_dirs_env(home / contender.name)))
-        yield Launched(server, lambda port=port: ("127.0.0.1", port), contender.models, contender.description,
-                       wait_ready)
+        server = running.enter_context(
+            ServerProcess(
+                contender.name,
+                ["-m", contender.module, "--port", str(port)],
+                logs / f"{contender.name}.log",
+                user_dirs_env(home / contender.name),
+            )
+        )
+        yield Launched(
+            server, lambda port=port: ("127.0.0.1", port), contender.models, contender.description, wait_ready
+        )
 
 
 def start_servers(running: contextlib.ExitStack, home: Path, logs: Path, mode: Mode, skipped: dict) -> list[Served]:
@@ -290,10 +348,13 @@ def load_servers(served: list[Served], mode: Mode) -> None:
                     one.server.check_running()
             for one, m, tally in turns:
                 result = tally.summary()
-                one.runs.append({"server": one.server.name, "model": m, **result,
-                                 "server_rss_mib": one.server.rss_mib()})
-                say(f"  {one.server.name} {m or ''} c={concurrency}: {result['req_per_s']:.0f} req/s, "
-                    f"p99 {result['p99_ms'] or float('nan'):.2f} ms, {result['errors']} errors")
+                one.runs.append(
+                    {"server": one.server.name, "model": m, **result, "server_rss_mib": one.server.rss_mib()}
+                )
+                say(
+                    f"  {one.server.name} {m or ''} c={concurrency}: {result['req_per_s']:.0f} req/s, "
+                    f"p99 {result['p99_ms'] or float('nan'):.2f} ms, {result['errors']} errors"
+                )
 
 
 def bench_servers(home: Path, logs: Path, mode: Mode, results: dict) -> None:
@@ -312,10 +373,21 @@ def run(mode_name: str, out: Path) -> dict:
     logs = out / "logs"
     logs.mkdir(parents=True, exist_ok=True)
     started = time.perf_counter()
-    results = {"mode": mode_name, "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "levels": LEVELS,
-               "settings": asdict(mode), "servers": {}, "skipped": {}, "runs": [],
-               "machine": {"python": platform.python_version(), "platform": platform.platform(),
-                           "cpus": len(os.sched_getaffinity(0)), "load_average_before": os.getloadavg()}}
+    results = {
+        "mode": mode_name,
+        "started": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        "levels": LEVELS,
+        "settings": asdict(mode),
+        "servers": {},
+        "skipped": {},
+        "runs": [],
+        "machine": {
+            "python": platform.python_version(),
+            "platform": platform.platform(),
+            "cpus": len(os.sched_getaffinity(0)),
+            "load_average_before": os.getloadavg(),
+        },
+    }
     with tempfile.TemporaryDirectory(prefix="appliance-bench-home-") as home:
         results["cold_start"] = cold_starts(Path(home), logs, mode)
         bench_servers(Path(home), logs, mode, results)
@@ -332,8 +404,11 @@ def main(argv: list[str] | None = None) -> None:
     size = parser.add_mutually_exclusive_group()
     size.add_argument("--quick", dest="mode", action="store_const", const="quick", help="about two minutes")
     size.add_argument("--smoke", dest="mode", action="store_const", const="smoke", help="seconds: for the tests")
-    parser.add_argument("--out", type=Path, help="folder for bench.json, bench.png and the logs "
-                                                 "(default: a new one under the temporary folder)")
+    parser.add_argument(
+        "--out",
+        type=Path,
+        help="folder for bench.json, bench.png and the logs (default: a new one under the temporary folder)",
+    )
     args = parser.parse_args(argv)
     out = args.out or Path(tempfile.mkdtemp(prefix="appliance-bench-"))
     out.mkdir(parents=True, exist_ok=True)

@@ -52,10 +52,10 @@ from pathlib import Path
 if __package__ in (None, ""):  # run as a script: import bench from the repository, not from this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # whose profile.py would shadow the standard library's
 
-from bench import procstat  # noqa: E402
-from bench.bodies import INSTANCES, predict_body, predict_path  # noqa: E402
-from bench.processes import ServerProcess  # noqa: E402
-from bench.run import MODELS, say, start_appliance, wait_appliance_ready  # noqa: E402
+from bench import procstat
+from bench.bodies import INSTANCES, predict_body, predict_path
+from bench.processes import ServerProcess
+from bench.run import MODELS, say, start_appliance, wait_appliance_ready
 
 SWITCHED_MODEL = "digits"
 SERVED_VERSIONS = (1, 2)  # each bundled model's versions, all loaded: digits switches between them
@@ -100,10 +100,28 @@ def _json(document: dict) -> bytes:
 MIX = [
     (Call("predict", "POST", "/predict", _json({"input": [INSTANCES["digits"]]}), 200, "predictions", True), 16),
     (Call("tfs_predict", "POST", predict_path("digits"), predict_body("digits"), 200, "predictions"), 12),
-    (Call("classify", "POST", "/v1/models/iris:classify", _json({"signature_name": "classify", "examples": [_FLOWER]}),
-          200, "results"), 4),
-    (Call("regress", "POST", "/v1/models/iris:regress", _json({"signature_name": "regress", "examples": [_FLOWER]}),
-          200, "results"), 4),
+    (
+        Call(
+            "classify",
+            "POST",
+            "/v1/models/iris:classify",
+            _json({"signature_name": "classify", "examples": [_FLOWER]}),
+            200,
+            "results",
+        ),
+        4,
+    ),
+    (
+        Call(
+            "regress",
+            "POST",
+            "/v1/models/iris:regress",
+            _json({"signature_name": "regress", "examples": [_FLOWER]}),
+            200,
+            "results",
+        ),
+        4,
+    ),
     (Call("bad_json", "POST", "/predict", b'{"input": [[1, 2', 400, "error"), 1),
     (Call("bad_width", "POST", predict_path("digits"), _json({"instances": [[1.0, 2.0, 3.0]]}), 400, "error"), 1),
     (Call("unknown_model", "POST", predict_path("nope"), predict_body("iris"), 404, "error"), 1),
@@ -211,8 +229,9 @@ class Clients:
         self._condition = threading.Condition()
         self._paused = self._stopped = False
         self._parked = 0
-        self._threads = [threading.Thread(target=self._client, args=(index,), name=f"soak-client-{index}")
-                         for index in range(count)]
+        self._threads = [
+            threading.Thread(target=self._client, args=(index,), name=f"soak-client-{index}") for index in range(count)
+        ]
 
     def start(self) -> None:
         for thread in self._threads:
@@ -353,8 +372,9 @@ class Conductor:
         self._next_reload = settings.reload_every_s / 2
         self.actions: list[dict] = []
 
-    def _act(self, action: str, target: str, method: str, path: str, body: bytes,
-             confirms: Callable[[dict], bool]) -> bool:
+    def _act(
+        self, action: str, target: str, method: str, path: str, body: bytes, confirms: Callable[[dict], bool]
+    ) -> bool:
         """One control request; it succeeds on a 200 whose JSON answer ``confirms`` what was asked."""
         started, at = time.perf_counter(), self._clock.now()
         status, answer = control(self._host, self._port, method, path, body)
@@ -362,8 +382,13 @@ class Conductor:
             ok = status == 200 and confirms(json.loads(answer))
         except ValueError:
             ok = False
-        record = {"t": round(at, 1), "action": action, "target": target, "ok": ok,
-                  "seconds": round(time.perf_counter() - started, 3)}
+        record = {
+            "t": round(at, 1),
+            "action": action,
+            "target": target,
+            "ok": ok,
+            "seconds": round(time.perf_counter() - started, 3),
+        }
         if not ok:
             record["answer"] = f"HTTP {status}: {answer[:300]!r}"
             say(f"  {action} {target} failed: {record['answer']}")
@@ -374,17 +399,29 @@ class Conductor:
         _, current = self._chosen.state
         version = SERVED_VERSIONS[0] if current != SERVED_VERSIONS[0] else SERVED_VERSIONS[1]
         self._chosen.switching()
-        if self._act("switch", f"{SWITCHED_MODEL} -> {version}", "PUT",
-                     f"/v1/appliance/models/{SWITCHED_MODEL}/chosen", _json({"version": version}),
-                     lambda summary: summary["chosen_version"] == version):
+        if self._act(
+            "switch",
+            f"{SWITCHED_MODEL} -> {version}",
+            "PUT",
+            f"/v1/appliance/models/{SWITCHED_MODEL}/chosen",
+            _json({"version": version}),
+            lambda summary: summary["chosen_version"] == version,
+        ):
             self._chosen.switched(version)
 
     def reload(self) -> None:
         """Reload the next model in turn; every version must still be AVAILABLE after it."""
         model = RELOADED_MODELS[sum(a["action"] == "reload" for a in self.actions) % len(RELOADED_MODELS)]
-        self._act("reload", model, "POST", f"/v1/appliance/models/{model}/reload", b"",
-                  lambda summary: sorted(v["version"] for v in summary["versions"] if v["state"] == "AVAILABLE")
-                  == list(SERVED_VERSIONS))
+        self._act(
+            "reload",
+            model,
+            "POST",
+            f"/v1/appliance/models/{model}/reload",
+            b"",
+            lambda summary: (
+                sorted(v["version"] for v in summary["versions"] if v["state"] == "AVAILABLE") == list(SERVED_VERSIONS)
+            ),
+        )
 
     def warm_up(self) -> None:
         self.switch()
@@ -422,12 +459,21 @@ def criteria(results: dict) -> list[dict]:
         criterion("failed requests", results["failed_requests"], "0", results["failed_requests"] == 0),
         criterion("failed switches", results["failed_switches"], "0", results["failed_switches"] == 0),
         criterion("failed reloads", results["failed_reloads"], "0", results["failed_reloads"] == 0),
-        criterion("RSS growth after warm-up (%)", round(rss["growth_pct"], 2), f"< {RSS_GROWTH_LIMIT_PCT:g}",
-                  rss["growth_pct"] < RSS_GROWTH_LIMIT_PCT),
-        criterion("open fds, end - start", fds["end"] - fds["start"], f"<= {FD_SLACK}",
-                  fds["end"] <= fds["start"] + FD_SLACK),
-        criterion("threads, end - start", threads["end"] - threads["start"], f"<= {THREAD_SLACK}",
-                  threads["end"] <= threads["start"] + THREAD_SLACK),
+        criterion(
+            "RSS growth after warm-up (%)",
+            round(rss["growth_pct"], 2),
+            f"< {RSS_GROWTH_LIMIT_PCT:g}",
+            rss["growth_pct"] < RSS_GROWTH_LIMIT_PCT,
+        ),
+        criterion(
+            "open fds, end - start", fds["end"] - fds["start"], f"<= {FD_SLACK}", fds["end"] <= fds["start"] + FD_SLACK
+        ),
+        criterion(
+            "threads, end - start",
+            threads["end"] - threads["start"],
+            f"<= {THREAD_SLACK}",
+            threads["end"] <= threads["start"] + THREAD_SLACK,
+        ),
     ]
 
 
@@ -462,8 +508,12 @@ def soak(settings: Settings) -> dict:
             log_tail = server.log_tail()
 
     results = {
-        "settings": {**asdict(settings), "warmup_s": settings.warmup_s, "switched_model": SWITCHED_MODEL,
-                     "reloaded_models": list(RELOADED_MODELS)},
+        "settings": {
+            **asdict(settings),
+            "warmup_s": settings.warmup_s,
+            "switched_model": SWITCHED_MODEL,
+            "reloaded_models": list(RELOADED_MODELS),
+        },
         "seconds": seconds,
         "requests": tally.requests(),
         "answered_as_expected": dict(tally.answered),
@@ -474,12 +524,18 @@ def soak(settings: Settings) -> dict:
         "failed_switches": sum(not a["ok"] for a in conductor.actions if a["action"] == "switch"),
         "reloads": sum(a["ok"] for a in conductor.actions if a["action"] == "reload"),
         "failed_reloads": sum(not a["ok"] for a in conductor.actions if a["action"] == "reload"),
-        "rss_mib": {"start": start["rss_mib"], "end": end["rss_mib"],
-                    "growth_pct": (end["rss_mib"] - start["rss_mib"]) / start["rss_mib"] * 100,
-                    "max": max(s["rss_mib"] for s in sampler.samples)},
+        "rss_mib": {
+            "start": start["rss_mib"],
+            "end": end["rss_mib"],
+            "growth_pct": (end["rss_mib"] - start["rss_mib"]) / start["rss_mib"] * 100,
+            "max": max(s["rss_mib"] for s in sampler.samples),
+        },
         "fds": {"start": start["fds"], "end": end["fds"], "max": max(s["fds"] for s in sampler.samples)},
-        "threads": {"start": start["threads"], "end": end["threads"],
-                    "max": max(s["threads"] for s in sampler.samples)},
+        "threads": {
+            "start": start["threads"],
+            "end": end["threads"],
+            "max": max(s["threads"] for s in sampler.samples),
+        },
         "actions": conductor.actions,
         "samples": sampler.samples,
         "server_log_tail": log_tail,
@@ -506,8 +562,10 @@ def summary(results: dict) -> str:
     lines += [f"  failure x{count}: {failure}" for failure, count in results["failure_samples"].items()]
     lines += [f"  {a['action']} {a['target']} at {a['t']} s: {a['answer']}" for a in results["actions"] if not a["ok"]]
     lines.append("")
-    lines += [f"{'PASS' if c['met'] else 'FAIL'}  {c['criterion']}: {c['value']} (must be {c['limit']})"
-              for c in results["criteria"]]
+    lines += [
+        f"{'PASS' if c['met'] else 'FAIL'}  {c['criterion']}: {c['value']} (must be {c['limit']})"
+        for c in results["criteria"]
+    ]
     if not results["passed"]:
         lines += ["", "server log (end):", results["server_log_tail"]]
     return "\n".join(lines)
@@ -517,10 +575,16 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of load (default 10; CI runs 1)")
     parser.add_argument("--clients", type=int, default=16, help="client threads (default 16)")
-    parser.add_argument("--switch-every", type=float, default=5.0, metavar="SECONDS",
-                        help=f"seconds between switches of {SWITCHED_MODEL}'s version (default 5)")
-    parser.add_argument("--reload-every", type=float, default=30.0, metavar="SECONDS",
-                        help="seconds between model reloads (default 30)")
+    parser.add_argument(
+        "--switch-every",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help=f"seconds between switches of {SWITCHED_MODEL}'s version (default 5)",
+    )
+    parser.add_argument(
+        "--reload-every", type=float, default=30.0, metavar="SECONDS", help="seconds between model reloads (default 30)"
+    )
     parser.add_argument("--json", type=Path, help="write the whole record, samples included, here")
     args = parser.parse_args(argv)
 

@@ -62,8 +62,19 @@ def executable(bundle: Path, console: bool = True) -> Path:
 
 def build_bundle(dist: Path, work: Path, clean: bool = False) -> tuple[Path, float]:
     """Run PyInstaller on installer/appliance.spec; returns the bundle folder and the seconds it took."""
-    command = [sys.executable, "-m", "PyInstaller", "--noconfirm", "--log-level", "WARN",
-               "--distpath", str(dist), "--workpath", str(work), str(SPEC)]
+    command = [
+        sys.executable,
+        "-m",
+        "PyInstaller",
+        "--noconfirm",
+        "--log-level",
+        "WARN",
+        "--distpath",
+        str(dist),
+        "--workpath",
+        str(work),
+        str(SPEC),
+    ]
     if clean:
         command.insert(3, "--clean")
     started = time.monotonic()
@@ -80,12 +91,13 @@ def check_bundle(bundle: Path) -> None:
     exe = executable(bundle)
     if not exe.is_file():
         raise SystemExit(f"build: {exe} is missing")
-    result = subprocess.run([str(exe), "--version"], check=False, capture_output=True, text=True,
-                            timeout=120)
+    result = subprocess.run([str(exe), "--version"], check=False, capture_output=True, text=True, timeout=120)
     expected = f"appliance {version()}"
     if result.returncode != 0 or result.stdout.strip() != expected:
-        raise SystemExit(f"build: `{exe} --version` printed {result.stdout!r} {result.stderr!r} "
-                         f"(exit {result.returncode}), expected {expected!r}")
+        raise SystemExit(
+            f"build: `{exe} --version` printed {result.stdout!r} {result.stderr!r} "
+            f"(exit {result.returncode}), expected {expected!r}"
+        )
 
 
 def build_deb(bundle: Path, dist: Path, work: Path, compression: str, level: int | None) -> tuple[Path, float]:
@@ -104,8 +116,10 @@ def find_iscc() -> str:
     for variable in ("ProgramFiles(x86)", "ProgramFiles", "LOCALAPPDATA"):
         base = os.environ.get(variable)
         if base:
-            candidates += [str(Path(base) / "Inno Setup 6" / "ISCC.exe"),
-                           str(Path(base) / "Programs" / "Inno Setup 6" / "ISCC.exe")]
+            candidates += [
+                str(Path(base) / "Inno Setup 6" / "ISCC.exe"),
+                str(Path(base) / "Programs" / "Inno Setup 6" / "ISCC.exe"),
+            ]
     for candidate in candidates:
         if candidate and Path(candidate).is_file():
             return candidate
@@ -123,11 +137,21 @@ def build_setup(bundle: Path, dist: Path, work: Path) -> tuple[Path, float]:
         sys.path.remove(str(REPO))
     work.mkdir(parents=True, exist_ok=True)
     icon = work / "setup-icon.ico"
-    Image.open(save_icon_png(work / "setup-icon.png", size=256)).save(icon, sizes=[(16, 16), (32, 32), (48, 48),
-                                                                                   (256, 256)])
+    Image.open(save_icon_png(work / "setup-icon.png", size=256)).save(
+        icon, sizes=[(16, 16), (32, 32), (48, 48), (256, 256)]
+    )
     started = time.monotonic()
-    subprocess.run([find_iscc(), f"/DAppVersion={version()}", f"/DBundleDir={bundle.resolve()}",
-                    f"/DOutputDir={dist.resolve()}", f"/DSetupIcon={icon.resolve()}", str(ISS)], check=True)
+    subprocess.run(
+        [
+            find_iscc(),
+            f"/DAppVersion={version()}",
+            f"/DBundleDir={bundle.resolve()}",
+            f"/DOutputDir={dist.resolve()}",
+            f"/DSetupIcon={icon.resolve()}",
+            str(ISS),
+        ],
+        check=True,
+    )
     return dist / f"appliance-{version()}-setup.exe", time.monotonic() - started
 
 
@@ -143,26 +167,41 @@ def build_dmg(dist: Path, work: Path) -> tuple[Path, float]:
     subprocess.run(["ditto", str(app), str(staging / "appliance.app")], check=True)
     (staging / "Applications").symlink_to("/Applications")
     dmg = dist / f"appliance-{version()}.dmg"
-    subprocess.run(["hdiutil", "create", "-volname", "appliance", "-srcfolder", str(staging), "-ov",
-                    "-format", "UDZO", str(dmg)], check=True)
+    subprocess.run(
+        ["hdiutil", "create", "-volname", "appliance", "-srcfolder", str(staging), "-ov", "-format", "UDZO", str(dmg)],
+        check=True,
+    )
     shutil.rmtree(staging, ignore_errors=True)
     return dmg, time.monotonic() - started
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--dist", type=Path, default=REPO / "dist", help="output folder (default: %(default)s)")
-    parser.add_argument("--work", type=Path, default=REPO / "build" / "installer",
-                        help="PyInstaller's work folder (default: %(default)s)")
+    parser.add_argument(
+        "--work",
+        type=Path,
+        default=REPO / "build" / "installer",
+        help="PyInstaller's work folder (default: %(default)s)",
+    )
     parser.add_argument("--bundle", type=Path, help="package this existing bundle instead of running PyInstaller")
     parser.add_argument("--clean", action="store_true", help="empty PyInstaller's cache and work folder first")
     parser.add_argument("--deb", action="store_true", help="also build the Debian package (Linux)")
-    parser.add_argument("--deb-compression", default="zstd", choices=("zstd", "xz", "gzip"),
-                        help="dpkg-deb compression (default: %(default)s; xz for dpkg older than 1.21.18)")
-    parser.add_argument("--deb-level", type=int, default=None,
-                        help="compression level (default: dpkg-deb's; zstd 3: ~460 MiB in ~10 s, 9: ~417 MiB "
-                        "in ~40 s, 19: ~375 MiB in ~10 min on 2 cores)")
+    parser.add_argument(
+        "--deb-compression",
+        default="zstd",
+        choices=("zstd", "xz", "gzip"),
+        help="dpkg-deb compression (default: %(default)s; xz for dpkg older than 1.21.18)",
+    )
+    parser.add_argument(
+        "--deb-level",
+        type=int,
+        default=None,
+        help="compression level (default: dpkg-deb's; zstd 3: ~460 MiB in ~10 s, 9: ~417 MiB "
+        "in ~40 s, 19: ~375 MiB in ~10 min on 2 cores)",
+    )
     parser.add_argument("--setup", action="store_true", help="also build the Inno Setup installer (Windows)")
     parser.add_argument("--dmg", action="store_true", help="also build the disk image (macOS)")
     parser.add_argument("--json", type=Path, help="write what was built (paths, sizes, seconds) to this file")

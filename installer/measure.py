@@ -35,8 +35,13 @@ BODY = json.dumps({"input": [[0.0, 0, 10, 14, 8, 1, 0, 0] * 8]}).encode()
 
 def _isolated_env(home: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", "APPLIANCE_TOKEN")}
-    for variable, folder in (("XDG_DATA_HOME", "data"), ("XDG_CONFIG_HOME", "config"), ("XDG_STATE_HOME", "state"),
-                             ("XDG_CACHE_HOME", "cache"), ("XDG_RUNTIME_DIR", "runtime")):
+    for variable, folder in (
+        ("XDG_DATA_HOME", "data"),
+        ("XDG_CONFIG_HOME", "config"),
+        ("XDG_STATE_HOME", "state"),
+        ("XDG_CACHE_HOME", "cache"),
+        ("XDG_RUNTIME_DIR", "runtime"),
+    ):
         (home / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
         env[variable] = str(home / folder)
     env.update(HOME=str(home), PYTHONUNBUFFERED="1")
@@ -56,8 +61,14 @@ def time_to_first_predict(command: list[str], cwd: Path, timeout: float = 180) -
     """Seconds from starting ``command`` (an appliance on port 0) to its first successful /predict."""
     with tempfile.TemporaryDirectory(prefix="appliance-measure-") as home:
         started = time.monotonic()
-        proc = subprocess.Popen(command, cwd=cwd, env=_isolated_env(Path(home)), stdout=subprocess.PIPE,
-                                stderr=subprocess.DEVNULL, text=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd,
+            env=_isolated_env(Path(home)),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+            text=True,
+        )
         url: list[str] = []
 
         def read_url() -> None:
@@ -73,8 +84,9 @@ def time_to_first_predict(command: list[str], cwd: Path, timeout: float = 180) -
                 if proc.poll() is not None:
                     raise RuntimeError(f"{command} exited with {proc.returncode}")
                 if url:
-                    request = urllib.request.Request(url[0] + "/predict", data=BODY,
-                                                     headers={"Content-Type": "application/json"})
+                    request = urllib.request.Request(
+                        url[0] + "/predict", data=BODY, headers={"Content-Type": "application/json"}
+                    )
                     try:
                         with urllib.request.urlopen(request, timeout=30) as response:
                             if response.status == 200:
@@ -95,11 +107,13 @@ def time_to_first_predict(command: list[str], cwd: Path, timeout: float = 180) -
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--bundle", type=Path, default=REPO / "dist" / "appliance",
-                        help="the onedir bundle (default: %(default)s)")
+    parser.add_argument(
+        "--bundle", type=Path, default=REPO / "dist" / "appliance", help="the onedir bundle (default: %(default)s)"
+    )
     parser.add_argument("--deb", action="store_true", help="with --build: build the .deb too")
-    parser.add_argument("--build", action="store_true", help="build first with installer/build.py (into the "
-                        "bundle's parent folder)")
+    parser.add_argument(
+        "--build", action="store_true", help="build first with installer/build.py (into the bundle's parent folder)"
+    )
     parser.add_argument("--runs", type=int, default=3, help="launches of each, alternating (default: %(default)s)")
     parser.add_argument("--drop-caches", action="store_true", help="empty the page cache before each launch (root)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
@@ -126,8 +140,10 @@ def main(argv: list[str] | None = None) -> int:
         if debs:
             figures["deb_bytes"] = debs[-1].stat().st_size
 
-    commands = {"frozen": [str(executable), "serve", "--port", "0"],
-                "source": [sys.executable, "-m", "appliance", "serve", "--port", "0"]}
+    commands = {
+        "frozen": [str(executable), "serve", "--port", "0"],
+        "source": [sys.executable, "-m", "appliance", "serve", "--port", "0"],
+    }
     times: dict[str, list[float]] = {name: [] for name in commands}
     dropped = False
     for _ in range(args.runs):

@@ -88,9 +88,7 @@ class Split:
 
 
 def _split(x, y):
-    parts = train_test_split(
-        x.astype(np.float32), y, test_size=TEST_SIZE, random_state=SEED, stratify=y
-    )
+    parts = train_test_split(x.astype(np.float32), y, test_size=TEST_SIZE, random_state=SEED, stratify=y)
     return Split(*parts)
 
 
@@ -148,9 +146,7 @@ def fit_petal_width(split, features):
 
 
 def _float_variables(arrays, prefix):
-    return [
-        tf.Variable(np.asarray(a, np.float32), name=f"{prefix}{i}") for i, a in enumerate(arrays)
-    ]
+    return [tf.Variable(np.asarray(a, np.float32), name=f"{prefix}{i}") for i, a in enumerate(arrays)]
 
 
 class Classifier(tf.Module):
@@ -362,10 +358,14 @@ def build_iris(out_dir):
     row = split.x_test[:1]
     warmup = [
         predict_log("serving_default", features=row),
-        examples_log("classify", "classify", serialize_examples(
-            {name: row[:, i] for i, name in enumerate(IRIS_FEATURES)})),
-        examples_log("regress", "regress", serialize_examples(
-            {name: row[:, IRIS_FEATURES.index(name)] for name in REGRESS_FEATURES})),
+        examples_log(
+            "classify", "classify", serialize_examples({name: row[:, i] for i, name in enumerate(IRIS_FEATURES)})
+        ),
+        examples_log(
+            "regress",
+            "regress",
+            serialize_examples({name: row[:, IRIS_FEATURES.index(name)] for name in REGRESS_FEATURES}),
+        ),
     ]
     metrics = {}
     for version, (layers, regress_features) in versions.items():
@@ -388,8 +388,9 @@ def build_all(out_dir):
 
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent,
-                        help="output directory (default: %(default)s)")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).resolve().parent, help="output directory (default: %(default)s)"
+    )
     args = parser.parse_args(argv)
     for name, versions in build_all(args.out).items():
         for version, metrics in versions.items():

@@ -37,8 +37,13 @@ def tfs_testdata() -> Path:
 
 def user_dirs_env(home: Path) -> dict[str, str]:
     """Environment giving a process its own per-user folders (models, config, state, logs) under ``home``."""
-    names = {"XDG_DATA_HOME": "data", "XDG_CONFIG_HOME": "config", "XDG_STATE_HOME": "state",
-             "XDG_CACHE_HOME": "cache", "XDG_RUNTIME_DIR": "runtime"}
+    names = {
+        "XDG_DATA_HOME": "data",
+        "XDG_CONFIG_HOME": "config",
+        "XDG_STATE_HOME": "state",
+        "XDG_CACHE_HOME": "cache",
+        "XDG_RUNTIME_DIR": "runtime",
+    }
     for folder in names.values():
         (home / folder).mkdir(mode=0o700, parents=True, exist_ok=True)
     return {variable: str(home / folder) for variable, folder in names.items()}
@@ -52,8 +57,16 @@ class ApplianceProcess:
     command to run it under, e.g. ``["strace", "-f", "-o", "trace.log"]``.
     """
 
-    def __init__(self, *args: str, command: str = "serve", home: Path | None = None, env: dict | None = None,
-                 wait_ready: bool = True, timeout: float = 120, runner: tuple[str, ...] = ()):
+    def __init__(
+        self,
+        *args: str,
+        command: str = "serve",
+        home: Path | None = None,
+        env: dict | None = None,
+        wait_ready: bool = True,
+        timeout: float = 120,
+        runner: tuple[str, ...] = (),
+    ):
         self._own_home = home is None  # a home made here is removed by stop()
         self.home = home or Path(tempfile.mkdtemp(prefix="appliance-home-"))
         self.args = [command, "--port", "0", *args]
@@ -158,8 +171,9 @@ def tfs_direct_server(tfs_config):
 @pytest.fixture(scope="session")
 def tfs_proxied_server(tfs_direct_server, tmp_path_factory):
     """An appliance with no models of its own, proxying everything to ``tfs_direct_server`` as its remote."""
-    server = ApplianceProcess("--remote_url", tfs_direct_server.url, "--models_dir",
-                              str(tmp_path_factory.mktemp("no-models")))
+    server = ApplianceProcess(
+        "--remote_url", tfs_direct_server.url, "--models_dir", str(tmp_path_factory.mktemp("no-models"))
+    )
     yield server
     server.stop()
 
@@ -168,8 +182,9 @@ def tfs_proxied_server(tfs_direct_server, tmp_path_factory):
 def tfs_real_server(tmp_path_factory):
     """An appliance proxying to a real tensorflow_model_server at $APPLIANCE_TFSERVING_URL (see
     .ci/github-remote-tfserving.yml), which serves the same models under the same names."""
-    server = ApplianceProcess("--remote_url", os.environ["APPLIANCE_TFSERVING_URL"], "--models_dir",
-                              str(tmp_path_factory.mktemp("no-models")))
+    server = ApplianceProcess(
+        "--remote_url", os.environ["APPLIANCE_TFSERVING_URL"], "--models_dir", str(tmp_path_factory.mktemp("no-models"))
+    )
     yield server
     server.stop()
 
@@ -220,7 +235,7 @@ class PredictLoad:
                 else:
                     self.versions.append(response.json()["version"])
 
-    def __enter__(self) -> "PredictLoad":
+    def __enter__(self) -> PredictLoad:
         for thread in self._threads:
             thread.start()
         return self
@@ -232,4 +247,4 @@ class PredictLoad:
 
     def answers_since(self, index: int) -> list[int]:
         """Versions answered after ``index``, skipping the one request per client that may have been running then."""
-        return self.versions[index + self.clients:]
+        return self.versions[index + self.clients :]

@@ -72,13 +72,13 @@ HOST = "127.0.0.1"
 HTTP500_BODY = b"Internal Server Error (injected by FaultyProxy)\n"
 GARBAGE_JSON_BODY = b"<html>oops</html>\n"
 
-_POLL = 0.05            # how often every loop looks at the mode and at close()
-_IO_TIMEOUT = 5.0       # bound on a single blocking send or connect
+_POLL = 0.05  # how often every loop looks at the mode and at close()
+_IO_TIMEOUT = 5.0  # bound on a single blocking send or connect
 _RECV = 65536
 _MAX_LINE = 65536
-_IDLE_ANSWER = 0.5      # local modes answer input that never forms a whole request after this long
-_DRAIN = 1.0            # after our FIN, how long we read what the client still sends before closing
-_JOIN = 2.0             # close(): total time given to the threads to end
+_IDLE_ANSWER = 0.5  # local modes answer input that never forms a whole request after this long
+_DRAIN = 1.0  # after our FIN, how long we read what the client still sends before closing
+_JOIN = 2.0  # close(): total time given to the threads to end
 
 _REQUEST_LINE = re.compile(rb"^[!#$%&'*+.^_`|~0-9A-Za-z-]+ \S+ HTTP/\d\.\d$")
 _CONTENT_LENGTH = re.compile(rb"^content-length:\s*(\d+)\s*$", re.IGNORECASE | re.MULTILINE)
@@ -110,8 +110,8 @@ class _RequestParser:
             if len(self._buf) > _MAX_LINE:
                 self._buf.clear()
             return None
-        line = bytes(self._buf[:end + 1]).strip()
-        del self._buf[:end + 1]
+        line = bytes(self._buf[: end + 1]).strip()
+        del self._buf[: end + 1]
         return line
 
     def _end_of_headers(self) -> None:
@@ -204,7 +204,7 @@ class _Truncator:
                 body = int(match.group(1)) if match else len(self._head) - header_length
                 self.limit = header_length + body // 2 if body > 0 else header_length - 2
             data, self._head = bytes(self._head), None
-        out = data[:max(0, self.limit - self.sent)]
+        out = data[: max(0, self.limit - self.sent)]
         self.sent += len(out)
         return out, self.sent >= self.limit
 
@@ -222,8 +222,9 @@ class _Conn:
 
 
 def _canned(status: str, content_type: str, body: bytes) -> bytes:
-    head = (f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\n"
-            "Connection: close\r\n\r\n")
+    head = (
+        f"HTTP/1.1 {status}\r\nContent-Type: {content_type}\r\nContent-Length: {len(body)}\r\nConnection: close\r\n\r\n"
+    )
     return head.encode("ascii") + body
 
 
@@ -243,8 +244,8 @@ class FaultyProxy:
         self.delay_seconds = 0.5
         self.truncate_bytes: int | None = None
         self._mode = "pass"
-        self._lock = threading.Lock()        # counters, the sets of threads and sockets
-        self._mode_lock = threading.Lock()   # mode changes, listening on and off
+        self._lock = threading.Lock()  # counters, the sets of threads and sockets
+        self._mode_lock = threading.Lock()  # mode changes, listening on and off
         self._closed = threading.Event()
         self._connections = 0
         self._requests = 0
@@ -327,7 +328,7 @@ class FaultyProxy:
         for thread in threads:
             thread.join(max(0.0, deadline - time.monotonic()))
 
-    def __enter__(self) -> FaultyProxy:  # noqa: PYI034 (typing.Self needs Python 3.11)
+    def __enter__(self) -> FaultyProxy:
         return self
 
     def __exit__(self, *exc) -> None:
@@ -350,8 +351,9 @@ class FaultyProxy:
             raise
         self.port = sock.getsockname()[1]
         stop = threading.Event()
-        thread = threading.Thread(target=self._accept_loop, args=(sock, stop), daemon=True,
-                                  name=f"FaultyProxy-accept-{self.port}")
+        thread = threading.Thread(
+            target=self._accept_loop, args=(sock, stop), daemon=True, name=f"FaultyProxy-accept-{self.port}"
+        )
         self._listener = (sock, stop, thread)
         thread.start()
 
@@ -378,8 +380,9 @@ class FaultyProxy:
                     return
                 client.settimeout(_IO_TIMEOUT)
                 client.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-                thread = threading.Thread(target=self._handle, args=(client,), daemon=True,
-                                          name=f"FaultyProxy-conn-{self.port}")
+                thread = threading.Thread(
+                    target=self._handle, args=(client,), daemon=True, name=f"FaultyProxy-conn-{self.port}"
+                )
                 with self._lock:
                     self._connections += 1
                     self._sockets.add(client)

@@ -100,8 +100,12 @@ def test_metrics_report_what_the_manager_loaded(app):
     app.start()
     assert app.manager.wait_until_ready(60)
     response = requests.get(app.url + "/monitoring/prometheus/metrics", timeout=30)
-    loads = {tuple(sorted(s.labels.items())): s.value for family in text_string_to_metric_families(response.text)
-             for s in family.samples if s.name == "appliance_model_load_seconds"}
+    loads = {
+        tuple(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(response.text)
+        for s in family.samples
+        if s.name == "appliance_model_load_seconds"
+    }
     assert all(loads.get((("model", "digits"), ("version", v)), 0) > 0 for v in ("1", "2")), loads
 
 

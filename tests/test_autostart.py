@@ -22,8 +22,22 @@ from appliance.autostart import (
 )
 
 # Every character the desktop entry spec reserves, a field code's %, and an empty argument.
-AWKWARD_ARGUMENTS = ["two words", 'say "hi"', "it's", "$HOME", "`date`", "back\\slash", "100% %f", "tab\there",
-                     "line\nbreak", "~", "a;b|c&d", "*?#()<>", "--key=value", ""]
+AWKWARD_ARGUMENTS = [
+    "two words",
+    'say "hi"',
+    "it's",
+    "$HOME",
+    "`date`",
+    "back\\slash",
+    "100% %f",
+    "tab\there",
+    "line\nbreak",
+    "~",
+    "a;b|c&d",
+    "*?#()<>",
+    "--key=value",
+    "",
+]
 
 WRITE_ARGV = "import json, sys; open(sys.argv[1], 'w').write(json.dumps(sys.argv[2:]))"
 
@@ -114,10 +128,14 @@ def parse_exec_value(value: str) -> list[str]:
 
 def test_windows_command_line():
     """Only the text of the Run value: the registry and Windows' own argument splitting cannot run here."""
-    assert windows_command_line([r"C:\Program Files\appliance\appliance.exe"]) == \
-        r'"C:\Program Files\appliance\appliance.exe"'
-    assert windows_command_line([r"C:\Python\python.exe", "-m", "appliance", 'say "hi"', "ends in\\", ""]) == \
-        r'C:\Python\python.exe -m appliance "say \"hi\"" "ends in\\" ""'
+    assert (
+        windows_command_line([r"C:\Program Files\appliance\appliance.exe"])
+        == r'"C:\Program Files\appliance\appliance.exe"'
+    )
+    assert (
+        windows_command_line([r"C:\Python\python.exe", "-m", "appliance", 'say "hi"', "ends in\\", ""])
+        == r'C:\Python\python.exe -m appliance "say \"hi\"" "ends in\\" ""'
+    )
 
 
 def test_mac_launch_agent(tmp_path):

@@ -35,8 +35,11 @@ def test_concurrent_clients_of_a_batched_model_each_get_their_own_answer(bundled
         with requests.Session() as session:
             start.wait()
             for _ in range(25):
-                response = session.post(bundled_server.url + "/v1/models/digits/versions/2:predict",
-                                        json={"instances": rows[i].tolist()}, timeout=30)
+                response = session.post(
+                    bundled_server.url + "/v1/models/digits/versions/2:predict",
+                    json={"instances": rows[i].tolist()},
+                    timeout=30,
+                )
                 if response.status_code != 200:
                     wrong.append(response.text)
                     continue
@@ -57,11 +60,18 @@ def test_concurrent_clients_of_a_batched_model_each_get_their_own_answer(bundled
 def _batches(url: str) -> tuple[float, float]:
     """Batched calls of digits v2's serving_default so far, and the requests they carried."""
     text = requests.get(url + "/monitoring/prometheus/metrics", timeout=30).text
-    samples = {s.name: s.value for family in text_string_to_metric_families(text)
-               if family.name == "appliance_batch_size_requests" for s in family.samples
-               if s.labels.get("model") == "digits" and s.labels.get("version") == "2"
-               and s.labels.get("signature") == "serving_default"}
-    return samples.get("appliance_batch_size_requests_count", 0.0), samples.get("appliance_batch_size_requests_sum", 0.0)
+    samples = {
+        s.name: s.value
+        for family in text_string_to_metric_families(text)
+        if family.name == "appliance_batch_size_requests"
+        for s in family.samples
+        if s.labels.get("model") == "digits"
+        and s.labels.get("version") == "2"
+        and s.labels.get("signature") == "serving_default"
+    }
+    return samples.get("appliance_batch_size_requests_count", 0.0), samples.get(
+        "appliance_batch_size_requests_sum", 0.0
+    )
 
 
 class _Spin(tf.Module):
@@ -82,15 +92,28 @@ def spin_models(tmp_path_factory) -> Path:
 
 
 def test_a_model_call_past_the_deadline_gets_504_and_frees_its_worker(spin_models):
-    server = ApplianceProcess("--models_dir", str(spin_models), "--models_dir", str(MODELS),
-                              "--rest_api_timeout_in_ms", "300", "--threads", "2")
+    server = ApplianceProcess(
+        "--models_dir",
+        str(spin_models),
+        "--models_dir",
+        str(MODELS),
+        "--rest_api_timeout_in_ms",
+        "300",
+        "--threads",
+        "2",
+    )
     try:
         quick = requests.post(server.url + "/v1/models/spin:predict", json={"instances": [1000]}, timeout=30)
         assert quick.status_code == 200 and quick.json() == {"predictions": [1000]}
         with ThreadPoolExecutor(4) as pool:  # more endless calls than worker threads
-            answers = list(pool.map(
-                lambda _: requests.post(server.url + "/v1/models/spin:predict", json={"instances": [10**12]},
-                                        timeout=60), range(4)))
+            answers = list(
+                pool.map(
+                    lambda _: requests.post(
+                        server.url + "/v1/models/spin:predict", json={"instances": [10**12]}, timeout=60
+                    ),
+                    range(4),
+                )
+            )
         for answer in answers:
             assert answer.status_code == 504
             assert answer.json()["error"].startswith("Deadline exceeded: the model ran longer than 300 ms")

@@ -16,8 +16,9 @@ from .conftest import REPO, ApplianceProcess
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "appliance", *args], cwd=REPO, capture_output=True,
-                          text=True, timeout=timeout)
+    return subprocess.run(
+        [sys.executable, "-m", "appliance", *args], cwd=REPO, capture_output=True, text=True, timeout=timeout
+    )
 
 
 def test_help_for_every_command():
@@ -93,8 +94,13 @@ def test_client_commands_without_a_server_say_so():
 
 
 def test_no_subcommand_serves_headless_and_sigint_stops_gracefully():
-    bare = subprocess.Popen([sys.executable, "-m", "appliance", "--port", "0"], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    bare = subprocess.Popen(
+        [sys.executable, "-m", "appliance", "--port", "0"],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        text=True,
+    )
     with bare:
         line = bare.stdout.readline()
         assert "serving on http://127.0.0.1:" in line
@@ -140,24 +146,39 @@ def test_access_and_connection_flags_merge_with_the_settings_file(tmp_path):
 
     settings_file = tmp_path / "settings.toml"
     settings_file.write_text('cors_allowed_origins = ["chrome-extension://abc"]\nrequire_token_for_control = true\n')
-    settings = settings_from_args(_parser().parse_args([
-        "serve", "--settings_file", str(settings_file), "--cors_allowed_origin", "http://localhost:3000",
-        "--connection_limit", "7", "--channel_timeout", "9"]))
+    settings = settings_from_args(
+        _parser().parse_args(
+            [
+                "serve",
+                "--settings_file",
+                str(settings_file),
+                "--cors_allowed_origin",
+                "http://localhost:3000",
+                "--connection_limit",
+                "7",
+                "--channel_timeout",
+                "9",
+            ]
+        )
+    )
     assert settings.cors_allowed_origins == ("http://localhost:3000", "chrome-extension://abc")
     assert settings.require_token_for_control
     assert (settings.connection_limit, settings.channel_timeout) == (7, 9)
     defaults = settings_from_args(_parser().parse_args(["serve", "--settings_file", str(tmp_path / "none.toml")]))
     assert defaults.cors_allowed_origins == () and not defaults.require_token_for_control
     assert (defaults.connection_limit, defaults.channel_timeout) == (100, 120)
-    flag_only = settings_from_args(_parser().parse_args(
-        ["serve", "--settings_file", str(tmp_path / "none.toml"), "--require_token_for_control"]))
+    flag_only = settings_from_args(
+        _parser().parse_args(["serve", "--settings_file", str(tmp_path / "none.toml"), "--require_token_for_control"])
+    )
     assert flag_only.require_token_for_control
 
 
 def test_bad_access_settings_are_clear_errors_at_start(tmp_path):
     settings_file = tmp_path / "settings.toml"
-    for text, message in (('cors_allowed_origins = "http://localhost:3000"', "must be a list of origins"),
-                          ('require_token_for_control = "yes"', "must be true or false")):
+    for text, message in (
+        ('cors_allowed_origins = "http://localhost:3000"', "must be a list of origins"),
+        ('require_token_for_control = "yes"', "must be true or false"),
+    ):
         settings_file.write_text(text)
         result = run_cli("serve", "--port", "0", "--settings_file", str(settings_file))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr

@@ -38,11 +38,14 @@ def test_reads_every_field(tmp_path):
     assert plain.platform == "tensorflow"
 
 
-@pytest.mark.parametrize("text, message", [
-    ("model_config_list { config { name: 'x' } }", "base_path"),
-    ("not a proto", "not a valid ModelServerConfig"),
-    ("", "no model_config_list"),
-])
+@pytest.mark.parametrize(
+    "text, message",
+    [
+        ("model_config_list { config { name: 'x' } }", "base_path"),
+        ("not a proto", "not a valid ModelServerConfig"),
+        ("", "no model_config_list"),
+    ],
+)
 def test_bad_config_files(tmp_path, text, message):
     path = tmp_path / "models.config"
     path.write_text(text)

@@ -23,8 +23,9 @@ HEADLESS_ENV = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
 
 
 def desktop(home: Path, *args: str) -> ApplianceProcess:
-    return ApplianceProcess("--file_system_poll_wait_seconds", "0.2", *args, command="desktop", home=home,
-                            env=HEADLESS_ENV)
+    return ApplianceProcess(
+        "--file_system_poll_wait_seconds", "0.2", *args, command="desktop", home=home, env=HEADLESS_ENV
+    )
 
 
 def discovery(home: Path) -> dict:
@@ -60,8 +61,14 @@ def test_second_launch_prints_the_running_url_and_exits_zero(tmp_path):
     try:
         found = discovery(tmp_path)
         assert found["url"] == first.url and found["pid"] == first.proc.pid
-        second = subprocess.run([sys.executable, "-m", "appliance", "--port", "0"], cwd=REPO, capture_output=True,
-                                text=True, timeout=120, env={**os.environ, **user_dirs_env(tmp_path), **HEADLESS_ENV})
+        second = subprocess.run(
+            [sys.executable, "-m", "appliance", "--port", "0"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, **user_dirs_env(tmp_path), **HEADLESS_ENV},
+        )
         assert second.returncode == 0
         assert f"already running at {first.url}" in second.stdout
         assert requests.post(first.url + "/predict", json={"input": [[0.0] * 64]}, timeout=30).status_code == 200
@@ -91,23 +98,31 @@ def test_user_models_folder_is_served_live(tmp_path):
         shutil.copytree(MODELS / "iris" / "2", staging / "1")
         staging.rename(models / "flowers")
         assert wait_for(lambda: newest_state(app, "flowers") == "AVAILABLE")
-        answer = requests.post(app.url + "/v1/models/flowers:predict",
-                               json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=30).json()
+        answer = requests.post(
+            app.url + "/v1/models/flowers:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=30
+        ).json()
         assert answer["predictions"][0]["class"] == 0
 
         broken = models / "broken" / "1"
         broken.mkdir(parents=True)
         (broken / "saved_model.pb").write_bytes(b"not a model")
-        wait_for(lambda: "broken" in {m["name"] for m in requests.get(app.url + "/health", timeout=30).json()["models"]})
+        wait_for(
+            lambda: "broken" in {m["name"] for m in requests.get(app.url + "/health", timeout=30).json()["models"]}
+        )
         health = requests.get(app.url + "/health", timeout=30).json()
         by_name = {m["name"]: m for m in health["models"]}
         assert by_name["broken"]["versions"][0]["error"]
         assert by_name["flowers"]["chosen_version"] == 1 and by_name["digits"]["chosen_version"] == 2
 
         shutil.rmtree(models / "flowers")
-        assert wait_for(lambda: requests.post(app.url + "/v1/models/flowers:predict",
-                                              json={"instances": [[5.1, 3.5, 1.4, 0.2]]},
-                                              timeout=30).status_code == 404)
+        assert wait_for(
+            lambda: (
+                requests.post(
+                    app.url + "/v1/models/flowers:predict", json={"instances": [[5.1, 3.5, 1.4, 0.2]]}, timeout=30
+                ).status_code
+                == 404
+            )
+        )
     finally:
         assert app.stop() == 0
     assert "Traceback" not in app.stderr
@@ -120,14 +135,18 @@ def test_user_models_config_is_honoured(tmp_path):
     config.mkdir(parents=True)
     (config / "models.config").write_text(
         f'model_config_list {{ config {{ name: "my_digits" base_path: "{base}" '
-        f'version_labels {{ key: "stable" value: 7 }} }} }}')
+        f'version_labels {{ key: "stable" value: 7 }} }} }}'
+    )
     app = desktop(tmp_path)
     try:
-        response = requests.post(app.url + "/v1/models/my_digits/labels/stable:predict",
-                                 json={"instances": [[0.0] * 64]}, timeout=30)
+        response = requests.post(
+            app.url + "/v1/models/my_digits/labels/stable:predict", json={"instances": [[0.0] * 64]}, timeout=30
+        )
         assert response.status_code == 200, response.text
         assert requests.post(app.url + "/predict", json={"input": [[0.0] * 64]}, timeout=30).json()["model"] in (
-            "my_digits", "digits")
+            "my_digits",
+            "digits",
+        )
     finally:
         assert app.stop() == 0
 

@@ -30,8 +30,9 @@ DIGITS_REQUEST = {"instances": [[0.0] * 64]}
 @pytest.fixture(scope="module")
 def server(tmp_path_factory):
     faulty = build_faulty_models(tmp_path_factory.mktemp("faulty-models"))
-    process = ApplianceProcess("--models_dir", str(faulty), "--models_dir", str(MODELS),
-                               "--threads", str(WORKER_THREADS))
+    process = ApplianceProcess(
+        "--models_dir", str(faulty), "--models_dir", str(MODELS), "--threads", str(WORKER_THREADS)
+    )
     yield process
     process.stop()
 
@@ -99,8 +100,12 @@ def test_a_model_that_cannot_load_blocks_no_other_model(server):
 
 
 def test_requests_for_versions_that_cannot_load_are_404(server):
-    for path in ("/v1/models/flaky/versions/2:predict", "/v1/models/flaky/versions/3:predict",
-                 "/v1/models/flaky/versions/4:predict", "/v1/models/broken:predict"):
+    for path in (
+        "/v1/models/flaky/versions/2:predict",
+        "/v1/models/flaky/versions/3:predict",
+        "/v1/models/flaky/versions/4:predict",
+        "/v1/models/broken:predict",
+    ):
         response = post(server, path, {"instances": [4.0]})
         assert response.status_code == 404, (path, response.text)
         assert "Servable not found" in error_of(response)
@@ -140,7 +145,8 @@ def test_running_out_of_memory_is_a_429_and_the_server_keeps_serving(server):
     answers = {}
     started = time.monotonic()
     oom = threading.Thread(
-        target=lambda: answers.update(oom=post(server, "/v1/models/allocator:predict", {"inputs": HUGE_SIZE})))
+        target=lambda: answers.update(oom=post(server, "/v1/models/allocator:predict", {"inputs": HUGE_SIZE}))
+    )
     oom.start()
     try:
         while oom.is_alive() and time.monotonic() - started < 2:  # oneDNN's allocator waits 10 s for memory
@@ -168,8 +174,10 @@ def test_failing_requests_never_use_up_the_worker_threads(server):
     for (path, body), response in zip(failing, answers):
         assert response.status_code in (400, 429), (path, body, response.text)
         assert error_of(response)
-    valid = [("/v1/models/checked:predict", {"instances": [4.0]}, {"predictions": [SCALE * 2.0]}),
-             ("/v1/models/allocator:predict", {"inputs": 2}, {"outputs": 4.0})] * 4
+    valid = [
+        ("/v1/models/checked:predict", {"instances": [4.0]}, {"predictions": [SCALE * 2.0]}),
+        ("/v1/models/allocator:predict", {"inputs": 2}, {"outputs": 4.0}),
+    ] * 4
     with ThreadPoolExecutor(len(valid)) as pool:
         answers = list(pool.map(lambda request: post(server, *request[:2]), valid))
     assert [(response.status_code, response.json()) for response in answers] == [(200, want) for *_, want in valid]

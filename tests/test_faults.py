@@ -27,8 +27,15 @@ class _JSONHandler(BaseHTTPRequestHandler):
         with self.server.lock:
             self.server.hits += 1
             hit = self.server.hits
-        payload = json.dumps({"path": self.path, "method": self.command, "hit": hit,
-                              "echo": body.decode("utf-8", "replace"), "pad": "x" * 2000}).encode()
+        payload = json.dumps(
+            {
+                "path": self.path,
+                "method": self.command,
+                "hit": hit,
+                "echo": body.decode("utf-8", "replace"),
+                "pad": "x" * 2000,
+            }
+        ).encode()
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))

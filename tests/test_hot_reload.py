@@ -22,8 +22,9 @@ def test_new_version_becomes_chosen_with_no_failed_request(tmp_path):
     base = tmp_path / "digits"
     base.mkdir()
     shutil.copytree(MODELS / "digits" / "1", base / "1")
-    server = ApplianceProcess("--model_name", "digits", "--model_base_path", str(base),
-                              "--file_system_poll_wait_seconds", str(POLL_SECONDS))
+    server = ApplianceProcess(
+        "--model_name", "digits", "--model_base_path", str(base), "--file_system_poll_wait_seconds", str(POLL_SECONDS)
+    )
     with PredictLoad(server.url) as load:
         time.sleep(1.0)
         staging = tmp_path / "staging"
@@ -52,8 +53,9 @@ def test_corrupt_version_shows_its_error_and_the_others_keep_serving(tmp_path):
     shutil.copytree(MODELS / "digits" / "1", base / "1")
     (base / "2").mkdir()
     (base / "2" / "saved_model.pb").write_bytes(b"\x0a\x05half-written")
-    server = ApplianceProcess("--models_dir", str(tmp_path / "models"),
-                              "--file_system_poll_wait_seconds", str(POLL_SECONDS))
+    server = ApplianceProcess(
+        "--models_dir", str(tmp_path / "models"), "--file_system_poll_wait_seconds", str(POLL_SECONDS)
+    )
     try:
         status = requests.get(server.url + "/v1/models/digits", timeout=30).json()["model_version_status"]
         by_version = {s["version"]: s for s in status}
@@ -62,8 +64,9 @@ def test_corrupt_version_shows_its_error_and_the_others_keep_serving(tmp_path):
         assert by_version["1"]["state"] == "AVAILABLE"
         answer = requests.post(server.url + "/predict", json={"input": [[0.0] * 64]}, timeout=30).json()
         assert answer["version"] == 1
-        response = requests.post(server.url + "/v1/models/digits/versions/2:predict",
-                                 json={"instances": [[0.0] * 64]}, timeout=30)
+        response = requests.post(
+            server.url + "/v1/models/digits/versions/2:predict", json={"instances": [[0.0] * 64]}, timeout=30
+        )
         assert response.status_code == 404 and "Specific(digits, 2)" in response.json()["error"]
 
         # Repairing the version (an exporter finishing its copy) makes it load and become chosen.

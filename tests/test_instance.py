@@ -52,9 +52,13 @@ def holder(tmp_path, lock_path, discovery_path):
     """Another process that holds the lock and has published its discovery file."""
     script = tmp_path / "hold_the_lock.py"
     script.write_text(HOLD_THE_LOCK)
-    process = subprocess.Popen([sys.executable, str(script), str(lock_path), str(discovery_path)],
-                               stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True,
-                               env={**os.environ, "PYTHONPATH": str(REPO)})
+    process = subprocess.Popen(
+        [sys.executable, str(script), str(lock_path), str(discovery_path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+    )
     ready, _, _ = select.select([process.stdout], [], [], 30)
     assert ready and process.stdout.readline() == "holding\n", "the holder did not take the lock"
     yield process
@@ -68,12 +72,15 @@ def test_another_live_process_holds_the_lock_and_is_found(holder, lock_path, dis
     assert not InstanceLock(lock_path).acquire()
     running = find_running_instance(lock_path, discovery_path)
     assert running is not None
-    assert (running.pid, running.url, running.port, running.version) == (holder.pid, "http://127.0.0.1:8501",
-                                                                         8501, "0.1.0")
+    assert (running.pid, running.url, running.port, running.version) == (
+        holder.pid,
+        "http://127.0.0.1:8501",
+        8501,
+        "0.1.0",
+    )
 
 
-def test_after_kill_9_the_lock_is_free_and_the_discovery_file_is_stale(holder, lock_path, discovery_path,
-                                                                        caplog):
+def test_after_kill_9_the_lock_is_free_and_the_discovery_file_is_stale(holder, lock_path, discovery_path, caplog):
     holder.send_signal(signal.SIGKILL)
     holder.wait(timeout=10)
     assert read_discovery(discovery_path) is not None  # a crash leaves the file behind
@@ -128,13 +135,17 @@ def test_discovery_round_trip(discovery_path):
     assert read_discovery(discovery_path) is None
 
 
-@pytest.mark.parametrize("content", [
-    b"\xff garbage",
-    b'{"url": "http://127.0.0.1:8501", "port": 8501',
-    b"[]",
-    b'{"url": "http://127.0.0.1:8501", "port": "8501", "pid": 1, "version": "0.1.0", "started_at": "x"}',
-    b'{"url": "http://127.0.0.1:8501", "port": 8501, "pid": 1, "version": "0.1.0"}',
-], ids=["garbage", "truncated", "list", "port-text", "field-missing"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff garbage",
+        b'{"url": "http://127.0.0.1:8501", "port": 8501',
+        b"[]",
+        b'{"url": "http://127.0.0.1:8501", "port": "8501", "pid": 1, "version": "0.1.0", "started_at": "x"}',
+        b'{"url": "http://127.0.0.1:8501", "port": 8501, "pid": 1, "version": "0.1.0"}',
+    ],
+    ids=["garbage", "truncated", "list", "port-text", "field-missing"],
+)
 def test_a_corrupt_discovery_file_reads_as_none(discovery_path, content):
     discovery_path.parent.mkdir()
     discovery_path.write_bytes(content)

@@ -12,8 +12,10 @@ from appliance import paths
 @pytest.fixture
 def xdg(tmp_path, monkeypatch):
     """Every XDG base folder in a fresh temporary folder; the runtime one private, as the spec requires."""
-    homes = {name: tmp_path / name.lower() for name in
-             ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME")}
+    homes = {
+        name: tmp_path / name.lower()
+        for name in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_RUNTIME_DIR", "XDG_CACHE_HOME")
+    }
     homes["XDG_RUNTIME_DIR"].mkdir(mode=0o700)
     for name, folder in homes.items():
         monkeypatch.setenv(name, str(folder))

@@ -16,7 +16,7 @@ import time
 
 import pytest
 
-from appliance.preferences import PreferenceStore, Preferences, load_preferences, save_preferences
+from appliance.preferences import Preferences, PreferenceStore, load_preferences, save_preferences
 
 from .conftest import REPO
 
@@ -65,19 +65,33 @@ def test_keys_from_a_later_version_are_ignored(tmp_path):
     assert load_preferences(path) == Preferences(chosen_versions={"digits": 1})
 
 
-@pytest.mark.parametrize("content", [
-    b"\xff\xfe\x00 not text at all",
-    b'{"format": 1, "chosen_versions": {"digits": 1, "iris"',  # truncated
-    b"",
-    b"[1, 2]",
-    b'{"format": 1, "chosen_versions": [1]}',
-    b'{"format": 1, "chosen_versions": {"digits": "two"}}',
-    b'{"format": 1, "chosen_versions": {"digits": true}}',
-    b'{"format": 1, "chosen_versions": {"digits": -1}}',
-    b'{"format": 99, "chosen_versions": {}}',
-    b'{"chosen_versions": {"digits": 1}}',
-], ids=["garbage", "truncated", "empty", "list", "versions-list", "version-text", "version-bool",
-        "version-negative", "future-format", "no-format"])
+@pytest.mark.parametrize(
+    "content",
+    [
+        b"\xff\xfe\x00 not text at all",
+        b'{"format": 1, "chosen_versions": {"digits": 1, "iris"',  # truncated
+        b"",
+        b"[1, 2]",
+        b'{"format": 1, "chosen_versions": [1]}',
+        b'{"format": 1, "chosen_versions": {"digits": "two"}}',
+        b'{"format": 1, "chosen_versions": {"digits": true}}',
+        b'{"format": 1, "chosen_versions": {"digits": -1}}',
+        b'{"format": 99, "chosen_versions": {}}',
+        b'{"chosen_versions": {"digits": 1}}',
+    ],
+    ids=[
+        "garbage",
+        "truncated",
+        "empty",
+        "list",
+        "versions-list",
+        "version-text",
+        "version-bool",
+        "version-negative",
+        "future-format",
+        "no-format",
+    ],
+)
 def test_a_bad_file_means_defaults_and_a_warning_naming_it(tmp_path, caplog, content):
     path = tmp_path / "preferences.json"
     path.write_bytes(content)

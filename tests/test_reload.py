@@ -23,8 +23,14 @@ def probabilities(server) -> list:
 def test_reload_under_load_drops_no_request_and_serves_the_files_on_disk(tmp_path):
     models = tmp_path / "models"
     shutil.copytree(MODELS / "digits", models / "digits")
-    server = ApplianceProcess("--models_dir", str(models), "--file_system_poll_wait_seconds", "0",
-                              "--require_token_for_control", home=tmp_path / "home")
+    server = ApplianceProcess(
+        "--models_dir",
+        str(models),
+        "--file_system_poll_wait_seconds",
+        "0",
+        "--require_token_for_control",
+        home=tmp_path / "home",
+    )
     try:
         token = (tmp_path / "home" / "config" / "appliance" / "token").read_text().strip()
         auth = {"Authorization": f"Bearer {token}"}

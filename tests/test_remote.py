@@ -42,8 +42,14 @@ def proxy(remote):
 
 @pytest.fixture(scope="module")
 def front(proxy):
-    server = ApplianceProcess("--remote_url", proxy.url, "--remote_probe_seconds", str(PROBE_SECONDS),
-                              "--remote_timeout_seconds", str(TIMEOUT_SECONDS))
+    server = ApplianceProcess(
+        "--remote_url",
+        proxy.url,
+        "--remote_probe_seconds",
+        str(PROBE_SECONDS),
+        "--remote_timeout_seconds",
+        str(TIMEOUT_SECONDS),
+    )
     yield server
     server.stop()
 
@@ -99,8 +105,12 @@ def test_healthy_remote_answers_and_matches_local(front, remote, proxy):
 def test_version_the_remote_does_not_serve_goes_local(front, proxy):
     response = predict(front, "/v1/models/digits/versions/1:predict")
     assert response.status_code == 200 and response.headers["X-Appliance-Backend"] == "local"
-    assert predict(front, "/v1/models/iris/versions/1:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]}).headers[
-        "X-Appliance-Backend"] == "remote"
+    assert (
+        predict(front, "/v1/models/iris/versions/1:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]}).headers[
+            "X-Appliance-Backend"
+        ]
+        == "remote"
+    )
 
 
 @pytest.mark.parametrize("mode", ["refuse", "reset", "http500", "garbage", "garbage_json", "truncate"])
@@ -138,8 +148,14 @@ def test_health_and_models_command_show_the_remote(front, proxy):
 
 def test_remote_killed_under_load_no_client_request_fails(tmp_path):
     victim = ApplianceProcess()
-    front = ApplianceProcess("--remote_url", victim.url, "--remote_probe_seconds", str(PROBE_SECONDS),
-                             "--remote_timeout_seconds", str(TIMEOUT_SECONDS))
+    front = ApplianceProcess(
+        "--remote_url",
+        victim.url,
+        "--remote_probe_seconds",
+        str(PROBE_SECONDS),
+        "--remote_timeout_seconds",
+        str(TIMEOUT_SECONDS),
+    )
     try:
         assert wait_for(lambda: remote_state(front) == "up")
         with PredictLoad(front.url, clients=4) as load:
@@ -164,8 +180,10 @@ def test_remote_killed_under_load_no_client_request_fails(tmp_path):
 
 def test_routing_modes_from_the_settings_file(remote, tmp_path):
     settings = tmp_path / "settings.toml"
-    settings.write_text(f'[remote]\nurl = "{remote.url}"\nprobe_seconds = {PROBE_SECONDS}\n'
-                        '[remote.routing]\n"*" = "prefer_local"\niris = "remote_only"\n')
+    settings.write_text(
+        f'[remote]\nurl = "{remote.url}"\nprobe_seconds = {PROBE_SECONDS}\n'
+        '[remote.routing]\n"*" = "prefer_local"\niris = "remote_only"\n'
+    )
     front = ApplianceProcess("--settings_file", str(settings))
     try:
         assert wait_for(lambda: remote_state(front) == "up")

@@ -85,9 +85,11 @@ def test_switch_under_load_drops_nothing(server):
     assert set(load.answers_since(after_last_switch)) == {1}
     steady = [seconds for seconds, switching in load.latencies if not switching]
     during = [seconds for seconds, switching in load.latencies if switching]
-    print(f"\nswitch under load: {len(load.versions)} requests, 0 failed, 41 switches; p99 steady "
-          f"{statistics.quantiles(steady, n=100)[98] * 1e3:.1f} ms, during switching "
-          f"{statistics.quantiles(during, n=100)[98] * 1e3:.1f} ms")
+    print(
+        f"\nswitch under load: {len(load.versions)} requests, 0 failed, 41 switches; p99 steady "
+        f"{statistics.quantiles(steady, n=100)[98] * 1e3:.1f} ms, during switching "
+        f"{statistics.quantiles(during, n=100)[98] * 1e3:.1f} ms"
+    )
 
 
 def test_choice_survives_a_restart(tmp_path):
@@ -139,8 +141,9 @@ def test_choosing_a_version_the_policy_does_not_load_loads_it_first(tmp_path):
     base = tmp_path / "digits"
     for version in (1, 2):
         shutil.copytree(MODELS / "digits" / str(version), base / str(version))
-    server = ApplianceProcess("--model_name", "digits", "--model_base_path", str(base),
-                              "--file_system_poll_wait_seconds", "0.2")
+    server = ApplianceProcess(
+        "--model_name", "digits", "--model_base_path", str(base), "--file_system_poll_wait_seconds", "0.2"
+    )
     try:
         status = requests.get(server.url + "/v1/models/digits", timeout=30).json()["model_version_status"]
         assert [(s["version"], s["state"]) for s in status] == [("2", "AVAILABLE")]  # latest 1

@@ -18,6 +18,7 @@ import logging
 
 import bottle
 
+from ..errors import ServingError
 from ..serving.manager import ModelManager
 from ..serving.routing import Router
 from . import openapi, pages
@@ -27,9 +28,8 @@ from .cors import Cors
 from .metrics import PATH as METRICS_PATH
 from .metrics import Metrics
 from .predict import SimplePredictAPI
-from .security import LOOPBACK_HOSTS, HostAllowList, TokenRequired, Utf8Paths, token_required
-from ..errors import ServingError
 from .responses import JSON_TYPE, error_response, json_error
+from .security import LOOPBACK_HOSTS, HostAllowList, TokenRequired, Utf8Paths, token_required
 from .tfserving import TFServingAPI
 
 log = logging.getLogger(__name__)
@@ -124,8 +124,16 @@ def _json_error_page(error: bottle.HTTPError) -> bytes:
 
 
 # The "api" label of each route's requests in the metrics (the /v1 handlers label theirs by URL).
-ROUTE_APIS = {CONTROL_PATH: "control", RELOAD_PATH: "control", "/predict": "simple_predict", "/health": "health",
-              "/": "index", "/openapi.json": "openapi", "/docs": "docs", METRICS_PATH: "metrics"}
+ROUTE_APIS = {
+    CONTROL_PATH: "control",
+    RELOAD_PATH: "control",
+    "/predict": "simple_predict",
+    "/health": "health",
+    "/": "index",
+    "/openapi.json": "openapi",
+    "/docs": "docs",
+    METRICS_PATH: "metrics",
+}
 
 
 def create_app(
@@ -160,8 +168,9 @@ def create_app(
         return read_body(bottle.request.environ, max_request_bytes)
 
     def v1(environ):
-        return tf_serving.handle(environ["REQUEST_METHOD"], _raw_path(environ),
-                                 lambda: read_body(environ, max_request_bytes))
+        return tf_serving.handle(
+            environ["REQUEST_METHOD"], _raw_path(environ), lambda: read_body(environ, max_request_bytes)
+        )
 
     app.route(CONTROL_PATH, "GET", control.chosen)
     changes = [token_required(control_token)] if control_token else []
@@ -180,4 +189,3 @@ def create_app(
     if cors_allowed_origins:  # outside the token: preflights carry none
         guarded = Cors(guarded, cors_allowed_origins)
     return metrics.instrument(HostAllowList(Utf8Paths(guarded), allowed_hosts), ROUTE_APIS)  # refused ones count too
-

@@ -47,18 +47,18 @@ from .json_text import (
 )
 
 __all__ = [
-    "ROW",
     "COLUMNAR",
+    "ROW",
+    "decode_examples",
+    "decode_input_value",
+    "decode_predict_inputs",
+    "encode_classify_response",
+    "encode_error",
+    "encode_outputs_value",
+    "encode_predict_response",
+    "encode_regress_response",
     "parse_document",
     "signature_name",
-    "decode_predict_inputs",
-    "decode_input_value",
-    "decode_examples",
-    "encode_predict_response",
-    "encode_outputs_value",
-    "encode_classify_response",
-    "encode_regress_response",
-    "encode_error",
 ]
 
 ROW = "row"
@@ -412,9 +412,7 @@ def _decode_instances(instances: list, input_dtypes: Mapping[str, str]) -> dict[
         )
     if named:
         names = input_dtypes.keys()
-        if all(type(item) is dict and item.keys() == names for item in instances) and not any(
-            map(_is_b64, instances)
-        ):
+        if all(type(item) is dict and item.keys() == names for item in instances) and not any(map(_is_b64, instances)):
             tensors = {name: _fast_tensor([item[name] for item in instances], d) for name, d in input_dtypes.items()}
             if all(tensor is not None for tensor in tensors.values()):
                 return tensors

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import Iterable
+from collections.abc import Iterable
 
 from ..errors import InvalidArgument
 from .security import refuse
@@ -37,8 +37,10 @@ def parse_origin(text: str) -> str:
     origin = text.strip().rstrip("/").lower()
     if origin == ANY_ORIGIN or _ORIGIN.fullmatch(origin):
         return origin
-    raise InvalidArgument(f"CORS origin {text!r} is not an origin: write scheme://host[:port] "
-                          f"(e.g. http://localhost:3000 or chrome-extension://<id>), or * for any")
+    raise InvalidArgument(
+        f"CORS origin {text!r} is not an origin: write scheme://host[:port] "
+        f"(e.g. http://localhost:3000 or chrome-extension://<id>), or * for any"
+    )
 
 
 class Cors:
@@ -76,17 +78,22 @@ class Cors:
 
     def _preflight(self, environ, start_response, origin: str, allow: str | None):
         if allow is None:
-            return refuse(start_response, "403 Forbidden",
-                          f"origin {origin!r} may not call this server from a browser "
-                          f"(see --cors_allowed_origin)")
+            return refuse(
+                start_response,
+                "403 Forbidden",
+                f"origin {origin!r} may not call this server from a browser (see --cors_allowed_origin)",
+            )
         requested = [h.strip() for h in environ.get("HTTP_ACCESS_CONTROL_REQUEST_HEADERS", "").split(",")]
         allowed = [h for h in requested if h.lower() in self._allowed_headers]
-        start_response("204 No Content", [
-            *self._origin_headers(allow, "Access-Control-Request-Headers"),
-            ("Access-Control-Allow-Methods", ALLOWED_METHODS),
-            ("Access-Control-Allow-Headers", ", ".join(allowed or ALLOWED_HEADERS)),
-            ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_SECONDS)),
-        ])
+        start_response(
+            "204 No Content",
+            [
+                *self._origin_headers(allow, "Access-Control-Request-Headers"),
+                ("Access-Control-Allow-Methods", ALLOWED_METHODS),
+                ("Access-Control-Allow-Headers", ", ".join(allowed or ALLOWED_HEADERS)),
+                ("Access-Control-Max-Age", str(PREFLIGHT_MAX_AGE_SECONDS)),
+            ],
+        )
         return []
 
     @staticmethod

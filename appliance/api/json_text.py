@@ -30,13 +30,13 @@ from ..errors import InvalidArgument
 __all__ = [
     "INT64_MIN",
     "UINT64_MAX",
-    "parse_document",
-    "format_error",
     "debug_string",
-    "json_type_name",
     "decimal_tokens",
-    "string_token",
+    "format_error",
+    "json_type_name",
+    "parse_document",
     "quote",
+    "string_token",
 ]
 
 # rapidjson keeps integer literals in [INT64_MIN, UINT64_MAX] as integers and larger ones as doubles.
@@ -78,8 +78,10 @@ _SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 #   "[" and "{", and documents with 512 of them or more take the rapidjson rules.
 # Bodies with a positive exponent of three digits or more take them too: orjson reads 0e400 as 0.0, which
 # rapidjson refuses (below).
-_NUMBER_SHAPES = bytes(ord("0") if chr(b) in "0123456789" else ord("e") if chr(b) in "eE" else
-                       ord(".") if chr(b) in ".+" else ord(" ") for b in range(256))
+_NUMBER_SHAPES = bytes(
+    ord("0") if chr(b) in "0123456789" else ord("e") if chr(b) in "eE" else ord(".") if chr(b) in ".+" else ord(" ")
+    for b in range(256)
+)
 _LONG_INTEGER = b" " + b"0" * 19
 _DOUBLE_MAX_DIGITS = b"0" * 309
 _LONG_EXPONENTS = (b"e000", b"e.000")  # e400, e+400
@@ -126,8 +128,9 @@ def _parse_with_rapidjson_rules(body: bytes) -> dict:
         doc, _ = decoder.raw_decode(text, start)
     except _NumberTooBig as e:
         offset = _number_offset(text, start, e.literal)
-        raise _parse_error("Number too big to be stored in double.", skipped + len(text[:offset].encode("utf-8"))) \
-            from None
+        raise _parse_error(
+            "Number too big to be stored in double.", skipped + len(text[:offset].encode("utf-8"))
+        ) from None
     except json.JSONDecodeError as e:
         reason, pos = _rapidjson_reason(e, text)
         raise _parse_error(reason, skipped + len(text[:pos].encode("utf-8"))) from None
@@ -372,7 +375,7 @@ def _rapidjson_double(d: float) -> str:
     digits = stripped
     length = len(digits)
     kk = length + k  # 10^(kk-1) <= |d| < 10^kk
-    if 0 <= k and kk <= 21:
+    if k >= 0 and kk <= 21:
         text = digits + "0" * k + ".0"
     elif 0 < kk <= 21:
         text = digits[:kk] + "." + digits[kk:]

@@ -74,8 +74,11 @@ class RequestMetrics:
     def __init__(self, registry: CollectorRegistry):
         self.requests = Counter("appliance_requests", "Requests answered.", self.LABELS, registry=registry)
         self.durations = Histogram(
-            "appliance_request_duration_seconds", "Time from receiving a request to its response being ready.",
-            self.LABELS, registry=registry, buckets=LATENCY_BOUNDS_SECONDS,
+            "appliance_request_duration_seconds",
+            "Time from receiving a request to its response being ready.",
+            self.LABELS,
+            registry=registry,
+            buckets=LATENCY_BOUNDS_SECONDS,
         )
         self._children: dict[tuple, tuple] = {}  # label values -> (counter, histogram): no lock on the hot path
 
@@ -128,15 +131,30 @@ class ServingMetrics(ServingObserver):
     """What the serving layer reports: load times and failures, batch sizes."""
 
     def __init__(self, registry: CollectorRegistry):
-        self.load_seconds = Gauge("appliance_model_load_seconds", "How long the last load of a version took "
-                                  "(warmup included).", ("model", "version"), registry=registry)
-        self.load_failures = Counter("appliance_model_load_failures", "Loads of a version that failed.",
-                                     ("model", "version"), registry=registry)
+        self.load_seconds = Gauge(
+            "appliance_model_load_seconds",
+            "How long the last load of a version took (warmup included).",
+            ("model", "version"),
+            registry=registry,
+        )
+        self.load_failures = Counter(
+            "appliance_model_load_failures", "Loads of a version that failed.", ("model", "version"), registry=registry
+        )
         labels = ("model", "version", "signature")
-        self.batch_rows = Histogram("appliance_batch_size_rows", "Rows in one batched signature call "
-                                    "(padding included).", labels, registry=registry, buckets=BATCH_BOUNDS)
-        self.batch_requests = Histogram("appliance_batch_size_requests", "Requests merged into one batched "
-                                        "signature call.", labels, registry=registry, buckets=BATCH_BOUNDS)
+        self.batch_rows = Histogram(
+            "appliance_batch_size_rows",
+            "Rows in one batched signature call (padding included).",
+            labels,
+            registry=registry,
+            buckets=BATCH_BOUNDS,
+        )
+        self.batch_requests = Histogram(
+            "appliance_batch_size_requests",
+            "Requests merged into one batched signature call.",
+            labels,
+            registry=registry,
+            buckets=BATCH_BOUNDS,
+        )
         self._batch_children: dict[tuple, tuple] = {}
 
     def model_loaded(self, name: str, version: int, seconds: float, error: ServingError | None) -> None:
@@ -150,8 +168,10 @@ class ServingMetrics(ServingObserver):
         children = self._batch_children.get(key)  # once per request when idle: skip the label lookups
         if children is None:
             values = (name, str(version), signature)
-            children = self._batch_children[key] = (self.batch_rows.labels(*values),
-                                                    self.batch_requests.labels(*values))
+            children = self._batch_children[key] = (
+                self.batch_rows.labels(*values),
+                self.batch_requests.labels(*values),
+            )
         children[0].observe(rows)
         children[1].observe(requests)
 
@@ -209,12 +229,22 @@ class TFServingNames:
             return labels["model"], TFS_APIS[labels["api"]], "REST"
 
         latencies = _add_up(self._requests.durations.collect()[0], LATENCY_BOUNDS_SECONDS, successful_v1)
-        yield _histogram(":tensorflow:serving:request_latency",
-                         "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
-                         ["model_name", "API", "entrypoint"], LATENCY_BOUNDS_US, latencies, scale=1e6)
+        yield _histogram(
+            ":tensorflow:serving:request_latency",
+            "Distribution of wall time (in microseconds) for Tensorflow Serving request.",
+            ["model_name", "API", "entrypoint"],
+            LATENCY_BOUNDS_US,
+            latencies,
+            scale=1e6,
+        )
         batches = _add_up(self._serving.batch_rows.collect()[0], BATCH_BOUNDS, lambda labels: ())
-        yield _histogram(":tensorflow:serving:batching_session:processed_batch_size",
-                         "Tracks the batch size distribution on processing.", [], BATCH_BOUNDS, batches)
+        yield _histogram(
+            ":tensorflow:serving:batching_session:processed_batch_size",
+            "Tracks the batch size distribution on processing.",
+            [],
+            BATCH_BOUNDS,
+            batches,
+        )
 
 
 class ServingState:
@@ -225,10 +255,14 @@ class ServingState:
         self._remote = remote
 
     def collect(self):
-        states = GaugeMetricFamily("appliance_model_version_state", "1 for the state a version is in, 0 for the "
-                                   "others.", labels=["model", "version", "state"])
-        chosen = GaugeMetricFamily("appliance_model_chosen_version", "The version that answers requests naming "
-                                   "none.", labels=["model"])
+        states = GaugeMetricFamily(
+            "appliance_model_version_state",
+            "1 for the state a version is in, 0 for the others.",
+            labels=["model", "version", "state"],
+        )
+        chosen = GaugeMetricFamily(
+            "appliance_model_chosen_version", "The version that answers requests naming none.", labels=["model"]
+        )
         for summary in self._manager.summaries():
             if summary.chosen_version is not None:
                 chosen.add_metric([summary.name], summary.chosen_version)
@@ -239,13 +273,15 @@ class ServingState:
         yield chosen
         if self._remote is not None:
             remote = self._remote.status()
-            up = GaugeMetricFamily("appliance_remote_up", "1 while the remote TF Serving answers, 0 while it is "
-                                   "down or not probed yet.", labels=["url"])
+            up = GaugeMetricFamily(
+                "appliance_remote_up",
+                "1 while the remote TF Serving answers, 0 while it is down or not probed yet.",
+                labels=["url"],
+            )
             up.add_metric([remote.url], float(remote.state == "up"))
             yield up
         if os.path.isdir("/proc/self/task"):  # Linux, like the process_* metrics
-            threads = GaugeMetricFamily("appliance_process_threads", "Threads of this process (TensorFlow's "
-                                        "included).")
+            threads = GaugeMetricFamily("appliance_process_threads", "Threads of this process (TensorFlow's included).")
             threads.add_metric([], len(os.listdir("/proc/self/task")))
             yield threads
 

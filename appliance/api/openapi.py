@@ -34,9 +34,72 @@ SERVER_TAG = "Server"
 IRIS_ROWS = [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5]]
 # No whole numbers among tf.Example floats: the docs page writes 6.0 as 6 (JSON.stringify), an int64 feature.
 IRIS_FLOWER = {"sepal_length": 7.7, "sepal_width": 2.6, "petal_length": 6.9, "petal_width": 2.3}
-DIGIT_EIGHT = [0, 0, 10, 14, 8, 1, 0, 0, 0, 2, 16, 14, 6, 1, 0, 0, 0, 0, 15, 15, 8, 15, 0, 0, 0, 0, 5, 16, 16, 10,
-               0, 0, 0, 0, 12, 15, 15, 12, 0, 0, 0, 4, 16, 6, 4, 16, 6, 0, 0, 8, 16, 10, 8, 16, 8, 0, 0, 1, 8, 12,
-               14, 12, 1, 0]
+DIGIT_EIGHT = [
+    0,
+    0,
+    10,
+    14,
+    8,
+    1,
+    0,
+    0,
+    0,
+    2,
+    16,
+    14,
+    6,
+    1,
+    0,
+    0,
+    0,
+    0,
+    15,
+    15,
+    8,
+    15,
+    0,
+    0,
+    0,
+    0,
+    5,
+    16,
+    16,
+    10,
+    0,
+    0,
+    0,
+    0,
+    12,
+    15,
+    15,
+    12,
+    0,
+    0,
+    0,
+    4,
+    16,
+    6,
+    4,
+    16,
+    6,
+    0,
+    0,
+    8,
+    16,
+    10,
+    8,
+    16,
+    8,
+    0,
+    0,
+    1,
+    8,
+    12,
+    14,
+    12,
+    1,
+    0,
+]
 
 DESCRIPTION = """\
 Serves TensorFlow SavedModels over TensorFlow Serving's REST API (`/v1/models/...`, wire-compatible: the same
@@ -89,8 +152,8 @@ SCHEMAS = {
         "additionalProperties": False,
     },
     "Tensor": {
-        "description": "A tensor as JSON: a scalar, `{\"b64\": ...}` for bytes, or nested lists of them. "
-                       "`NaN`, `Infinity` and `-Infinity` are read and written as bare tokens.",
+        "description": 'A tensor as JSON: a scalar, `{"b64": ...}` for bytes, or nested lists of them. '
+        "`NaN`, `Infinity` and `-Infinity` are read and written as bare tokens.",
         "anyOf": [
             {"type": ["number", "string", "boolean"]},
             _schema("Base64"),
@@ -106,8 +169,8 @@ SCHEMAS = {
     "PredictRequest": {
         "type": "object",
         "description": "Row format (`instances`: one value, or one object of named inputs, per example) or "
-                       "columnar format (`inputs`: the whole tensor, or an object of named tensors); exactly one "
-                       "of the two. Keys that name no input are ignored in columnar format.",
+        "columnar format (`inputs`: the whole tensor, or an object of named tensors); exactly one "
+        "of the two. Keys that name no input are ignored in columnar format.",
         "properties": {
             "signature_name": {"type": "string", "description": "Default: `serving_default`."},
             "instances": {"type": "array", "minItems": 1, "items": _schema("TensorOrNamedTensors")},
@@ -117,7 +180,7 @@ SCHEMAS = {
     },
     "PredictResponse": {
         "description": "`predictions` (one entry per instance) answers row format; `outputs` answers columnar "
-                       "format. A single output is unwrapped; several are named.",
+        "format. A single output is unwrapped; several are named.",
         "oneOf": [
             {
                 "type": "object",
@@ -135,7 +198,7 @@ SCHEMAS = {
     },
     "FeatureValue": {
         "description": "A tf.Example feature: integers are int64, numbers with a fraction float, strings and "
-                       "`{\"b64\": ...}` bytes; a list holds values of one kind.",
+        '`{"b64": ...}` bytes; a list holds values of one kind.',
         "anyOf": [
             {"type": ["number", "string", "boolean"]},
             _schema("Base64"),
@@ -150,7 +213,7 @@ SCHEMAS = {
     "ExamplesRequest": {
         "type": "object",
         "description": "tf.Examples for a classify or regress signature; `context` features are added to every "
-                       "example.",
+        "example.",
         "required": ["examples"],
         "properties": {
             "signature_name": {"type": "string", "description": "Default: `serving_default`."},
@@ -160,8 +223,7 @@ SCHEMAS = {
     },
     "ClassifyResponse": {
         "type": "object",
-        "description": "One list of `[label, score]` per example (`\"\"` as the label when the model has no "
-                       "classes).",
+        "description": 'One list of `[label, score]` per example (`""` as the label when the model has no classes).',
         "required": ["results"],
         "properties": {
             "results": {
@@ -249,7 +311,7 @@ SCHEMAS = {
     "ModelMetadata": {
         "type": "object",
         "description": "The version's SignatureDefs (proto3 JSON; int64 sizes are strings). TF2 models also "
-                       "list `__saved_model_init_op`.",
+        "list `__saved_model_init_op`.",
         "required": ["model_spec", "metadata"],
         "properties": {
             "model_spec": {
@@ -287,8 +349,11 @@ SCHEMAS = {
             "model": {**_nullable({"type": "string"}), "description": "Default: the first model served."},
             "version": {
                 "description": "Default: the model's chosen version.",
-                "anyOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]+$"},
-                          {"type": "null"}],
+                "anyOf": [
+                    {"type": "integer", "minimum": 1},
+                    {"type": "string", "pattern": "^[0-9]+$"},
+                    {"type": "null"},
+                ],
             },
             "label": _nullable({"type": "string"}),
             "signature_name": {**_nullable({"type": "string"}), "description": "Default: `serving_default`."},
@@ -363,7 +428,7 @@ SCHEMAS = {
             "status": {
                 "enum": ["loading", "ready", "degraded"],
                 "description": "`loading` (503) until the first load of every model has finished; then `ready`, "
-                               "or `degraded` when some model has no AVAILABLE version.",
+                "or `degraded` when some model has no AVAILABLE version.",
             },
             "version": {"type": "string", "description": "The appliance's version."},
             "device": {
@@ -386,8 +451,10 @@ SCHEMAS = {
                     "url": {"type": "string"},
                     "state": {"enum": ["up", "down", "unknown"]},
                     "latency_ms": _nullable({"type": "number"}),
-                    "versions": {"type": "object", "additionalProperties": {"type": "array",
-                                                                             "items": {"type": "integer"}}},
+                    "versions": {
+                        "type": "object",
+                        "additionalProperties": {"type": "array", "items": {"type": "integer"}},
+                    },
                     "routing": {"type": "object", "additionalProperties": {"type": "string"}},
                     "error": _nullable({"type": "string"}),
                 },
@@ -438,18 +505,29 @@ def _json_body(schema_name: str, example) -> dict:
 
 # --- parameters ---------------------------------------------------------------------------------------------------
 
+
 def _path_parameter(name: str, schema: dict, description: str, example) -> dict:
-    return {"name": name, "in": "path", "required": True, "description": description, "schema": schema,
-            "example": example}
+    return {
+        "name": name,
+        "in": "path",
+        "required": True,
+        "description": description,
+        "schema": schema,
+        "example": example,
+    }
 
 
 PARAMETERS = {
     "ModelName": _path_parameter("name", {"type": "string", "pattern": _SEGMENT}, "The model's name.", "iris"),
-    "Version": _path_parameter("version", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1},
-                               "A version number.", 1),
-    "Label": _path_parameter("label", {"type": "string", "pattern": _SEGMENT},
-                             "A version label from `models.config` (the bundled models have none unless one is "
-                             "configured).", "stable"),
+    "Version": _path_parameter(
+        "version", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "A version number.", 1
+    ),
+    "Label": _path_parameter(
+        "label",
+        {"type": "string", "pattern": _SEGMENT},
+        "A version label from `models.config` (the bundled models have none unless one is configured).",
+        "stable",
+    ),
 }
 
 BACKEND_HEADER = {
@@ -471,12 +549,18 @@ FORM_TEXT = {"": "the model's chosen version", "Version": "one version", "Label"
 
 VERBS = {
     "predict": ("Predict", "PredictRequest", {"instances": IRIS_ROWS}, "PredictResponse"),
-    "classify": ("Classify", "ExamplesRequest", {"signature_name": "classify", "examples": [IRIS_FLOWER]},
-                 "ClassifyResponse"),
-    "regress": ("Regress", "ExamplesRequest",
-                {"signature_name": "regress",
-                 "examples": [{k: v for k, v in IRIS_FLOWER.items() if k != "petal_width"}]},
-                "RegressResponse"),
+    "classify": (
+        "Classify",
+        "ExamplesRequest",
+        {"signature_name": "classify", "examples": [IRIS_FLOWER]},
+        "ClassifyResponse",
+    ),
+    "regress": (
+        "Regress",
+        "ExamplesRequest",
+        {"signature_name": "regress", "examples": [{k: v for k, v in IRIS_FLOWER.items() if k != "petal_width"}]},
+        "RegressResponse",
+    ),
 }
 
 
@@ -489,28 +573,40 @@ def _tf_serving_paths() -> dict:
         paths[base] = {
             "parameters": refs,
             "get": {
-                "tags": [TFS_TAG], "operationId": f"getModelStatus{form}", "summary": f"Status of {on}",
+                "tags": [TFS_TAG],
+                "operationId": f"getModelStatus{form}",
+                "summary": f"Status of {on}",
                 "description": "Without a version or label, every served version of the model.",
-                "responses": {**_ok("The versions' states.", _schema("ModelStatus"), headers=BACKEND_HEADER),
-                              **_errors(READ_ERRORS)},
+                "responses": {
+                    **_ok("The versions' states.", _schema("ModelStatus"), headers=BACKEND_HEADER),
+                    **_errors(READ_ERRORS),
+                },
             },
         }
         paths[base + "/metadata"] = {
             "parameters": refs,
             "get": {
-                "tags": [TFS_TAG], "operationId": f"getModelMetadata{form}", "summary": f"Signatures of {on}",
-                "responses": {**_ok("The SignatureDefs.", _schema("ModelMetadata"), headers=BACKEND_HEADER),
-                              **_errors(READ_ERRORS)},
+                "tags": [TFS_TAG],
+                "operationId": f"getModelMetadata{form}",
+                "summary": f"Signatures of {on}",
+                "responses": {
+                    **_ok("The SignatureDefs.", _schema("ModelMetadata"), headers=BACKEND_HEADER),
+                    **_errors(READ_ERRORS),
+                },
             },
         }
         for verb, (title, request, example, response) in VERBS.items():
             paths[f"{base}:{verb}"] = {
                 "parameters": refs,
                 "post": {
-                    "tags": [TFS_TAG], "operationId": f"{verb}{form}", "summary": f"{title} with {on}",
+                    "tags": [TFS_TAG],
+                    "operationId": f"{verb}{form}",
+                    "summary": f"{title} with {on}",
                     "requestBody": _json_body(request, example),
-                    "responses": {**_ok(f"The {verb} results.", _schema(response), headers=BACKEND_HEADER),
-                                  **_errors(INFERENCE_ERRORS)},
+                    "responses": {
+                        **_ok(f"The {verb} results.", _schema(response), headers=BACKEND_HEADER),
+                        **_errors(INFERENCE_ERRORS),
+                    },
                 },
             }
     return paths
@@ -518,30 +614,36 @@ def _tf_serving_paths() -> dict:
 
 # --- the appliance's own routes -----------------------------------------------------------------------------------
 
+
 def _appliance_paths() -> dict:
     summary = _ok("The model's versions, labels and chosen version.", _schema("ModelSummary"))
     digits = {**PARAMETERS["ModelName"], "example": "digits"}
     return {
         "/predict": {
             "post": {
-                "tags": [APPLIANCE_TAG], "operationId": "simplePredict", "summary": "Predict (simple)",
+                "tags": [APPLIANCE_TAG],
+                "operationId": "simplePredict",
+                "summary": "Predict (simple)",
                 "description": "Runs a signature (default `serving_default`) of a model (default: the first "
-                               "served) on its chosen version, or on the version or label given.",
+                "served) on its chosen version, or on the version or label given.",
                 "requestBody": _json_body("SimplePredictRequest", {"input": [DIGIT_EIGHT]}),
-                "responses": {**_ok("The outputs, and the model and version that answered.",
-                                    _schema("SimplePredictResponse")),
-                              **_errors(INFERENCE_ERRORS)},
+                "responses": {
+                    **_ok("The outputs, and the model and version that answered.", _schema("SimplePredictResponse")),
+                    **_errors(INFERENCE_ERRORS),
+                },
             },
         },
         "/v1/appliance/models/{name}/chosen": {
             "parameters": [digits],
             "get": {
-                "tags": [APPLIANCE_TAG], "operationId": "getChosenVersion",
+                "tags": [APPLIANCE_TAG],
+                "operationId": "getChosenVersion",
                 "summary": "The chosen version of a model",
                 "responses": {**summary, **_errors((404, *GUARDED))},
             },
             "put": {
-                "tags": [APPLIANCE_TAG], "operationId": "chooseVersion",
+                "tags": [APPLIANCE_TAG],
+                "operationId": "chooseVersion",
                 "summary": "Choose the version that answers requests naming none",
                 "description": "Loads the version first when needed; the choice is remembered across restarts.",
                 "requestBody": _json_body("ChooseRequest", {"version": 1}),
@@ -551,14 +653,21 @@ def _appliance_paths() -> dict:
         "/v1/appliance/models/{name}/reload": {
             "parameters": [digits],
             "post": {
-                "tags": [APPLIANCE_TAG], "operationId": "reloadModel",
+                "tags": [APPLIANCE_TAG],
+                "operationId": "reloadModel",
                 "summary": "Reload every loaded version of a model from disk",
                 "description": "Each AVAILABLE version is loaded afresh and swapped in without failing a "
-                               "request; a version that fails to reload keeps serving as it was, and the first "
-                               "such failure is the answer.",
-                "requestBody": {"required": False, "content": {JSON: {
-                    "schema": {"type": "object", "maxProperties": 0, "description": "Nothing, or `{}`."},
-                    "example": {}}}},
+                "request; a version that fails to reload keeps serving as it was, and the first "
+                "such failure is the answer.",
+                "requestBody": {
+                    "required": False,
+                    "content": {
+                        JSON: {
+                            "schema": {"type": "object", "maxProperties": 0, "description": "Nothing, or `{}`."},
+                            "example": {},
+                        }
+                    },
+                },
                 "responses": {**summary, **_errors((400, 404, 413, *GUARDED))},
             },
         },
@@ -567,22 +676,39 @@ def _appliance_paths() -> dict:
 
 def _server_paths() -> dict:
     def get(operation_id: str, summary: str, responses: dict) -> dict:
-        return {"get": {"tags": [SERVER_TAG], "operationId": operation_id, "summary": summary,
-                        "responses": {**responses, **_errors(GUARDED)}}}
+        return {
+            "get": {
+                "tags": [SERVER_TAG],
+                "operationId": operation_id,
+                "summary": summary,
+                "responses": {**responses, **_errors(GUARDED)},
+            }
+        }
 
     health = {"content": {JSON: {"schema": _schema("Health")}}}
     return {
-        "/health": get("health", "Readiness, the device, and every model's versions", {
-            "200": {"description": "Ready, or degraded (some model has no AVAILABLE version).", **health},
-            "503": {"description": "Still loading.", **health},
-        }),
-        "/monitoring/prometheus/metrics": get("metrics", "Metrics in Prometheus' text format",
-                                              _ok("The metrics.", {"type": "string"}, "text/plain")),
+        "/health": get(
+            "health",
+            "Readiness, the device, and every model's versions",
+            {
+                "200": {"description": "Ready, or degraded (some model has no AVAILABLE version).", **health},
+                "503": {"description": "Still loading.", **health},
+            },
+        ),
+        "/monitoring/prometheus/metrics": get(
+            "metrics", "Metrics in Prometheus' text format", _ok("The metrics.", {"type": "string"}, "text/plain")
+        ),
         "/openapi.json": get("openapi", "This document", _ok("OpenAPI 3.1.", {"type": "object"})),
-        "/docs": get("docs", "The API reference page, with a form to try each endpoint",
-                     _ok("An HTML page.", {"type": "string"}, "text/html")),
-        "/": get("index", "A page saying what is served and how to call it",
-                 _ok("An HTML page.", {"type": "string"}, "text/html")),
+        "/docs": get(
+            "docs",
+            "The API reference page, with a form to try each endpoint",
+            _ok("An HTML page.", {"type": "string"}, "text/html"),
+        ),
+        "/": get(
+            "index",
+            "A page saying what is served and how to call it",
+            _ok("An HTML page.", {"type": "string"}, "text/html"),
+        ),
     }
 
 
@@ -590,8 +716,12 @@ def openapi_document() -> dict:
     """The OpenAPI 3.1 document of every route, as JSON-ready Python data."""
     return {
         "openapi": "3.1.0",
-        "info": {"title": "appliance", "version": __version__, "description": DESCRIPTION,
-                 "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"}},
+        "info": {
+            "title": "appliance",
+            "version": __version__,
+            "description": DESCRIPTION,
+            "license": {"name": "Apache-2.0", "identifier": "Apache-2.0"},
+        },
         "tags": [
             {"name": TFS_TAG, "description": "TensorFlow Serving's REST API, wire-compatible."},
             {"name": APPLIANCE_TAG, "description": "The simple predict endpoint and the control API."},
@@ -602,11 +732,14 @@ def openapi_document() -> dict:
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,
             "responses": RESPONSES,
-            "securitySchemes": {"bearerToken": {
-                "type": "http", "scheme": "bearer",
-                "description": "Needed when the appliance listens beyond loopback or was given a token; the "
-                               "token is in the appliance's config folder (file `token`).",
-            }},
+            "securitySchemes": {
+                "bearerToken": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "Needed when the appliance listens beyond loopback or was given a token; the "
+                    "token is in the appliance's config folder (file `token`).",
+                }
+            },
         },
         "security": [{}, {"bearerToken": []}],
     }

@@ -1,6 +1,6 @@
 """JSON responses and errors for every route: TF Serving's status mapping and ``{"error": ...}`` bodies.
 
-    raise json_error(413, "request body is 80000000 bytes; the limit is 67108864")
+raise json_error(413, "request body is 80000000 bytes; the limit is 67108864")
 """
 
 from __future__ import annotations

@@ -24,8 +24,9 @@ from .codec import encode_error
 from .responses import json_error
 
 LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1", "[::1]"})
-TOKEN_MISSING = ("this request needs 'Authorization: Bearer <token>'; the token is in the "
-                 "appliance's config folder (file 'token')")
+TOKEN_MISSING = (
+    "this request needs 'Authorization: Bearer <token>'; the token is in the appliance's config folder (file 'token')"
+)
 TOKEN_CHALLENGE = {"WWW-Authenticate": 'Bearer realm="appliance"'}
 
 
@@ -66,9 +67,12 @@ class HostAllowList:
     def __call__(self, environ, start_response):
         host = environ.get("HTTP_HOST")
         if self._allowed is not None and host is not None and host_name(host) not in self._allowed:
-            return refuse(start_response, "403 Forbidden",
-                          f"Host {host!r} is not allowed: this server only answers to "
-                          f"{', '.join(sorted(self._allowed))} (see --allowed_host)")
+            return refuse(
+                start_response,
+                "403 Forbidden",
+                f"Host {host!r} is not allowed: this server only answers to "
+                f"{', '.join(sorted(self._allowed))} (see --allowed_host)",
+            )
         return self._app(environ, start_response)
 
 

@@ -110,8 +110,11 @@ class TFServingAPI:
                     continue
                 if answer.status != 404:  # a 404 means no version took it
                     note_served(target.name, target.version, REMOTE)
-                return bottle.HTTPResponse(body=answer.body, status=answer.status,
-                                           headers={"Content-Type": answer.content_type, BACKEND_HEADER: REMOTE})
+                return bottle.HTTPResponse(
+                    body=answer.body,
+                    status=answer.status,
+                    headers={"Content-Type": answer.content_type, BACKEND_HEADER: REMOTE},
+                )
             try:
                 response = local(target, body)
             except NotFound:

@@ -29,9 +29,9 @@ import os
 import threading
 import time
 from collections import deque
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from queue import Empty, SimpleQueue
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format, wrappers_pb2
@@ -73,20 +73,32 @@ def _batching_parameters_message():
     pool = descriptor_pool.DescriptorPool()
     pool.AddSerializedFile(wrappers_pb2.DESCRIPTOR.serialized_pb)
     file = descriptor_pb2.FileDescriptorProto(
-        name="appliance/batching_parameters.proto", package="tensorflow.serving", syntax="proto3",
-        dependency=["google/protobuf/wrappers.proto"])
+        name="appliance/batching_parameters.proto",
+        package="tensorflow.serving",
+        syntax="proto3",
+        dependency=["google/protobuf/wrappers.proto"],
+    )
     message = file.message_type.add(name="BatchingParameters")
     field = descriptor_pb2.FieldDescriptorProto
-    wrapped = [("max_batch_size", 1, "Int64Value"), ("batch_timeout_micros", 2, "Int64Value"),
-               ("max_enqueued_batches", 3, "Int64Value"), ("num_batch_threads", 4, "Int64Value"),
-               ("thread_pool_name", 5, "StringValue"), ("enable_large_batch_splitting", 8, "BoolValue"),
-               ("max_execution_batch_size", 9, "Int64Value")]
+    wrapped = [
+        ("max_batch_size", 1, "Int64Value"),
+        ("batch_timeout_micros", 2, "Int64Value"),
+        ("max_enqueued_batches", 3, "Int64Value"),
+        ("num_batch_threads", 4, "Int64Value"),
+        ("thread_pool_name", 5, "StringValue"),
+        ("enable_large_batch_splitting", 8, "BoolValue"),
+        ("max_execution_batch_size", 9, "Int64Value"),
+    ]
     for name, number, kind in wrapped:
-        message.field.add(name=name, number=number, type=field.TYPE_MESSAGE, label=field.LABEL_OPTIONAL,
-                          type_name=f".google.protobuf.{kind}")
+        message.field.add(
+            name=name,
+            number=number,
+            type=field.TYPE_MESSAGE,
+            label=field.LABEL_OPTIONAL,
+            type_name=f".google.protobuf.{kind}",
+        )
     message.field.add(name="allowed_batch_sizes", number=6, type=field.TYPE_INT64, label=field.LABEL_REPEATED)
-    message.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL,
-                      label=field.LABEL_OPTIONAL)
+    message.field.add(name="pad_variable_length_inputs", number=7, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
     pool.Add(file)
     return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.BatchingParameters"))
 
@@ -100,12 +112,17 @@ def parse_batching_parameters(text: str, source: str = "batching parameters") ->
         proto = text_format.Parse(text, _BatchingParametersProto())
     except text_format.ParseError as e:
         raise InvalidArgument(f"{source} is not a valid BatchingParameters text proto: {e}") from None
-    values = {name: getattr(proto, name).value for name in
-              ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
-              if proto.HasField(name)}
+    values = {
+        name: getattr(proto, name).value
+        for name in ("max_batch_size", "batch_timeout_micros", "max_enqueued_batches", "num_batch_threads")
+        if proto.HasField(name)
+    }
     try:
-        return BatchingParameters(**values, allowed_batch_sizes=tuple(proto.allowed_batch_sizes),
-                                  pad_variable_length_inputs=proto.pad_variable_length_inputs)
+        return BatchingParameters(
+            **values,
+            allowed_batch_sizes=tuple(proto.allowed_batch_sizes),
+            pad_variable_length_inputs=proto.pad_variable_length_inputs,
+        )
     except InvalidArgument as e:
         raise InvalidArgument(f"{source}: {e.message}") from None
 
@@ -139,14 +156,19 @@ class BatchingPolicy:
             return read_batching_parameters(own)
         return self.parameters if self.enabled else None
 
-    def wrap(self, servable: Servable, version_path: Path, name: str, version: int,
-             observer: ServingObserver) -> Servable:
+    def wrap(
+        self, servable: Servable, version_path: Path, name: str, version: int, observer: ServingObserver
+    ) -> Servable:
         """``servable`` itself, or wrapped in a :class:`BatchingServable` when this version is batched."""
         parameters = self.parameters_for(version_path)
         if parameters is None or not any(map(is_batchable, servable.signatures.values())):
             return servable
-        return BatchingServable(servable, parameters, lambda signature, requests, rows: observer.batch_run(
-            name, version, signature, requests, rows), self.wait_seconds)
+        return BatchingServable(
+            servable,
+            parameters,
+            lambda signature, requests, rows: observer.batch_run(name, version, signature, requests, rows),
+            self.wait_seconds,
+        )
 
 
 def is_batchable(signature: SignatureSpec) -> bool:
@@ -158,7 +180,7 @@ def is_batchable(signature: SignatureSpec) -> bool:
 class _Task:
     """One request waiting in (or taken from) a signature's queue."""
 
-    __slots__ = ("inputs", "rows", "key", "outputs", "error", "done", "runner", "_signals")
+    __slots__ = ("_signals", "done", "error", "inputs", "key", "outputs", "rows", "runner")
 
     def __init__(self, inputs: Mapping[str, np.ndarray], rows: int, key: tuple):
         self.inputs = inputs
@@ -196,8 +218,13 @@ class _Task:
 class SignatureBatcher:
     """The queue of one signature: merges the requests waiting in it into batched calls of ``run``."""
 
-    def __init__(self, run: Callable[[Mapping[str, np.ndarray], Sequence[str]], dict], parameters: BatchingParameters,
-                 on_batch: Callable[[int, int], None], wait_seconds: float | None = None):
+    def __init__(
+        self,
+        run: Callable[[Mapping[str, np.ndarray], Sequence[str]], dict],
+        parameters: BatchingParameters,
+        on_batch: Callable[[int, int], None],
+        wait_seconds: float | None = None,
+    ):
         self._run = run
         self._parameters = parameters
         self._on_batch = on_batch
@@ -214,8 +241,11 @@ class SignatureBatcher:
         if rows is None or rows > self._parameters.max_batch_size:
             return self._run(inputs, output_filter)
         with self._lock:  # idle, and no timeout to wait for a fuller batch: run now, queueing nothing
-            idle = (not self._queue and self._runners < self._parameters.num_batch_threads
-                    and not self._parameters.batch_timeout_micros)
+            idle = (
+                not self._queue
+                and self._runners < self._parameters.num_batch_threads
+                and not self._parameters.batch_timeout_micros
+            )
             if idle:
                 self._runners += 1
         if idle:
@@ -258,8 +288,10 @@ class SignatureBatcher:
                 if not task.runner and task in self._queue:
                     self._queue.remove(task)
                     self._queued_rows -= task.rows
-                    raise ServingError(f"Deadline exceeded: the request waited {self._wait_seconds:g} s "
-                                       "for its batch", Code.DEADLINE_EXCEEDED)
+                    raise ServingError(
+                        f"Deadline exceeded: the request waited {self._wait_seconds:g} s for its batch",
+                        Code.DEADLINE_EXCEEDED,
+                    )
             task.wait()  # taken into a running batch (whose call has its own deadline), or made a runner
 
     def _run_batches_until_done(self, own: _Task) -> None:
@@ -292,8 +324,11 @@ class SignatureBatcher:
             timeout = self._parameters.batch_timeout_micros / 1e6
             if timeout:
                 closes = time.monotonic() + timeout
-                while (self._queue and self._rows_like(self._queue[0].key) < limit
-                       and (left := closes - time.monotonic()) > 0):
+                while (
+                    self._queue
+                    and self._rows_like(self._queue[0].key) < limit
+                    and (left := closes - time.monotonic()) > 0
+                ):
                     self._arrived.wait(left)
                 if not self._queue:  # another runner took it while this one waited
                     return []
@@ -384,24 +419,33 @@ def _split(outputs: dict[str, np.ndarray], sizes: list[int], rows: int) -> list[
         if value.ndim == 0 or value.shape[0] != rows:
             raise ServingError(f"Batched output tensor {alias} has {value.shape[:1]} rows, not {rows}", Code.INTERNAL)
     offsets = np.cumsum([0, *sizes])
-    return [{alias: value[start:end] for alias, value in outputs.items()}
-            for start, end in zip(offsets[:-1], offsets[1:])]
+    return [
+        {alias: value[start:end] for alias, value in outputs.items()} for start, end in zip(offsets[:-1], offsets[1:])
+    ]
 
 
 class BatchingServable(Servable):
     """A servable whose batchable signatures run through a :class:`SignatureBatcher` each."""
 
-    def __init__(self, servable: Servable, parameters: BatchingParameters,
-                 on_batch: Callable[[str, int, int], None] = lambda signature, requests, rows: None,
-                 wait_seconds: float | None = None):
+    def __init__(
+        self,
+        servable: Servable,
+        parameters: BatchingParameters,
+        on_batch: Callable[[str, int, int], None] = lambda signature, requests, rows: None,
+        wait_seconds: float | None = None,
+    ):
         self._servable = servable
         self.parameters = parameters
         self.signatures = servable.signatures
         self._batchers = {
             name: SignatureBatcher(
                 lambda inputs, output_filter, name=name: servable.predict(name, inputs, output_filter),
-                parameters, lambda requests, rows, name=name: on_batch(name, requests, rows), wait_seconds)
-            for name, signature in servable.signatures.items() if is_batchable(signature)
+                parameters,
+                lambda requests, rows, name=name: on_batch(name, requests, rows),
+                wait_seconds,
+            )
+            for name, signature in servable.signatures.items()
+            if is_batchable(signature)
         }
 
     def predict(self, signature_name, inputs, output_filter=()):

@@ -30,9 +30,9 @@ import enum
 import logging
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
-
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING
 
 from ..config import ModelConfig
 from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
@@ -92,7 +92,7 @@ class LoadProgress:
 
 
 class _Version:
-    __slots__ = ("number", "path", "state", "error", "servable", "refs", "fingerprint")
+    __slots__ = ("error", "fingerprint", "number", "path", "refs", "servable", "state")
 
     def __init__(self, number: int, path: Path):
         self.number = number
@@ -108,7 +108,7 @@ class _Version:
 
 
 class _Model:
-    __slots__ = ("config", "versions", "pinned")
+    __slots__ = ("config", "pinned", "versions")
 
     def __init__(self, config: ModelConfig, pinned: int | None = None):
         self.config = config
@@ -134,7 +134,7 @@ class _Model:
 class ServableHandle:
     """A counted reference to an AVAILABLE version; release it (or leave the ``with``) when done."""
 
-    __slots__ = ("_manager", "_version", "name", "version", "servable")
+    __slots__ = ("_manager", "_version", "name", "servable", "version")
 
     def __init__(self, manager: ModelManager, name: str, version: _Version):
         self._manager = manager
@@ -208,8 +208,9 @@ class ModelManager:
         if self._thread is not None:
             self._thread.join()
         with self._lock:
-            loaded = [(name, v) for name, m in self._models.items() for v in m.versions.values()
-                      if v.state is State.AVAILABLE]
+            loaded = [
+                (name, v) for name, m in self._models.items() for v in m.versions.values() if v.state is State.AVAILABLE
+            ]
         for name, version in loaded:
             self._unload(name, version)
 
@@ -244,8 +245,12 @@ class ModelManager:
                 if model is None:
                     pinned = self._preferences.chosen_version(name) if self._preferences else None
                     model = self._models[name] = _Model(snapshot.config, pinned)
-                    log.info("model %s: serving %s (versions: %s)", name, snapshot.config.base_path,
-                             snapshot.config.policy.describe())
+                    log.info(
+                        "model %s: serving %s (versions: %s)",
+                        name,
+                        snapshot.config.base_path,
+                        snapshot.config.policy.describe(),
+                    )
                 model.config = snapshot.config
                 aspired[name] = model.aspired(snapshot)
                 for number, path in aspired[name].items():
@@ -380,8 +385,10 @@ class ModelManager:
         self._notify()
         if failures:
             number, error = failures[0]
-            raise ServingError(f"version {number} of model {name} could not be reloaded and keeps serving "
-                               f"as it was: {error.message}", error.code)
+            raise ServingError(
+                f"version {number} of model {name} could not be reloaded and keeps serving as it was: {error.message}",
+                error.code,
+            )
         return [v.number for v in current]
 
     # -- choosing a version ------------------------------------------------

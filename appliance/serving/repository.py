@@ -15,8 +15,8 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
 
 from ..config import TENSORFLOW_PLATFORM, ModelConfig, PolicyKind, VersionPolicy
 from ..errors import InvalidArgument

@@ -22,8 +22,8 @@ import importlib
 import importlib.util
 import os
 import sys
+from collections.abc import Callable
 from types import ModuleType
-from typing import Callable
 
 _LINUX_PREFERENCE = ("appindicator", "gtk")
 _GLIB_BACKENDS = ("pystray._appindicator", "pystray._gtk")

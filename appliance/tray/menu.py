@@ -25,7 +25,7 @@ is then; the check marks read the state when they are drawn. Items only send the
 
 from __future__ import annotations
 
-from typing import Callable, Iterator
+from collections.abc import Callable, Iterator
 
 from pystray import Menu, MenuItem
 

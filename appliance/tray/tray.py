@@ -15,7 +15,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
-from typing import Callable
+from collections.abc import Callable
 
 from .backend import gui_caller, load_pystray
 from .icon import draw_icon

@@ -42,14 +42,31 @@ PACKAGE = "appliance"
 INSTALL_DIR = "/opt/appliance"
 ICON_SIZES = (16, 22, 24, 32, 48, 64, 128, 256)
 MAINTAINER = "appliance maintainers <appliance@localhost>"
-GLIBC_SONAMES = {"libc.so.6", "libm.so.6", "libpthread.so.0", "libdl.so.2", "librt.so.1", "libutil.so.1",
-                 "libresolv.so.2", "libanl.so.1", "ld-linux-x86-64.so.2", "ld-linux-aarch64.so.1",
-                 "ld-linux-armhf.so.3", "ld-linux.so.2"}
+GLIBC_SONAMES = {
+    "libc.so.6",
+    "libm.so.6",
+    "libpthread.so.0",
+    "libdl.so.2",
+    "librt.so.1",
+    "libutil.so.1",
+    "libresolv.so.2",
+    "libanl.so.1",
+    "ld-linux-x86-64.so.2",
+    "ld-linux-aarch64.so.1",
+    "ld-linux-armhf.so.3",
+    "ld-linux.so.2",
+}
 # Used when dpkg cannot tell (the library is not installed on the build machine).
-KNOWN_PACKAGES = {"libxcb.so.1": "libxcb1", "libwayland-client.so.0": "libwayland-client0",
-                  "libwayland-cursor.so.0": "libwayland-cursor0", "libwayland-egl.so.1": "libwayland-egl1",
-                  "libGL.so.1": "libgl1", "libEGL.so.1": "libegl1", "libdrm.so.2": "libdrm2",
-                  "libcrypt.so.1": "libcrypt1"}
+KNOWN_PACKAGES = {
+    "libxcb.so.1": "libxcb1",
+    "libwayland-client.so.0": "libwayland-client0",
+    "libwayland-cursor.so.0": "libwayland-cursor0",
+    "libwayland-egl.so.1": "libwayland-egl1",
+    "libGL.so.1": "libgl1",
+    "libEGL.so.1": "libegl1",
+    "libdrm.so.2": "libdrm2",
+    "libcrypt.so.1": "libcrypt1",
+}
 
 POSTRM = """#!/bin/sh
 # Removes what the appliance itself may have left in its own folder (never anything in users' homes:
@@ -105,8 +122,9 @@ def dependencies(bundle: Path) -> tuple[list[str], list[str], tuple[int, ...] | 
     for soname in sorted(needs.external - GLIBC_SONAMES):
         package = _package_of(soname)
         if package is None:
-            print(f"deb: warning: no package known for {soname} (needed by {min(needs.needed[soname])})",
-                  file=sys.stderr)
+            print(
+                f"deb: warning: no package known for {soname} (needed by {min(needs.needed[soname])})", file=sys.stderr
+            )
         elif package != "libc6":
             recommends.add(package)
     return depends, sorted(recommends), floor
@@ -114,6 +132,7 @@ def dependencies(bundle: Path) -> tuple[list[str], list[str], tuple[int, ...] | 
 
 def _copy_tree(source: Path, target: Path) -> None:
     """Copy ``source`` to ``target``, hard-linking files when both are on one file system (1 GB in a second)."""
+
     def link_or_copy(src: str, dst: str) -> None:
         try:
             os.link(src, dst)
@@ -175,8 +194,9 @@ def control_text(version: str, arch: str, depends: list[str], recommends: list[s
     return "\n".join(lines) + "\n"
 
 
-def build_deb(bundle: Path, out_dir: Path, compression: str = "zstd", level: int | None = None,
-              work_dir: Path | None = None) -> Path:
+def build_deb(
+    bundle: Path, out_dir: Path, compression: str = "zstd", level: int | None = None, work_dir: Path | None = None
+) -> Path:
     """Package the onedir ``bundle`` (the folder holding the ``appliance`` executable) as a .deb in ``out_dir``.
 
     ``compression`` and ``level`` go to dpkg-deb (``-Z``, ``-z``). Measured on the 1.3 GB bundle (2 cores): zstd
@@ -216,7 +236,8 @@ def build_deb(bundle: Path, out_dir: Path, compression: str = "zstd", level: int
             " The bundled Python, TensorFlow, GTK and other libraries keep their own licenses;\n"
             " see /opt/appliance/_internal/tensorflow/THIRD_PARTY_NOTICES.txt.\n"
             " On Debian systems the Apache-2.0 license is in /usr/share/common-licenses/Apache-2.0.\n",
-            encoding="utf-8")
+            encoding="utf-8",
+        )
         debian = root / "DEBIAN"
         debian.mkdir()
         (debian / "postrm").write_text(POSTRM, encoding="utf-8")
@@ -225,11 +246,15 @@ def build_deb(bundle: Path, out_dir: Path, compression: str = "zstd", level: int
         (debian / "postrm").chmod(0o755)
         depends, recommends, _ = dependencies(bundle)
         (debian / "control").write_text(
-            control_text(version, arch, depends, recommends, _installed_size_kib(root)), encoding="utf-8")
+            control_text(version, arch, depends, recommends, _installed_size_kib(root)), encoding="utf-8"
+        )
         (debian / "control").chmod(0o644)
         options = [f"-Z{compression}"] + ([f"-z{level}"] if level is not None else [])
-        subprocess.run(["dpkg-deb", "--root-owner-group", *options, "--build", str(root), str(deb)],
-                       check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            ["dpkg-deb", "--root-owner-group", *options, "--build", str(root), str(deb)],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
     return deb
 
 
@@ -237,11 +262,11 @@ if __name__ == "__main__":
     import argparse
 
     parser = argparse.ArgumentParser(
-        description="Package a built bundle as a .deb (installer/build.py --deb does this).")
+        description="Package a built bundle as a .deb (installer/build.py --deb does this)."
+    )
     parser.add_argument("bundle", type=Path, help="the onedir bundle, e.g. dist/appliance")
     parser.add_argument("--out", type=Path, default=None, help="where to write the .deb (default: next to the bundle)")
     parser.add_argument("-Z", dest="compression", default="zstd", choices=("zstd", "xz", "gzip"))
     parser.add_argument("-z", dest="level", type=int, default=None, help="compression level (dpkg-deb's -z)")
     arguments = parser.parse_args()
-    print(build_deb(arguments.bundle, arguments.out or arguments.bundle.parent, arguments.compression,
-                    arguments.level))
+    print(build_deb(arguments.bundle, arguments.out or arguments.bundle.parent, arguments.compression, arguments.level))

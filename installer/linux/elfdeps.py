@@ -45,11 +45,11 @@ def read_elf(path: Path) -> tuple[list[str], list[str]] | None:
     is64 = data[4] == 2
     endian = "<" if data[5] == 1 else ">"
     if is64:
-        shoff, = struct.unpack_from(endian + "Q", data, 0x28)
+        (shoff,) = struct.unpack_from(endian + "Q", data, 0x28)
         shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x3A)
         sh_format, dyn_format = endian + "IIQQQQIIQQ", endian + "qQ"
     else:
-        shoff, = struct.unpack_from(endian + "I", data, 0x20)
+        (shoff,) = struct.unpack_from(endian + "I", data, 0x20)
         shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x2E)
         sh_format, dyn_format = endian + "IIIIIIIIII", endian + "iI"
     if shoff == 0 or shnum == 0:

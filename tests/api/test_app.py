@@ -94,6 +94,9 @@ def test_models_first_sends_v1_models_urls_past_bottle_and_answers_as_bottle_wou
     with caplog.at_level(logging.ERROR, logger="appliance.api.app"):
         status, _, body = call(wsgi, "/v1/models/bug")
     assert status.startswith("500") and "KeyError" not in body["error"] and caplog.records
-    assert call_raw(wsgi, "/health") == ("200 OK", {"Content-Type": "text/html; charset=UTF-8",
-                                                    "Content-Length": "4"}, b"fine")
+    assert call_raw(wsgi, "/health") == (
+        "200 OK",
+        {"Content-Type": "text/html; charset=UTF-8", "Content-Length": "4"},
+        b"fine",
+    )
     assert len(seen) == 6, "the other paths are Bottle's"

@@ -301,23 +301,25 @@ def test_multiple_named_tensor_errors():
                           {"int_tensor": [[7,8],[9,0],[1,2]], "str_tensor": ["baz", "bat"]}]}""",
         dtypes,
     )
-    assert predict_error(
-        """{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]},
+    assert (
+        predict_error(
+            """{"instances": [{"int_tensor": [[1,2],[3,4],[5,6]], "str_tensor": ["foo", "bar"]},
                           [1, 20, 30],
                           {"int_tensor": [[[7,8],[9,0],[1,2]]], "str_tensor": ["baz", "bat"]}]}""",
-        dtypes,
-    ) == "Expecting object but got list at item 1 of input list"
-    assert predict_error(
-        '{"instances": [["baz", "bar"], {"str_tensor": ["baz", "bat"]}]}', {"str_tensor": "DT_STRING"}
-    ) == "Expecting value/list but got object at item 1 of input list"
+            dtypes,
+        )
+        == "Expecting object but got list at item 1 of input list"
+    )
+    assert (
+        predict_error('{"instances": [["baz", "bar"], {"str_tensor": ["baz", "bat"]}]}', {"str_tensor": "DT_STRING"})
+        == "Expecting value/list but got object at item 1 of input list"
+    )
 
 
 def test_instances_objects_must_name_exactly_the_inputs():
     dtypes = {"b": "DT_INT32", "a": "DT_INT32"}
     assert predict_error('{"instances": [{"a": 1, "b": 2}, {"a": 3}]}', dtypes) == (
-        "Failed to process element: 1 of 'instances' list. JSON object: {\n"
-        '    "a": 3\n'
-        "} keys must be equal to: a,b"
+        "Failed to process element: 1 of 'instances' list. JSON object: {\n    \"a\": 3\n} keys must be equal to: a,b"
     )
     assert predict_error('{"instances": [{"a": 1, "b": 2, "c": 3}]}', dtypes) == (
         "Failed to process element: 0 key: c of 'instances' list. "
@@ -328,10 +330,10 @@ def test_instances_objects_must_name_exactly_the_inputs():
 def test_request_shape_errors():
     single = {"x": "DT_FLOAT"}
     assert predict_error('{"instances": 5}', single) == (
-        'JSON Value: {\n    "instances": 5\n} Expecting \'instances\' to be an list/array'
+        "JSON Value: {\n    \"instances\": 5\n} Expecting 'instances' to be an list/array"
     )
     assert predict_error('{"instances": []}', single) == (
-        'JSON Value: {\n    "instances": []\n} No values in \'instances\' array'
+        "JSON Value: {\n    \"instances\": []\n} No values in 'instances' array"
     )
     assert predict_error('{"instances": [1], "inputs": [1]}', single) == (
         'JSON Value: {\n    "instances": [1],\n    "inputs": [1]\n} Not formatted correctly expecting only '
@@ -344,8 +346,7 @@ def test_request_shape_errors():
         "required as per tensorinfo_map"
     )
     assert predict_error('{"inputs": [1.0]}', two) == (
-        "inputs is a plain value/list, but expecting an object as multiple input tensors "
-        "required as per tensorinfo_map"
+        "inputs is a plain value/list, but expecting an object as multiple input tensors required as per tensorinfo_map"
     )
     assert predict_error('{"inputs": {"b64": "aGk="}}', two).startswith("inputs is a plain value/list")
     assert predict_error('{"inputs": {"a": [1.0], "c": [2.0]}}', two) == "Missing named input: b in 'inputs' object."
@@ -786,7 +787,7 @@ def test_example_error_wording_in_full():
     assert info.value.message == "Feature: names has uint64_t element. Only int64_t is supported."
     with pytest.raises(InvalidArgument) as info:
         decode_examples({"examples": 1})
-    assert info.value.message == 'JSON Value: {\n    "examples": 1\n} Expecting \'examples\' value to be an list/array'
+    assert info.value.message == "JSON Value: {\n    \"examples\": 1\n} Expecting 'examples' value to be an list/array"
 
 
 # ---------------------------------------------------------------------------

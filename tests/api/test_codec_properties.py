@@ -120,15 +120,39 @@ signatures = st.dictionaries(tensor_names, st.sampled_from(sorted(SIGNATURE_DTYP
 
 # JSON leaves that sit on the edges of the dtypes' rules.
 edge_integers = st.sampled_from(
-    [0, 1, -1, 127, 128, -128, -129, 255, 256, 2**15, 2**31 - 1, 2**31, -(2**31) - 1, 2**32, 2**63 - 1, 2**63,
-     -(2**63), -(2**63) - 1, 2**64 - 1, 2**64, 10**30, -(10**30), 10**400]
+    [
+        0,
+        1,
+        -1,
+        127,
+        128,
+        -128,
+        -129,
+        255,
+        256,
+        2**15,
+        2**31 - 1,
+        2**31,
+        -(2**31) - 1,
+        2**32,
+        2**63 - 1,
+        2**63,
+        -(2**63),
+        -(2**63) - 1,
+        2**64 - 1,
+        2**64,
+        10**30,
+        -(10**30),
+        10**400,
+    ]
 )
 json_text = st.text(max_size=6) | st.sampled_from(["\ud800", "a\udfff", "b64", "\x00"])
 json_scalars = (
     st.none() | st.booleans() | st.integers() | edge_integers | st.floats() | st.sampled_from([3.0, -0.0]) | json_text
 )
-b64_objects = st.builds(lambda text: {"b64": text}, json_text | st.binary(max_size=8).map(
-    lambda data: base64.b64encode(data).decode()))
+b64_objects = st.builds(
+    lambda text: {"b64": text}, json_text | st.binary(max_size=8).map(lambda data: base64.b64encode(data).decode())
+)
 json_values = st.recursive(
     json_scalars | b64_objects,
     lambda children: st.lists(children, max_size=4) | st.dictionaries(json_text, children, max_size=3),
@@ -282,7 +306,7 @@ def test_predictions_read_back_as_instances(tensors):
 def test_outputs_read_back_as_inputs(tensors):
     response = encode_predict_response(tensors, COLUMNAR)
     assert response.startswith(b'{"outputs": ')
-    body = b'{"inputs": ' + response[len(b'{"outputs": '):]  # the outputs' own text, numbers untouched
+    body = b'{"inputs": ' + response[len(b'{"outputs": ') :]  # the outputs' own text, numbers untouched
     signature = {n: WRITTEN_AS[t.dtype] for n, t in tensors.items()}
     decoded, fmt = decode_predict_inputs(parse_document(body), signature)
     assert fmt == COLUMNAR and decoded.keys() == tensors.keys()
@@ -311,7 +335,9 @@ def test_floats_are_written_like_write_decimal(values):
             assert token == ("Infinity" if value > 0 else "-Infinity")
         else:
             assert "." in token or "e" in token, token  # whole numbers keep ".0"
-            assert values.dtype.type(float(token)) == value and math.copysign(1, float(token)) == math.copysign(1, value)
+            assert values.dtype.type(float(token)) == value and math.copysign(1, float(token)) == math.copysign(
+                1, value
+            )
             assert significant_digits(token) <= MAX_DIGITS10[values.dtype], token
             if values.dtype.type(float(f"{value:.6g}")) == value:
                 assert significant_digits(token) <= 6, token
@@ -350,8 +376,9 @@ def test_random_simple_inputs(document, signature):
 
 @CODEC_SETTINGS
 @given(
-    document=st.fixed_dictionaries({}, optional={"examples": json_values, "context": json_values,
-                                                 "signature_name": json_values})
+    document=st.fixed_dictionaries(
+        {}, optional={"examples": json_values, "context": json_values, "signature_name": json_values}
+    )
     | st.fixed_dictionaries({"examples": st.lists(st.dictionaries(json_text, json_values, max_size=3), max_size=3)})
 )
 def test_random_classify_and_regress_documents(document):
@@ -434,8 +461,9 @@ def test_values_of_the_wrong_type(dtype, fmt, data):
 def test_mixed_row_formats(signature, data):
     """Instances that mix named objects with bare values."""
     named = {name: [1, 2] for name in signature}
-    instances = data.draw(st.permutations([named, [1, 2], *data.draw(st.lists(st.sampled_from([named, [3, 4]]),
-                                                                                max_size=3))]))
+    instances = data.draw(
+        st.permutations([named, [1, 2], *data.draw(st.lists(st.sampled_from([named, [3, 4]]), max_size=3))])
+    )
     assert_rejected(to_body({"instances": instances}), signature)
 
 
@@ -505,8 +533,13 @@ invalid_bodies = (
     | st.builds(lambda body, cut: body[: cut % len(body)], mutated_requests().map(lambda r: r[0]), st.integers(0))
     | st.builds(lambda depth: b'{"instances": ' + b"[" * depth, st.integers(1, 20_000))
 )
-ENDPOINTS = ["/v1/models/digits:predict", "/v1/models/iris/versions/1:predict", "/v1/models/iris:classify",
-             "/v1/models/iris:regress", "/predict"]
+ENDPOINTS = [
+    "/v1/models/digits:predict",
+    "/v1/models/iris/versions/1:predict",
+    "/v1/models/iris:classify",
+    "/v1/models/iris:regress",
+    "/predict",
+]
 
 
 @pytest.fixture(scope="module")

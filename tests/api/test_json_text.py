@@ -167,8 +167,18 @@ def test_numbers_keep_their_value_and_type(literal, value):
 
 @pytest.mark.parametrize(
     "literal",
-    [b"1e400", b"-1e400", b"1E+309", b"1.8e308", b"0.5e309", b"0e400", b"0e" + b"9" * 5000, b"1" * 400,
-     b"-" + b"1" * 310, b"2" * 309],
+    [
+        b"1e400",
+        b"-1e400",
+        b"1E+309",
+        b"1.8e308",
+        b"0.5e309",
+        b"0e400",
+        b"0e" + b"9" * 5000,
+        b"1" * 400,
+        b"-" + b"1" * 310,
+        b"2" * 309,
+    ],
 )
 def test_numbers_beyond_a_double_are_refused_where_they_start(literal):
     """rapidjson's kParseErrorNumberTooBig (reader.h: an exponent above 308 less the fraction's, a double that
@@ -176,8 +186,9 @@ def test_numbers_beyond_a_double_are_refused_where_they_start(literal):
     body = '{"é": "1e400", "a": [1e308, -2, '.encode() + literal + b", 1e400]}"
     with pytest.raises(InvalidArgument) as info:
         parse_document(body)
-    assert info.value.message == (f"JSON Parse error: Number too big to be stored in double. at offset: "
-                                  f"{body.index(b', ' + literal) + 2}")
+    assert info.value.message == (
+        f"JSON Parse error: Number too big to be stored in double. at offset: {body.index(b', ' + literal) + 2}"
+    )
 
 
 @pytest.mark.parametrize("depth", [600, 1000, 1023])
@@ -263,14 +274,24 @@ number_literals = (
     | st.sampled_from(["-0", "-0.0", "1e400", "-1e400", "1e-400", "NaN", "Infinity", "-Infinity", "1E+2", "0e0"])
 )
 string_literals = json_strings.map(json.dumps) | st.sampled_from(
-    ['"\\ud83d\\ude00"', '"\\uD83D\\uDE00"', '"\\ud800\\u0041"', '"\\udc00\\ud800"', '"x\\ud800"', '"\\\\ud800"',
-     '"\\u00e9\\n\\t\\/"', '" 12345678901234567890123"']
+    [
+        '"\\ud83d\\ude00"',
+        '"\\uD83D\\uDE00"',
+        '"\\ud800\\u0041"',
+        '"\\udc00\\ud800"',
+        '"x\\ud800"',
+        '"\\\\ud800"',
+        '"\\u00e9\\n\\t\\/"',
+        '" 12345678901234567890123"',
+    ]
 )
 text_values = st.recursive(
     number_literals | string_literals | st.sampled_from(["true", "false", "null"]),
-    lambda children: st.lists(children, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
-    | st.lists(st.tuples(string_literals | st.just('"k"'), children), max_size=4).map(
-        lambda members: "{" + ",".join(f"{key}: {value}" for key, value in members) + "}"
+    lambda children: (
+        st.lists(children, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
+        | st.lists(st.tuples(string_literals | st.just('"k"'), children), max_size=4).map(
+            lambda members: "{" + ",".join(f"{key}: {value}" for key, value in members) + "}"
+        )
     ),
     max_leaves=30,
 )

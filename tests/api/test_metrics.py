@@ -38,8 +38,9 @@ class Served:
     def __init__(self, root):
         self.root = root
         self.metrics = Metrics()
-        self.manager = ModelManager(Repository([], [root]), LocalTFRuntime(device="cpu"), poll_seconds=0,
-                                    observer=self.metrics.observer)
+        self.manager = ModelManager(
+            Repository([], [root]), LocalTFRuntime(device="cpu"), poll_seconds=0, observer=self.metrics.observer
+        )
         self.manager.start()
         assert self.manager.wait_until_ready(120)
         self.server = Server(create_app(self.manager, 1 << 20, metrics=self.metrics), "127.0.0.1", 0)
@@ -121,13 +122,20 @@ def test_requests_are_counted_and_timed_by_model_version_api_code_and_backend(se
 
     # TF Serving's names: every /v1 request by status, the latency of successful ones in microseconds
     assert grew(before, after, ":tensorflow:serving:request_count", model_name="digits", status="OK") == 5
-    assert grew(before, after, ":tensorflow:serving:request_count", model_name="digits",
-                status="INVALID_ARGUMENT") == 3
+    assert grew(before, after, ":tensorflow:serving:request_count", model_name="digits", status="INVALID_ARGUMENT") == 3
     assert grew(before, after, ":tensorflow:serving:request_count", model_name="", status="NOT_FOUND") == 2
     tfs = {"model_name": "digits", "API": "predict", "entrypoint": "REST"}
     assert grew(before, after, ":tensorflow:serving:request_latency_count", **tfs) == 5
-    seconds = grew(before, after, "appliance_request_duration_seconds_sum", model="digits", version="2",
-                   api="predict", code="200", backend="local")
+    seconds = grew(
+        before,
+        after,
+        "appliance_request_duration_seconds_sum",
+        model="digits",
+        version="2",
+        api="predict",
+        code="200",
+        backend="local",
+    )
     assert grew(before, after, ":tensorflow:serving:request_latency_sum", **tfs) == pytest.approx(seconds * 1e6)
 
 
@@ -160,8 +168,12 @@ def test_chosen_version_and_version_states_follow_a_switch_and_an_unload(served)
         assert requests.put(chosen, json={"version": 2}, timeout=60).status_code == 200
     samples = scrape(served.url)
     assert value(samples, "appliance_model_chosen_version", model="digits") == 2
-    assert value(samples, "appliance_requests_total", model="digits", version="1", api="control", code="200",
-                 backend="local") == 1
+    assert (
+        value(
+            samples, "appliance_requests_total", model="digits", version="1", api="control", code="200", backend="local"
+        )
+        == 1
+    )
 
     shutil.rmtree(served.root / "iris" / "1")
     served.manager.poll()
@@ -197,8 +209,9 @@ def test_batch_sizes_reported_by_the_serving_layer(served):
 
 def test_requests_forwarded_to_a_remote_count_as_remote_and_its_health_is_a_gauge(served):
     remote = RemoteTFServing(RemoteSettings(url=served.url), models=["digits"])
-    proxy = Server(create_app(served.manager, 1 << 20, Router(served.manager, remote), metrics=Metrics()),
-                   "127.0.0.1", 0)
+    proxy = Server(
+        create_app(served.manager, 1 << 20, Router(served.manager, remote), metrics=Metrics()), "127.0.0.1", 0
+    )
     proxy.start()
     try:
         assert value(scrape(proxy.url), "appliance_remote_up", url=served.url) == 0  # not probed yet
@@ -212,10 +225,19 @@ def test_requests_forwarded_to_a_remote_count_as_remote_and_its_health_is_a_gaug
         remote.stop()
     assert value(samples, "appliance_remote_up", url=served.url) == 1
     for version in ("1", ""):  # the version asked for, if any
-        assert value(samples, "appliance_requests_total", model="digits", version=version, api="predict", code="200",
-                     backend="remote") == 1
-    assert value(samples, "appliance_requests_total", model="", version="", api="predict", code="404",
-                 backend="") == 1
+        assert (
+            value(
+                samples,
+                "appliance_requests_total",
+                model="digits",
+                version=version,
+                api="predict",
+                code="200",
+                backend="remote",
+            )
+            == 1
+        )
+    assert value(samples, "appliance_requests_total", model="", version="", api="predict", code="404", backend="") == 1
 
     unreachable = RemoteTFServing(RemoteSettings(url="http://127.0.0.1:9", failures_to_open=1), models=["digits"])
     assert not unreachable.probe()
@@ -226,8 +248,12 @@ def test_requests_forwarded_to_a_remote_count_as_remote_and_its_health_is_a_gaug
 
 
 def call(app, path: str, **headers: str) -> tuple[str, bytes]:
-    environ = {"PATH_INFO": path, "REQUEST_METHOD": "GET", "wsgi.input": io.BytesIO(),
-               **{"HTTP_" + k.upper(): v for k, v in headers.items()}}
+    environ = {
+        "PATH_INFO": path,
+        "REQUEST_METHOD": "GET",
+        "wsgi.input": io.BytesIO(),
+        **{"HTTP_" + k.upper(): v for k, v in headers.items()},
+    }
     setup_testing_defaults(environ)
     answered = {}
     body = b"".join(app(environ, lambda status, headers, exc_info=None: answered.update(status=status)))

@@ -45,9 +45,15 @@ def server(tmp_path_factory):
     """An appliance of this module's own (schemathesis chooses and reloads versions), serving the bundled models
     with a "stable" label on version 1 of each, so that every URL form of the spec answers its example."""
     config = tmp_path_factory.mktemp("openapi") / "models.config"
-    config.write_text("model_config_list {\n" + "".join(
-        f'  config {{ name: "{name}" base_path: "{MODELS / name}" model_version_policy {{ all {{}} }} '
-        f'version_labels {{ key: "stable" value: 1 }} }}\n' for name in ("digits", "iris")) + "}\n")
+    config.write_text(
+        "model_config_list {\n"
+        + "".join(
+            f'  config {{ name: "{name}" base_path: "{MODELS / name}" model_version_policy {{ all {{}} }} '
+            f'version_labels {{ key: "stable" value: 1 }} }}\n'
+            for name in ("digits", "iris")
+        )
+        + "}\n"
+    )
     process = ApplianceProcess("--model_config_file", str(config))
     yield process
     process.stop()
@@ -85,8 +91,10 @@ def test_the_document_is_valid_openapi_3_1_and_served_as_built(server):
 def example_request(spec: dict, path: str, method: str) -> tuple[str, object]:
     """The URL and JSON body of an operation filled with the document's examples, as the docs page fills them."""
     item = spec["paths"][path]
-    parameters = [spec["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
-                  for p in item.get("parameters", [])]
+    parameters = [
+        spec["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
+        for p in item.get("parameters", [])
+    ]
     examples = {p["name"]: str(p["example"]) for p in parameters}
     url = re.sub(r"\{(\w+)\}", lambda m: examples[m.group(1)], path)
     body = item[method].get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
@@ -110,8 +118,9 @@ def test_every_documented_operation_answers_its_example(server):
     failures = []
     for path, method in documented_operations(spec):
         url, body = example_request(spec, path, method)
-        response = requests.request(method, server.url + url, json=as_javascript_writes_it(body),
-                                    timeout=REQUEST_TIMEOUT)
+        response = requests.request(
+            method, server.url + url, json=as_javascript_writes_it(body), timeout=REQUEST_TIMEOUT
+        )
         if response.status_code != 200:
             failures.append(f"{method.upper()} {url}: {response.status_code} {response.text[:200]}")
     assert failures == []
@@ -123,16 +132,20 @@ def test_every_route_of_the_app_is_documented():
     catch_all = [route for route in app.routes if route.rule.lower() == "/v1/<rest:path>"]
     assert [route.method for route in catch_all] == ["ANY", "ANY"], "TF Serving's /v1/ dispatcher"
     undocumented = [
-        f"{route.method} {route.rule}" for route in app.routes
-        if route not in catch_all
-        and (re.sub(r"<(\w+)>", r"{\1}", route.rule), route.method.lower()) not in documented
+        f"{route.method} {route.rule}"
+        for route in app.routes
+        if route not in catch_all and (re.sub(r"<(\w+)>", r"{\1}", route.rule), route.method.lower()) not in documented
     ]
     assert undocumented == []
 
 
 @hypothesis.settings(max_examples=300, derandomize=True, deadline=None)
-@hypothesis.given(st.one_of(st.tuples(st.just("POST"), st.from_regex(PREDICTION_PATH, fullmatch=True)),
-                            st.tuples(st.just("GET"), st.from_regex(STATUS_PATH, fullmatch=True))))
+@hypothesis.given(
+    st.one_of(
+        st.tuples(st.just("POST"), st.from_regex(PREDICTION_PATH, fullmatch=True)),
+        st.tuples(st.just("GET"), st.from_regex(STATUS_PATH, fullmatch=True)),
+    )
+)
 def test_every_url_tf_serving_answers_is_documented(request_line):
     """Every method and URL the /v1/ dispatcher serves (TF Serving's own URL patterns) has a documented operation."""
     method, path = request_line
@@ -141,8 +154,11 @@ def test_every_url_tf_serving_answers_is_documented(request_line):
     except InvalidArgument:  # a version beyond int64: always 400 "Failed to convert version"
         target = None
     hypothesis.assume(target is not None and target.name)  # no model name: always 400 "Missing model name"
-    documented = [template for template, verb in documented_operations(openapi_document())
-                  if verb == method.lower() and template_pattern(template).fullmatch(path)]
+    documented = [
+        template
+        for template, verb in documented_operations(openapi_document())
+        if verb == method.lower() and template_pattern(template).fullmatch(path)
+    ]
     assert documented, f"{method} {path} is answered but not documented"
 
 
@@ -173,18 +189,29 @@ def test_the_docs_page_is_self_contained_and_reads_the_document(server):
 # positive_data_acceptance is left out: a document cannot say which tensors each model's signature takes, so
 # requests valid by the schema are rightly refused (400) by most models. unsupported_method is left out because
 # under /v1/ TF Serving answers an unlisted method with 400 "Malformed request", not 405.
-CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance, response_headers_conformance,
-          response_schema_conformance, negative_data_rejection]
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_headers_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+]
 
 
 # The document the server serves (test_the_document_is_valid_openapi_3_1_and_served_as_built checks it is this one),
 # built at collection, before the server starts: schemathesis' fixture-based loader (from_fixture) fails under
 # pytest 9.2 ("'Function' object has no attribute '_nodeid'").
-live_schema = schemathesis.openapi.from_dict(openapi_document(), config=schemathesis.Config.from_dict({
-    "seed": SEED,
-    "request-timeout": REQUEST_TIMEOUT,
-    "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
-}))
+live_schema = schemathesis.openapi.from_dict(
+    openapi_document(),
+    config=schemathesis.Config.from_dict(
+        {
+            "seed": SEED,
+            "request-timeout": REQUEST_TIMEOUT,
+            "generation": {"max-examples": MAX_EXAMPLES, "deterministic": True, "database": "none"},
+        }
+    ),
+)
 
 
 @pytest.fixture(scope="module")

@@ -55,7 +55,9 @@ def test_predict_pinned_version_and_model(bundled_server, digits):
     body = {"model": "digits", "version": 1, "input": pixels[:2].tolist()}
     answer = requests.post(bundled_server.url + "/predict", json=body, timeout=30).json()
     assert answer["version"] == 1
-    assert answer["predictions"]["class"] == reference("digits", 1, "serving_default", pixels=pixels[:2])["class"].tolist()
+    assert (
+        answer["predictions"]["class"] == reference("digits", 1, "serving_default", pixels=pixels[:2])["class"].tolist()
+    )
 
 
 def test_predict_image_as_b64(bundled_server, digits):
@@ -70,24 +72,34 @@ def test_predict_image_as_b64(bundled_server, digits):
 def test_tf_serving_predict_on_bundled_digits_both_formats(bundled_server, digits):
     pixels, _ = digits
     expected = reference("digits", 2, "serving_default", pixels=pixels[:2])
-    rows = requests.post(bundled_server.url + "/v1/models/digits:predict",
-                         json={"instances": pixels[:2].tolist()}, timeout=30).json()["predictions"]
+    rows = requests.post(
+        bundled_server.url + "/v1/models/digits:predict", json={"instances": pixels[:2].tolist()}, timeout=30
+    ).json()["predictions"]
     assert [r["class"] for r in rows] == expected["class"].tolist()
-    columns = requests.post(bundled_server.url + "/v1/models/digits/versions/2:predict",
-                            json={"inputs": {"pixels": pixels[:2].tolist()}}, timeout=30).json()["outputs"]
+    columns = requests.post(
+        bundled_server.url + "/v1/models/digits/versions/2:predict",
+        json={"inputs": {"pixels": pixels[:2].tolist()}},
+        timeout=30,
+    ).json()["outputs"]
     assert columns["class"] == expected["class"].tolist()
 
 
 def test_tf_serving_classify_and_regress_on_bundled_iris(bundled_server):
     flower = {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}
-    response = requests.post(bundled_server.url + "/v1/models/iris:classify",
-                             json={"signature_name": "classify", "examples": [flower]}, timeout=30)
+    response = requests.post(
+        bundled_server.url + "/v1/models/iris:classify",
+        json={"signature_name": "classify", "examples": [flower]},
+        timeout=30,
+    )
     assert response.status_code == 200, response.text
     (classes,) = response.json()["results"]
     assert [label for label, _ in classes] == ["setosa", "versicolor", "virginica"]
     assert max(classes, key=lambda c: c[1])[0] == "virginica"
-    response = requests.post(bundled_server.url + "/v1/models/iris:regress",
-                             json={"signature_name": "regress", "examples": [flower]}, timeout=30)
+    response = requests.post(
+        bundled_server.url + "/v1/models/iris:regress",
+        json={"signature_name": "regress", "examples": [flower]},
+        timeout=30,
+    )
     (width,) = response.json()["results"]
     assert 1.0 < width < 3.5
 

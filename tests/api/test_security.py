@@ -41,8 +41,9 @@ def port_of(server) -> str:
 
 @pytest.mark.parametrize("host", ["localhost", "127.0.0.1", "[::1]", "LOCALHOST"])
 def test_loopback_host_names_are_answered(bundled_server, host):
-    response = requests.post(bundled_server.url + "/predict", json=BODY, timeout=30,
-                             headers={"Host": f"{host}:{port_of(bundled_server)}"})
+    response = requests.post(
+        bundled_server.url + "/predict", json=BODY, timeout=30, headers={"Host": f"{host}:{port_of(bundled_server)}"}
+    )
     assert response.status_code == 200
 
 
@@ -67,8 +68,11 @@ def test_allowed_host_flag_and_explicit_token():
     try:
         url = server.url + "/predict"
         deadline = time.monotonic() + 120
-        while time.monotonic() < deadline and requests.get(
-                server.url + "/health", timeout=30, headers={"Authorization": "Bearer s3cret"}).status_code != 200:
+        while (
+            time.monotonic() < deadline
+            and requests.get(server.url + "/health", timeout=30, headers={"Authorization": "Bearer s3cret"}).status_code
+            != 200
+        ):
             time.sleep(0.1)
         assert requests.post(url, json=BODY, timeout=30).status_code == 401
         auth = {"Authorization": "Bearer s3cret"}
@@ -145,8 +149,9 @@ def test_cross_origin_requests_get_no_cors_headers_without_an_allow_list(bundled
     ):
         assert cors_headers(response) == {}
     # TF Serving answers OPTIONS under /v1 with an empty 200 when there is an Origin: kept, without CORS headers.
-    tf_serving = requests.options(bundled_server.url + "/v1/models/digits:predict", timeout=30,
-                                  headers={**origin, **PREDICT_PREFLIGHT})
+    tf_serving = requests.options(
+        bundled_server.url + "/v1/models/digits:predict", timeout=30, headers={**origin, **PREDICT_PREFLIGHT}
+    )
     assert tf_serving.status_code == 200 and tf_serving.content == b"" and cors_headers(tf_serving) == {}
 
 
@@ -154,9 +159,15 @@ def test_cross_origin_requests_get_no_cors_headers_without_an_allow_list(bundled
 def test_an_allowed_origin_gets_a_preflight_and_marked_answers(manager, origin):
     with serving(manager, cors_allowed_origins=(LOCAL_PAGE, EXTENSION)) as url:
         for path in ("/predict", "/v1/models/digits:predict", "/v1/appliance/models/digits/chosen"):
-            preflight = requests.options(url + path, timeout=30, headers={
-                "Origin": origin, "Access-Control-Request-Method": "POST",
-                "Access-Control-Request-Headers": "content-type,authorization"})
+            preflight = requests.options(
+                url + path,
+                timeout=30,
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "content-type,authorization",
+                },
+            )
             assert preflight.status_code == 204 and preflight.content == b""
             assert cors_headers(preflight) == {
                 "Access-Control-Allow-Origin": origin,
@@ -176,8 +187,9 @@ def test_an_allowed_origin_gets_a_preflight_and_marked_answers(manager, origin):
 def test_preflights_only_allow_the_known_request_headers(manager):
     with serving(manager, cors_allowed_origins=(LOCAL_PAGE,)) as url:
         asked = {"Origin": LOCAL_PAGE, "Access-Control-Request-Method": "POST"}
-        echo = requests.options(url + "/predict", timeout=30,
-                                headers={**asked, "Access-Control-Request-Headers": "x-evil, content-type"})
+        echo = requests.options(
+            url + "/predict", timeout=30, headers={**asked, "Access-Control-Request-Headers": "x-evil, content-type"}
+        )
         assert echo.headers["Access-Control-Allow-Headers"] == "content-type"
         default = requests.options(url + "/predict", timeout=30, headers=asked)
         assert default.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
@@ -191,8 +203,9 @@ def test_other_origins_get_403_preflights_and_unmarked_answers(manager):
             assert cors_headers(preflight) == {}
             answer = requests.post(url + "/predict", json=BODY, timeout=30, headers={"Origin": other})
             assert answer.status_code == 200 and cors_headers(answer) == {} and "Vary" not in answer.headers
-        foreign_host = requests.options(url + "/predict", timeout=30,
-                                        headers={"Origin": LOCAL_PAGE, "Host": "evil.example", **PREDICT_PREFLIGHT})
+        foreign_host = requests.options(
+            url + "/predict", timeout=30, headers={"Origin": LOCAL_PAGE, "Host": "evil.example", **PREDICT_PREFLIGHT}
+        )
         assert foreign_host.status_code == 403 and cors_headers(foreign_host) == {}
 
 
@@ -204,8 +217,9 @@ def test_preflights_need_no_token_but_the_requests_after_them_do(manager):
         refused = requests.post(url + "/predict", json=BODY, timeout=30, headers=page)
         assert refused.status_code == 401
         assert refused.headers["Access-Control-Allow-Origin"] == LOCAL_PAGE, "the page may read why it was refused"
-        allowed = requests.post(url + "/predict", json=BODY, timeout=30,
-                                headers={**page, "Authorization": "Bearer s3cret"})
+        allowed = requests.post(
+            url + "/predict", json=BODY, timeout=30, headers={**page, "Authorization": "Bearer s3cret"}
+        )
         assert allowed.status_code == 200
 
 
@@ -235,18 +249,25 @@ def test_control_token_guards_changes_only(manager):
                 refused = requests.request(method, url + path, json=body, timeout=60, headers=headers)
                 assert refused.status_code == 401 and "Bearer" in refused.json()["error"]
                 assert refused.headers["WWW-Authenticate"].startswith("Bearer")
-            allowed = requests.request(method, url + path, json=body, timeout=60,
-                                       headers={"Authorization": "Bearer s3cret"})
+            allowed = requests.request(
+                method, url + path, json=body, timeout=60, headers={"Authorization": "Bearer s3cret"}
+            )
             assert allowed.status_code == 200 and allowed.json()["chosen_version"] == 2
         assert requests.post(url + "/predict", json=BODY, timeout=30).status_code == 200
-        assert requests.post(url + "/v1/models/digits:predict", json={"instances": BODY["input"]},
-                             timeout=30).status_code == 200
+        assert (
+            requests.post(url + "/v1/models/digits:predict", json={"instances": BODY["input"]}, timeout=30).status_code
+            == 200
+        )
         for path in (chosen, "/v1/models/digits", "/health"):
             assert requests.get(url + path, timeout=30).status_code == 200
         # Spellings that might reach the control routes without their token.
         connection = http.client.HTTPConnection("127.0.0.1", urlsplit(url).port, timeout=30)
-        for path in ("/v1/appl%FFiance/models/digits/chosen", "//v1/appliance/models/digits/chosen",
-                     "/V1/appliance/models/digits/chosen", "/v1/appliance/models/digits/chosen/"):
+        for path in (
+            "/v1/appl%FFiance/models/digits/chosen",
+            "//v1/appliance/models/digits/chosen",
+            "/V1/appliance/models/digits/chosen",
+            "/v1/appliance/models/digits/chosen/",
+        ):
             connection.request("PUT", path, body=b'{"version": 1}', headers={"Content-Type": "application/json"})
             response = connection.getresponse()
             response.read()
@@ -261,21 +282,37 @@ def test_control_token_guards_changes_only(manager):
 def test_require_token_for_control_and_cors_from_flags_and_the_settings_file(tmp_path):
     settings = tmp_path / "settings.toml"
     settings.write_text(f'cors_allowed_origins = ["{EXTENSION}"]\n')
-    server = ApplianceProcess("--require_token_for_control", "--cors_allowed_origin", LOCAL_PAGE,
-                              "--settings_file", str(settings), home=tmp_path)
+    server = ApplianceProcess(
+        "--require_token_for_control",
+        "--cors_allowed_origin",
+        LOCAL_PAGE,
+        "--settings_file",
+        str(settings),
+        home=tmp_path,
+    )
     try:
         token_file = tmp_path / "config" / "appliance" / "token"
         assert stat.S_IMODE(token_file.stat().st_mode) == 0o600, "made on loopback too"
         token = token_file.read_text().strip()
         chosen = server.url + "/v1/appliance/models/digits/chosen"
         assert requests.put(chosen, json={"version": 1}, timeout=60).status_code == 401
-        assert requests.put(chosen, json={"version": 1}, timeout=60,
-                            headers={"Authorization": f"Bearer {token}"}).json()["chosen_version"] == 1
+        assert (
+            requests.put(chosen, json={"version": 1}, timeout=60, headers={"Authorization": f"Bearer {token}"}).json()[
+                "chosen_version"
+            ]
+            == 1
+        )
         assert requests.post(server.url + "/predict", json=BODY, timeout=30).json()["version"] == 1
         for origin, status in ((LOCAL_PAGE, 204), (EXTENSION, 204), ("http://evil.example", 403)):
-            preflight = requests.options(chosen, timeout=30, headers={
-                "Origin": origin, "Access-Control-Request-Method": "PUT",
-                "Access-Control-Request-Headers": "authorization, content-type"})
+            preflight = requests.options(
+                chosen,
+                timeout=30,
+                headers={
+                    "Origin": origin,
+                    "Access-Control-Request-Method": "PUT",
+                    "Access-Control-Request-Headers": "authorization, content-type",
+                },
+            )
             assert preflight.status_code == status, origin
     finally:
         server.stop()
@@ -326,8 +363,12 @@ def test_names_that_try_to_reach_files_are_refused_and_open_nothing(tmp_path):
         ("POST", "/predict", {"model": "digits", "label": climb, "input": BODY["input"]}),
     ]
     trace = tmp_path / "trace.log"
-    server = ApplianceProcess("--file_system_poll_wait_seconds", "0.2", home=tmp_path / "home",
-                              runner=("strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=%file", "-o", str(trace)))
+    server = ApplianceProcess(
+        "--file_system_poll_wait_seconds",
+        "0.2",
+        home=tmp_path / "home",
+        runner=("strace", "-f", "--seccomp-bpf", "-qq", "-e", "trace=%file", "-o", str(trace)),
+    )
     try:
         scans_before = trace.read_text(errors="replace").count(str(MODELS / "digits"))
         connection = http.client.HTTPConnection("127.0.0.1", int(port_of(server)), timeout=30)
@@ -360,7 +401,7 @@ def test_an_oversized_body_is_refused_at_once_without_being_read(bundled_server)
     status, content_type, body = raw_exchange(
         bundled_server,
         b"POST /predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-        b"Content-Length: 1000000000000\r\n\r\n{\"input\": [[",
+        b'Content-Length: 1000000000000\r\n\r\n{"input": [[',
         timeout=5,
     )
     assert status == 413 and content_type == "application/json"
@@ -371,8 +412,10 @@ def test_an_oversized_body_is_refused_at_once_without_being_read(bundled_server)
 def test_oversized_headers_or_url_get_431_json(bundled_server):
     fits = requests.get(bundled_server.url + "/health", timeout=30, headers={"X-Pad": "a" * 60_000})
     assert fits.status_code == 200
-    for request in (b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 100_000 + b"\r\n\r\n",
-                    b"GET /health?" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"):
+    for request in (
+        b"GET /health HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Pad: " + b"a" * 100_000 + b"\r\n\r\n",
+        b"GET /health?" + b"a" * 100_000 + b" HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n",
+    ):
         status, content_type, body = raw_exchange(bundled_server, request)
         assert status == 431 and content_type == "application/json"
         assert "larger than 65536 bytes" in body["error"]

@@ -51,15 +51,17 @@ def test_predict_columnar_rest(tfs_server):
 
 
 def test_classify_rest(tfs_server):
-    response = post(tfs_server, "/v1/models/default:classify",
-                    {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]})
+    response = post(
+        tfs_server, "/v1/models/default:classify", {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}
+    )
     assert response.status_code == 200
     assert response.json() == {"results": [[["", 3.0]]]}
 
 
 def test_regress_rest(tfs_server):
-    response = post(tfs_server, "/v1/models/default:regress",
-                    {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]})
+    response = post(
+        tfs_server, "/v1/models/default:regress", {"signature_name": "regress_x_to_y", "examples": [{"x": 2.0}]}
+    )
     assert response.json() == {"results": [3.0]}
 
 
@@ -111,8 +113,13 @@ def test_unsupported_api_calls(tfs_server, method, path, message):
 
 
 @pytest.mark.parametrize(
-    "path", ["/v1/models/foo:predict", "/v1/models/foo/versions/50:predict", "/v1/models/two_versions99:predict",
-             "/v1/models/two_versions/versions/99:predict"]
+    "path",
+    [
+        "/v1/models/foo:predict",
+        "/v1/models/foo/versions/50:predict",
+        "/v1/models/two_versions99:predict",
+        "/v1/models/two_versions/versions/99:predict",
+    ],
 )
 def test_predict_model_name_version_errors(tfs_server, path):
     response = post(tfs_server, path, {"instances": [1]})
@@ -170,8 +177,9 @@ def test_regress_and_classify_by_version_and_label(tfs_server, route):
     assert post(tfs_server, f"/v1/models/two_versions{route}:classify", body).json() == {"results": [[["", 7]]]}
 
 
-@pytest.mark.parametrize("route, version", [("/versions/123", "123"), ("/labels/stable", "123"),
-                                            ("/labels/canary", "124")])
+@pytest.mark.parametrize(
+    "route, version", [("/versions/123", "123"), ("/labels/stable", "123"), ("/labels/canary", "124")]
+)
 def test_get_status_of_one_version(tfs_server, route, version):
     response = requests.get(f"{tfs_server.url}/v1/models/two_versions{route}", timeout=30)
     assert response.json() == {
@@ -248,9 +256,7 @@ def test_half_plus_three_from_the_rest_docs(tfs_server):
 
 
 def test_tf2_model_predict_classify_regress(tfs_server):
-    assert post(tfs_server, "/v1/models/tf2:predict", {"instances": [1.0, 2.0]}).json() == {
-        "predictions": [2.5, 3.0]
-    }
+    assert post(tfs_server, "/v1/models/tf2:predict", {"instances": [1.0, 2.0]}).json() == {"predictions": [2.5, 3.0]}
     body = {"signature_name": "classify_x_to_y", "examples": [{"x": 2.0}]}
     assert post(tfs_server, "/v1/models/tf2:classify", body).json() == {"results": [[["", 3.0]]]}
     body = {"signature_name": "regress_x_to_y2", "examples": [{"x": 2.0}]}
@@ -268,9 +274,7 @@ def test_tf2_metadata_lists_the_init_op_signature(tfs_server):
 def test_matrix_model(tfs_server):
     matrix = [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
     expected = [[2.5, 3.0, 3.5], [4.0, 4.5, 5.0], [5.5, 6.0, 6.5]]
-    assert post(tfs_server, "/v1/models/matrix:predict", {"instances": [matrix]}).json() == {
-        "predictions": [expected]
-    }
+    assert post(tfs_server, "/v1/models/matrix:predict", {"instances": [matrix]}).json() == {"predictions": [expected]}
 
 
 def test_classify_with_context_and_several_examples(tfs_server):

@@ -16,14 +16,25 @@ import sys
 from ..conftest import REPO
 
 LEVELS = [1, 8, 32, 64]
-SERVED = {"appliance": ["digits", "iris"], "appliance-unbatched": ["digits"], "echo": [None],
-          "flask_keras": ["digits", "iris"], "flask": ["digits", "iris"], "fastapi": ["digits", "iris"]}
+SERVED = {
+    "appliance": ["digits", "iris"],
+    "appliance-unbatched": ["digits"],
+    "echo": [None],
+    "flask_keras": ["digits", "iris"],
+    "flask": ["digits", "iris"],
+    "fastapi": ["digits", "iris"],
+}
 OPTIONAL = {"flask_keras", "flask", "fastapi"}  # skipped when their packages are missing
 
 
 def test_smoke_run_measures_every_server_and_level(tmp_path):
-    done = subprocess.run([sys.executable, "bench/run.py", "--smoke", "--out", str(tmp_path)], cwd=REPO,
-                          capture_output=True, text=True, timeout=300)
+    done = subprocess.run(
+        [sys.executable, "bench/run.py", "--smoke", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "bench.json").read_text())
 
@@ -32,15 +43,15 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
     for server in results["skipped"]:
         assert f"{server}: skipped, not installed" in done.stderr
     measured = {(run["server"], run["model"], run["concurrency"]): run for run in results["runs"]}
-    expected = {(server, model, level) for server in results["servers"] for model in SERVED[server]
-                for level in LEVELS}
+    expected = {(server, model, level) for server in results["servers"] for model in SERVED[server] for level in LEVELS}
     assert set(measured) == expected
     for key, run in measured.items():
         assert run["errors"] == 0, (key, run["error_samples"])
         assert run["requests"] > 0 and run["p99_ms"] >= run["p50_ms"] > 0, key
 
     assert {(call["model"], call["batch"]) for call in results["raw"]["calls"]} == {
-        (model, batch) for model in ("digits", "iris") for batch in (1, 32)}
+        (model, batch) for model in ("digits", "iris") for batch in (1, 32)
+    }
     goals = {goal["goal"]: goal for goal in results["goals"]}
     assert len(goals) == 7
     batching = goals["c=1: appliance digits p50, batched ÷ unbatched (--enable_batching=false)"]

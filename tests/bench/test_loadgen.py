@@ -24,4 +24,3 @@ def test_a_tally_adds_up_its_rounds_against_the_echo_server(tmp_path):
     assert both["req_per_s"] == both["requests"] / both["seconds"]
     assert both["errors"] == 0 and both["p99_ms"] >= both["p50_ms"] > 0
     assert both["server_cpu_ms_per_req"] > 0 and both["client_cpu_ms_per_req"] > 0
-

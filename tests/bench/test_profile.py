@@ -16,8 +16,13 @@ def test_profile_ranks_the_frames_and_writes_the_flame_graph(tmp_path):
     restriction = ptrace_restriction()
     if restriction:
         pytest.skip(f"py-spy cannot read the appliance's memory here: {restriction}")
-    done = subprocess.run([sys.executable, "bench/profile.py", "--concurrency", "8", "--seconds", "2",
-                           "--out", str(tmp_path)], cwd=REPO, capture_output=True, text=True, timeout=180)
+    done = subprocess.run(
+        [sys.executable, "bench/profile.py", "--concurrency", "8", "--seconds", "2", "--out", str(tmp_path)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     assert done.returncode == 0, done.stderr[-3000:]
 
     assert "Top 30 by inclusive share" in done.stdout and "Top 30 by self share" in done.stdout

@@ -27,9 +27,25 @@ MIN_REQUESTS = 1000  # a sanity floor far below any real throughput: the soak is
 @pytest.mark.soak
 def test_a_minute_of_load_with_switches_and_reloads_fails_nothing_and_leaks_nothing(tmp_path):
     record = tmp_path / "soak.json"
-    done = subprocess.run([sys.executable, "-m", "bench.soak", "--minutes", str(MINUTES),
-                           "--switch-every", str(SWITCH_EVERY_S), "--reload-every", str(RELOAD_EVERY_S),
-                           "--json", str(record)], cwd=REPO, capture_output=True, text=True, timeout=400)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "bench.soak",
+            "--minutes",
+            str(MINUTES),
+            "--switch-every",
+            str(SWITCH_EVERY_S),
+            "--reload-every",
+            str(RELOAD_EVERY_S),
+            "--json",
+            str(record),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=400,
+    )
     assert record.exists(), done.stderr[-3000:]
     results = json.loads(record.read_text())
     print(f"\n{done.stdout}")

@@ -37,9 +37,10 @@ URL_LINE = re.compile(r"serving on (http://\S+)")
 
 installer_tests = [
     pytest.mark.installer,
-    pytest.mark.skipif(os.environ.get(SKIP_VARIABLE, "") not in ("", "0"),
-                       reason=f"installer tests skipped: {SKIP_VARIABLE} is set (they build the 1.3 GB PyInstaller "
-                       "bundle, ~2 min)"),
+    pytest.mark.skipif(
+        os.environ.get(SKIP_VARIABLE, "") not in ("", "0"),
+        reason=f"installer tests skipped: {SKIP_VARIABLE} is set (they build the 1.3 GB PyInstaller bundle, ~2 min)",
+    ),
 ]
 
 MEASURED: dict[str, object] = {}  # figures the tests measured, printed in the terminal summary
@@ -69,8 +70,10 @@ def bundle(tmp_path_factory) -> Bundle:
     if given:
         folder = Path(given).resolve()
         if not (folder / "appliance").is_file():
-            pytest.fail(f"{BUNDLE_VARIABLE}={given} holds no 'appliance' executable: build one with "
-                        f"`python installer/build.py --dist DIR` and point {BUNDLE_VARIABLE} at DIR/appliance")
+            pytest.fail(
+                f"{BUNDLE_VARIABLE}={given} holds no 'appliance' executable: build one with "
+                f"`python installer/build.py --dist DIR` and point {BUNDLE_VARIABLE} at DIR/appliance"
+            )
         MEASURED["bundle_bytes"] = _tree_bytes(folder)
         yield Bundle(folder, None, tmp_path_factory.mktemp("installer-dist"))
         return
@@ -83,9 +86,14 @@ def bundle(tmp_path_factory) -> Bundle:
     started = time.monotonic()
     with open(log, "w") as output:
         try:
-            result = subprocess.run([sys.executable, str(REPO / "installer" / "build.py"), "--dist", str(dist),
-                                     "--work", str(work)], check=False, cwd=REPO, stdout=output,
-                                    stderr=subprocess.STDOUT, timeout=BUILD_TIMEOUT)
+            result = subprocess.run(
+                [sys.executable, str(REPO / "installer" / "build.py"), "--dist", str(dist), "--work", str(work)],
+                check=False,
+                cwd=REPO,
+                stdout=output,
+                stderr=subprocess.STDOUT,
+                timeout=BUILD_TIMEOUT,
+            )
         except subprocess.TimeoutExpired:
             pytest.fail(f"installer/build.py took over {BUILD_TIMEOUT} s; log: {log}")
     seconds = time.monotonic() - started
@@ -102,8 +110,11 @@ def bundle(tmp_path_factory) -> Bundle:
 
 def isolated_env(home: Path, **extra: str) -> dict[str, str]:
     """The environment of an appliance with its own per-user folders under ``home`` and no display."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND", "APPLIANCE_TOKEN")}
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("DISPLAY", "WAYLAND_DISPLAY", "PYSTRAY_BACKEND", "APPLIANCE_TOKEN")
+    }
     home.mkdir(parents=True, exist_ok=True)
     env.update(user_dirs_env(home), HOME=str(home), PYTHONUNBUFFERED="1", **extra)
     return env
@@ -120,12 +131,24 @@ class Server:
     url: str | None = None
 
     @classmethod
-    def start(cls, command: list[str], home: Path, env: dict[str, str] | None = None, cwd: Path | None = None,
-              timeout: float = 120) -> Server:
+    def start(
+        cls,
+        command: list[str],
+        home: Path,
+        env: dict[str, str] | None = None,
+        cwd: Path | None = None,
+        timeout: float = 120,
+    ) -> Server:
         """Start ``command`` and wait (at most ``timeout`` s) for it to print the URL it serves on."""
         started = time.monotonic()
-        proc = subprocess.Popen(command, cwd=cwd or home, env=env or isolated_env(home), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
+        proc = subprocess.Popen(
+            command,
+            cwd=cwd or home,
+            env=env or isolated_env(home),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
         server = cls(proc, started)
         for stream, lines in ((proc.stdout, server.stdout), (proc.stderr, server.stderr)):
             threading.Thread(target=_collect, args=(stream, lines), daemon=True).start()

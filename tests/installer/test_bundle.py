@@ -24,9 +24,72 @@ from .conftest import MEASURED, Server, installer_tests, isolated_env
 
 pytestmark = installer_tests
 
-README_DIGIT = [0, 0, 10, 14, 8, 1, 0, 0, 0, 2, 16, 14, 6, 1, 0, 0, 0, 0, 15, 15, 8, 15, 0, 0, 0, 0, 5, 16, 16, 10,
-                0, 0, 0, 0, 12, 15, 15, 12, 0, 0, 0, 4, 16, 6, 4, 16, 6, 0, 0, 8, 16, 10, 8, 16, 8, 0, 0, 1, 8, 12,
-                14, 12, 1, 0]
+README_DIGIT = [
+    0,
+    0,
+    10,
+    14,
+    8,
+    1,
+    0,
+    0,
+    0,
+    2,
+    16,
+    14,
+    6,
+    1,
+    0,
+    0,
+    0,
+    0,
+    15,
+    15,
+    8,
+    15,
+    0,
+    0,
+    0,
+    0,
+    5,
+    16,
+    16,
+    10,
+    0,
+    0,
+    0,
+    0,
+    12,
+    15,
+    15,
+    12,
+    0,
+    0,
+    0,
+    4,
+    16,
+    6,
+    4,
+    16,
+    6,
+    0,
+    0,
+    8,
+    16,
+    10,
+    8,
+    16,
+    8,
+    0,
+    0,
+    1,
+    8,
+    12,
+    14,
+    12,
+    1,
+    0,
+]
 DIGITS = [README_DIGIT] + np.random.default_rng(7).integers(0, 17, (3, 64)).astype(float).tolist()
 DIGITS_BODY = {"input": DIGITS}
 
@@ -45,10 +108,17 @@ REQUESTS = [
     ("/v1/models/digits:predict", {"inputs": {"pixels": DIGITS}}),
     ("/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 4.2, 1.5]]}),
     ("/v1/models/iris/versions/1:predict", {"inputs": {"features": [[5.1, 3.5, 1.4, 0.2]]}}),
-    ("/v1/models/iris:classify", {"signature_name": "classify", "examples": [
-        {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}]}),
-    ("/v1/models/iris:regress", {"signature_name": "regress", "examples": [
-        {"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0}]}),
+    (
+        "/v1/models/iris:classify",
+        {
+            "signature_name": "classify",
+            "examples": [{"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0, "petal_width": 2.5}],
+        },
+    ),
+    (
+        "/v1/models/iris:regress",
+        {"signature_name": "regress", "examples": [{"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0}]},
+    ),
     ("/v1/models/iris:predict", {"instances": [[1.0, 2.0]]}),  # an error: same status, same message
 ]
 
@@ -71,8 +141,9 @@ def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
     finally:
         frozen.kill()
 
-    source = Server.start([sys.executable, "-m", "appliance", "serve", "--port", "0"], home=tmp_path / "source",
-                          cwd=REPO)
+    source = Server.start(
+        [sys.executable, "-m", "appliance", "serve", "--port", "0"], home=tmp_path / "source", cwd=REPO
+    )
     try:
         MEASURED["first_predict_source_seconds"] = round(source.first_predict(DIGITS_BODY), 2)
         source_health = source.wait_ready()
@@ -87,8 +158,11 @@ def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
     assert "oneDNN" not in frozen.output and "absl::InitializeLog" not in frozen.output, frozen.output
     # The bundled models, found in the bundle (sys._MEIPASS/models), all loaded.
     assert all(m["base_path"].startswith(str(bundle.folder)) for m in frozen_health["models"]), frozen_health
-    assert _served(frozen_health) == _served(source_health) == {
-        "digits": [(1, "AVAILABLE"), (2, "AVAILABLE")], "iris": [(1, "AVAILABLE"), (2, "AVAILABLE")]}
+    assert (
+        _served(frozen_health)
+        == _served(source_health)
+        == {"digits": [(1, "AVAILABLE"), (2, "AVAILABLE")], "iris": [(1, "AVAILABLE"), (2, "AVAILABLE")]}
+    )
     assert [status for status, _ in frozen_answers] == [200] * (len(REQUESTS) - 1) + [400]
     for (path, _), frozen_answer, source_answer in zip(REQUESTS, frozen_answers, source_answers):
         assert frozen_answer == source_answer, path
@@ -97,8 +171,14 @@ def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
 
 
 def test_frozen_version(bundle, tmp_path):
-    result = subprocess.run([str(bundle.executable), "--version"], check=False, env=isolated_env(tmp_path),
-                            capture_output=True, text=True, timeout=60)
+    result = subprocess.run(
+        [str(bundle.executable), "--version"],
+        check=False,
+        env=isolated_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"appliance {__version__}"
 

@@ -38,8 +38,18 @@ def deb(bundle) -> Path:
     if shutil.which("dpkg-deb") is None:
         pytest.skip("building the .deb needs dpkg-deb (Debian/Ubuntu's dpkg package)")
     started = time.monotonic()
-    _run(sys.executable, str(REPO / "installer" / "build.py"), "--bundle", str(bundle.folder), "--deb",
-         "--dist", str(bundle.dist), "--work", str(bundle.dist / "work"), timeout=600)
+    _run(
+        sys.executable,
+        str(REPO / "installer" / "build.py"),
+        "--bundle",
+        str(bundle.folder),
+        "--deb",
+        "--dist",
+        str(bundle.dist),
+        "--work",
+        str(bundle.dist / "work"),
+        timeout=600,
+    )
     MEASURED["deb_seconds"] = round(time.monotonic() - started, 1)
     arch = _run("dpkg", "--print-architecture").stdout.strip()
     path = bundle.dist / f"{PACKAGE}_{__version__}_{arch}.deb"

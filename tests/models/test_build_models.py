@@ -78,9 +78,7 @@ def render(pixels, dark_ink=False, fmt="PNG"):
 
 
 def iris_examples(x, features):
-    return build_models.serialize_examples(
-        {name: x[:, build_models.IRIS_FEATURES.index(name)] for name in features}
-    )
+    return build_models.serialize_examples({name: x[:, build_models.IRIS_FEATURES.index(name)] for name in features})
 
 
 @pytest.fixture(scope="module")
@@ -107,9 +105,7 @@ def signature_inputs(digits, iris, digit_images):
     return {
         "digits": {
             "serving_default": {"pixels": digits.x_test},
-            "classify": {
-                "inputs": build_models.serialize_examples({"pixels": list(digits.x_test)})
-            },
+            "classify": {"inputs": build_models.serialize_examples({"pixels": list(digits.x_test)})},
             "image": {"image_bytes": digit_images[0]},
         },
         "iris": {
@@ -163,9 +159,7 @@ def test_rebuild_writes_the_committed_warmup_records_and_batching_parameters(reb
 
 
 @pytest.mark.parametrize("name, version, signature", MODEL_SIGNATURES)
-def test_rebuilt_model_predicts_like_committed(
-    rebuilt_dir, signature_inputs, name, version, signature
-):
+def test_rebuilt_model_predicts_like_committed(rebuilt_dir, signature_inputs, name, version, signature):
     inputs = signature_inputs[name][signature]
     rebuilt = run(rebuilt_dir, name, version, signature, inputs)
     committed = run(MODELS_DIR, name, version, signature, inputs)

@@ -55,8 +55,9 @@ def runtime():
 def checked(runtime, tmp_path_factory):
     path = tmp_path_factory.mktemp("checked") / "1"
     model = _CheckedModel()
-    tf.saved_model.save(model, str(path), signatures={"serving_default": model.double,
-                                                      "first_token": model.first_token})
+    tf.saved_model.save(
+        model, str(path), signatures={"serving_default": model.double, "first_token": model.first_token}
+    )
     servable = runtime.load(path)
     yield servable
     servable.close()
@@ -92,8 +93,9 @@ class Requests:
 
     def __init__(self, batcher, inputs: list[dict], output_filter=()):
         self.results: dict[int, object] = {}
-        self.threads = [threading.Thread(target=self._one, args=(batcher, i, x, output_filter))
-                        for i, x in enumerate(inputs)]
+        self.threads = [
+            threading.Thread(target=self._one, args=(batcher, i, x, output_filter)) for i, x in enumerate(inputs)
+        ]
 
     def _one(self, batcher, index, inputs, output_filter):
         try:
@@ -158,8 +160,12 @@ def test_queued_requests_merge_into_one_call_and_each_gets_its_own_rows(digits):
 
 
 def test_a_failing_request_fails_alone_and_its_batch_neighbours_succeed(checked):
-    inputs = [{"x": np.array([[1, 2]], np.float32)}, {"x": np.array([[3, 4]], np.float32)},
-              {"x": np.array([[-1, 5]], np.float32)}, {"x": np.array([[6, 7]], np.float32)}]
+    inputs = [
+        {"x": np.array([[1, 2]], np.float32)},
+        {"x": np.array([[3, 4]], np.float32)},
+        {"x": np.array([[-1, 5]], np.float32)},
+        {"x": np.array([[6, 7]], np.float32)},
+    ]
     run = GatedRun(checked)
     batcher, _ = _batcher(run, max_batch_size=8)
     first, rest = _behind_a_held_call(batcher, run, inputs, 3)
@@ -216,8 +222,9 @@ def test_a_full_queue_refuses_with_unavailable(digits):
 
 def test_a_request_waiting_past_its_deadline_gets_deadline_exceeded_and_leaves_the_queue(digits):
     run = GatedRun(digits)
-    batcher = SignatureBatcher(run, BatchingParameters(max_batch_size=8, num_batch_threads=1),
-                               lambda n, rows: None, wait_seconds=0.2)
+    batcher = SignatureBatcher(
+        run, BatchingParameters(max_batch_size=8, num_batch_threads=1), lambda n, rows: None, wait_seconds=0.2
+    )
     one_row = {"pixels": np.zeros((1, 64), np.float32)}
     running = Requests(batcher, [one_row])
     running.start()
@@ -250,8 +257,9 @@ def test_requests_larger_than_the_batch_limit_or_with_disagreeing_rows_run_alone
 def test_concurrent_clients_through_the_servable_get_their_own_answers(digits):
     """No gate: 16 threads hammer a BatchingServable; every answer matches an unbatched call on the same rows."""
     merged = []
-    servable = BatchingServable(digits, BatchingParameters(max_batch_size=16, num_batch_threads=1),
-                                lambda signature, n, rows: merged.append(n))
+    servable = BatchingServable(
+        digits, BatchingParameters(max_batch_size=16, num_batch_threads=1), lambda signature, n, rows: merged.append(n)
+    )
     rng = np.random.default_rng(1)
     inputs = [{"pixels": rng.uniform(0, 16, (1 + i % 3, 64)).astype(np.float32)} for i in range(16)]
     expected = [digits.predict("serving_default", x)["probabilities"] for x in inputs]
@@ -290,7 +298,8 @@ class HoldableRun:
 
 @pytest.mark.parametrize("num_batch_threads,batch_timeout_micros", [(2, 0), (3, 0), (2, 300), (4, 300)])
 def test_several_batch_threads_pass_their_turns_on_and_all_run_again_once_idle(
-        digits, num_batch_threads, batch_timeout_micros):
+    digits, num_batch_threads, batch_timeout_micros
+):
     """Many clients, several runners: each answer is its own, and afterwards every runner's slot is free again.
 
     A runner leaving hands its slot to one waiting request that has none; a slot
@@ -298,8 +307,9 @@ def test_several_batch_threads_pass_their_turns_on_and_all_run_again_once_idle(
     lost, until fewer calls than ``num_batch_threads`` can run at once.
     """
     run = HoldableRun(digits)
-    batcher, _ = _batcher(run, max_batch_size=8, num_batch_threads=num_batch_threads,
-                          batch_timeout_micros=batch_timeout_micros)
+    batcher, _ = _batcher(
+        run, max_batch_size=8, num_batch_threads=num_batch_threads, batch_timeout_micros=batch_timeout_micros
+    )
     rng = np.random.default_rng(2)
     inputs = [{"pixels": rng.uniform(0, 16, (1, 64)).astype(np.float32)} for _ in range(12)]
     expected = [digits.predict("serving_default", x)["class"] for x in inputs]
@@ -341,21 +351,32 @@ def test_parameters_text_proto_with_tf_servings_defaults_and_checks():
         pad_variable_length_inputs: true
         thread_pool_name { value: "batch_threads" }
     """)
-    assert parameters == BatchingParameters(max_batch_size=64, batch_timeout_micros=500, num_batch_threads=3,
-                                            allowed_batch_sizes=(8, 64), pad_variable_length_inputs=True)
+    assert parameters == BatchingParameters(
+        max_batch_size=64,
+        batch_timeout_micros=500,
+        num_batch_threads=3,
+        allowed_batch_sizes=(8, 64),
+        pad_variable_length_inputs=True,
+    )
     assert parse_batching_parameters("").max_batch_size == 1000  # TF Serving's default
-    for text, message in (("max_batch_size: 3", "not a valid BatchingParameters"),
-                          ("no_such_field { value: 1 }", "not a valid BatchingParameters"),
-                          ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "must equal max_batch_size"),
-                          ("allowed_batch_sizes: 4 allowed_batch_sizes: 2", "increasing order"),
-                          ("num_batch_threads { value: 0 }", "must be positive")):
+    for text, message in (
+        ("max_batch_size: 3", "not a valid BatchingParameters"),
+        ("no_such_field { value: 1 }", "not a valid BatchingParameters"),
+        ("max_batch_size { value: 8 } allowed_batch_sizes: 4", "must equal max_batch_size"),
+        ("allowed_batch_sizes: 4 allowed_batch_sizes: 2", "increasing order"),
+        ("num_batch_threads { value: 0 }", "must be positive"),
+    ):
         with pytest.raises(InvalidArgument, match=message):
             parse_batching_parameters(text)
 
 
 def _signature(input_shape, output_shape) -> SignatureSpec:
-    return SignatureSpec("s", "tensorflow/serving/predict", {"x": TensorSpec("x", "DT_FLOAT", input_shape, "x:0")},
-                         {"y": TensorSpec("y", "DT_FLOAT", output_shape, "y:0")})
+    return SignatureSpec(
+        "s",
+        "tensorflow/serving/predict",
+        {"x": TensorSpec("x", "DT_FLOAT", input_shape, "x:0")},
+        {"y": TensorSpec("y", "DT_FLOAT", output_shape, "y:0")},
+    )
 
 
 def test_only_signatures_with_an_unknown_batch_dimension_everywhere_are_batchable():

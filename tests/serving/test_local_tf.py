@@ -38,13 +38,14 @@ def test_gpu_is_chosen_with_memory_growth(monkeypatch):
     What is checked is the appliance's own logic: with a GPU present, auto picks it,
     turns memory growth on for every GPU and reports the GPU's name.
     """
-    gpus = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"),
-            tf.config.PhysicalDevice("/physical_device:GPU:1", "GPU")]
+    gpus = [
+        tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU"),
+        tf.config.PhysicalDevice("/physical_device:GPU:1", "GPU"),
+    ]
     growth = []
     monkeypatch.setattr(local_tf.tf.config, "list_physical_devices", lambda kind=None: gpus)
     monkeypatch.setattr(local_tf.tf.config.experimental, "set_memory_growth", lambda d, on: growth.append((d, on)))
-    monkeypatch.setattr(local_tf.tf.config.experimental, "get_device_details",
-                        lambda d: {"device_name": "NVIDIA H200"})
+    monkeypatch.setattr(local_tf.tf.config.experimental, "get_device_details", lambda d: {"device_name": "NVIDIA H200"})
     device = select_device("auto")
     assert (device.type, device.name, device.memory_growth, device.count) == ("GPU", "NVIDIA H200", True, 2)
     assert growth == [(gpus[0], True), (gpus[1], True)]

@@ -204,8 +204,12 @@ def test_choose_pins_a_version_and_remembers_it(runtime, tmp_path):
     assert manager.chosen_version("digits") == 1, "a new version does not override the user's choice"
     manager.stop()
 
-    again = ModelManager(Repository([ModelConfig("digits", base, VersionPolicy(PolicyKind.ALL))]), runtime, 0,
-                         PreferenceStore(tmp_path / "preferences.json"))
+    again = ModelManager(
+        Repository([ModelConfig("digits", base, VersionPolicy(PolicyKind.ALL))]),
+        runtime,
+        0,
+        PreferenceStore(tmp_path / "preferences.json"),
+    )
     again.poll()
     assert again.chosen_version("digits") == 1
     shutil.rmtree(base / "1")

@@ -16,8 +16,10 @@ def make_versions(base: Path, *names: str) -> None:
         (base / name).mkdir(parents=True)
 
 
-@pytest.mark.parametrize("name, version", [("1", 1), ("00000123", 123), ("0", None), ("-1", None),
-                                           ("1a", None), ("", None), ("١", None), (str(2**63), None)])
+@pytest.mark.parametrize(
+    "name, version",
+    [("1", 1), ("00000123", 123), ("0", None), ("-1", None), ("1a", None), ("", None), ("١", None), (str(2**63), None)],
+)
 def test_parse_version(name, version):
     assert parse_version(name) == version
 

@@ -32,8 +32,10 @@ def cold_runtime():
 
 
 def _records(path: Path) -> list:
-    return [prediction_log_pb2.PredictionLog.FromString(r)
-            for r in tf.compat.v1.io.tf_record_iterator(str(path / WARMUP_FILE))]
+    return [
+        prediction_log_pb2.PredictionLog.FromString(r)
+        for r in tf.compat.v1.io.tf_record_iterator(str(path / WARMUP_FILE))
+    ]
 
 
 @pytest.mark.parametrize("model", ["digits/1", "digits/2", "iris/1", "iris/2"])

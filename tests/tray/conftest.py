@@ -20,10 +20,10 @@ import shutil
 import subprocess
 import threading
 import time
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 import pytest
 
@@ -181,8 +181,9 @@ class XDesktop:
 
     def clipboard(self) -> str:
         """The clipboard's text, "" when nothing owns it."""
-        result = subprocess.run(["xclip", "-o", "-selection", "clipboard"], env=self.env,
-                                capture_output=True, text=True, timeout=10)
+        result = subprocess.run(
+            ["xclip", "-o", "-selection", "clipboard"], env=self.env, capture_output=True, text=True, timeout=10
+        )
         return result.stdout if result.returncode == 0 else ""
 
     def screenshot(self, name: str) -> Path:
@@ -233,8 +234,19 @@ def _start_trayer(stack: ExitStack, env: dict[str, str]) -> None:
     from Xlib.display import Display
 
     proc = subprocess.Popen(
-        ["trayer", "--edge", "top", "--align", "right", "--widthtype", "request",
-         "--height", str(PANEL_HEIGHT), "--transparent", "false"],
+        [
+            "trayer",
+            "--edge",
+            "top",
+            "--align",
+            "right",
+            "--widthtype",
+            "request",
+            "--height",
+            str(PANEL_HEIGHT),
+            "--transparent",
+            "false",
+        ],
         env=env,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,

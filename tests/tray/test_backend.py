@@ -23,8 +23,11 @@ print(reason if reason else "available: " + sys.modules["pystray"].Icon.__module
 def probe(env: dict[str, str]) -> str:
     """What tray_unavailable_reason() says in a fresh interpreter with ``env``."""
     result = subprocess.run(
-        [sys.executable, "-c", PROBE], env={**env, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=60,
+        [sys.executable, "-c", PROBE],
+        env={**env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert result.returncode == 0, result.stderr
     return result.stdout.strip()
@@ -72,15 +75,21 @@ def test_no_session_bus_is_a_reason(x_desktop, tmp_path):
 
 def test_tensorflow_still_imports_once_gtk_is_up_and_the_environment_is_as_it_was(x_desktop):
     """GTK's OpenGL probe would load Mesa's libLLVM, and TensorFlow's own LLVM then crashes on import."""
-    code = PROBE + """
+    code = (
+        PROBE
+        + """
 import os
 assert "GDK_GL" not in os.environ and "PYSTRAY_BACKEND" not in os.environ, "environment changed"
 import tensorflow
 print("tensorflow imported")
 """
+    )
     result = subprocess.run(
-        [sys.executable, "-c", code], env={**x_desktop.env, "PYTHONPATH": str(REPO)},
-        capture_output=True, text=True, timeout=120,
+        [sys.executable, "-c", code],
+        env={**x_desktop.env, "PYTHONPATH": str(REPO)},
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert result.stdout.split("\n")[:2] == ["available: pystray._appindicator", "tensorflow imported"]

@@ -130,8 +130,12 @@ def test_the_menu_lists_models_then_the_status_section_then_actions(state, comma
 
 def test_the_status_section_is_disabled_and_the_actions_are_not(state, commands):
     menu = build_menu(state, commands)
-    for text in ("Serving http://127.0.0.1:8501", "Device: CPU (AMD EPYC)", "Backend: local",
-                 "Status: ready: 2 models"):
+    for text in (
+        "Serving http://127.0.0.1:8501",
+        "Device: CPU (AMD EPYC)",
+        "Backend: local",
+        "Status: ready: 2 models",
+    ):
         assert not item_named(menu, text).enabled
     for text in ("digits — v2", "Open API page", "Copy URL", "Open models folder", "View logs", "Quit"):
         assert item_named(menu, text).enabled
@@ -168,10 +172,13 @@ def test_a_long_load_error_is_cut_to_its_first_line_and_a_bounded_length(state, 
 
 
 def test_a_model_without_a_chosen_version_says_whether_it_is_loading(state, commands):
-    state.value = replace(READY, models=(
-        ModelItem("digits", None, (VersionItem(1, "LOADING"),)),
-        ModelItem("iris", None, ()),
-    ))
+    state.value = replace(
+        READY,
+        models=(
+            ModelItem("digits", None, (VersionItem(1, "LOADING"),)),
+            ModelItem("iris", None, ()),
+        ),
+    )
     menu = build_menu(state, commands)
     assert texts(menu)[:2] == ["digits — loading", "iris — unavailable"]
     assert [v.text for v in item_named(menu, "iris — unavailable").submenu] == ["no versions"]

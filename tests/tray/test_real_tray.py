@@ -210,8 +210,11 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
     app = TrayProcess([sys.executable, "-m", "appliance", "--port", "0"], env, cwd=REPO)
     try:
         url = app.wait_for_line(r"serving on (http://\S+)", 120).group(1)
-        wait_for(lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading", 120,
-                 "the bundled models to load")
+        wait_for(
+            lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading",
+            120,
+            "the bundled models to load",
+        )
         assert predicted_version(url) == 2  # the newest version is chosen at first
         icon = x_desktop.icon_window(app.pid)
 
@@ -237,8 +240,11 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
     again = TrayProcess([sys.executable, "-m", "appliance", "--port", "0"], env, cwd=REPO)
     try:
         url = again.wait_for_line(r"serving on (http://\S+)", 120).group(1)
-        wait_for(lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading", 120,
-                 "the bundled models to load")
+        wait_for(
+            lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading",
+            120,
+            "the bundled models to load",
+        )
         assert predicted_version(url) == 1
         x_desktop.icon_window(again.pid)
         again.proc.send_signal(signal.SIGTERM)
@@ -258,8 +264,11 @@ def test_the_tray_icon_shows_loading_before_tensorflow_is_imported(x_desktop, tm
         x_desktop.icon_window(app.pid)
         device = app.wait_for_line(r"device: (.+)", 120)
         assert app.output.index(shown.group(0)) < app.output.index(device.group(0))
-        wait_for(lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading", 120,
-                 "the bundled models to load")
+        wait_for(
+            lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading",
+            120,
+            "the bundled models to load",
+        )
         assert requests.get(url + "/health", timeout=10).json()["device"]["type"] in ("CPU", "GPU")
         assert predicted_version(url) == 2
         app.proc.send_signal(signal.SIGTERM)

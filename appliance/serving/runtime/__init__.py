@@ -14,8 +14,8 @@ from __future__ import annotations
 import abc
 import dataclasses
 import threading
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import Callable, Mapping, Sequence
 
 import numpy as np
 

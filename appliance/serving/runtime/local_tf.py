@@ -21,8 +21,8 @@ import os
 import platform
 import sys
 import threading
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import Mapping, Sequence
 
 import numpy as np
 
@@ -46,8 +46,20 @@ tf.get_logger().setLevel(logging.ERROR)
 SERVING_TAGS = [tf.saved_model.SERVING]
 # Ops that can run for an unbounded time (graph loops, blocking queues and barriers): a graph holding one runs on
 # TensorFlow's inter-op pool, where --rest_api_timeout_in_ms can cancel it.
-_LOOP_OPS = frozenset({"While", "StatelessWhile", "_While", "Enter", "RefEnter", "Exit", "RefExit", "NextIteration",
-                       "RefNextIteration", "LoopCond"})
+_LOOP_OPS = frozenset(
+    {
+        "While",
+        "StatelessWhile",
+        "_While",
+        "Enter",
+        "RefEnter",
+        "Exit",
+        "RefExit",
+        "NextIteration",
+        "RefNextIteration",
+        "LoopCond",
+    }
+)
 CLASSIFY_INPUTS, CLASSIFY_CLASSES, CLASSIFY_SCORES = "inputs", "classes", "scores"
 REGRESS_INPUTS, REGRESS_OUTPUTS = "inputs", "outputs"
 
@@ -85,9 +97,7 @@ def select_device(requested: str = "auto") -> DeviceInfo:
     for gpu in gpus:
         tf.config.experimental.set_memory_growth(gpu, True)
     details = tf.config.experimental.get_device_details(gpus[0])
-    return DeviceInfo(
-        type="GPU", name=details.get("device_name", gpus[0].name), memory_growth=True, count=len(gpus)
-    )
+    return DeviceInfo(type="GPU", name=details.get("device_name", gpus[0].name), memory_growth=True, count=len(gpus))
 
 
 def _tensor_spec(alias: str, info) -> TensorSpec:
@@ -107,7 +117,7 @@ def _signature_spec(name: str, signature_def) -> SignatureSpec:
 
 
 def _node_name(tensor_or_input: str) -> str:
-    """"^name" (a control input), "name:1" or "name" -> "name"."""
+    """ "^name" (a control input), "name:1" or "name" -> "name"."""
     return tensor_or_input.lstrip("^").split(":", 1)[0]
 
 
@@ -246,16 +256,23 @@ class LocalTFServable(Servable):
             bounded = self._bounded_calls[key] = not _may_run_unbounded(self._graph_def, feed_names, fetch_names)
         return bounded
 
-    def _in_caller_thread(self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...],
-                          values: Sequence[np.ndarray]) -> bool:
-        return (self._caller_thread_when_bounded and all(v.ndim == 0 or len(v) <= 1 for v in values)
-                and self._bounded(feed_names, fetch_names))
+    def _in_caller_thread(
+        self, feed_names: tuple[str, ...], fetch_names: tuple[str, ...], values: Sequence[np.ndarray]
+    ) -> bool:
+        return (
+            self._caller_thread_when_bounded
+            and all(v.ndim == 0 or len(v) <= 1 for v in values)
+            and self._bounded(feed_names, fetch_names)
+        )
 
     def runs_in_caller_thread(self, signature_name: str) -> bool:
         """Whether a one-row call of the signature (all inputs fed, all outputs fetched) runs in the calling thread."""
         signature = self.signatures[signature_name]
-        return self._in_caller_thread(tuple(t.tensor_name for t in signature.inputs.values()),
-                                      tuple(t.tensor_name for t in signature.outputs.values()), ())
+        return self._in_caller_thread(
+            tuple(t.tensor_name for t in signature.inputs.values()),
+            tuple(t.tensor_name for t in signature.outputs.values()),
+            (),
+        )
 
     def _run(self, feeds: Mapping[str, np.ndarray], fetch_names: Sequence[str]) -> list[np.ndarray]:
         return self._call(tuple(feeds), tuple(fetch_names), feeds.values())
@@ -267,8 +284,10 @@ class LocalTFServable(Servable):
             run = self._callable(feed_names, fetch_names, self._in_caller_thread(feed_names, fetch_names, values))
             return run(*values)
         except tf.errors.DeadlineExceededError:
-            raise ServingError(f"Deadline exceeded: the model ran longer than {self._run_timeout_ms} ms "
-                               "(--rest_api_timeout_in_ms)", Code.DEADLINE_EXCEEDED) from None
+            raise ServingError(
+                f"Deadline exceeded: the model ran longer than {self._run_timeout_ms} ms (--rest_api_timeout_in_ms)",
+                Code.DEADLINE_EXCEEDED,
+            ) from None
         except Exception as e:  # TF reports bad inputs as exceptions of several types
             raise _as_serving_error(e) from None
 
@@ -361,20 +380,15 @@ class LocalTFServable(Servable):
             if tensor is None:
                 continue
             if tensor.ndim != 2:
-                raise InvalidArgument(
-                    f"Expected Tensor shape: [batch_size num_classes] but got {_shape_text(tensor)}"
-                )
+                raise InvalidArgument(f"Expected Tensor shape: [batch_size num_classes] but got {_shape_text(tensor)}")
             if tensor.dtype != dtype:
                 expected = "DT_STRING" if what == "classes" else "DT_FLOAT"
                 raise InvalidArgument(f"Expected {what} Tensor of {expected}. Got: {tensor.dtype}")
             if tensor.shape[0] != len(examples):
-                raise InvalidArgument(
-                    f"Expected {what} output batch size of {len(examples)}. Got: {tensor.shape[0]}"
-                )
+                raise InvalidArgument(f"Expected {what} output batch size of {len(examples)}. Got: {tensor.shape[0]}")
         if classes is not None and scores is not None and classes.shape[1] != scores.shape[1]:
             raise InvalidArgument(
-                "Tensors class and score should match in dim_size(1). "
-                f"Got {classes.shape[1]} vs. {scores.shape[1]}"
+                f"Tensors class and score should match in dim_size(1). Got {classes.shape[1]} vs. {scores.shape[1]}"
             )
         num_classes = (classes if classes is not None else scores).shape[1]
         return [
@@ -428,8 +442,14 @@ class LocalTFRuntime(Runtime):
     and the others on TensorFlow's own pool.
     """
 
-    def __init__(self, device: str = "auto", intra_op_threads: int = 0, inter_op_threads: int = 0,
-                 run_timeout_ms: int = 0, warmup: bool = True):
+    def __init__(
+        self,
+        device: str = "auto",
+        intra_op_threads: int = 0,
+        inter_op_threads: int = 0,
+        run_timeout_ms: int = 0,
+        warmup: bool = True,
+    ):
         self.device = select_device(device)
         self._caller_thread_when_bounded = inter_op_threads == 0 and self.device.type == "CPU"
         self._run_timeout_ms = run_timeout_ms  # 0: no limit
@@ -474,7 +494,9 @@ class LocalTFRuntime(Runtime):
             if isinstance(e, tf.errors.OpError):  # e.g. restoring a cut-short checkpoint: say which SavedModel
                 error = _as_serving_error(e)
                 raise ServingError(f"Failed to load SavedModel at {path}: {error.message}", error.code) from None
-            raise ServingError(f"Failed to load SavedModel at {path}: {type(e).__name__}: {e}", Code.DATA_LOSS) from None
+            raise ServingError(
+                f"Failed to load SavedModel at {path}: {type(e).__name__}: {e}", Code.DATA_LOSS
+            ) from None
         servable = LocalTFServable(session, meta_graph, self._run_timeout_ms, self._caller_thread_when_bounded)
         if self._warmup:
             try:

@@ -18,7 +18,7 @@ import json
 import logging
 import threading
 import time
-from typing import Iterable
+from collections.abc import Iterable
 from urllib.parse import quote
 
 import urllib3

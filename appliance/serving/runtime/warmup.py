@@ -27,9 +27,18 @@ MAX_RECORDS = 1000  # TF Serving's limit on warm-up records
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 NUMPY_DTYPES = {
-    "DT_FLOAT": np.float32, "DT_DOUBLE": np.float64, "DT_HALF": np.float16, "DT_INT8": np.int8,
-    "DT_INT16": np.int16, "DT_INT32": np.int32, "DT_INT64": np.int64, "DT_UINT8": np.uint8,
-    "DT_UINT16": np.uint16, "DT_UINT32": np.uint32, "DT_UINT64": np.uint64, "DT_BOOL": np.bool_,
+    "DT_FLOAT": np.float32,
+    "DT_DOUBLE": np.float64,
+    "DT_HALF": np.float16,
+    "DT_INT8": np.int8,
+    "DT_INT16": np.int16,
+    "DT_INT32": np.int32,
+    "DT_INT64": np.int64,
+    "DT_UINT8": np.uint8,
+    "DT_UINT16": np.uint16,
+    "DT_UINT32": np.uint32,
+    "DT_UINT64": np.uint64,
+    "DT_BOOL": np.bool_,
     "DT_STRING": np.object_,
 }
 
@@ -51,14 +60,16 @@ def _replay(servable: Servable, path: Path) -> int:
         for record in tf.compat.v1.io.tf_record_iterator(str(path)):
             count += 1
             if count > MAX_RECORDS:
-                raise ServingError(f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}",
-                                   Code.INVALID_ARGUMENT)
+                raise ServingError(
+                    f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}", Code.INVALID_ARGUMENT
+                )
             _run_logged_request(servable, prediction_log_pb2.PredictionLog.FromString(record))
     except ServingError as e:
         raise ServingError(f"Failed to warm up model from {path}: {e.message}", e.code) from None
     except Exception as e:  # unreadable records, undecodable protos
-        raise ServingError(f"Failed to warm up model from {path}: {type(e).__name__}: {e}",
-                           Code.INVALID_ARGUMENT) from None
+        raise ServingError(
+            f"Failed to warm up model from {path}: {type(e).__name__}: {e}", Code.INVALID_ARGUMENT
+        ) from None
     return count
 
 
@@ -76,8 +87,9 @@ def _run_logged_request(servable: Servable, log_entry) -> None:
         method = servable.classify if kind == "classify_log" else servable.regress
         method(request.model_spec.signature_name, context, examples)
     else:
-        raise ServingError(f"Unsupported warm-up log type {kind!r} (predict, classify and regress are)",
-                           Code.UNIMPLEMENTED)
+        raise ServingError(
+            f"Unsupported warm-up log type {kind!r} (predict, classify and regress are)", Code.UNIMPLEMENTED
+        )
 
 
 def _examples(request_input) -> tuple[Features | None, list[Features]]:
