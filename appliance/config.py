@@ -1,20 +1,25 @@
-"""Typed settings for the appliance, built once at start and passed down.
+"""Every setting of the appliance, declared once, and TF Serving's ``models.config``.
 
-Where models come from is described by :class:`ModelConfig` (one model: a base
-path holding numbered version directories) and by model roots (a folder whose
-sub-folders are models, like the bundled ``models/``). A TF Serving
-``models.config`` text proto is read unchanged by :func:`read_model_server_config`.
+:class:`Settings` holds every tunable with its type and default; each field's
+:func:`setting` declaration also gives its command-line flag (and TF Serving's
+name for it), its ``settings.toml`` key, its environment variable and a
+one-line doc, from which the ``appliance`` flags, the settings file reading and
+the table in ``docs/configuration.md`` are all derived.
 
-    settings = Settings(port=0, model_config_file=Path("models.config"))
-    configs = read_model_server_config(settings.model_config_file)
+    settings = settings_from_sources({"port": 0}, read_settings_file(path), str(path))
+    configs = read_model_server_config(Path("models.config"))
 """
 
 from __future__ import annotations
 
 import dataclasses
 import enum
-from collections.abc import Mapping
+import os
+import sys
+import typing
+from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
 from google.protobuf import text_format
 
@@ -22,11 +27,7 @@ from .errors import InvalidArgument
 
 TENSORFLOW_PLATFORM = "tensorflow"
 DEFAULT_PORT = 8501
-DEFAULT_MAX_REQUEST_BYTES = 64 * 1024 * 1024
-DEFAULT_CONNECTION_LIMIT = 100
-DEFAULT_CHANNEL_TIMEOUT_SECONDS = 120
 DEFAULT_THREADS = 32  # at least the bundled models' max_batch_size, so a full batch can form
-DEFAULT_REST_API_TIMEOUT_MS = 30_000  # TF Serving's --rest_api_timeout_in_ms
 
 
 class PolicyKind(enum.Enum):
@@ -82,20 +83,92 @@ class Routing(enum.Enum):
     PREFER_LOCAL = "prefer_local"
 
 
+# The groups settings are listed in, in ``--help`` and in the docs: key -> title.
+GROUPS = {
+    "network": "network",
+    "models": "models (default: the bundled models)",
+    "remote": "remote TensorFlow Serving (more in settings.toml: token, headers, model names, routing per model)",
+    "runtime": "runtime",
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Option:
+    """How one setting is given and documented (see :func:`setting`)."""
+
+    doc: str
+    group: str
+    flag: str | bool = True  # True: --<field name>; False: not on the command line
+    aliases: tuple[str, ...] = ()  # other spellings of the flag
+    tfserving: str | bool = False  # tensorflow_model_server's flag: True when it has the field's name
+    toml: bool = False  # read from settings.toml (under [remote] for the remote's settings)
+    env: str | None = None  # environment variable read when the flag is not given
+    choices: tuple[str, ...] | None = None
+    metavar: str | None = None
+    default_doc: str | None = None  # the default, in words, where the value alone does not say it
+
+
+def setting(default: Any = None, doc: str = "", *, factory: Callable[[], Any] | None = None, **option: Any) -> Any:
+    """A dataclass field declaring one setting: its default (or ``factory``) and its :class:`Option`."""
+    assert option["group"] in GROUPS, option["group"]
+    metadata = {"option": Option(doc, **option)}
+    if factory is not None:
+        return dataclasses.field(default_factory=factory, metadata=metadata)
+    return dataclasses.field(default=default, metadata=metadata)
+
+
 @dataclasses.dataclass(frozen=True)
 class RemoteSettings:
-    """A remote TensorFlow Serving (REST) to proxy to, and how to reach it."""
+    """A remote TensorFlow Serving (REST) to proxy to, and how to reach it: ``[remote]`` in settings.toml."""
 
-    url: str
-    connect_timeout_seconds: float = 2.0
-    timeout_seconds: float = 30.0
-    token: str | None = None  # sent as "Authorization: Bearer <token>"
-    headers: Mapping[str, str] = dataclasses.field(default_factory=dict)
-    model_names: Mapping[str, str] = dataclasses.field(default_factory=dict)  # local name -> remote name
-    routing: Mapping[str, Routing] = dataclasses.field(default_factory=dict)  # per model
-    default_routing: Routing = Routing.PREFER_REMOTE
-    probe_seconds: float = 2.0
-    failures_to_open: int = 3
+    url: str = setting(
+        dataclasses.MISSING,
+        "a TF Serving REST URL to proxy to, falling back to local models when it is down",
+        group="remote",
+        flag="--remote_url",
+        aliases=("--remote-url",),
+        toml=True,
+        env="APPLIANCE_REMOTE_URL",
+        default_doc="none: local models only",
+    )
+    connect_timeout_seconds: float = setting(
+        2.0, "connect timeout of a remote call", group="remote", flag=False, toml=True
+    )
+    timeout_seconds: float = setting(
+        30.0, "read timeout of a remote call", group="remote", flag="--remote_timeout_seconds", toml=True
+    )
+    token: str | None = setting(
+        None, 'sent to the remote as "Authorization: Bearer <token>"', group="remote", flag=False, toml=True
+    )
+    headers: Mapping[str, str] = setting(
+        doc='more headers sent to the remote, e.g. { "X-Team" = "vision" }',
+        group="remote",
+        factory=dict,
+        flag=False,
+        toml=True,
+    )
+    model_names: Mapping[str, str] = setting(
+        doc='local model name -> name on the remote, e.g. { digits = "mnist" }',
+        group="remote",
+        factory=dict,
+        flag=False,
+        toml=True,
+    )
+    routing: Mapping[str, Routing] = setting(
+        doc='per model ("*": every other one): prefer_remote, prefer_local, remote_only or local_only',
+        group="remote",
+        factory=dict,
+        flag=False,
+        toml=True,
+        default_doc='{ "*" = "prefer_remote" }',
+    )
+    default_routing: Routing = setting(Routing.PREFER_REMOTE, group="remote", flag=False)  # routing's "*"
+    probe_seconds: float = setting(
+        2.0, "how often the remote's health is probed", group="remote", flag="--remote_probe_seconds", toml=True
+    )
+    failures_to_open: int = setting(
+        3, "failed calls in a row after which the remote counts as down", group="remote", flag=False, toml=True
+    )
 
     def remote_name(self, model: str) -> str:
         return self.model_names.get(model, model)
@@ -106,32 +179,233 @@ class RemoteSettings:
 
 @dataclasses.dataclass(frozen=True)
 class Settings:
-    """Every tunable of the appliance, with its default."""
+    """Every tunable of the appliance, with its default, its flag, settings.toml key and environment variable."""
 
-    host: str = "127.0.0.1"
-    port: int = DEFAULT_PORT
-    model_config_file: Path | None = None
-    model_name: str | None = None
-    model_base_path: Path | None = None
-    model_roots: tuple[Path, ...] = ()
-    file_system_poll_wait_seconds: float = 1.0
-    device: str = "auto"
-    tensorflow_intra_op_parallelism: int = 0
-    tensorflow_inter_op_parallelism: int = 0
-    enable_batching: bool | None = None  # None: only versions shipping their own batching_params.pbtxt
-    batching_parameters_file: Path | None = None
-    enable_model_warmup: bool = True
-    rest_api_timeout_in_ms: int = DEFAULT_REST_API_TIMEOUT_MS  # longest a model call may run; 0 = no limit
-    max_request_bytes: int = DEFAULT_MAX_REQUEST_BYTES
-    threads: int = DEFAULT_THREADS
-    shutdown_grace_seconds: float = 30.0
-    remote: RemoteSettings | None = None
-    allowed_hosts: tuple[str, ...] = ()  # Host names accepted besides loopback's and --host's
-    token: str | None = None  # required from clients; made and stored when listening beyond loopback
-    require_token_for_control: bool = False  # control changes need the token (made if need be) on loopback too
-    cors_allowed_origins: tuple[str, ...] = ()  # web page origins that may call the API from a browser
-    connection_limit: int = DEFAULT_CONNECTION_LIMIT  # open client connections; more wait to be accepted
-    channel_timeout: int = DEFAULT_CHANNEL_TIMEOUT_SECONDS  # an idle connection is closed after this
+    # -- network
+    host: str = setting("127.0.0.1", "address to bind", group="network", default_doc="127.0.0.1, loopback only")
+    port: int = setting(
+        DEFAULT_PORT,
+        "TCP port; 0 picks a free one and prints it",
+        group="network",
+        tfserving="rest_api_port",
+    )
+    allowed_hosts: tuple[str, ...] = setting(
+        (),
+        "a Host name to answer besides localhost, 127.0.0.1, [::1] and --host (repeatable); others get 403 "
+        "(DNS rebinding protection)",
+        group="network",
+        flag="--allowed_host",
+        metavar="NAME",
+    )
+    token: str | None = setting(
+        None,
+        "require 'Authorization: Bearer TOKEN' from clients",
+        group="network",
+        env="APPLIANCE_TOKEN",
+        default_doc="none on loopback; when --host is not loopback, a token is made once and kept in the config folder",
+    )
+    require_token_for_control: bool = setting(
+        False,
+        "also on loopback, changes through the control API (PUT .../chosen, POST .../reload) need the token (made "
+        "and kept as for --host beyond loopback); predictions and status stay open",
+        group="network",
+        toml=True,
+    )
+    cors_allowed_origins: tuple[str, ...] = setting(
+        (),
+        "let web pages from ORIGIN (e.g. http://localhost:3000 or chrome-extension://<id>) call the API from a "
+        "browser (repeatable; the settings file's list is added); '*' allows every origin, never with credentials",
+        group="network",
+        flag="--cors_allowed_origin",
+        toml=True,
+        metavar="ORIGIN",
+        default_doc="none, no CORS headers at all",
+    )
+    max_request_bytes: int = setting(
+        64 * 1024 * 1024,
+        "largest request body accepted; larger ones get 413 before they are read; request line and headers are "
+        "limited to 64 KiB (431)",
+        group="network",
+    )
+    connection_limit: int = setting(
+        100, "most client connections open at once; more wait to be accepted", group="network"
+    )
+    channel_timeout: int = setting(120, "seconds after which an idle client connection is closed", group="network")
+    threads: int = setting(
+        DEFAULT_THREADS, "request worker threads; keep it at least the largest max_batch_size", group="network"
+    )
+    rest_api_timeout_in_ms: int = setting(
+        30_000,
+        "longest a request may wait for and run its model, then 504; 0: no limit",
+        group="network",
+        tfserving=True,
+    )
+    shutdown_grace_seconds: float = setting(
+        30.0, "how long a stop waits for requests in flight", group="network", flag=False
+    )
+    # -- models
+    model_config_file: Path | None = setting(
+        None, "a TensorFlow Serving models.config (ModelServerConfig text proto)", group="models", tfserving=True
+    )
+    model_name: str | None = setting(
+        None, "serve one model under this name (with --model_base_path)", group="models", tfserving=True
+    )
+    model_base_path: Path | None = setting(
+        None, "folder of that model's numbered versions", group="models", tfserving=True
+    )
+    model_roots: tuple[Path, ...] = setting(
+        (),
+        "a folder whose sub-folders are models (<name>/<version>/saved_model.pb); repeatable",
+        group="models",
+        flag="--models_dir",
+        default_doc="the bundled models and the per-user models folder",
+    )
+    file_system_poll_wait_seconds: float = setting(
+        1.0, "how often to look for new or removed versions; 0 = only at start", group="models", tfserving=True
+    )
+    # -- remote
+    remote: RemoteSettings | None = setting(None, group="remote", flag=False)  # the [remote] table and its flags
+    settings_file: Path | None = setting(
+        None, "the settings file", group="remote", default_doc="the per-user settings.toml"
+    )
+    # -- runtime
+    device: str = setting(
+        "auto",
+        "where to run models: a GPU when one is found (auto), or force one",
+        group="runtime",
+        choices=("auto", "cpu", "gpu"),
+    )
+    enable_batching: bool | None = setting(
+        None,
+        "merge concurrent predict requests into batched model calls (true/false)",
+        group="runtime",
+        tfserving=True,
+        default_doc="only models whose version folder has a batching_params.pbtxt, as the bundled ones do",
+    )
+    batching_parameters_file: Path | None = setting(
+        None,
+        "a TF Serving BatchingParameters text proto (max_batch_size, batch_timeout_micros, max_enqueued_batches, "
+        "num_batch_threads, allowed_batch_sizes, pad_variable_length_inputs); implies --enable_batching",
+        group="runtime",
+        tfserving=True,
+    )
+    enable_model_warmup: bool = setting(
+        True,
+        "warm each version up (assets.extra/tf_serving_warmup_requests, else a synthetic request) before it is "
+        "AVAILABLE",
+        group="runtime",
+        tfserving=True,
+    )
+    tensorflow_intra_op_parallelism: int = setting(
+        0, "threads inside one TF op; 0 = TensorFlow's choice", group="runtime", tfserving=True
+    )
+    tensorflow_inter_op_parallelism: int = setting(
+        0,
+        "threads running TF ops in parallel; 0 = one-row calls that cannot loop run in the calling thread (the "
+        "fastest for small models) and the others on TensorFlow's pool; N > 0 = every call on a pool of N; -1 = "
+        "every call in the calling thread",
+        group="runtime",
+        tfserving=True,
+    )
+    log_level: str = setting(
+        "INFO", "the least severe log records written", group="runtime", choices=("DEBUG", "INFO", "WARNING", "ERROR")
+    )
+
+
+@dataclasses.dataclass(frozen=True)
+class Declared:
+    """One declared setting: where it lives (``remote.url``), its type and default, and its :class:`Option`."""
+
+    name: str
+    type: Any
+    default: Any
+    option: Option
+
+    @property
+    def key(self) -> str:
+        """Its name in its table of settings.toml (``url`` in ``[remote]``)."""
+        return self.name.rpartition(".")[2]
+
+    @property
+    def flag(self) -> str | None:
+        flag = self.option.flag
+        return f"--{self.key}" if flag is True else (flag or None)
+
+    @property
+    def tfserving_flag(self) -> str | None:
+        tfserving = self.option.tfserving
+        return f"--{self.key}" if tfserving is True else (f"--{tfserving}" if tfserving else None)
+
+
+def _declared(cls: type, prefix: str = "") -> Iterator[Declared]:
+    hints = typing.get_type_hints(cls)
+    for field in dataclasses.fields(cls):
+        default = field.default_factory() if field.default_factory is not dataclasses.MISSING else field.default
+        yield Declared(prefix + field.name, hints[field.name], default, field.metadata["option"])
+
+
+def declared_settings() -> list[Declared]:
+    """Every setting, the remote's (``remote.<name>``) included, in declaration order."""
+    remote = list(_declared(RemoteSettings, "remote."))
+    own = [d for d in _declared(Settings) if d.name != "remote"]
+    at = next(i for i, d in enumerate(own) if d.option.group == "remote")
+    return [*own[:at], *remote, *own[at:]]
+
+
+def value_type(annotation: Any) -> tuple[type, bool]:
+    """The type of one value of a setting (``Path`` for ``tuple[Path, ...]``), and whether it is a list."""
+    args = [a for a in typing.get_args(annotation) if a is not type(None)]
+    origin = typing.get_origin(annotation)
+    if origin is tuple:
+        return args[0], True
+    if args and origin is not None and origin not in (dict, Mapping):
+        return args[0], False
+    return (origin or annotation), False
+
+
+def _from_file(declared: Declared, value: Any, source: str) -> Any:
+    """A settings.toml value, checked against the setting's type."""
+    kind, many = value_type(declared.type)
+    key = declared.name
+    if many:
+        noun = (declared.option.metavar or "value").lower()
+        if not isinstance(value, list) or not all(isinstance(item, str) for item in value):
+            raise InvalidArgument(f'{source}: {key} must be a list of {noun}s, e.g. ["..."]')
+        return tuple(kind(item) for item in value)
+    if kind is bool and not isinstance(value, bool):
+        raise InvalidArgument(f"{source}: {key} must be true or false")
+    return value
+
+
+def settings_from_sources(
+    given: Mapping[str, Any], file_settings: Mapping[str, Any], source: str, environ: Mapping[str, str] = os.environ
+) -> Settings:
+    """The settings from the flags given (by declared name), the environment and the settings file.
+
+    A flag wins over its environment variable, which wins over the settings file; a list
+    (``--cors_allowed_origin``) is the flag's values followed by the file's.
+    """
+    values: dict[str, Any] = {}
+    remote: dict[str, Any] = dict(file_settings.get("remote", {}))  # checked as a whole by _remote_from_table
+    for declared in declared_settings():
+        option, in_remote = declared.option, declared.name.startswith("remote.")
+        in_file = option.toml and not in_remote and declared.key in file_settings
+        from_file = _from_file(declared, file_settings[declared.key], source) if in_file else None
+        if declared.name in given:
+            value = given[declared.name]
+            if value_type(declared.type)[1]:
+                value = (*value, *(from_file or ()))
+        elif option.env and environ.get(option.env):
+            value = value_type(declared.type)[0](environ[option.env])
+        elif in_file:
+            value = from_file
+        else:
+            continue
+        (remote if in_remote else values)[declared.key] = value
+    if (values.get("model_name") is None) != (values.get("model_base_path") is None):
+        raise InvalidArgument("--model_name and --model_base_path go together")
+    configured = bool(file_settings.get("remote")) or "url" in remote
+    return Settings(**values, remote=_remote_from_table(remote, source) if configured else None)
 
 
 def _policy_from_proto(proto) -> VersionPolicy:
@@ -212,14 +486,14 @@ def read_settings_file(path: Path) -> dict:
         model_names = { digits = "mnist" } # local name -> name on the remote
         routing = { "*" = "prefer_remote", iris = "local_only" }
 
-    Top-level keys set access (see :func:`access_settings`)::
+    Top-level keys are the settings declared with ``toml=True`` (see ``docs/configuration.md``)::
 
         cors_allowed_origins = ["http://localhost:3000"]
         require_token_for_control = true
     """
-    try:
+    if sys.version_info >= (3, 11):
         import tomllib
-    except ModuleNotFoundError:  # Python 3.10
+    else:
         import tomli as tomllib
     try:
         with open(path, "rb") as f:
@@ -228,24 +502,3 @@ def read_settings_file(path: Path) -> dict:
         return {}
     except (OSError, tomllib.TOMLDecodeError) as e:
         raise InvalidArgument(f"settings file {path} cannot be read: {e}") from None
-
-
-def remote_settings(file_settings: Mapping, source: str, url: str | None) -> RemoteSettings | None:
-    """The remote from the settings file, with ``url`` (flag or environment) taking precedence."""
-    table = dict(file_settings.get("remote", {}))
-    if url:
-        table["url"] = url
-    return _remote_from_table(table, source) if table else None
-
-
-def access_settings(file_settings: Mapping, source: str) -> tuple[tuple[str, ...], bool]:
-    """The settings file's ``cors_allowed_origins`` (a list of origins) and ``require_token_for_control``."""
-    origins = file_settings.get("cors_allowed_origins", [])
-    if not isinstance(origins, list) or not all(isinstance(origin, str) for origin in origins):
-        raise InvalidArgument(
-            f'{source}: cors_allowed_origins must be a list of origins, e.g. ["http://localhost:3000"]'
-        )
-    require = file_settings.get("require_token_for_control", False)
-    if not isinstance(require, bool):
-        raise InvalidArgument(f"{source}: require_token_for_control must be true or false")
-    return tuple(origins), require

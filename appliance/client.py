@@ -1,0 +1,76 @@
+"""The client side of the command line: ask a running appliance what it serves, or for a prediction.
+
+list_models("http://127.0.0.1:8501")                       # `appliance models`
+predict("http://127.0.0.1:8501", "digits", "[[0, 0, 5, ...]]")  # `appliance predict digits --input ...`
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import urllib.error
+import urllib.request
+from pathlib import Path
+
+
+def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
+    data = json.dumps(body).encode() if body is not None else None
+    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    try:
+        with urllib.request.urlopen(request, timeout=60) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as e:
+        return e.code, json.loads(e.read() or b"{}")
+
+
+def list_models(url: str) -> int:
+    """Print the models, versions and states of the appliance at ``url`` (its ``/health``)."""
+    _, health = _http(url.rstrip("/") + "/health")
+    device = health.get("device", {})
+    print(f"{url}  status: {health.get('status')}  device: {device.get('type')} ({device.get('name')})")
+    rows = [("MODEL", "VERSION", "STATE", "CHOSEN", "ERROR")]
+    for model in health.get("models", []):
+        for v in model["versions"] or [{"version": "-", "state": "NO VERSIONS", "error": None}]:
+            chosen = "*" if v["version"] == model["chosen_version"] else ""
+            rows.append((model["name"], str(v["version"]), v["state"], chosen, v["error"] or ""))
+    widths = [max(len(r[i]) for r in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(c.ljust(w) for c, w in zip(row, widths)) + ("  " + row[4] if row[4] else ""))
+    remote = health.get("remote")
+    if remote:
+        latency = f", {remote['latency_ms']} ms" if remote.get("latency_ms") is not None else ""
+        print(
+            f"remote {remote['url']}: {remote['state']}{latency}" + (f" ({remote['error']})" if remote["error"] else "")
+        )
+        for model, routing in sorted(remote["routing"].items()):
+            versions = ", ".join(map(str, remote["versions"].get(model, []))) or "none"
+            print(f"  {model}: {routing}; remote serves versions: {versions}")
+    return 0
+
+
+def predict(
+    url: str,
+    model: str,
+    text: str,
+    version: int | None = None,
+    label: str | None = None,
+    signature_name: str | None = None,
+) -> int:
+    """POST ``/predict`` with the input ``text`` (JSON, or ``@FILE``, ``@-`` for stdin) and print the answer."""
+    if text.startswith("@"):
+        text = sys.stdin.read() if text == "@-" else Path(text[1:]).read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as e:
+        print(f"appliance: error: --input is not valid JSON: {e}", file=sys.stderr)
+        return 2
+    body = {"model": model, "input": value}
+    for key, option in (("version", version), ("label", label), ("signature_name", signature_name)):
+        if option is not None:
+            body[key] = option
+    status, answer = _http(url.rstrip("/") + "/predict", body)
+    if status != 200:
+        print(f"appliance: error {status}: {answer.get('error', answer)}", file=sys.stderr)
+        return 1
+    print(json.dumps(answer, indent=2))
+    return 0
