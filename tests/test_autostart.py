@@ -11,15 +11,9 @@ import time
 
 import pytest
 
-from appliance.autostart import (
-    MacLaunchAgent,
-    XdgAutostart,
-    autostart_for_this_platform,
-    desktop_exec_value,
-    launch_agent_plist,
-    launch_command,
-    windows_command_line,
-)
+from appliance.autostart import autostart_for_this_platform, launch_command, windows_command_line
+from appliance.autostart._darwin import MacLaunchAgent, launch_agent_plist
+from appliance.autostart._linux import XdgAutostart, desktop_exec_value
 
 # Every character the desktop entry spec reserves, a field code's %, and an empty argument.
 AWKWARD_ARGUMENTS = [

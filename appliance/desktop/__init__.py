@@ -5,7 +5,8 @@
     copy_text("http://127.0.0.1:8501")            # the clipboard
 
 Each returns False (and logs why) when this desktop offers no way to do it;
-none of them blocks.
+none of them blocks. Files and folders go to the OS's own opener, in ``_linux``
+(xdg-open), ``_windows`` (os.startfile) or ``_darwin`` (open).
 """
 
 from __future__ import annotations
@@ -85,9 +86,16 @@ def open_in_desktop(target: str | Path) -> bool:
         return False
     path = str(target)
     if sys.platform == "win32":
-        os.startfile(path)
-        return True
-    opener = "open" if sys.platform == "darwin" else "xdg-open"
+        from ._windows import open_path
+    elif sys.platform == "darwin":
+        from ._darwin import open_path
+    else:
+        from ._linux import open_path
+    return open_path(path)
+
+
+def _open_with(opener: str, path: str) -> bool:
+    """Run the desktop's ``opener`` program on ``path``, without waiting for it."""
     if shutil.which(opener) is None:
         log.warning("cannot open %s: %s is not installed", path, opener)
         return False
