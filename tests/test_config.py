@@ -1,11 +1,16 @@
-"""Reading TF Serving's models.config text proto unchanged."""
+"""Settings declared once (flags, environment, settings.toml, the docs table), and TF Serving's models.config."""
 
 from __future__ import annotations
+
+import re
+from pathlib import Path
 
 import pytest
 
 from appliance.config import PolicyKind, read_model_server_config
 from appliance.errors import InvalidArgument
+
+from .conftest import REPO
 
 CONFIG = """
 model_config_list {
@@ -56,3 +61,106 @@ def test_bad_config_files(tmp_path, text, message):
 def test_missing_config_file(tmp_path):
     with pytest.raises(InvalidArgument, match="cannot read model config file"):
         read_model_server_config(tmp_path / "nope.config")
+
+
+# -- settings declared once: flags, environment and settings.toml derived from appliance/config.py
+
+
+def _settings(argv=(), file_settings=None, environ=None):
+    from appliance.cli import _parser
+    from appliance.config import settings_from_sources
+
+    given = vars(_parser().parse_args(["serve", *argv]))
+    return settings_from_sources(given, file_settings or {}, "settings.toml", environ or {})
+
+
+def test_every_setting_is_declared_with_a_doc_and_reaches_the_command_line():
+    import dataclasses
+
+    from appliance.cli import _parser
+    from appliance.config import RemoteSettings, Settings, declared_settings
+
+    declared = {d.name: d for d in declared_settings()}
+    fields = {f.name for f in dataclasses.fields(Settings)} - {"remote"}
+    fields |= {f"remote.{f.name}" for f in dataclasses.fields(RemoteSettings)} - {"remote.default_routing"}
+    assert fields <= set(declared)
+    assert all(declared[name].option.doc for name in fields), [n for n in fields if not declared[n].option.doc]
+    help_text = _parser()._subparsers._group_actions[0].choices["serve"].format_help()
+    for d in declared.values():
+        if d.flag:
+            assert d.flag in help_text, d.name
+    assert "--rest_api_port" in help_text  # TF Serving's name for --port
+
+
+def test_defaults_are_the_declared_ones():
+    from appliance.config import Settings
+
+    assert _settings() == Settings()
+    assert (_settings().port, _settings().threads, _settings().remote) == (8501, 32, None)
+
+
+def test_a_flag_wins_over_the_environment_which_wins_over_the_file():
+    file_settings = {"require_token_for_control": True, "remote": {"url": "http://file:1", "timeout_seconds": 7}}
+    environ = {"APPLIANCE_TOKEN": "from-env", "APPLIANCE_REMOTE_URL": "http://env:2"}
+    settings = _settings([], file_settings, environ)
+    assert settings.token == "from-env" and settings.require_token_for_control
+    assert (
+        settings.remote is not None and settings.remote.url == "http://env:2" and settings.remote.timeout_seconds == 7
+    )
+    flags = ["--token", "flag", "--remote_url", "http://flag:3", "--remote_timeout_seconds", "3"]
+    settings = _settings([*flags, "--require_token_for_control=false"], file_settings, environ)
+    assert settings.token == "flag" and not settings.require_token_for_control
+    assert settings.remote is not None and (settings.remote.url, settings.remote.timeout_seconds) == (
+        "http://flag:3",
+        3,
+    )
+
+
+def test_list_settings_add_the_files_values_after_the_flags():
+    file_settings = {"cors_allowed_origins": ["chrome-extension://abc"]}
+    settings = _settings(["--cors_allowed_origin", "http://a:1", "--cors_allowed_origin", "http://b:2"], file_settings)
+    assert settings.cors_allowed_origins == ("http://a:1", "http://b:2", "chrome-extension://abc")
+    assert _settings([], file_settings).cors_allowed_origins == ("chrome-extension://abc",)
+
+
+def test_flags_take_their_declared_types_and_tf_serving_spellings(tmp_path):
+    settings = _settings(
+        ["--rest_api_port", "0", "--enable_batching=false", "--models_dir", str(tmp_path), "--remote-url", "http://r:1"]
+    )
+    assert settings.port == 0 and settings.enable_batching is False
+    assert settings.model_roots == (tmp_path,) and isinstance(settings.model_roots[0], Path)
+    assert settings.remote is not None and settings.remote.url == "http://r:1"
+    assert _settings(["--enable_batching"]).enable_batching is True
+    assert _settings(["--file_system_poll_wait_seconds", "0.5"]).file_system_poll_wait_seconds == 0.5
+
+
+def test_remote_flags_alone_configure_no_remote():
+    assert _settings(["--remote_timeout_seconds", "5"]).remote is None
+
+
+def test_settings_file_values_of_the_wrong_type_are_clear_errors():
+    for file_settings, message in (
+        ({"cors_allowed_origins": "http://localhost:3000"}, "cors_allowed_origins must be a list of origins"),
+        ({"require_token_for_control": "yes"}, "require_token_for_control must be true or false"),
+        ({"remote": {"url": "ftp://nope"}}, "http:// or https://"),
+        ({"remote": {"url": "http://r:1", "color": 1}}, "unknown [remote] setting 'color'"),
+    ):
+        with pytest.raises(InvalidArgument, match=re.escape(message)):
+            _settings([], file_settings)
+    with pytest.raises(InvalidArgument, match="go together"):
+        _settings(["--model_name", "m"])
+
+
+def test_the_docs_table_is_generated_and_a_stale_one_is_caught():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("update_docs", REPO / "scripts" / "update_docs.py")
+    update_docs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(update_docs)
+    text = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
+    assert update_docs.updated(text) == text, "docs/configuration.md is stale: run python scripts/update_docs.py"
+    table = update_docs.settings_table()
+    assert "| `port` | `--port` (TF Serving's `--rest_api_port`) |" in table
+    assert "`APPLIANCE_TOKEN`" in table and "`[remote]` `timeout_seconds`" in table
+    stale = text.replace("`--remote_probe_seconds`", "`--remote_probe_interval`")
+    assert stale != text and update_docs.updated(stale) == text
