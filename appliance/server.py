@@ -25,7 +25,6 @@ from __future__ import annotations
 import errno
 import json
 import logging
-import os
 import queue
 import signal
 import socket
@@ -206,6 +205,7 @@ class Server:
         log.info("stopping: new connections refused, %d request(s) in flight", self._in_flight)
         channels = self._waitress.active_channels
         while True:
+            assert self._deadline is not None  # stop() set it: that is what ended serve_forever's loop
             remaining = self._deadline - time.monotonic()
             timeout = min(max(remaining, 0.0), _DRAIN_POLL_SECONDS)
             wasyncore.loop(timeout=timeout, map=self._map, use_poll=True, count=1)
@@ -386,7 +386,7 @@ def _listening_socket(host: str, port: int) -> socket.socket:
     family, kind, proto, _, address = min(infos, key=lambda info: info[0] != socket.AF_INET)
     sock = socket.socket(family, kind, proto)
     try:
-        if os.name == "nt":  # there SO_REUSEADDR would let two servers share the port
+        if sys.platform == "win32":  # there SO_REUSEADDR would let two servers share the port
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_EXCLUSIVEADDRUSE, 1)
         else:  # restart at once while old connections are in TIME_WAIT
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

@@ -25,6 +25,7 @@ each request of the batch runs again on its own and gets its own answer.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import os
 import threading
 import time
@@ -212,7 +213,7 @@ class _Task:
     def result(self) -> dict[str, np.ndarray]:
         if self.error is not None:
             raise self.error
-        return self.outputs
+        return self.outputs  # type: ignore[return-value]  # finish() sets outputs whenever error is None
 
 
 class SignatureBatcher:
@@ -275,6 +276,7 @@ class SignatureBatcher:
 
     def _key(self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> tuple:
         """Requests with equal keys can share a batch: same inputs, dtypes, row shapes and output filter."""
+        shapes: tuple[tuple[str, str, object], ...]
         if self._parameters.pad_variable_length_inputs:
             shapes = tuple((alias, a.dtype.str, a.ndim) for alias, a in inputs.items())
         else:
@@ -332,7 +334,9 @@ class SignatureBatcher:
                     self._arrived.wait(left)
                 if not self._queue:  # another runner took it while this one waited
                     return []
-            key, rows, batch, rest = self._queue[0].key, 0, [], deque()
+            key, rows = self._queue[0].key, 0
+            batch: list[_Task] = []
+            rest: deque[_Task] = deque()
             for task in self._queue:
                 if task.key == key and rows + task.rows <= limit:
                     batch.append(task)
@@ -439,10 +443,7 @@ class BatchingServable(Servable):
         self.signatures = servable.signatures
         self._batchers = {
             name: SignatureBatcher(
-                lambda inputs, output_filter, name=name: servable.predict(name, inputs, output_filter),
-                parameters,
-                lambda requests, rows, name=name: on_batch(name, requests, rows),
-                wait_seconds,
+                functools.partial(servable.predict, name), parameters, functools.partial(on_batch, name), wait_seconds
             )
             for name, signature in servable.signatures.items()
             if is_batchable(signature)

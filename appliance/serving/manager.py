@@ -126,8 +126,9 @@ class _Model:
     def aspired(self, snapshot: ModelSnapshot) -> dict[int, Path]:
         """The policy's versions, plus the pinned one while it is on disk."""
         versions = snapshot.versions
-        if self.pinned in snapshot.on_disk:
-            versions[self.pinned] = snapshot.on_disk[self.pinned]
+        pinned = self.pinned
+        if pinned is not None and pinned in snapshot.on_disk:
+            versions[pinned] = snapshot.on_disk[pinned]
         return versions
 
 
@@ -138,10 +139,10 @@ class ServableHandle:
 
     def __init__(self, manager: ModelManager, name: str, version: _Version):
         self._manager = manager
-        self._version = version
+        self._version: _Version | None = version
         self.name = name
         self.version = version.number
-        self.servable = version.servable
+        self.servable: Servable = version.servable  # type: ignore[assignment]  # an AVAILABLE version holds one
 
     def release(self) -> None:
         if self._version is not None:
@@ -372,6 +373,7 @@ class ModelManager:
                 fresh = _Version(old.number, old.path)  # its own refcount: held handles keep the old one
                 self._load(name, fresh)
                 if fresh.state is not State.AVAILABLE:
+                    assert fresh.error is not None  # _load() sets it whenever the version is not AVAILABLE
                     failures.append((old.number, fresh.error))
                     continue
                 with self._lock:
@@ -457,6 +459,7 @@ class ModelManager:
 
     def acquire(self, name: str, version: int | None = None, label: str | None = None) -> ServableHandle:
         """A handle to the requested version: explicit, by label, or the chosen one."""
+        found: _Version | None
         with self._lock:
             model = self._models.get(name)
             if label is not None:

@@ -51,7 +51,7 @@ def load_pystray() -> ModuleType:
     return _usable(pystray)
 
 
-def gui_caller(pystray: ModuleType) -> Callable[[Callable[[], object]], None]:
+def gui_caller(pystray: ModuleType) -> Callable[[Callable[[], object]], object]:
     """A function that runs a callable on the tray's GUI thread, callable from any thread.
 
     The GTK and AppIndicator backends run a GLib main loop: the call is queued with ``GLib.idle_add`` and runs

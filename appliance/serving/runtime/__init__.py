@@ -16,6 +16,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -103,7 +104,10 @@ class Servable(abc.ABC):
 class Runtime(abc.ABC):
     """Loads servables onto one device."""
 
-    device: DeviceInfo
+    if TYPE_CHECKING:  # read-only to its users: a plain attribute, or a property (DeferredRuntime)
+
+        @property
+        def device(self) -> DeviceInfo: ...
 
     @abc.abstractmethod
     def load(self, path: Path) -> Servable:

@@ -442,6 +442,8 @@ class LocalTFRuntime(Runtime):
     and the others on TensorFlow's own pool.
     """
 
+    device: DeviceInfo
+
     def __init__(
         self,
         device: str = "auto",
