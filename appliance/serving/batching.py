@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import os
 import threading
 import time
@@ -63,7 +64,7 @@ class BatchingParameters:
             raise InvalidArgument("batch_timeout_micros must not be negative")
         sizes = self.allowed_batch_sizes
         if sizes:
-            if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
+            if any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] < 1:
                 raise InvalidArgument("allowed_batch_sizes entries must be positive and in increasing order")
             if sizes[-1] != self.max_batch_size:
                 raise InvalidArgument("final entry in allowed_batch_sizes must equal max_batch_size")
@@ -423,9 +424,7 @@ def _split(outputs: dict[str, np.ndarray], sizes: list[int], rows: int) -> list[
         if value.ndim == 0 or value.shape[0] != rows:
             raise ServingError(f"Batched output tensor {alias} has {value.shape[:1]} rows, not {rows}", Code.INTERNAL)
     offsets = np.cumsum([0, *sizes])
-    return [
-        {alias: value[start:end] for alias, value in outputs.items()} for start, end in zip(offsets[:-1], offsets[1:])
-    ]
+    return [{alias: value[start:end] for alias, value in outputs.items()} for start, end in itertools.pairwise(offsets)]
 
 
 class BatchingServable(Servable):

@@ -113,7 +113,7 @@ class Runtime(abc.ABC):
     def load(self, path: Path) -> Servable:
         """Load the SavedModel in ``path``; raises ServingError when it cannot."""
 
-    def reclaim_memory(self) -> None:
+    def reclaim_memory(self) -> None:  # noqa: B027  # a deliberate no-op default, not an abstract method
         """Give the memory of the servables closed so far back (called after each unload); by default nothing."""
 
 

@@ -13,6 +13,7 @@ inputs are fed by the tensor names their signature declares.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import gc
@@ -477,10 +478,8 @@ class LocalTFRuntime(Runtime):
         """
         gc.collect()
         if sys.platform == "linux":
-            try:
+            with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl): nothing to give back this way
                 ctypes.CDLL(None).malloc_trim(0)
-            except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to give back this way
-                pass
 
     def load(self, path: Path) -> LocalTFServable:
         path = Path(path)
