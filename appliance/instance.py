@@ -7,8 +7,7 @@
     else:
         running = find_running_instance(instance_lock_file(), discovery_file())  # -> Discovery(url=...) | None
 
-The lock is an OS file lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows), which the OS drops when its
-process ends in any way, ``kill -9`` included: a free lock beside a discovery file means that appliance crashed.
+The lock is an OS file lock, dropped however its process ends: a free lock beside a discovery file means a crash.
 """
 
 from __future__ import annotations
@@ -28,7 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class InstanceLock:
-    """An exclusive lock on ``path``, held from :meth:`acquire` until :meth:`release` or the end of the process."""
+    """An exclusive lock on ``path``, held from :meth:`acquire` until :meth:`release` or the end of the process.
+
+    The lock is an OS file lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows), which the OS drops when its
+    process ends in any way, ``kill -9`` included: a free lock beside a discovery file means that appliance crashed.
+    """
 
     def __init__(self, path: Path):
         self.path = path

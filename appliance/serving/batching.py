@@ -3,20 +3,7 @@
 TF Serving's ``--enable_batching`` and ``--batching_parameters_file`` (a text
 ``BatchingParameters`` proto) are read unchanged, as is a version's own
 ``batching_params.pbtxt``. Only signatures whose inputs and outputs all have an
-unknown first (batch) dimension are batched; other signatures, and requests
-that could not share a batch (more rows than ``max_batch_size``, inputs that
-disagree on their batch size), run alone.
-
-Dispatch is greedy and needs no thread of its own. The request that finds the
-signature idle runs at once, so a lone client pays nothing for batching;
-requests arriving while a call runs queue up, and when a caller is free it
-runs everything queued as one batch (up to ``max_batch_size`` rows, or after
-waiting ``batch_timeout_micros`` for a fuller one when that is set). At most
-``num_batch_threads`` callers run batches of one signature at once; the rest
-wait, and one of them takes over when a runner leaves.
-
-One request's failure never fails its neighbours: when a merged call fails,
-each request of the batch runs again on its own and gets its own answer.
+unknown first (batch) dimension are batched; :class:`SignatureBatcher` says how.
 
     policy = BatchingPolicy(enabled=True, parameters=read_batching_parameters(Path("batching.config")))
     servable = policy.wrap(servable, version_path, "digits", 2, observer)
@@ -218,7 +205,21 @@ class _Task:
 
 
 class SignatureBatcher:
-    """The queue of one signature: merges the requests waiting in it into batched calls of ``run``."""
+    """The queue of one signature: merges the requests waiting in it into batched calls of ``run``.
+
+    Dispatch is greedy and needs no thread of its own. The request that finds the
+    signature idle runs at once, so a lone client pays nothing for batching;
+    requests arriving while a call runs queue up, and when a caller is free it
+    runs everything queued as one batch (up to ``max_batch_size`` rows, or after
+    waiting ``batch_timeout_micros`` for a fuller one when that is set). At most
+    ``num_batch_threads`` callers run batches of one signature at once; the rest
+    wait, and one of them takes over when a runner leaves.
+
+    Requests that could not share a batch (more rows than ``max_batch_size``,
+    inputs that disagree on their batch size) run alone. One request's failure
+    never fails its neighbours: when a merged call fails, each request of the
+    batch runs again on its own and gets its own answer.
+    """
 
     def __init__(
         self,

@@ -1,21 +1,7 @@
 """The model manager: loads and unloads versions, tracks their TF Serving states, hands out servables.
 
-Each version found by the :class:`~appliance.serving.repository.Repository`
-goes START -> LOADING -> AVAILABLE -> UNLOADING -> END, or from LOADING to END
-with an error that status reports and that never disturbs other versions or
-models. A background thread polls the repository: a new version is loaded
-before a removed one is unloaded, and a version is only closed once the last
-request holding a handle to it has finished (handles are reference-counted).
-A version that failed to load is retried when its files change, so a model
-that was still being copied is picked up once it is complete.
-
-Each model has a *chosen* version: the one used by requests that name no
-version (``/predict`` and unversioned TF Serving calls). It is the version the
-user chose with :meth:`ModelManager.choose` (remembered in the preferences)
-while that is AVAILABLE, else the newest AVAILABLE version. Choosing a version
-that is not loaded loads it first; requests already running finish on the old
-one, so a switch drops nothing. :meth:`ModelManager.reload` loads a model's
-AVAILABLE versions afresh from disk and swaps them in the same way.
+Versions go START -> LOADING -> AVAILABLE -> UNLOADING -> END as the repository changes; requests
+hold counted handles, so a version closes only after its last request (see :class:`ModelManager`).
 
     manager = ModelManager(repository, runtime, poll_seconds=1.0)
     manager.start()
@@ -157,7 +143,25 @@ class ServableHandle:
 
 
 class ModelManager:
-    """Owns every loaded version; safe to call from any number of request threads."""
+    """Owns every loaded version; safe to call from any number of request threads.
+
+    Each version found by the :class:`~appliance.serving.repository.Repository`
+    goes START -> LOADING -> AVAILABLE -> UNLOADING -> END, or from LOADING to END
+    with an error that status reports and that never disturbs other versions or
+    models. A background thread polls the repository: a new version is loaded
+    before a removed one is unloaded, and a version is only closed once the last
+    request holding a handle to it has finished (handles are reference-counted).
+    A version that failed to load is retried when its files change, so a model
+    that was still being copied is picked up once it is complete.
+
+    Each model has a *chosen* version: the one used by requests that name no
+    version (``/predict`` and unversioned TF Serving calls). It is the version the
+    user chose with :meth:`choose` (remembered in the preferences) while that is
+    AVAILABLE, else the newest AVAILABLE version. Choosing a version that is not
+    loaded loads it first; requests already running finish on the old one, so a
+    switch drops nothing. :meth:`reload` loads a model's AVAILABLE versions afresh
+    from disk and swaps them in the same way.
+    """
 
     def __init__(
         self,
