@@ -1,4 +1,7 @@
-"""``python -m appliance``: the same as the ``appliance`` command."""
+"""``python -m appliance``: the same as the ``appliance`` command.
+
+$ python -m appliance serve --port 8501    # as `appliance serve --port 8501`
+"""
 
 from .cli import main
 

@@ -7,8 +7,7 @@
     else:
         running = find_running_instance(instance_lock_file(), discovery_file())  # -> Discovery(url=...) | None
 
-The lock is an OS file lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows), which the OS drops when its
-process ends in any way, ``kill -9`` included: a free lock beside a discovery file means that appliance crashed.
+The lock is an OS file lock, dropped however its process ends: a free lock beside a discovery file means a crash.
 """
 
 from __future__ import annotations
@@ -28,7 +27,11 @@ log = logging.getLogger(__name__)
 
 
 class InstanceLock:
-    """An exclusive lock on ``path``, held from :meth:`acquire` until :meth:`release` or the end of the process."""
+    """An exclusive lock on ``path``, held from :meth:`acquire` until :meth:`release` or the end of the process.
+
+    The lock is an OS file lock (``flock`` on POSIX, ``msvcrt.locking`` on Windows), which the OS drops when its
+    process ends in any way, ``kill -9`` included: a free lock beside a discovery file means that appliance crashed.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -116,7 +119,7 @@ def read_discovery(path: Path) -> Discovery | None:
     if not isinstance(document, dict):
         return None
     fields = typing.get_type_hints(Discovery)
-    values = {name: document.get(name) for name in fields}
+    values: dict[str, typing.Any] = {name: document.get(name) for name in fields}
     if not all(isinstance(value, fields[name]) and not isinstance(value, bool) for name, value in values.items()):
         return None
     return Discovery(**values)
@@ -166,23 +169,27 @@ def _process_is_alive(pid: int) -> bool:
     return True
 
 
-def _windows_process_is_alive(pid: int) -> bool:
-    # os.kill(pid, 0) would terminate the process on Windows, so ask the kernel instead.
-    import ctypes
-    from ctypes import wintypes
+if sys.platform == "win32":  # Windows-only names: type checkers skip this elsewhere
 
-    kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
-    kernel32.OpenProcess.restype = wintypes.HANDLE
-    kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
-    kernel32.GetExitCodeProcess.argtypes = (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
-    kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
-    process_query_limited_information, error_access_denied, still_active = 0x1000, 5, 259
+    def _windows_process_is_alive(pid: int) -> bool:
+        # os.kill(pid, 0) would terminate the process on Windows, so ask the kernel instead.
+        import ctypes
+        from ctypes import wintypes
 
-    handle = kernel32.OpenProcess(process_query_limited_information, False, pid)
-    if not handle:
-        return ctypes.get_last_error() == error_access_denied
-    try:
-        exit_code = wintypes.DWORD()
-        return bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code))) and exit_code.value == still_active
-    finally:
-        kernel32.CloseHandle(handle)
+        kernel32 = ctypes.WinDLL("kernel32", use_last_error=True)
+        kernel32.OpenProcess.restype = wintypes.HANDLE
+        kernel32.OpenProcess.argtypes = (wintypes.DWORD, wintypes.BOOL, wintypes.DWORD)
+        kernel32.GetExitCodeProcess.argtypes = (wintypes.HANDLE, ctypes.POINTER(wintypes.DWORD))
+        kernel32.CloseHandle.argtypes = (wintypes.HANDLE,)
+        process_query_limited_information, error_access_denied, still_active = 0x1000, 5, 259
+
+        handle = kernel32.OpenProcess(process_query_limited_information, False, pid)
+        if not handle:
+            return ctypes.get_last_error() == error_access_denied
+        try:
+            exit_code = wintypes.DWORD()
+            return (
+                bool(kernel32.GetExitCodeProcess(handle, ctypes.byref(exit_code))) and exit_code.value == still_active
+            )
+        finally:
+            kernel32.CloseHandle(handle)

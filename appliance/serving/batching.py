@@ -3,20 +3,7 @@
 TF Serving's ``--enable_batching`` and ``--batching_parameters_file`` (a text
 ``BatchingParameters`` proto) are read unchanged, as is a version's own
 ``batching_params.pbtxt``. Only signatures whose inputs and outputs all have an
-unknown first (batch) dimension are batched; other signatures, and requests
-that could not share a batch (more rows than ``max_batch_size``, inputs that
-disagree on their batch size), run alone.
-
-Dispatch is greedy and needs no thread of its own. The request that finds the
-signature idle runs at once, so a lone client pays nothing for batching;
-requests arriving while a call runs queue up, and when a caller is free it
-runs everything queued as one batch (up to ``max_batch_size`` rows, or after
-waiting ``batch_timeout_micros`` for a fuller one when that is set). At most
-``num_batch_threads`` callers run batches of one signature at once; the rest
-wait, and one of them takes over when a runner leaves.
-
-One request's failure never fails its neighbours: when a merged call fails,
-each request of the batch runs again on its own and gets its own answer.
+unknown first (batch) dimension are batched; :class:`SignatureBatcher` says how.
 
     policy = BatchingPolicy(enabled=True, parameters=read_batching_parameters(Path("batching.config")))
     servable = policy.wrap(servable, version_path, "digits", 2, observer)
@@ -25,6 +12,8 @@ each request of the batch runs again on its own and gets its own answer.
 from __future__ import annotations
 
 import dataclasses
+import functools
+import itertools
 import os
 import threading
 import time
@@ -62,7 +51,7 @@ class BatchingParameters:
             raise InvalidArgument("batch_timeout_micros must not be negative")
         sizes = self.allowed_batch_sizes
         if sizes:
-            if any(b <= a for a, b in zip(sizes, sizes[1:])) or sizes[0] < 1:
+            if any(b <= a for a, b in itertools.pairwise(sizes)) or sizes[0] < 1:
                 raise InvalidArgument("allowed_batch_sizes entries must be positive and in increasing order")
             if sizes[-1] != self.max_batch_size:
                 raise InvalidArgument("final entry in allowed_batch_sizes must equal max_batch_size")
@@ -212,11 +201,25 @@ class _Task:
     def result(self) -> dict[str, np.ndarray]:
         if self.error is not None:
             raise self.error
-        return self.outputs
+        return self.outputs  # type: ignore[return-value]  # finish() sets outputs whenever error is None
 
 
 class SignatureBatcher:
-    """The queue of one signature: merges the requests waiting in it into batched calls of ``run``."""
+    """The queue of one signature: merges the requests waiting in it into batched calls of ``run``.
+
+    Dispatch is greedy and needs no thread of its own. The request that finds the
+    signature idle runs at once, so a lone client pays nothing for batching;
+    requests arriving while a call runs queue up, and when a caller is free it
+    runs everything queued as one batch (up to ``max_batch_size`` rows, or after
+    waiting ``batch_timeout_micros`` for a fuller one when that is set). At most
+    ``num_batch_threads`` callers run batches of one signature at once; the rest
+    wait, and one of them takes over when a runner leaves.
+
+    Requests that could not share a batch (more rows than ``max_batch_size``,
+    inputs that disagree on their batch size) run alone. One request's failure
+    never fails its neighbours: when a merged call fails, each request of the
+    batch runs again on its own and gets its own answer.
+    """
 
     def __init__(
         self,
@@ -275,6 +278,7 @@ class SignatureBatcher:
 
     def _key(self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> tuple:
         """Requests with equal keys can share a batch: same inputs, dtypes, row shapes and output filter."""
+        shapes: tuple[tuple[str, str, object], ...]
         if self._parameters.pad_variable_length_inputs:
             shapes = tuple((alias, a.dtype.str, a.ndim) for alias, a in inputs.items())
         else:
@@ -332,7 +336,9 @@ class SignatureBatcher:
                     self._arrived.wait(left)
                 if not self._queue:  # another runner took it while this one waited
                     return []
-            key, rows, batch, rest = self._queue[0].key, 0, [], deque()
+            key, rows = self._queue[0].key, 0
+            batch: list[_Task] = []
+            rest: deque[_Task] = deque()
             for task in self._queue:
                 if task.key == key and rows + task.rows <= limit:
                     batch.append(task)
@@ -419,9 +425,7 @@ def _split(outputs: dict[str, np.ndarray], sizes: list[int], rows: int) -> list[
         if value.ndim == 0 or value.shape[0] != rows:
             raise ServingError(f"Batched output tensor {alias} has {value.shape[:1]} rows, not {rows}", Code.INTERNAL)
     offsets = np.cumsum([0, *sizes])
-    return [
-        {alias: value[start:end] for alias, value in outputs.items()} for start, end in zip(offsets[:-1], offsets[1:])
-    ]
+    return [{alias: value[start:end] for alias, value in outputs.items()} for start, end in itertools.pairwise(offsets)]
 
 
 class BatchingServable(Servable):
@@ -439,10 +443,7 @@ class BatchingServable(Servable):
         self.signatures = servable.signatures
         self._batchers = {
             name: SignatureBatcher(
-                lambda inputs, output_filter, name=name: servable.predict(name, inputs, output_filter),
-                parameters,
-                lambda requests, rows, name=name: on_batch(name, requests, rows),
-                wait_seconds,
+                functools.partial(servable.predict, name), parameters, functools.partial(on_batch, name), wait_seconds
             )
             for name, signature in servable.signatures.items()
             if is_batchable(signature)

@@ -1,21 +1,7 @@
 """The model manager: loads and unloads versions, tracks their TF Serving states, hands out servables.
 
-Each version found by the :class:`~appliance.serving.repository.Repository`
-goes START -> LOADING -> AVAILABLE -> UNLOADING -> END, or from LOADING to END
-with an error that status reports and that never disturbs other versions or
-models. A background thread polls the repository: a new version is loaded
-before a removed one is unloaded, and a version is only closed once the last
-request holding a handle to it has finished (handles are reference-counted).
-A version that failed to load is retried when its files change, so a model
-that was still being copied is picked up once it is complete.
-
-Each model has a *chosen* version: the one used by requests that name no
-version (``/predict`` and unversioned TF Serving calls). It is the version the
-user chose with :meth:`ModelManager.choose` (remembered in the preferences)
-while that is AVAILABLE, else the newest AVAILABLE version. Choosing a version
-that is not loaded loads it first; requests already running finish on the old
-one, so a switch drops nothing. :meth:`ModelManager.reload` loads a model's
-AVAILABLE versions afresh from disk and swaps them in the same way.
+Versions go START -> LOADING -> AVAILABLE -> UNLOADING -> END as the repository changes; requests
+hold counted handles, so a version closes only after its last request (see :class:`ModelManager`).
 
     manager = ModelManager(repository, runtime, poll_seconds=1.0)
     manager.start()
@@ -126,8 +112,9 @@ class _Model:
     def aspired(self, snapshot: ModelSnapshot) -> dict[int, Path]:
         """The policy's versions, plus the pinned one while it is on disk."""
         versions = snapshot.versions
-        if self.pinned in snapshot.on_disk:
-            versions[self.pinned] = snapshot.on_disk[self.pinned]
+        pinned = self.pinned
+        if pinned is not None and pinned in snapshot.on_disk:
+            versions[pinned] = snapshot.on_disk[pinned]
         return versions
 
 
@@ -138,10 +125,10 @@ class ServableHandle:
 
     def __init__(self, manager: ModelManager, name: str, version: _Version):
         self._manager = manager
-        self._version = version
+        self._version: _Version | None = version
         self.name = name
         self.version = version.number
-        self.servable = version.servable
+        self.servable: Servable = version.servable  # type: ignore[assignment]  # an AVAILABLE version holds one
 
     def release(self) -> None:
         if self._version is not None:
@@ -156,7 +143,25 @@ class ServableHandle:
 
 
 class ModelManager:
-    """Owns every loaded version; safe to call from any number of request threads."""
+    """Owns every loaded version; safe to call from any number of request threads.
+
+    Each version found by the :class:`~appliance.serving.repository.Repository`
+    goes START -> LOADING -> AVAILABLE -> UNLOADING -> END, or from LOADING to END
+    with an error that status reports and that never disturbs other versions or
+    models. A background thread polls the repository: a new version is loaded
+    before a removed one is unloaded, and a version is only closed once the last
+    request holding a handle to it has finished (handles are reference-counted).
+    A version that failed to load is retried when its files change, so a model
+    that was still being copied is picked up once it is complete.
+
+    Each model has a *chosen* version: the one used by requests that name no
+    version (``/predict`` and unversioned TF Serving calls). It is the version the
+    user chose with :meth:`choose` (remembered in the preferences) while that is
+    AVAILABLE, else the newest AVAILABLE version. Choosing a version that is not
+    loaded loads it first; requests already running finish on the old one, so a
+    switch drops nothing. :meth:`reload` loads a model's AVAILABLE versions afresh
+    from disk and swaps them in the same way.
+    """
 
     def __init__(
         self,
@@ -372,6 +377,7 @@ class ModelManager:
                 fresh = _Version(old.number, old.path)  # its own refcount: held handles keep the old one
                 self._load(name, fresh)
                 if fresh.state is not State.AVAILABLE:
+                    assert fresh.error is not None  # _load() sets it whenever the version is not AVAILABLE
                     failures.append((old.number, fresh.error))
                     continue
                 with self._lock:
@@ -457,6 +463,7 @@ class ModelManager:
 
     def acquire(self, name: str, version: int | None = None, label: str | None = None) -> ServableHandle:
         """A handle to the requested version: explicit, by label, or the chosen one."""
+        found: _Version | None
         with self._lock:
             model = self._models.get(name)
             if label is not None:

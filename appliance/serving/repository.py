@@ -56,10 +56,9 @@ def scan_versions(base_path: Path) -> dict[int, Path]:
         return versions
     for entry in entries:
         version = parse_version(entry.name)
-        if version is not None and entry.is_dir():
-            # Two spellings of one number ("7" and "007"): keep one, deterministically.
-            if version not in versions or entry.name < versions[version].name:
-                versions[version] = Path(entry.path)
+        # Two spellings of one number ("7" and "007"): keep one, deterministically.
+        if version is not None and entry.is_dir() and (version not in versions or entry.name < versions[version].name):
+            versions[version] = Path(entry.path)
     return versions
 
 

@@ -5,15 +5,8 @@
     call_in_gui(icon.update_menu)     # runs on the tray's GUI thread, whichever thread calls it
 
 Importing pystray picks its backend once, and raises (not always ImportError) when there is no display, so
-pystray is imported here only, lazily, inside :func:`load_pystray`. On Linux the AppIndicator backend is
-preferred (it falls back to an XEmbed icon when the desktop has no StatusNotifier host), then GTK;
-``PYSTRAY_BACKEND``, when set, is honoured as pystray documents. pystray's ``xorg`` backend has no menus and
-its ``dummy`` backend cannot run: neither can carry this tray.
-
-GTK is initialised with OpenGL off (``GDK_GL=disable`` while pystray is imported, unless ``GDK_GL`` is set):
-when GTK opens the display it otherwise probes OpenGL, and with Mesa drivers (Intel, AMD, llvmpipe under Xvfb)
-that loads ``libLLVM``, whose symbols clash with the LLVM built into TensorFlow: importing TensorFlow after
-that crashes (SIGSEGV), and importing it before makes the process abort on exit. The tray draws no OpenGL.
+pystray is imported here only, lazily, inside :func:`load_pystray`, and GTK with OpenGL off (see
+:func:`_import_pystray`: its OpenGL clashes with TensorFlow).
 """
 
 from __future__ import annotations
@@ -34,7 +27,12 @@ class TrayUnavailable(Exception):
 
 
 def load_pystray() -> ModuleType:
-    """Import pystray with a backend that can show a tray with menus, or raise :class:`TrayUnavailable`."""
+    """Import pystray with a backend that can show a tray with menus, or raise :class:`TrayUnavailable`.
+
+    On Linux the AppIndicator backend is preferred (it falls back to an XEmbed icon when the desktop has no
+    StatusNotifier host), then GTK; ``PYSTRAY_BACKEND``, when set, is honoured as pystray documents. pystray's
+    ``xorg`` backend has no menus and its ``dummy`` backend cannot run: neither can carry this tray.
+    """
     if "pystray" in sys.modules:
         return _usable(sys.modules["pystray"])
     if importlib.util.find_spec("pystray") is None:
@@ -51,7 +49,7 @@ def load_pystray() -> ModuleType:
     return _usable(pystray)
 
 
-def gui_caller(pystray: ModuleType) -> Callable[[Callable[[], object]], None]:
+def gui_caller(pystray: ModuleType) -> Callable[[Callable[[], object]], object]:
     """A function that runs a callable on the tray's GUI thread, callable from any thread.
 
     The GTK and AppIndicator backends run a GLib main loop: the call is queued with ``GLib.idle_add`` and runs
@@ -90,6 +88,11 @@ def _import_pystray(backend: str | None = None) -> ModuleType:
 
     Both variables are read once, while pystray and GTK are imported; the environment is restored afterwards,
     so programs the application starts later (a browser, a file manager) do not inherit them.
+
+    GTK is initialised with OpenGL off (``GDK_GL=disable`` while pystray is imported, unless ``GDK_GL`` is set):
+    when GTK opens the display it otherwise probes OpenGL, and with Mesa drivers (Intel, AMD, llvmpipe under Xvfb)
+    that loads ``libLLVM``, whose symbols clash with the LLVM built into TensorFlow: importing TensorFlow after
+    that crashes (SIGSEGV), and importing it before makes the process abort on exit. The tray draws no OpenGL.
     """
     saved = {name: os.environ.get(name) for name in ("PYSTRAY_BACKEND", "GDK_GL")}
     if backend:

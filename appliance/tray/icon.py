@@ -11,6 +11,7 @@ Drawn four times larger and scaled down, for smooth edges at any size. No binary
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 from PIL import Image, ImageDraw
@@ -56,7 +57,7 @@ def save_icon_png(path: str | Path, size: int = 256) -> Path:
 
 
 def _draw_network(draw: ImageDraw.ImageDraw, scale: float) -> None:
-    for layer, following in zip(_LAYERS, _LAYERS[1:]):
+    for layer, following in itertools.pairwise(_LAYERS):
         for x0, y0 in layer:
             for x1, y1 in following:
                 draw.line((x0 * scale, y0 * scale, x1 * scale, y1 * scale), fill=_WHITE, width=round(2 * scale))
@@ -69,8 +70,8 @@ def _draw_network(draw: ImageDraw.ImageDraw, scale: float) -> None:
 def _draw_badge(draw: ImageDraw.ImageDraw, scale: float, badge: str, colour: tuple[int, int, int]) -> None:
     """A white disc in the bottom-right corner, ringed in the status colour, with a mark in that colour."""
     cx, cy, r = 50 * scale, 50 * scale, 13 * scale
-    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_WHITE, outline=colour + (255,), width=round(2.5 * scale))
-    ink = colour + (255,)
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), fill=_WHITE, outline=(*colour, 255), width=round(2.5 * scale))
+    ink = (*colour, 255)
     stroke = round(3.5 * scale)
     if badge == "cross":
         d = 5.5 * scale

@@ -2,8 +2,7 @@
 
     state = TrayState(status="ready", detail="ready: 2 models", url="http://127.0.0.1:8501",
                       device="CPU (AMD EPYC)", backend="local", start_at_login=False,
-                      models=(ModelItem("digits", 2, (VersionItem(2, "AVAILABLE"),
-                                                      VersionItem(1, "AVAILABLE", labels=("stable",)))),))
+                      models=(ModelItem("digits", 2, (VersionItem(2, "AVAILABLE", labels=("stable",)),)),))
     tray = Tray(lambda: state, commands)    # commands: anything with the TrayCommands methods
 
 The application builds a :class:`TrayState` from its own state whenever the tray asks, and implements

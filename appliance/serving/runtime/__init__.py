@@ -16,6 +16,7 @@ import dataclasses
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -103,13 +104,16 @@ class Servable(abc.ABC):
 class Runtime(abc.ABC):
     """Loads servables onto one device."""
 
-    device: DeviceInfo
+    if TYPE_CHECKING:  # read-only to its users: a plain attribute, or a property (DeferredRuntime)
+
+        @property
+        def device(self) -> DeviceInfo: ...
 
     @abc.abstractmethod
     def load(self, path: Path) -> Servable:
         """Load the SavedModel in ``path``; raises ServingError when it cannot."""
 
-    def reclaim_memory(self) -> None:
+    def reclaim_memory(self) -> None:  # noqa: B027  # a deliberate no-op default, not an abstract method
         """Give the memory of the servables closed so far back (called after each unload); by default nothing."""
 
 

@@ -1,10 +1,9 @@
 """The local TensorFlow runtime: SavedModels run in TF sessions on this machine's CPU or GPU.
 
-This is the only module that imports TensorFlow. Models load with the TF1
-SavedModel loader, exactly as TensorFlow Serving loads them, so TF1 exports
-(such as TF Serving's own ``half_plus_three``) and TF2 exports both serve, every
-SignatureDef (``__saved_model_init_op`` included) is visible for metadata, and
-inputs are fed by the tensor names their signature declares.
+This is the only module that imports TensorFlow. Models load with the TF1 SavedModel loader, exactly as
+TensorFlow Serving loads them, so TF1 exports (such as TF Serving's own ``half_plus_three``) and TF2 exports both
+serve, every SignatureDef (``__saved_model_init_op`` included) is visible for metadata, and inputs are fed by the
+tensor names their signature declares.
 
     runtime = LocalTFRuntime(device="auto")
     print(runtime.device.describe())          # "CPU (Intel(R) Xeon(R) ...)"
@@ -13,6 +12,7 @@ inputs are fed by the tensor names their signature declares.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import dataclasses
 import gc
@@ -204,11 +204,10 @@ class LocalTFServable(Servable):
     block runs in the calling thread rather than being handed to TensorFlow's
     inter-op pool (``RunOptions.inter_op_thread_pool = -1``): for the small
     graphs a desktop serves, that hand-off and its wake-ups cost more than the
-    model (digits, batch 1: 48 µs a call and 69 µs of CPU on the pool, 26 µs and
-    26 µs in the caller). The deadline cannot cancel a call running that way,
-    hence the ops' condition. Calls of several rows (batches, whose hand-off is
-    shared) stay on the pool: oneDNN keeps primitives per thread and shape, and
-    batches of every size run in each of 32 worker threads grew RSS by 100 MiB.
+    model. The deadline cannot cancel a call running that way, hence the ops'
+    condition. Calls of several rows (batches, whose hand-off is shared) stay on
+    the pool: oneDNN keeps primitives per thread and shape, so batches of every
+    size run in every worker thread would multiply that memory.
     """
 
     def __init__(self, session, meta_graph, run_timeout_ms: int = 0, caller_thread_when_bounded: bool = False):
@@ -442,6 +441,8 @@ class LocalTFRuntime(Runtime):
     and the others on TensorFlow's own pool.
     """
 
+    device: DeviceInfo
+
     def __init__(
         self,
         device: str = "auto",
@@ -469,16 +470,13 @@ class LocalTFRuntime(Runtime):
         """Free closed sessions' graphs now and hand the heap's free pages back to the OS (glibc).
 
         A graph is a web of reference cycles that only a full garbage collection
-        frees, and traffic can put that off for long: without this, 60 reloads of
-        the bundled models in one process grew RSS by 49 MiB and climbing; with it,
-        by 9 MiB, flat after the first 10.
+        frees, and traffic can put that off for long: without this, repeated
+        reloads keep growing the process's memory; with it, it levels off.
         """
         gc.collect()
         if sys.platform == "linux":
-            try:
+            with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl): nothing to give back this way
                 ctypes.CDLL(None).malloc_trim(0)
-            except (OSError, AttributeError):  # not glibc (e.g. musl): nothing to give back this way
-                pass
 
     def load(self, path: Path) -> LocalTFServable:
         path = Path(path)
