@@ -181,7 +181,7 @@ def tfs_proxied_server(tfs_direct_server, tmp_path_factory):
 @pytest.fixture(scope="session")
 def tfs_real_server(tmp_path_factory):
     """An appliance proxying to a real tensorflow_model_server at $APPLIANCE_TFSERVING_URL (see
-    .ci/github-remote-tfserving.yml), which serves the same models under the same names."""
+    .github/workflows/remote-tfserving.yml), which serves the same models under the same names."""
     server = ApplianceProcess(
         "--remote_url", os.environ["APPLIANCE_TFSERVING_URL"], "--models_dir", str(tmp_path_factory.mktemp("no-models"))
     )
