@@ -22,6 +22,7 @@ the machine's changing load alike.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import time
 from collections import Counter
@@ -144,10 +145,8 @@ async def _client(target: Target, request: bytes, window: _Window) -> None:
 
 
 async def _wait_at_most(event: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(event.wait(), seconds)
-    except asyncio.TimeoutError:
-        pass
 
 
 @dataclass

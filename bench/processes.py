@@ -98,7 +98,10 @@ class ServerProcess:
             raise RuntimeError(f"{self.name} exited with status {self.process.returncode}:\n{self.log_tail()}")
 
     def _poll(self, probe, timeout: float, failure: str):
-        """``probe()``'s first true result, polled while the server runs; RuntimeError(``failure``) after ``timeout``."""
+        """``probe()``'s first true result, polled while the server runs.
+
+        Raises RuntimeError(``failure``) after ``timeout``.
+        """
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             self.check_running()

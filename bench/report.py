@@ -79,9 +79,9 @@ def _cold_start(results: dict) -> Comparison:
     cold = results["cold_start"]
     appliance, imports = cold["appliance_median_s"], cold["import_tensorflow_median_s"]
     return Comparison(
-        "cold start to first prediction − time to import tensorflow (s)",
+        "cold start to first prediction \N{MINUS SIGN} time to import tensorflow (s)",
         appliance - imports,
-        f"{appliance:.2f} s − {imports:.2f} s (medians of {len(cold['appliance_s'])}; the import's "
+        f"{appliance:.2f} s \N{MINUS SIGN} {imports:.2f} s (medians of {len(cold['appliance_s'])}; the import's "
         f"process exit, ~1 s of TF teardown, not counted)",
     )
 

@@ -180,7 +180,10 @@ def wait_ready(server: ServerProcess, host: str, port: int, models: tuple[str | 
 
 
 def wait_appliance_ready(server: ServerProcess, host: str, port: int, models: tuple[str, ...]) -> float:
-    """:func:`wait_ready`, then wait until the appliance has loaded every version, so none loads during a measurement."""
+    """:func:`wait_ready`, then wait until the appliance has loaded every version.
+
+    Then no version loads during a measurement.
+    """
     first = wait_ready(server, host, port, models)
     server.wait_versions_settled(host, port, models, START_TIMEOUT)
     return first

@@ -1,4 +1,5 @@
-"""The soak test: the appliance under steady load for minutes while versions switch and models reload, watched for leaks.
+"""The soak test: the appliance under steady load for minutes while versions switch and models reload,
+watched for leaks.
 
     python bench/soak.py [--minutes 10] [--json PATH]        (the same: python -m bench.soak ...)
 
@@ -572,7 +573,7 @@ def summary(results: dict) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--minutes", type=float, default=10.0, help="minutes of load (default 10; CI runs 1)")
     parser.add_argument("--clients", type=int, default=16, help="client threads (default 16)")
     parser.add_argument(

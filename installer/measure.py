@@ -106,6 +106,28 @@ def time_to_first_predict(command: list[str], cwd: Path, timeout: float = 180) -
 
 
 def main(argv: list[str] | None = None) -> int:
+    args = _parse_args(argv)
+    sys.path.insert(0, str(HERE))
+    import build  # installer/build.py
+
+    bundle = args.bundle.resolve()
+    figures: dict[str, object] = _build(bundle, args.deb) if args.build else {}
+    executable = build.executable(bundle)
+    if not executable.is_file():
+        raise SystemExit(f"measure: {executable} not found (build it: python installer/build.py, or use --build)")
+    figures["bundle_bytes"] = build.tree_size(bundle)
+    if "deb_bytes" not in figures:
+        debs = sorted(bundle.parent.glob("appliance_*.deb"))
+        if debs:
+            figures["deb_bytes"] = debs[-1].stat().st_size
+    figures.update(_startup_figures(executable, args.runs, args.drop_caches))
+    _print_figures(figures)
+    if args.json:
+        args.json.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def _parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(
         "--bundle", type=Path, default=REPO / "dist" / "appliance", help="the onedir bundle (default: %(default)s)"
@@ -117,54 +139,47 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="launches of each, alternating (default: %(default)s)")
     parser.add_argument("--drop-caches", action="store_true", help="empty the page cache before each launch (root)")
     parser.add_argument("--json", type=Path, help="also write the figures to this file")
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
 
-    sys.path.insert(0, str(HERE))
-    import build  # installer/build.py
 
-    bundle = args.bundle.resolve()
-    figures: dict[str, object] = {}
-    if args.build:
-        report_file = Path(tempfile.mkstemp(suffix=".json")[1])
-        command = [sys.executable, str(HERE / "build.py"), "--dist", str(bundle.parent), "--json", str(report_file)]
-        subprocess.run(command + (["--deb"] if args.deb else []), check=True)
-        report = json.loads(report_file.read_text())
-        report_file.unlink()
-        figures.update({k: v for k, v in report.items() if k.endswith(("_seconds", "_bytes"))})
-    executable = build.executable(bundle)
-    if not executable.is_file():
-        raise SystemExit(f"measure: {executable} not found (build it: python installer/build.py, or use --build)")
-    figures["bundle_bytes"] = build.tree_size(bundle)
-    if "deb_bytes" not in figures:
-        debs = sorted(bundle.parent.glob("appliance_*.deb"))
-        if debs:
-            figures["deb_bytes"] = debs[-1].stat().st_size
+def _build(bundle: Path, deb: bool) -> dict[str, object]:
+    """Build ``bundle`` (and the .deb) with installer/build.py; the size and time figures it reports."""
+    report_file = Path(tempfile.mkstemp(suffix=".json")[1])
+    command = [sys.executable, str(HERE / "build.py"), "--dist", str(bundle.parent), "--json", str(report_file)]
+    subprocess.run(command + (["--deb"] if deb else []), check=True)
+    report = json.loads(report_file.read_text())
+    report_file.unlink()
+    return {k: v for k, v in report.items() if k.endswith(("_seconds", "_bytes"))}
 
+
+def _startup_figures(executable: Path, runs: int, drop_caches: bool) -> dict[str, object]:
+    """Launch the frozen and the source appliance ``runs`` times each, alternately, to their first /predict."""
     commands = {
         "frozen": [str(executable), "serve", "--port", "0"],
         "source": [sys.executable, "-m", "appliance", "serve", "--port", "0"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     dropped = False
-    for _ in range(args.runs):
+    for _ in range(runs):
         for name, command in commands.items():
-            if args.drop_caches:
+            if drop_caches:
                 dropped = _drop_caches()
             times[name].append(time_to_first_predict(command, cwd=REPO))
+    figures: dict[str, object] = {}
     for name, values in times.items():
         figures[f"first_predict_{name}_seconds"] = round(statistics.median(values), 2)
         figures[f"first_predict_{name}_all"] = [round(v, 2) for v in values]
     figures["page_cache"] = "dropped before each launch" if dropped else "warm"
+    return figures
 
+
+def _print_figures(figures: dict[str, object]) -> None:
     for name, value in figures.items():
         if name.endswith("_bytes"):
             value = f"{value / 2**20:,.0f} MiB"
         elif name.endswith("_seconds"):
             value = f"{value:.2f} s" if name.startswith("first_predict") else f"{value:.0f} s"
         print(f"{name:32} {value}")
-    if args.json:
-        args.json.write_text(json.dumps(figures, indent=2) + "\n")
-    return 0
 
 
 if __name__ == "__main__":

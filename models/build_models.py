@@ -125,7 +125,7 @@ def fit_mlp(split, hidden, max_iter):
         warnings.simplefilter("error", ConvergenceWarning)  # never export an unconverged net
         model.fit(scaler.transform(split.x_train), split.y_train)
     layers = list(zip(model.coefs_, model.intercepts_))
-    return [fold_standardization(*layers[0], scaler)] + layers[1:]
+    return [fold_standardization(*layers[0], scaler), *layers[1:]]
 
 
 def fold_standardization(weights, bias, scaler):

@@ -57,6 +57,7 @@ request lines seen from clients, in every mode), ``upstream_connections``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import selectors
@@ -142,43 +143,55 @@ class _RequestParser:
         self._buf += data
         while self._buf:
             if self._state in ("body", "chunk_data"):
-                taken = min(self._remaining, len(self._buf))
-                del self._buf[:taken]
-                self._remaining -= taken
-                if self._remaining:
+                if not self._take_body():
                     break
-                if self._state == "body":
-                    self._complete()
-                else:
-                    self._state = "chunk_size"
                 continue
             line = self._line()
             if line is None:
                 break
-            if self._state == "line":
-                if _REQUEST_LINE.match(line):
-                    self.started += 1
-                    self._state = "headers"
-            elif self._state == "headers":
-                if line:
-                    self._headers.append(line)
-                else:
-                    self._end_of_headers()
-            elif self._state == "chunk_size":
-                if not line:
-                    continue
-                try:
-                    size = int(line.split(b";")[0], 16)
-                except ValueError:
-                    self._complete()
-                    continue
-                if size:
-                    self._state, self._remaining = "chunk_data", size + 2
-                else:
-                    self._state = "trailers"
-            elif self._state == "trailers" and not line:
-                self._complete()
+            self._take_line(line)
         return self.started - before
+
+    def _take_body(self) -> bool:
+        """Consume body (or chunk) bytes from the buffer; whether the body (or chunk) has ended."""
+        taken = min(self._remaining, len(self._buf))
+        del self._buf[:taken]
+        self._remaining -= taken
+        if self._remaining:
+            return False
+        if self._state == "body":
+            self._complete()
+        else:
+            self._state = "chunk_size"
+        return True
+
+    def _take_line(self, line: bytes) -> None:
+        if self._state == "line":
+            if _REQUEST_LINE.match(line):
+                self.started += 1
+                self._state = "headers"
+        elif self._state == "headers":
+            if line:
+                self._headers.append(line)
+            else:
+                self._end_of_headers()
+        elif self._state == "chunk_size":
+            self._take_chunk_size(line)
+        elif self._state == "trailers" and not line:
+            self._complete()
+
+    def _take_chunk_size(self, line: bytes) -> None:
+        if not line:
+            return
+        try:
+            size = int(line.split(b";")[0], 16)
+        except ValueError:
+            self._complete()
+            return
+        if size:
+            self._state, self._remaining = "chunk_data", size + 2
+        else:
+            self._state = "trailers"
 
 
 class _Truncator:
@@ -309,10 +322,8 @@ class FaultyProxy:
         with self._lock:
             sockets = list(self._sockets)
         for sock in sockets:
-            try:
+            with contextlib.suppress(OSError):
                 sock.shutdown(socket.SHUT_RDWR)
-            except OSError:
-                pass
 
     def close(self) -> None:
         """Stop listening, end every connection and wait (bounded) for the threads. Idempotent."""
@@ -442,10 +453,8 @@ class FaultyProxy:
         return data
 
     def _rst(self, conn: _Conn) -> None:
-        try:
+        with contextlib.suppress(OSError):
             conn.client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-        except OSError:
-            pass
         conn.client.close()
         raise _Done
 
@@ -455,7 +464,7 @@ class FaultyProxy:
         try:
             client.shutdown(socket.SHUT_WR)
         except OSError:
-            raise _Done
+            raise _Done from None
         deadline = time.monotonic() + _DRAIN
         client.settimeout(_POLL)
         while not self._closed.is_set() and time.monotonic() < deadline:
@@ -509,18 +518,7 @@ class FaultyProxy:
         raise _Done  # not reached: _finish raises
 
     def _relay(self, conn: _Conn, buf: bytes, mode: str) -> None:
-        try:
-            upstream = socket.create_connection((self.upstream_host, self.upstream_port), timeout=_IO_TIMEOUT)
-        except OSError:
-            self._finish(conn)  # the client sees the connection closed without an answer
-            raise _Done
-        conn.upstream = upstream
-        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        with self._lock:
-            self._upstream_connections += 1
-            self._sockets.add(upstream)
-        if self._closed.is_set():
-            raise _Done
+        upstream = self._open_upstream(conn)
         selector = conn.selector
         selector.register(upstream, selectors.EVENT_READ)
         reading_upstream = True
@@ -529,12 +527,7 @@ class FaultyProxy:
         to_upstream = bytearray(buf)
         truncator = _Truncator(self.truncate_bytes) if mode == "truncate" else None
         while True:
-            if self._closed.is_set():
-                raise _Done
-            current = self._mode
-            if current == "reset" and conn.seen:
-                self._rst(conn)
-            hanging = current == "hang"
+            hanging = self._relay_hangs(conn)
             if hanging == reading_upstream:  # freeze or thaw the upstream -> client direction
                 if hanging:
                     selector.unregister(upstream)
@@ -550,23 +543,57 @@ class FaultyProxy:
                     upstream_shut = True
             for key, _ in selector.select(_POLL):
                 if key.fileobj is conn.client:
-                    data = conn.client.recv(_RECV)
-                    if data:
-                        self._account(conn, data)
-                        to_upstream += data
-                    else:  # the client is done sending; pass that on once its bytes are
-                        selector.unregister(conn.client)
-                        reading_client = False
+                    reading_client = self._from_client(conn, to_upstream)
                 else:
-                    data = upstream.recv(_RECV)
-                    if not data:
-                        self._finish(conn)
-                    if mode == "delay" and self._closed.wait(max(0.0, self.delay_seconds)):
-                        raise _Done
-                    done = False
-                    if truncator is not None:
-                        data, done = truncator.feed(data)
-                    if data:
-                        conn.client.sendall(data)
-                    if done:
-                        self._finish(conn)
+                    self._to_client(conn, upstream, mode, truncator)
+
+    def _open_upstream(self, conn: _Conn) -> socket.socket:
+        """Connect ``conn`` to the upstream; _Done (the client side closed) when that fails or on close()."""
+        try:
+            upstream = socket.create_connection((self.upstream_host, self.upstream_port), timeout=_IO_TIMEOUT)
+        except OSError:
+            self._finish(conn)  # the client sees the connection closed without an answer
+            raise _Done from None
+        conn.upstream = upstream
+        upstream.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        with self._lock:
+            self._upstream_connections += 1
+            self._sockets.add(upstream)
+        if self._closed.is_set():
+            raise _Done
+        return upstream
+
+    def _relay_hangs(self, conn: _Conn) -> bool:
+        """Whether the relay is frozen now ("hang"); _Done on close(), and an RST in "reset" once data came."""
+        if self._closed.is_set():
+            raise _Done
+        current = self._mode
+        if current == "reset" and conn.seen:
+            self._rst(conn)
+        return current == "hang"
+
+    def _from_client(self, conn: _Conn, to_upstream: bytearray) -> bool:
+        """Queue what the client sent for the upstream; whether the client is still sending."""
+        data = conn.client.recv(_RECV)
+        if data:
+            self._account(conn, data)
+            to_upstream.extend(data)
+            return True
+        # the client is done sending; pass that on once its bytes are
+        conn.selector.unregister(conn.client)
+        return False
+
+    def _to_client(self, conn: _Conn, upstream: socket.socket, mode: str, truncator: _Truncator | None) -> None:
+        """Pass on what the upstream sent, delayed or truncated by ``mode``; _Done once the answer is over."""
+        data = upstream.recv(_RECV)
+        if not data:
+            self._finish(conn)
+        if mode == "delay" and self._closed.wait(max(0.0, self.delay_seconds)):
+            raise _Done
+        done = False
+        if truncator is not None:
+            data, done = truncator.feed(data)
+        if data:
+            conn.client.sendall(data)
+        if done:
+            self._finish(conn)

@@ -450,7 +450,8 @@ def test_the_last_in_first_out_condition_wakes_the_newest_waiter():
     for _ in range(3):
         with condition:
             condition.notify()
-        wait_until(lambda count=len(woken) + 1: len(woken) == count, "a waiter to wake")
+        count = len(woken) + 1
+        wait_until(lambda count=count: len(woken) == count, "a waiter to wake")
     for thread in threads:
         thread.join(TIMEOUT)
     assert woken == [2, 1, 0]

@@ -12,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import struct
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -42,20 +43,8 @@ def read_elf(path: Path) -> tuple[list[str], list[str]] | None:
         data = f.read()
     if data[:4] != b"\x7fELF" or len(data) < 64:
         return None
-    is64 = data[4] == 2
     endian = "<" if data[5] == 1 else ">"
-    if is64:
-        (shoff,) = struct.unpack_from(endian + "Q", data, 0x28)
-        shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x3A)
-        sh_format, dyn_format = endian + "IIQQQQIIQQ", endian + "qQ"
-    else:
-        (shoff,) = struct.unpack_from(endian + "I", data, 0x20)
-        shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x2E)
-        sh_format, dyn_format = endian + "IIIIIIIIII", endian + "iI"
-    if shoff == 0 or shnum == 0:
-        return [], []
-    sections = [struct.unpack_from(sh_format, data, shoff + i * shentsize) for i in range(shnum)]
-    # (name, type, flags, addr, offset, size, link, info, addralign, entsize)
+    sections, dyn_format = _section_headers(data, endian)
 
     def string(section_index: int, offset: int) -> str:
         base = sections[section_index][4] + offset
@@ -64,28 +53,57 @@ def read_elf(path: Path) -> tuple[list[str], list[str]] | None:
 
     needed: list[str] = []
     versions: list[str] = []
-    for _, kind, _, _, offset, size, link, info, _, entsize in sections:
+    for _, kind, _, _, offset, size, link, info, _, _ in sections:
         if kind == SHT_DYNAMIC:
-            step = struct.calcsize(dyn_format)
-            for position in range(offset, offset + size, step):
-                tag, value = struct.unpack_from(dyn_format, data, position)
-                if tag == 0:
-                    break
-                if tag == DT_NEEDED:
-                    needed.append(string(link, value))
+            needed.extend(string(link, value) for value in _needed_offsets(data, offset, size, dyn_format))
         elif kind == SHT_GNU_VERNEED:
-            position = offset
-            for _ in range(info):  # Elf_Verneed: version, cnt, file, aux, next
-                _, count, _, aux, next_entry = struct.unpack_from(endian + "HHIII", data, position)
-                aux_position = position + aux
-                for _ in range(count):  # Elf_Vernaux: hash, flags, other, name, next
-                    _, _, _, name, next_aux = struct.unpack_from(endian + "IHHII", data, aux_position)
-                    versions.append(string(link, name))
-                    aux_position += next_aux
-                if not next_entry:
-                    break
-                position += next_entry
+            versions.extend(string(link, name) for name in _verneed_name_offsets(data, offset, info, endian))
     return needed, versions
+
+
+def _section_headers(data: bytes, endian: str) -> tuple[list[tuple[int, ...]], str]:
+    """The section headers of an ELF file (none if it has no table), and the struct format of its dynamic entries.
+
+    Each header is (name, type, flags, addr, offset, size, link, info, addralign, entsize); a dynamic entry is
+    (tag, value).
+    """
+    if data[4] == 2:  # ELFCLASS64
+        (shoff,) = struct.unpack_from(endian + "Q", data, 0x28)
+        shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x3A)
+        sh_format, dyn_format = endian + "IIQQQQIIQQ", endian + "qQ"
+    else:
+        (shoff,) = struct.unpack_from(endian + "I", data, 0x20)
+        shentsize, shnum = struct.unpack_from(endian + "HH", data, 0x2E)
+        sh_format, dyn_format = endian + "IIIIIIIIII", endian + "iI"
+    if shoff == 0 or shnum == 0:
+        return [], dyn_format
+    return [struct.unpack_from(sh_format, data, shoff + i * shentsize) for i in range(shnum)], dyn_format
+
+
+def _needed_offsets(data: bytes, offset: int, size: int, dyn_format: str) -> Iterator[int]:
+    """The string-table offsets of the DT_NEEDED entries in a SHT_DYNAMIC section, up to its DT_NULL."""
+    step = struct.calcsize(dyn_format)
+    for position in range(offset, offset + size, step):
+        tag, value = struct.unpack_from(dyn_format, data, position)
+        if tag == 0:
+            return
+        if tag == DT_NEEDED:
+            yield value
+
+
+def _verneed_name_offsets(data: bytes, offset: int, count: int, endian: str) -> Iterator[int]:
+    """The string-table offsets of the version names in a SHT_GNU_VERNEED section of ``count`` entries."""
+    position = offset
+    for _ in range(count):  # Elf_Verneed: version, cnt, file, aux, next
+        _, aux_count, _, aux, next_entry = struct.unpack_from(endian + "HHIII", data, position)
+        aux_position = position + aux
+        for _ in range(aux_count):  # Elf_Vernaux: hash, flags, other, name, next
+            _, _, _, name, next_aux = struct.unpack_from(endian + "IHHII", data, aux_position)
+            yield name
+            aux_position += next_aux
+        if not next_entry:
+            return
+        position += next_entry
 
 
 def scan_bundle(bundle: Path) -> ElfNeeds:

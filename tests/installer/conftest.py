@@ -202,7 +202,7 @@ class Server:
             code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             self.kill()
-            raise AssertionError(f"the appliance did not exit within {timeout} s of SIGTERM:\n{self.output}")
+            raise AssertionError(f"the appliance did not exit within {timeout} s of SIGTERM:\n{self.output}") from None
         time.sleep(0.1)  # let the reader threads take the last lines
         return code
 

@@ -90,7 +90,7 @@ README_DIGIT = [
     1,
     0,
 ]
-DIGITS = [README_DIGIT] + np.random.default_rng(7).integers(0, 17, (3, 64)).astype(float).tolist()
+DIGITS = [README_DIGIT, *np.random.default_rng(7).integers(0, 17, (3, 64)).astype(float).tolist()]
 DIGITS_BODY = {"input": DIGITS}
 
 

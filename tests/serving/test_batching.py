@@ -182,7 +182,7 @@ def test_allowed_batch_sizes_pad_the_batch_with_copies_of_its_first_row(checked)
     inputs = [{"x": np.array([[i, i]], np.float32)} for i in range(4)]
     run = GatedRun(checked)
     batcher, batches = _batcher(run, max_batch_size=8, allowed_batch_sizes=(1, 2, 4, 8))
-    first, rest = _behind_a_held_call(batcher, run, inputs, 3)
+    _, rest = _behind_a_held_call(batcher, run, inputs, 3)
     assert run.calls == [1, 4]  # 3 rows padded to the next allowed size
     assert batches[1] == (3, 4)
     for i in range(1, 4):

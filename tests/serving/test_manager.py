@@ -23,6 +23,7 @@ from appliance.serving.runtime.local_tf import LocalTFRuntime
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 PIXELS = np.zeros((1, 64), np.float32)
+ALL_VERSIONS = VersionPolicy(PolicyKind.ALL)  # frozen, so one instance serves every make_manager() call
 
 
 @pytest.fixture(scope="module")
@@ -37,7 +38,7 @@ def add_version(base: Path, version: int, source: int = 1) -> Path:
     return staging.rename(base / str(version))
 
 
-def make_manager(runtime, base: Path, policy=VersionPolicy(PolicyKind.ALL), labels=None) -> ModelManager:
+def make_manager(runtime, base: Path, policy=ALL_VERSIONS, labels=None) -> ModelManager:
     config = ModelConfig(name="digits", base_path=base, policy=policy, labels=labels or {})
     manager = ModelManager(Repository([config]), runtime, poll_seconds=0)
     manager.poll()

@@ -18,7 +18,7 @@ def make_versions(base: Path, *names: str) -> None:
 
 @pytest.mark.parametrize(
     "name, version",
-    [("1", 1), ("00000123", 123), ("0", None), ("-1", None), ("1a", None), ("", None), ("١", None), (str(2**63), None)],
+    [("1", 1), ("00000123", 123), ("0", None), ("-1", None), ("1a", None), ("", None), ("١", None), (str(2**63), None)],  # noqa: RUF001 an Arabic-Indic digit, on purpose
 )
 def test_parse_version(name, version):
     assert parse_version(name) == version

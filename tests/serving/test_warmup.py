@@ -84,7 +84,7 @@ def _copy_with_records(source: Path, target: Path, records: bytes | list) -> Pat
 
 def test_corrupt_records_fail_the_load_with_a_clear_error(runtime, tmp_path):
     path = _copy_with_records(MODELS / "digits" / "2", tmp_path / "2", b"\x00garbage, not a TFRecord")
-    with pytest.raises(ServingError, match="Failed to warm up model from .*tf_serving_warmup_requests"):
+    with pytest.raises(ServingError, match=r"Failed to warm up model from .*tf_serving_warmup_requests"):
         runtime.load(path)
 
 
