@@ -27,10 +27,10 @@ from .preferences import PreferenceStore
 from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
 from .serving.manager import ModelManager, ModelSummary
+from .serving.remote import RemoteTFServing
 from .serving.repository import Repository
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
-from .serving.runtime.remote_tfs import RemoteTFServing
 from .tray.state import ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)

@@ -36,8 +36,8 @@ from prometheus_client.utils import floatToGoString
 from ..errors import ServingError
 from ..serving.manager import ModelManager, State
 from ..serving.observer import ServingObserver
+from ..serving.remote import RemoteTFServing
 from ..serving.routing import LOCAL
-from ..serving.runtime.remote_tfs import RemoteTFServing
 from .responses import HTTP_STATUS
 
 PATH = "/monitoring/prometheus/metrics"

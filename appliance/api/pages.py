@@ -14,7 +14,7 @@ import bottle
 
 from .. import __version__
 from ..serving.manager import ModelManager, ModelSummary
-from ..serving.runtime.remote_tfs import RemoteTFServing
+from ..serving.remote import RemoteTFServing
 from .responses import dumps, json_response
 
 

@@ -21,10 +21,10 @@ from appliance.api.metrics import PATH, Metrics
 from appliance.config import RemoteSettings
 from appliance.server import Server
 from appliance.serving.manager import ModelManager
+from appliance.serving.remote import RemoteTFServing
 from appliance.serving.repository import Repository
 from appliance.serving.routing import Router
 from appliance.serving.runtime.local_tf import LocalTFRuntime
-from appliance.serving.runtime.remote_tfs import RemoteTFServing
 
 from ..conftest import MODELS
 
