@@ -19,7 +19,7 @@ from . import paths
 from .access_token import load_or_create_token
 from .api.app import create_app
 from .api.metrics import Metrics
-from .api.security import LOOPBACK_HOSTS, is_loopback, is_wildcard
+from .api.security import AccessPolicy
 from .autostart import autostart_for_this_platform
 from .config import ModelConfig, Settings, read_model_server_config
 from .desktop import copy_text, open_in_desktop
@@ -98,27 +98,22 @@ class Application:
             if settings.remote
             else None
         )
-        beyond_loopback = not is_loopback(settings.host)
-        self.token = settings.token or (
-            load_or_create_token(paths.token_file()) if beyond_loopback or settings.require_token_for_control else None
+        access = AccessPolicy.for_settings(
+            settings.host,
+            allowed_hosts=settings.allowed_hosts,
+            token=settings.token,
+            require_token_for_control=settings.require_token_for_control,
+            cors_allowed_origins=settings.cors_allowed_origins,
+            load_token=lambda: load_or_create_token(paths.token_file()),
         )
-        every_request_token = self.token if settings.token or beyond_loopback else None
-        control_token = self.token if settings.require_token_for_control else None
-        allowed_hosts = (
-            None
-            if is_wildcard(settings.host)
-            else frozenset(LOOPBACK_HOSTS | {settings.host.lower(), *(h.lower() for h in settings.allowed_hosts)})
-        )
+        self.token = access.token_in_use  # what clients send: the tray copies it, the CLI says where it is
         self.server = Server(
             create_app(
                 self.manager,
-                settings.max_request_bytes,
-                Router(self.manager, self.remote),
-                allowed_hosts,
-                every_request_token,
-                control_token,
-                settings.cors_allowed_origins,
-                self.metrics,
+                max_request_bytes=settings.max_request_bytes,
+                router=Router(self.manager, self.remote),
+                access=access,
+                metrics=self.metrics,
             ),
             settings.host,
             settings.port,

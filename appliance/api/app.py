@@ -15,6 +15,7 @@ which match the URL with TF Serving's own patterns, without Bottle's router: pre
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable, Iterable
 
 import bottle
 
@@ -29,7 +30,7 @@ from .metrics import PATH as METRICS_PATH
 from .metrics import Metrics
 from .predict import SimplePredictAPI
 from .responses import JSON_TYPE, error_response, json_error
-from .security import LOOPBACK_HOSTS, HostAllowList, TokenRequired, Utf8Paths, token_required
+from .security import LOOPBACK_ONLY, AccessPolicy, HostAllowList, TokenRequired, Utf8Paths, token_required
 from .tfserving import TFServingAPI
 
 log = logging.getLogger(__name__)
@@ -138,21 +139,17 @@ ROUTE_APIS = {
 
 def create_app(
     manager: ModelManager,
+    *,
     max_request_bytes: int,
     router: Router | None = None,
-    allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS,
-    token: str | None = None,
-    control_token: str | None = None,
-    cors_allowed_origins: tuple[str, ...] = (),
+    access: AccessPolicy = LOOPBACK_ONLY,
     metrics: Metrics | None = None,
 ):
     """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``).
 
-    Requests naming another Host than ``allowed_hosts`` (None: any) get 403; with
-    a ``token``, requests without it get 401, and with a ``control_token`` so do
-    the control API's changes (choosing, reloading). Web pages from
-    ``cors_allowed_origins`` may call it from a browser (see :mod:`.cors`).
-    Every request is counted and timed in ``metrics`` (by default, metrics of this app's own).
+    Request bodies over ``max_request_bytes`` get 413. ``access`` says which Host names are answered and
+    which requests need a token (401 without it); by default, loopback's names and no token. Every request
+    is counted and timed in ``metrics`` (by default, metrics of this app's own).
     """
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
@@ -173,7 +170,7 @@ def create_app(
         )
 
     app.route(CONTROL_PATH, "GET", control.chosen)
-    changes = [token_required(control_token)] if control_token else []
+    changes = [token_required(access.control_token)] if access.control_token else []
     app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()), apply=changes)
     app.route(RELOAD_PATH, "POST", lambda name: control.reload(name, body()), apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
@@ -184,8 +181,10 @@ def create_app(
     app.route("/openapi.json", "GET", openapi.openapi_json)
     app.route("/docs", "GET", openapi.docs_page)
     app.route(METRICS_PATH, "GET", metrics.page)
-    routed = ModelsFirst(v1, app)
-    guarded = TokenRequired(routed, token) if token else routed
-    if cors_allowed_origins:  # outside the token: preflights carry none
-        guarded = Cors(guarded, cors_allowed_origins)
-    return metrics.instrument(HostAllowList(Utf8Paths(guarded), allowed_hosts), ROUTE_APIS)  # refused ones count too
+    guarded: Callable[..., Iterable[bytes]] = ModelsFirst(v1, app)
+    if access.token:
+        guarded = TokenRequired(guarded, access.token)
+    if access.cors_allowed_origins:  # outside the token: preflights carry none
+        guarded = Cors(guarded, access.cors_allowed_origins)
+    # refused requests count too
+    return metrics.instrument(HostAllowList(Utf8Paths(guarded), access.allowed_hosts), ROUTE_APIS)

@@ -2,7 +2,7 @@
 
     metrics = Metrics()                                          # a registry of its own, never the global one
     manager = ModelManager(repository, runtime, observer=metrics.observer)
-    app = create_app(manager, max_request_bytes, metrics=metrics)
+    app = create_app(manager, max_request_bytes=64 << 20, metrics=metrics)
     # GET /monitoring/prometheus/metrics -> text exposition format 0.0.4
 
 :class:`Instrumented` times every request around the whole app (until its
