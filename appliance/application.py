@@ -21,7 +21,7 @@ from .api.app import create_app
 from .api.metrics import Metrics
 from .api.security import AccessPolicy
 from .autostart import autostart_for_this_platform
-from .config import ModelConfig, Settings, read_model_server_config
+from .config import ModelConfig, RemoteSettings, Settings, read_model_server_config
 from .desktop import copy_text, open_in_desktop
 from .preferences import PreferenceStore
 from .server import Server
@@ -46,6 +46,7 @@ def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
     if settings.model_config_file is not None:
         configs += read_model_server_config(settings.model_config_file)
     if settings.model_name is not None:
+        assert settings.model_base_path is not None, "--model_name and --model_base_path go together"
         configs.append(ModelConfig(name=settings.model_name, base_path=settings.model_base_path.resolve()))
     roots = [r.resolve() for r in settings.model_roots]
     if not configs and not roots:
@@ -94,7 +95,7 @@ class Application:
             batching=batching_policy(settings),
         )
         self.remote = (
-            RemoteTFServing(settings.remote, self._remote_model_names(settings, repository), settings.threads)
+            RemoteTFServing(settings.remote, self._remote_model_names(settings.remote, repository), settings.threads)
             if settings.remote
             else None
         )
@@ -146,10 +147,10 @@ class Application:
         return self.server.url
 
     @staticmethod
-    def _remote_model_names(settings: Settings, repository: Repository) -> list[str]:
+    def _remote_model_names(remote: RemoteSettings, repository: Repository) -> list[str]:
         """The models to ask the remote about: every local one, and every one named in the remote settings."""
         names = [s.config.name for s in repository.scan()]
-        names += [n for n in (*settings.remote.model_names, *settings.remote.routing) if n not in names]
+        names += [n for n in (*remote.model_names, *remote.routing) if n not in names]
         return names
 
     def start(self) -> None:

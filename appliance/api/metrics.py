@@ -60,6 +60,7 @@ class LabelledBody(list):
     """A WSGI body (a list of byte strings) with the ``labels`` of its request: (model, version, api, backend)."""
 
     __slots__ = ("labels",)
+    labels: tuple[str, int | None, str, str]
 
 
 def labelled_body(chunk: bytes | None, response: bottle.HTTPResponse, api: str) -> LabelledBody:

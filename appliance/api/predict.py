@@ -73,14 +73,16 @@ class SimplePredictAPI:
         handle = self._manager.acquire(model, version, label)
         try:  # what fails once the version took the request is labelled with it, as its answer is
             with handle:
-                signature = handle.servable.signatures.get(signature_name)
+                servable = handle.servable
+                assert servable is not None, "an AVAILABLE version's"
+                signature = servable.signatures.get(signature_name)
                 if signature is None:
                     raise InvalidArgument(
                         f'Serving signature name: "{signature_name}" not found in signature def; model {model} '
-                        f"version {handle.version} has: {', '.join(sorted(handle.servable.signatures))}"
+                        f"version {handle.version} has: {', '.join(sorted(servable.signatures))}"
                     )
                 inputs = codec.decode_input_value(document["input"], signature.input_dtypes)
-                outputs = handle.servable.predict(signature_name, inputs)
+                outputs = servable.predict(signature_name, inputs)
             predictions = codec.encode_outputs_value(outputs)
             answer = f'{{"predictions": {predictions}, "model": {json.dumps(model)}, "version": {handle.version}}}'
             response = json_response(answer)

@@ -114,11 +114,13 @@ class TFServingAPI:
     ) -> bottle.HTTPResponse:
         """Answer from the backends ``router`` plans, in order; the response names the one that answered."""
         plan = router.plan(target.name, target.version, target.label)
+        remote = router.remote
         failure: ServingError | None = None
         for position, backend in enumerate(plan, 1):
             if backend == REMOTE:
+                assert remote is not None, "the router plans the remote only when there is one"
                 try:
-                    answer = router.remote.forward(http_method, target.name, self._remote_suffix(target), body)
+                    answer = remote.forward(http_method, target.name, self._remote_suffix(router, target), body)
                 except Unavailable as e:  # predict, classify and regress are pure: safe to answer locally
                     failure = e
                     continue
@@ -138,10 +140,11 @@ class TFServingAPI:
                 continue
             response.set_header(BACKEND_HEADER, LOCAL)
             return response
+        assert failure is not None, "a plan names a backend"
         raise failure
 
-    def _remote_suffix(self, target: ModelPath) -> str:
-        version = self._router.remote_version(target.name, target.version, target.label)
+    def _remote_suffix(self, router: Router, target: ModelPath) -> str:
+        version = router.remote_version(target.name, target.version, target.label)
         if version is not None:
             where = f"/versions/{version}"
         else:
@@ -166,14 +169,16 @@ class TFServingAPI:
         handle = self._manager.acquire(target.name, target.version, target.label)
         try:
             with handle:
+                servable = handle.servable
+                assert servable is not None, "an AVAILABLE version's"
                 name = signature_name or DEFAULT_SIGNATURE
-                signature = handle.servable.signatures.get(name)
+                signature = servable.signatures.get(name)
                 if signature is None:
                     raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
                 if not signature.inputs:
                     raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
                 inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
-                outputs = handle.servable.predict(name, inputs)
+                outputs = servable.predict(name, inputs)
             response = json_response(codec.encode_predict_response(outputs, request_format))
         except Exception as e:
             raise served(answer_error(e), target.name, handle.version) from None
@@ -211,6 +216,7 @@ class TFServingAPI:
         handle = self._manager.acquire(target.name, target.version, target.label)
         try:
             with handle:
+                assert handle.servable is not None, "an AVAILABLE version's"
                 signature_defs = handle.servable.signature_defs_json()
             document = {
                 "model_spec": {"name": target.name, "signature_name": "", "version": str(handle.version)},

@@ -1,4 +1,5 @@
-"""``GET /monitoring/prometheus/metrics`` on a real server: real models, real HTTP, the scrape parsed as Prometheus does.
+"""``GET /monitoring/prometheus/metrics`` on a real server: real models, real HTTP, the scrape parsed as
+Prometheus does.
 
 The server serves a copy of the bundled models (plus a broken one) from
 tmp, so versions can be switched and removed; every count is checked as the
