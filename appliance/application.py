@@ -19,18 +19,18 @@ from . import paths
 from .access_token import load_or_create_token
 from .api.app import create_app
 from .api.metrics import Metrics
-from .api.security import LOOPBACK_HOSTS, is_loopback, is_wildcard
+from .api.security import AccessPolicy
 from .autostart import autostart_for_this_platform
-from .config import ModelConfig, Settings, read_model_server_config
+from .config import ModelConfig, RemoteSettings, Settings, read_model_server_config
 from .desktop import copy_text, open_in_desktop
 from .preferences import PreferenceStore
 from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
 from .serving.manager import ModelManager, ModelSummary
+from .serving.remote import RemoteTFServing
 from .serving.repository import Repository
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
-from .serving.runtime.remote_tfs import RemoteTFServing
 from .tray.state import ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
@@ -46,6 +46,7 @@ def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
     if settings.model_config_file is not None:
         configs += read_model_server_config(settings.model_config_file)
     if settings.model_name is not None:
+        assert settings.model_base_path is not None, "--model_name and --model_base_path go together"
         configs.append(ModelConfig(name=settings.model_name, base_path=settings.model_base_path.resolve()))
     roots = [r.resolve() for r in settings.model_roots]
     if not configs and not roots:
@@ -94,31 +95,26 @@ class Application:
             batching=batching_policy(settings),
         )
         self.remote = (
-            RemoteTFServing(settings.remote, self._remote_model_names(settings, repository), settings.threads)
+            RemoteTFServing(settings.remote, self._remote_model_names(settings.remote, repository), settings.threads)
             if settings.remote
             else None
         )
-        beyond_loopback = not is_loopback(settings.host)
-        self.token = settings.token or (
-            load_or_create_token(paths.token_file()) if beyond_loopback or settings.require_token_for_control else None
+        access = AccessPolicy.for_settings(
+            settings.host,
+            allowed_hosts=settings.allowed_hosts,
+            token=settings.token,
+            require_token_for_control=settings.require_token_for_control,
+            cors_allowed_origins=settings.cors_allowed_origins,
+            load_token=lambda: load_or_create_token(paths.token_file()),
         )
-        every_request_token = self.token if settings.token or beyond_loopback else None
-        control_token = self.token if settings.require_token_for_control else None
-        allowed_hosts = (
-            None
-            if is_wildcard(settings.host)
-            else frozenset(LOOPBACK_HOSTS | {settings.host.lower(), *(h.lower() for h in settings.allowed_hosts)})
-        )
+        self.token = access.token_in_use  # what clients send: the tray copies it, the CLI says where it is
         self.server = Server(
             create_app(
                 self.manager,
-                settings.max_request_bytes,
-                Router(self.manager, self.remote),
-                allowed_hosts,
-                every_request_token,
-                control_token,
-                settings.cors_allowed_origins,
-                self.metrics,
+                max_request_bytes=settings.max_request_bytes,
+                router=Router(self.manager, self.remote),
+                access=access,
+                metrics=self.metrics,
             ),
             settings.host,
             settings.port,
@@ -151,10 +147,10 @@ class Application:
         return self.server.url
 
     @staticmethod
-    def _remote_model_names(settings: Settings, repository: Repository) -> list[str]:
+    def _remote_model_names(remote: RemoteSettings, repository: Repository) -> list[str]:
         """The models to ask the remote about: every local one, and every one named in the remote settings."""
         names = [s.config.name for s in repository.scan()]
-        names += [n for n in (*settings.remote.model_names, *settings.remote.routing) if n not in names]
+        names += [n for n in (*remote.model_names, *remote.routing) if n not in names]
         return names
 
     def start(self) -> None:

@@ -1,24 +1,20 @@
-"""The Bottle application: every route of the appliance, with JSON errors everywhere.
+"""The WSGI application: every route of the appliance, with JSON errors everywhere.
 
-    app = create_app(manager, max_request_bytes=64 << 20)
+    app = create_app(manager, max_request_bytes=64 << 20, access=AccessPolicy.for_settings(...))
     waitress.serve(app, port=8501)
 
-Routes: ``/v1/models/...`` (TensorFlow Serving's REST API), ``POST /predict``,
-``/v1/appliance/models/<name>/chosen`` (the chosen version), ``POST /v1/appliance/models/<name>/reload``,
-``GET /health``, ``GET /``, the API reference ``GET /openapi.json`` and ``GET /docs``, and Prometheus
-metrics at ``GET /monitoring/prometheus/metrics``.
-Unknown paths answer 404 and wrong methods 405, in TF Serving's ``{"error": "..."}`` format; no
-traceback ever reaches a client. Requests for ``/v1/models...`` go straight to the TF Serving handlers,
-which match the URL with TF Serving's own patterns, without Bottle's router: predictions are the hot path.
+``/v1/models/...``, TensorFlow Serving's REST API and the hot path, is matched with TF Serving's own patterns
+past Bottle's router; Bottle routes the rest: ``POST /predict``, the control API, ``/health``, ``/``, the API
+reference (``/openapi.json``, ``/docs``) and the metrics. Unknown paths answer 404 and wrong methods 405, in
+TF Serving's ``{"error": "..."}`` format; no traceback ever reaches a client.
 """
 
 from __future__ import annotations
 
-import logging
+from collections.abc import Callable, Iterable
 
 import bottle
 
-from ..errors import ServingError
 from ..serving.manager import ModelManager
 from ..serving.routing import Router
 from . import openapi, pages
@@ -26,13 +22,11 @@ from .control import PATH as CONTROL_PATH
 from .control import RELOAD_PATH, ControlAPI
 from .cors import Cors
 from .metrics import PATH as METRICS_PATH
-from .metrics import Metrics
+from .metrics import LabelledBody, Metrics, labelled_body
 from .predict import SimplePredictAPI
-from .responses import JSON_TYPE, error_response, json_error
-from .security import LOOPBACK_HOSTS, HostAllowList, TokenRequired, Utf8Paths, token_required
+from .responses import INTERNAL_ERROR, JSON_TYPE, answer_error, json_error
+from .security import LOOPBACK_ONLY, AccessPolicy, HostAllowList, TokenRequired, Utf8Paths, token_required
 from .tfserving import TFServingAPI
-
-log = logging.getLogger(__name__)
 
 READ_CHUNK = 1 << 20
 
@@ -63,20 +57,12 @@ def _raw_path(environ: dict) -> str:
     return uri.split("?", 1)[0].split("#", 1)[0]
 
 
-INTERNAL_ERROR = "Internal error: the server could not complete the request; see its log"
-
-
 def _answer(callback, *args, **kwargs) -> bottle.HTTPResponse:
-    """``callback``'s response; a ServingError becomes its status and message, anything else a logged 500."""
+    """``callback``'s response; what it raises is answered by :func:`.responses.answer_error`."""
     try:
         return callback(*args, **kwargs)
-    except bottle.HTTPResponse as response:
-        return response
-    except ServingError as e:
-        return error_response(e)
-    except Exception:
-        log.exception("unexpected error in %s %s", bottle.request.method, bottle.request.path)
-        return json_error(500, INTERNAL_ERROR)
+    except Exception as e:
+        return answer_error(e)
 
 
 def _json_errors(callback):
@@ -84,29 +70,54 @@ def _json_errors(callback):
     return lambda *args, **kwargs: _answer(callback, *args, **kwargs)
 
 
-class ModelsFirst:
-    """WSGI: ``/v1/models...`` (any case, as TF Serving matches it) to ``v1``, everything else to ``app``.
+def _wsgi_answer(response: bottle.HTTPResponse, api: str, environ: dict, start_response) -> LabelledBody:
+    """Answer the request with ``response`` as Bottle would (status line, headers, Content-Length, no body
+    for HEAD); the body carries the response's labels for the metrics, ``api`` unless it names its own."""
+    body = response.body
+    if type(body) is str:
+        body = body.encode("utf-8")
+    start_response(response.status_line, [*response.headerlist, ("Content-Length", str(len(body)))])
+    return labelled_body(None if environ["REQUEST_METHOD"] == "HEAD" else body, response, api)
 
-    ``app`` routes the rest of ``/v1/`` to ``v1`` as well, after its own
-    ``/v1/appliance/`` routes; this saves the hot path Bottle's router and
-    plugins. ``v1(environ)`` returns a Bottle response or raises; it is answered
-    as Bottle would answer it (status line, headers, Content-Length, no body for HEAD).
+
+class ModelsFirst:
+    """WSGI: ``/v1/models...`` (any case, as TF Serving matches it) to ``v1``, everything else to ``app``'s routes.
+
+    ``app`` routes the rest of ``/v1/`` to ``v1`` as well, after its own ``/v1/appliance/`` routes; this
+    saves the hot path Bottle's router and plugins. ``v1(environ)`` returns a Bottle response or raises.
+    The route ``app`` matches is called here, so that its response is at hand: each is answered as Bottle
+    would answer it, labelled for the metrics (``route_apis`` names the API of each route rule). A request
+    no route takes (404, 405) gets Bottle's own answer.
     """
 
-    def __init__(self, v1, app: bottle.Bottle):
+    def __init__(self, v1, app: bottle.Bottle, route_apis: dict[str, str] | None = None):
         self._v1 = v1
         self._app = app
+        self._route_apis = route_apis or {}
 
     def __call__(self, environ, start_response):
         if environ.get("PATH_INFO", "")[:10].lower() != "/v1/models":
+            return self._route(environ, start_response)
+        bottle.request.bind(environ)  # the handlers read the request through bottle.request
+        return _wsgi_answer(_answer(self._v1, environ), "", environ, start_response)
+
+    def _route(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        environ["PATH_INFO"] = path.encode("latin1").decode("utf8", "ignore")  # as Bottle reads it
+        try:
+            route, args = self._app.match(environ)
+        except bottle.HTTPError:  # no route (404) or not this method (405): Bottle answers
+            environ["PATH_INFO"] = path
             return self._app(environ, start_response)
-        bottle.request.bind(environ)  # what the handlers note for the metrics goes into this request's environ
-        response = _answer(self._v1, environ)
-        body = response.body
-        if type(body) is str:
-            body = body.encode("utf-8")
-        start_response(response.status_line, [*response.headerlist, ("Content-Length", str(len(body)))])
-        return [] if environ["REQUEST_METHOD"] == "HEAD" else [body]
+        environ["bottle.raw_path"] = path  # what Bottle's own dispatch records
+        environ["bottle.app"] = self._app
+        environ["route.handle"] = environ["bottle.route"] = route
+        environ["route.url_args"] = args
+        bottle.request.bind(environ)
+        response = route.call(**args)  # the _json_errors plugin makes every outcome a response
+        if not isinstance(response, bottle.HTTPResponse):  # a plain body, as Bottle takes it
+            response = bottle.HTTPResponse(response)
+        return _wsgi_answer(response, self._route_apis.get(route.rule, ""), environ, start_response)
 
 
 def _json_error_page(error: bottle.HTTPError) -> bytes:
@@ -138,21 +149,17 @@ ROUTE_APIS = {
 
 def create_app(
     manager: ModelManager,
+    *,
     max_request_bytes: int,
     router: Router | None = None,
-    allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS,
-    token: str | None = None,
-    control_token: str | None = None,
-    cors_allowed_origins: tuple[str, ...] = (),
+    access: AccessPolicy = LOOPBACK_ONLY,
     metrics: Metrics | None = None,
 ):
     """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``).
 
-    Requests naming another Host than ``allowed_hosts`` (None: any) get 403; with
-    a ``token``, requests without it get 401, and with a ``control_token`` so do
-    the control API's changes (choosing, reloading). Web pages from
-    ``cors_allowed_origins`` may call it from a browser (see :mod:`.cors`).
-    Every request is counted and timed in ``metrics`` (by default, metrics of this app's own).
+    Request bodies over ``max_request_bytes`` get 413. ``access`` says which Host names are answered and
+    which requests need a token (401 without it); by default, loopback's names and no token. Every request
+    is counted and timed in ``metrics`` (by default, metrics of this app's own).
     """
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
@@ -173,7 +180,7 @@ def create_app(
         )
 
     app.route(CONTROL_PATH, "GET", control.chosen)
-    changes = [token_required(control_token)] if control_token else []
+    changes = [token_required(access.control_token)] if access.control_token else []
     app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()), apply=changes)
     app.route(RELOAD_PATH, "POST", lambda name: control.reload(name, body()), apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
@@ -184,8 +191,9 @@ def create_app(
     app.route("/openapi.json", "GET", openapi.openapi_json)
     app.route("/docs", "GET", openapi.docs_page)
     app.route(METRICS_PATH, "GET", metrics.page)
-    routed = ModelsFirst(v1, app)
-    guarded = TokenRequired(routed, token) if token else routed
-    if cors_allowed_origins:  # outside the token: preflights carry none
-        guarded = Cors(guarded, cors_allowed_origins)
-    return metrics.instrument(HostAllowList(Utf8Paths(guarded), allowed_hosts), ROUTE_APIS)  # refused ones count too
+    guarded: Callable[..., Iterable[bytes]] = ModelsFirst(v1, app, ROUTE_APIS)
+    if access.token:
+        guarded = TokenRequired(guarded, access.token)
+    if access.cors_allowed_origins:  # outside the token: preflights carry none
+        guarded = Cors(guarded, access.cors_allowed_origins)
+    return metrics.instrument(HostAllowList(Utf8Paths(guarded), access.allowed_hosts))  # refused ones count too

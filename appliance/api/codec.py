@@ -1,24 +1,12 @@
-"""The JSON <-> numpy codec of TF Serving's REST API: request bodies in, tensors out, and back.
-
-This is the Python counterpart of TF Serving's ``util/json_tensor.cc``: it turns
-``:predict`` bodies (row format ``{"instances": [...]}`` or columnar format
-``{"inputs": ...}``) into numpy arrays typed by the signature, turns
-``:classify`` / ``:regress`` bodies into example features, and writes
-predictions, results and errors back as JSON. Error messages keep TF
-Serving's wording, so clients that match on them keep working. The JSON text
-itself (parsing, values shown in errors, number formatting) follows
-``json_text``; ``parse_document`` is re-exported from there.
+"""The JSON <-> numpy codec of TF Serving's REST API (its ``util/json_tensor.cc``): bodies in, tensors out, and back.
 
     doc = parse_document(b'{"instances": [[1.0, 2.0], [3.0, 4.0]]}')
     arrays, fmt = decode_predict_inputs(doc, {"x": "DT_FLOAT"})   # {"x": float32 (2, 2)}, ROW
-    encode_predict_response({"y": np.array([0.5, 3.0], np.float32)}, fmt)
-    # -> b'{"predictions": [0.5, 3.0]}'
+    encode_predict_response({"y": np.array([0.5, 3.0], np.float32)}, fmt)   # -> b'{"predictions": [0.5, 3.0]}'
 
-Each tensor is decoded by a numpy fast path (the nested lists are flattened
-level by level and their element types checked before numpy converts them);
-anything unusual falls back to a precise walk that mirrors the C++ and raises
-its exact error. The module belongs to the HTTP layer and does not import
-TensorFlow.
+Predict bodies (row or columnar), classify and regress examples, predictions and results; errors keep TF
+Serving's wording. Each tensor is decoded by a numpy fast path; anything unusual falls back to a precise walk
+that mirrors the C++ and raises its exact error. The JSON text itself follows ``json_text``; no TensorFlow here.
 """
 
 from __future__ import annotations
@@ -30,6 +18,7 @@ from array import array
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
+from typing import Any, cast
 
 import numpy as np
 
@@ -168,32 +157,47 @@ def _decode_b64_object(value) -> bytes:
 def _convert_leaf(value, dtype_enum: str):
     """AddValueToTensor (and FillTensorProto's object case): one JSON scalar as a Python value."""
     dtype = _DTYPES.get(dtype_enum)
-    value_type = type(value)
-    if value_type is dict:
+    if type(value) is dict:
         if dtype_enum == "DT_STRING":
             return _decode_b64_object(value)
         raise _type_error(value, dtype_enum)
     if dtype is None:
         raise Unimplemented(f"Conversion of JSON Value: {debug_string(value)} to type: {_type_name(dtype_enum)}")
-    if dtype.kind == "float":
-        if value_type is float:
-            return value
-        if value_type is int:  # parse_document refuses integers beyond the largest double
-            return float(value)
-    elif dtype.kind == "int":
-        if value_type is int:
-            if dtype.low <= value <= dtype.high:
-                return value
-            raise _type_error(value, dtype_enum, f" (out of range [{dtype.low}, {dtype.high}])")
-    elif dtype.kind == "bool":
-        if value_type is bool:
-            return value
-    elif value_type is str:
-        try:
-            return value.encode("utf-8")
-        except UnicodeEncodeError:
-            raise format_error(value, "is not valid UTF-8 text") from None
+    return _LEAF_CONVERSIONS[dtype.kind](value, dtype, dtype_enum)
+
+
+def _float_leaf(value, dtype: _DType, dtype_enum: str):
+    if type(value) is float:
+        return value
+    if type(value) is int:  # parse_document refuses integers beyond the largest double
+        return float(value)
     raise _type_error(value, dtype_enum)
+
+
+def _int_leaf(value, dtype: _DType, dtype_enum: str):
+    if type(value) is not int:
+        raise _type_error(value, dtype_enum)
+    if dtype.low <= value <= dtype.high:
+        return value
+    raise _type_error(value, dtype_enum, f" (out of range [{dtype.low}, {dtype.high}])")
+
+
+def _bool_leaf(value, dtype: _DType, dtype_enum: str):
+    if type(value) is bool:
+        return value
+    raise _type_error(value, dtype_enum)
+
+
+def _string_leaf(value, dtype: _DType, dtype_enum: str):
+    if type(value) is not str:
+        raise _type_error(value, dtype_enum)
+    try:
+        return value.encode("utf-8")
+    except UnicodeEncodeError:
+        raise format_error(value, "is not valid UTF-8 text") from None
+
+
+_LEAF_CONVERSIONS = {"float": _float_leaf, "int": _int_leaf, "bool": _bool_leaf, "string": _string_leaf}
 
 
 def _dense_shape(value) -> tuple[int, ...]:
@@ -284,48 +288,62 @@ def _flatten(value) -> tuple[tuple[int, ...], list, set] | None:
 def _fast_tensor(value, dtype_enum: str) -> np.ndarray | None:
     """The tensor for a well-formed value, or None to let the precise walk decide (and explain)."""
     dtype = _DTYPES.get(dtype_enum)
-    flat = _flatten(value) if dtype is not None else None
+    if dtype is None:
+        return None
+    flat = _flatten(value)
     if flat is None or len(flat[0]) > _MAX_RANK:
         return None
     shape, leaves, types = flat
     if not leaves:
         return np.empty(shape, dtype=dtype.numpy)
     try:
-        if dtype.kind == "float":
-            if not types <= _NUMBER_TYPES:
-                return None
-            # array() turns each value into a C double and, for typecode "f", casts that to float: the
-            # rounding of numpy's float64 -> float32 cast (overflow gives inf), without np.errstate's cost.
-            # numpy's dtype chars ("f", "d") are the array module's typecodes.
-            values = array(dtype.numpy.char, leaves)
-            return np.frombuffer(values, dtype=dtype.numpy).reshape(shape)
-        if dtype.kind == "int":
-            if types != {int}:
-                return None
-            try:
-                ints = np.fromiter(leaves, dtype=np.int64, count=len(leaves))
-            except OverflowError:  # beyond int64: only uint64 can hold it (negatives overflow again)
-                if dtype.numpy != np.uint64:
-                    return None
-                ints = np.fromiter(leaves, dtype=np.uint64, count=len(leaves))
-            if ints.dtype != dtype.numpy and (ints.min() < dtype.low or ints.max() > dtype.high):
-                return None
-            return ints.astype(dtype.numpy, copy=False).reshape(shape)
-        if dtype.kind == "bool":
-            if types != {bool}:
-                return None
-            return np.fromiter(leaves, dtype=np.bool_, count=len(leaves)).reshape(shape)
-        if not types <= _STRING_TYPES:
-            return None
-        if types == {str}:
-            strings = list(map(str.encode, leaves))
-        else:
-            strings = [leaf.encode() if type(leaf) is str else _fast_b64(leaf) for leaf in leaves]
-            if None in strings:
-                return None
-        return _object_array(strings, shape)
+        return _FAST_TENSORS[dtype.kind](dtype, leaves, types, shape)
     except (OverflowError, UnicodeEncodeError):  # negative integers beyond int64 for uint64; lone surrogates
         return None
+
+
+def _fast_floats(dtype: _DType, leaves: list, types: set, shape: tuple[int, ...]) -> np.ndarray | None:
+    if not types <= _NUMBER_TYPES:
+        return None
+    # array() turns each value into a C double and, for typecode "f", casts that to float: the
+    # rounding of numpy's float64 -> float32 cast (overflow gives inf), without np.errstate's cost.
+    # numpy's dtype chars ("f", "d") are the array module's typecodes.
+    values = array(dtype.numpy.char, leaves)
+    return np.frombuffer(values, dtype=dtype.numpy).reshape(shape)
+
+
+def _fast_ints(dtype: _DType, leaves: list, types: set, shape: tuple[int, ...]) -> np.ndarray | None:
+    if types != {int}:
+        return None
+    try:
+        ints = np.fromiter(leaves, dtype=np.int64, count=len(leaves))
+    except OverflowError:  # beyond int64: only uint64 can hold it (negatives overflow again)
+        if dtype.numpy != np.uint64:
+            return None
+        ints = np.fromiter(leaves, dtype=np.uint64, count=len(leaves))
+    if ints.dtype != dtype.numpy and (ints.min() < dtype.low or ints.max() > dtype.high):
+        return None
+    return ints.astype(dtype.numpy, copy=False).reshape(shape)
+
+
+def _fast_bools(dtype: _DType, leaves: list, types: set, shape: tuple[int, ...]) -> np.ndarray | None:
+    if types != {bool}:
+        return None
+    return np.fromiter(leaves, dtype=np.bool_, count=len(leaves)).reshape(shape)
+
+
+def _fast_strings(dtype: _DType, leaves: list, types: set, shape: tuple[int, ...]) -> np.ndarray | None:
+    if not types <= _STRING_TYPES:
+        return None
+    if types == {str}:
+        return _object_array(list(map(str.encode, leaves)), shape)
+    strings = [leaf.encode() if type(leaf) is str else _fast_b64(leaf) for leaf in leaves]
+    if None in strings:
+        return None
+    return _object_array(strings, shape)
+
+
+_FAST_TENSORS = {"float": _fast_floats, "int": _fast_ints, "bool": _fast_bools, "string": _fast_strings}
 
 
 def _fast_b64(value) -> bytes | None:
@@ -415,7 +433,7 @@ def _decode_instances(instances: list, input_dtypes: Mapping[str, str]) -> dict[
         if all(type(item) is dict and item.keys() == names for item in instances) and not any(map(_is_b64, instances)):
             tensors = {name: _fast_tensor([item[name] for item in instances], d) for name, d in input_dtypes.items()}
             if all(tensor is not None for tensor in tensors.values()):
-                return tensors
+                return cast("dict[str, np.ndarray]", tensors)
     else:
         ((name, dtype_enum),) = input_dtypes.items()
         tensor = _fast_tensor(instances, dtype_enum)  # fails on objects other than {"b64": ...}
@@ -518,7 +536,8 @@ def _example_features(value) -> dict:
         raise InvalidArgument(f"Example must be JSON object but got JSON {json_type_name(value)}")
     features = {}
     for name, content in value.items():
-        kind, values = None, []
+        kind: str | None = None
+        values: list = []
         for item in content if type(content) is list else (content,):
             kind = _add_feature_value(item, name, kind, values)
         features[name] = (kind, values)
@@ -529,6 +548,7 @@ def _add_feature_value(value, name: str, kind: str | None, values: list) -> str:
     """AddValueToFeature: append one JSON value to a feature's values and return the feature's kind."""
     if value is None or type(value) is list or (type(value) is dict and not _is_b64(value)):
         raise InvalidArgument(f"Feature: {name} has element with unexpected JSON type: {json_type_name(value)}")
+    converted: Any  # int, float, bytes, or None for a {"b64": ...} object (decoded last)
     if type(value) is bool:
         new_kind, converted = "int64", int(value)
     elif type(value) is dict:
@@ -653,8 +673,11 @@ def encode_predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> byte
 # ---------------------------------------------------------------------------
 
 
-def encode_classify_response(results: Sequence[Sequence[tuple[str, float]]]) -> bytes:
-    """MakeJsonFromClassificationResult: {"results": [[[label, score], ...], ...]}, one list per example."""
+def encode_classify_response(results: Sequence[Sequence[tuple[Any, float]]]) -> bytes:
+    """MakeJsonFromClassificationResult: {"results": [[[label, score], ...], ...]}, one list per example.
+
+    A label is a str, or bytes (written as UTF-8 text).
+    """
     if not results:
         raise InvalidArgument("Cannot convert empty ClassificationResults to JSON")
     scores = decimal_tokens(np.array([score for classes in results for _, score in classes], dtype=np.float32))

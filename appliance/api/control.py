@@ -19,7 +19,7 @@ import bottle
 from ..errors import InvalidArgument
 from ..serving.manager import ModelManager
 from . import codec
-from .metrics import note_served
+from .metrics import served
 from .pages import summary_json
 from .responses import dumps, json_response
 
@@ -35,8 +35,7 @@ class ControlAPI:
 
     def chosen(self, name: str) -> bottle.HTTPResponse:
         summary = self._manager.summary(name)
-        note_served(name, summary.chosen_version)
-        return json_response(dumps(summary_json(summary)))
+        return served(json_response(dumps(summary_json(summary))), name, summary.chosen_version)
 
     def choose(self, name: str, body: bytes) -> bottle.HTTPResponse:
         document = codec.parse_document(body)

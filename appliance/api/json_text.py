@@ -1,16 +1,13 @@
-"""TF Serving's JSON text conventions: parsing request bodies, showing values in errors, writing numbers.
-
-TF Serving reads and writes JSON with rapidjson, and its REST API shows the
-seams: parse errors carry rapidjson's wording and byte offsets, values quoted
-in error messages use rapidjson's PrettyWriter layout cut off after 256 bytes,
-and floats in responses are written by ``WriteDecimal`` (six significant
-digits when they round-trip, otherwise max_digits10). This module reproduces
-those conventions for any JSON value, independently of tensors:
+"""TF Serving's JSON text conventions (rapidjson's): parsing bodies, showing values in errors, writing numbers.
 
     doc = parse_document(b'{"a": [1 2]}')
     # InvalidArgument: JSON Parse error: Missing a comma or ']' after an array element. at offset: 9
     debug_string({"b": [True, None]})   # '{\\n    "b": [true, null]\\n}'
     decimal_tokens(np.array([2.05, 13 / 6, np.nan], np.float32))   # ['2.05', '2.16666675', 'NaN']
+
+Parse errors carry rapidjson's wording and byte offsets; values quoted in errors use its PrettyWriter layout,
+cut after 256 bytes; floats are written as ``WriteDecimal`` does (six significant digits when they round-trip,
+otherwise max_digits10). Tensors are not its business: the codec builds on it.
 """
 
 from __future__ import annotations
@@ -120,7 +117,9 @@ def _parse_with_rapidjson_rules(body: bytes) -> dict:
         raise _parse_error("Invalid encoding in string.", skipped + e.start) from None
     start = 0
     if text[:1] in " \t\n\r":  # leading whitespace, or no text at all ("" is in any string)
-        start = _LEADING_SPACE.match(text).end()
+        leading = _LEADING_SPACE.match(text)
+        assert leading is not None, "* matches no text too"
+        start = leading.end()
         if start == len(text):
             raise _parse_error("The document is empty.", len(body))
     decoder = _RANGE_CHECKED_DECODER if _may_overflow(body.translate(_NUMBER_SHAPES)) else _DECODER
@@ -233,7 +232,9 @@ def _check_surrogates(doc, body: bytes) -> None:
             if type(payload) is str:
                 payload.encode("utf-8")
     except UnicodeEncodeError:
-        offset = _SURROGATE_ESCAPE.search(body).start()
+        escape = _SURROGATE_ESCAPE.search(body)
+        assert escape is not None, "only an escape can make a lone surrogate in valid UTF-8"
+        offset = escape.start()
         raise _parse_error("The surrogate pair in string is invalid.", offset) from None
 
 
@@ -410,10 +411,10 @@ def decimal_tokens(flat: np.ndarray) -> list[str]:
     if flat.size < _VECTORISE_MIN:
         values = flat.tolist()
         short = list(map(_SHORT, values))
-        parsed = array("f", map(float, short)) if single else map(float, short)  # strtof / strtod
+        read_back = array("f", map(float, short)) if single else map(float, short)  # strtof / strtod
         full = _FULL[flat.dtype]
-        tokens = [token if back == value else full(value) for token, back, value in zip(short, parsed, values)]
-        return [token if "." in token or "e" in token else _BARE.get(token) or token + ".0" for token in tokens]
+        texts = [token if back == value else full(value) for token, back, value in zip(short, read_back, values)]
+        return [text if "." in text or "e" in text else _BARE.get(text) or text + ".0" for text in texts]
     with np.errstate(invalid="ignore"):  # signalling NaNs
         finite = np.isfinite(flat)
         whole = finite & (flat == np.trunc(flat))

@@ -2,23 +2,12 @@
 
     metrics = Metrics()                                          # a registry of its own, never the global one
     manager = ModelManager(repository, runtime, observer=metrics.observer)
-    app = create_app(manager, max_request_bytes, metrics=metrics)
+    app = create_app(manager, max_request_bytes=64 << 20, metrics=metrics)
+    return served(json_response(body), "digits", 2)             # a handler: what answered, for the labels
     # GET /monitoring/prometheus/metrics -> text exposition format 0.0.4
 
-:class:`Instrumented` times every request around the whole app (until its
-response is ready) and counts it under labels the handlers note as they go:
-the API (per route, or per URL under ``/v1``) and, once a model version has
-taken the request, its model, version and backend, ``local`` or ``remote``
-(:func:`note_served`). A request no model version took (an unknown model or
-version, an unreadable body, ``/health``, a path that does not exist) counts
-with ``model=""``, ``version=""`` and ``backend=""``: label values stay
-bounded by what is actually served, whatever names clients send.
-
-TF Serving's own names are derived from the appliance's at scrape time (a
-request is recorded once): ``:tensorflow:serving:request_count`` (exported
-untyped, since prometheus_client appends ``_total`` to every counter) and
-``:tensorflow:serving:request_latency`` (microseconds, successful ``/v1``
-requests only, as TF Serving does).
+Requests are labelled with what their handler's response says (see :class:`Instrumented`); TF Serving's
+own names are derived from the appliance's at scrape time (:class:`TFServingNames`).
 """
 
 from __future__ import annotations
@@ -36,13 +25,11 @@ from prometheus_client.utils import floatToGoString
 from ..errors import ServingError
 from ..serving.manager import ModelManager, State
 from ..serving.observer import ServingObserver
+from ..serving.remote import RemoteTFServing
 from ..serving.routing import LOCAL
-from ..serving.runtime.remote_tfs import RemoteTFServing
 from .responses import HTTP_STATUS
 
 PATH = "/monitoring/prometheus/metrics"
-API_KEY = "appliance.api"  # environ: the API a request called, when its route alone does not tell
-SERVED_KEY = "appliance.served"  # environ: (model, version, backend) of the model version that took the request
 
 # TF Serving's latency buckets, 10 µs * 1.8^k (up to ~25 minutes); in seconds here, in µs under its own name.
 LATENCY_BOUNDS_US = tuple(10 * 1.8**k for k in range(33))
@@ -54,16 +41,37 @@ TFS_APIS = {"predict": "predict", "classify": "classify", "regress": "regress", 
 # The gRPC code name of an HTTP status, for TF Serving's "status" label (the first code TF Serving maps to it).
 CODE_NAMES = {str(status): code.name for code, status in reversed(HTTP_STATUS.items())}
 UNSERVED = ("", None, "")
+UNLABELLED = ("", None, "", "")  # (model, version, api, backend) of a request nothing labelled
 
 
-def note_api(api: str) -> None:
-    """Label the current request with ``api`` (for routes that serve several, like ``/v1/...``)."""
-    bottle.request.environ[API_KEY] = api
+def served(response: bottle.HTTPResponse, model: str, version: int | None, backend: str = LOCAL) -> bottle.HTTPResponse:
+    """``response``, labelled with the model version that answered it (``None``: no particular version)."""
+    response.served_by = (model, version, backend)
+    return response
 
 
-def note_served(model: str, version: int | None, backend: str = LOCAL) -> None:
-    """Label the current request with the model version that took it (``None``: no particular version)."""
-    bottle.request.environ[SERVED_KEY] = (model, version, backend)
+def for_api(response: bottle.HTTPResponse, api: str) -> bottle.HTTPResponse:
+    """``response``, labelled with the API it answers (for routes that serve several, like ``/v1/...``)."""
+    response.api = api
+    return response
+
+
+class LabelledBody(list):
+    """A WSGI body (a list of byte strings) with the ``labels`` of its request: (model, version, api, backend)."""
+
+    __slots__ = ("labels",)
+    labels: tuple[str, int | None, str, str]
+
+
+def labelled_body(chunk: bytes | None, response: bottle.HTTPResponse, api: str) -> LabelledBody:
+    """The WSGI body of ``response`` (``chunk``, or none), labelled as the response says: ``api`` is the
+    route's API, unless the response names its own (:func:`for_api`)."""
+    body = LabelledBody()
+    if chunk is not None:
+        body.append(chunk)
+    model, version, backend = getattr(response, "served_by", UNSERVED)
+    body.labels = (model, version, getattr(response, "api", api), backend)
+    return body
 
 
 class RequestMetrics:
@@ -93,15 +101,18 @@ class RequestMetrics:
 
 
 class Instrumented:
-    """WSGI middleware: times each request through ``app`` and records it with the labels noted on the way.
+    """WSGI middleware: times each request through ``app`` and records it with the labels its body carries.
 
-    ``route_apis`` names the API of each Bottle route rule; ``note_api`` overrides it.
+    The labels are the API called (per route, or per URL under ``/v1``) and, once a model version has
+    taken the request, its model, version and backend, ``local`` or ``remote`` (:func:`served`). A request
+    no model version took (an unknown model or version, an unreadable body, ``/health``, a path that does
+    not exist, one refused before any route: a plain list) counts with ``model=""``, ``version=""`` and
+    ``backend=""``: label values stay bounded by what is actually served, whatever names clients send.
     """
 
-    def __init__(self, app, metrics: RequestMetrics, route_apis: dict[str, str]):
+    def __init__(self, app, metrics: RequestMetrics):
         self._app = app
         self._metrics = metrics
-        self._route_apis = route_apis
 
     def __call__(self, environ, start_response):
         started = time.perf_counter()
@@ -115,16 +126,9 @@ class Instrumented:
         body = self._app(environ, respond)
         seconds = time.perf_counter() - started
         if status is not None:
-            model, version, backend = environ.get(SERVED_KEY, UNSERVED)
-            self._metrics.record(model, version, self._api(environ), status[:3], backend, seconds)
+            model, version, api, backend = getattr(body, "labels", UNLABELLED)
+            self._metrics.record(model, version, api, status[:3], backend, seconds)
         return body
-
-    def _api(self, environ) -> str:
-        api = environ.get(API_KEY)
-        if api is None:
-            route = environ.get("bottle.route")  # set by Bottle once a route matched
-            api = self._route_apis.get(route.rule, "") if route is not None else ""
-        return api
 
 
 class ServingMetrics(ServingObserver):
@@ -205,7 +209,12 @@ def _histogram(name: str, documentation: str, labels: list[str], bounds, totals,
 
 
 class TFServingNames:
-    """Collector: TF Serving's metric names, computed from the appliance's own at scrape time."""
+    """Collector: TF Serving's metric names, computed from the appliance's own at scrape time.
+
+    A request is recorded once: ``:tensorflow:serving:request_count`` (exported untyped, since
+    prometheus_client appends ``_total`` to every counter) and ``:tensorflow:serving:request_latency``
+    (microseconds, successful ``/v1`` requests only, as TF Serving does) are sums of the appliance's series.
+    """
 
     def __init__(self, requests: RequestMetrics, serving: ServingMetrics):
         self._requests = requests
@@ -300,8 +309,8 @@ class Metrics:
         """Report ``manager``'s versions (and ``remote``'s health) at each scrape; call once."""
         self.registry.register(ServingState(manager, remote))
 
-    def instrument(self, app, route_apis: dict[str, str]) -> Instrumented:
-        return Instrumented(app, self.requests, route_apis)
+    def instrument(self, app) -> Instrumented:
+        return Instrumented(app, self.requests)
 
     def page(self) -> bottle.HTTPResponse:
         """``GET /monitoring/prometheus/metrics``."""

@@ -1,5 +1,7 @@
 """What the appliance says about itself: ``GET /health`` (JSON) and ``GET /`` (a page for people).
 
+    GET /health  -> 200 {"status": "ready", "version": "0.1.0", "device": {...}, "models": [{"name": ...}, ...]}
+
 ``/health`` answers 503 ``"loading"`` until the first load of every model has
 finished, then 200 ``"ready"`` when every model has an AVAILABLE version, or
 200 ``"degraded"`` naming the models that have none.
@@ -14,7 +16,7 @@ import bottle
 
 from .. import __version__
 from ..serving.manager import ModelManager, ModelSummary
-from ..serving.runtime.remote_tfs import RemoteTFServing
+from ..serving.remote import RemoteTFServing
 from .responses import dumps, json_response
 
 

@@ -19,8 +19,8 @@ from ..errors import InvalidArgument, Unavailable
 from ..serving.manager import ModelManager
 from ..serving.runtime import DEFAULT_SIGNATURE
 from . import codec
-from .metrics import note_served
-from .responses import json_response
+from .metrics import served
+from .responses import answer_error, json_response
 
 KEYS = ("input", "model", "version", "label", "signature_name")
 
@@ -70,17 +70,22 @@ class SimplePredictAPI:
                 f"Both model version ({version}) and model version label ({label}) cannot be supplied."
             )
         signature_name = _optional_string(document, "signature_name") or DEFAULT_SIGNATURE
-        with self._manager.acquire(model, version, label) as handle:
-            note_served(model, handle.version)
-            signature = handle.servable.signatures.get(signature_name)
-            if signature is None:
-                raise InvalidArgument(
-                    f'Serving signature name: "{signature_name}" not found in signature def; model {model} '
-                    f"version {handle.version} has: {', '.join(sorted(handle.servable.signatures))}"
-                )
-            inputs = codec.decode_input_value(document["input"], signature.input_dtypes)
-            outputs = handle.servable.predict(signature_name, inputs)
-            served_version = handle.version
-        predictions = codec.encode_outputs_value(outputs)
-        body = f'{{"predictions": {predictions}, "model": {json.dumps(model)}, "version": {served_version}}}'
-        return json_response(body)
+        handle = self._manager.acquire(model, version, label)
+        try:  # what fails once the version took the request is labelled with it, as its answer is
+            with handle:
+                servable = handle.servable
+                assert servable is not None, "an AVAILABLE version's"
+                signature = servable.signatures.get(signature_name)
+                if signature is None:
+                    raise InvalidArgument(
+                        f'Serving signature name: "{signature_name}" not found in signature def; model {model} '
+                        f"version {handle.version} has: {', '.join(sorted(servable.signatures))}"
+                    )
+                inputs = codec.decode_input_value(document["input"], signature.input_dtypes)
+                outputs = servable.predict(signature_name, inputs)
+            predictions = codec.encode_outputs_value(outputs)
+            answer = f'{{"predictions": {predictions}, "model": {json.dumps(model)}, "version": {handle.version}}}'
+            response = json_response(answer)
+        except Exception as e:
+            raise served(answer_error(e), model, handle.version) from None
+        return served(response, model, handle.version)

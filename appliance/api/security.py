@@ -1,22 +1,20 @@
-"""Secure defaults in front of every route: the Host allow-list (DNS rebinding) and the access token.
+"""Who may call the appliance: the access policy, and the WSGI middleware that enforces it before any route.
 
-    app = TokenRequired(bottle_app, token)            # when every request needs the token
-    app = HostAllowList(app, {"localhost", "127.0.0.1", "[::1]"})
-    bottle_app.route(path, "PUT", change, apply=[token_required(token)])   # when only some routes do
+    access = AccessPolicy.for_settings("0.0.0.0", load_token=lambda: load_or_create_token(token_file))
+    app = create_app(manager, max_request_bytes=64 << 20, access=access)   # every request needs the token
 
-A web page in the user's browser can make a name it controls resolve to
-127.0.0.1 and then call the appliance; its requests still carry that foreign
-name in ``Host``, so any Host not on the allow-list gets 403. When the
-appliance listens beyond loopback every request must carry
-``Authorization: Bearer <token>`` (401 otherwise); a page cannot forge that.
-On loopback, ``--require_token_for_control`` asks it of the control API's
-changes only (choosing and reloading versions).
+A Host not on the allow-list gets 403: a page that makes its own name resolve to 127.0.0.1 still sends
+that name (DNS rebinding). Beyond loopback every request needs ``Authorization: Bearer <token>`` (401
+otherwise), which no page can forge; on loopback ``--require_token_for_control`` asks it of the control
+API's changes only (choosing and reloading versions).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import hmac
 import ipaddress
+from collections.abc import Callable, Iterable
 
 import bottle
 
@@ -42,6 +40,58 @@ def is_loopback(host: str) -> bool:
 
 def is_wildcard(host: str) -> bool:
     return host in ("", "0.0.0.0", "::", "[::]")
+
+
+@dataclasses.dataclass(frozen=True)
+class AccessPolicy:
+    """What a request needs to be answered: a Host on ``allowed_hosts`` (None: any), the ``token`` if there is
+    one, the ``control_token`` too for the control API's changes; pages from ``cors_allowed_origins`` may call
+    from a browser (see :mod:`.cors`). The defaults answer loopback's names only, with no token.
+    """
+
+    allowed_hosts: frozenset[str] | None = LOOPBACK_HOSTS
+    token: str | None = None
+    control_token: str | None = None
+    cors_allowed_origins: tuple[str, ...] = ()
+
+    @classmethod
+    def for_settings(
+        cls,
+        host: str,
+        *,
+        allowed_hosts: Iterable[str] = (),
+        token: str | None = None,
+        require_token_for_control: bool = False,
+        cors_allowed_origins: Iterable[str] = (),
+        load_token: Callable[[], str],
+    ) -> AccessPolicy:
+        """The policy of an appliance bound to ``host``, with the settings of the same names.
+
+        Beyond loopback every request needs the token; on loopback only when ``token`` is given, and the
+        control API's changes when ``require_token_for_control``. Without a ``token`` where one is needed,
+        ``load_token()`` gives the stored one (it is not called otherwise). A wildcard ``host`` answers any
+        Host name; any other answers loopback's names, its own and ``allowed_hosts``.
+        """
+        beyond_loopback = not is_loopback(host)
+        shared = token or (load_token() if beyond_loopback or require_token_for_control else None)
+        return cls(
+            allowed_hosts=(
+                None
+                if is_wildcard(host)
+                else frozenset(LOOPBACK_HOSTS | {host.lower(), *(name.lower() for name in allowed_hosts)})
+            ),
+            token=shared if token or beyond_loopback else None,
+            control_token=shared if require_token_for_control else None,
+            cors_allowed_origins=tuple(cors_allowed_origins),
+        )
+
+    @property
+    def token_in_use(self) -> str | None:
+        """The token clients may be asked for (the same for every request and for control), if any."""
+        return self.token or self.control_token
+
+
+LOOPBACK_ONLY = AccessPolicy()
 
 
 def host_name(header: str) -> str:

@@ -22,8 +22,8 @@ from ..serving.manager import ModelManager, VersionStatus
 from ..serving.routing import LOCAL, REMOTE, Router
 from ..serving.runtime import DEFAULT_SIGNATURE
 from . import codec
-from .metrics import note_api, note_served
-from .responses import dumps, json_response
+from .metrics import for_api, served
+from .responses import answer_error, dumps, json_response
 
 _NAME = r"([^/:]+)"
 _VERSION_OR_LABEL = r"(?:(?:/versions/([0-9]+))|(?:/labels/([^/:]+)))?"
@@ -82,7 +82,11 @@ class TFServingAPI:
         self._verbs = {"predict": self.predict, "classify": self.classify, "regress": self.regress}
 
     def handle(self, http_method: str, path: str, read_body) -> bottle.HTTPResponse:
-        """Answer one /v1 request; ``read_body`` returns the request body as bytes. Raises ServingError."""
+        """Answer one /v1 request; ``read_body`` returns the request body as bytes.
+
+        The answers of the handlers, errors included, are labelled with the API called and the model version
+        that answered (see :mod:`.metrics`); a request no handler takes raises its ServingError.
+        """
         if http_method == "OPTIONS":
             return self._preflight()
         target = parse_model_path(http_method, path)
@@ -95,26 +99,39 @@ class TFServingAPI:
         raise InvalidArgument(f"Malformed request: {http_method} {path}")
 
     def _route(self, target: ModelPath, http_method: str, body: bytes | None, local) -> bottle.HTTPResponse:
-        """Answer from the backends the router plans, in order; the response names the one that answered."""
-        note_api(target.action.lower() or "status")
-        if self._router is None or not target.name:
-            return local(target, body)
-        plan = self._router.plan(target.name, target.version, target.label)
+        """The answer of the backends the router plans, or the error that ends the plan, labelled with the API."""
+        try:
+            if self._router is None or not target.name:
+                response = local(target, body)
+            else:
+                response = self._from_backends(self._router, target, http_method, body, local)
+        except Exception as e:
+            response = answer_error(e)
+        return for_api(response, target.action.lower() or "status")
+
+    def _from_backends(
+        self, router: Router, target: ModelPath, http_method: str, body: bytes | None, local
+    ) -> bottle.HTTPResponse:
+        """Answer from the backends ``router`` plans, in order; the response names the one that answered."""
+        plan = router.plan(target.name, target.version, target.label)
+        remote = router.remote
         failure: ServingError | None = None
         for position, backend in enumerate(plan, 1):
             if backend == REMOTE:
+                assert remote is not None, "the router plans the remote only when there is one"
                 try:
-                    answer = self._router.remote.forward(http_method, target.name, self._remote_suffix(target), body)
+                    answer = remote.forward(http_method, target.name, self._remote_suffix(router, target), body)
                 except Unavailable as e:  # predict, classify and regress are pure: safe to answer locally
                     failure = e
                     continue
-                if answer.status != 404:  # a 404 means no version took it
-                    note_served(target.name, target.version, REMOTE)
-                return bottle.HTTPResponse(
+                response = bottle.HTTPResponse(
                     body=answer.body,
                     status=answer.status,
                     headers={"Content-Type": answer.content_type, BACKEND_HEADER: REMOTE},
                 )
+                if answer.status == 404:  # no version took it
+                    return response
+                return served(response, target.name, target.version, REMOTE)
             try:
                 response = local(target, body)
             except NotFound:
@@ -123,10 +140,11 @@ class TFServingAPI:
                 continue
             response.set_header(BACKEND_HEADER, LOCAL)
             return response
+        assert failure is not None, "a plan names a backend"
         raise failure
 
-    def _remote_suffix(self, target: ModelPath) -> str:
-        version = self._router.remote_version(target.name, target.version, target.label)
+    def _remote_suffix(self, router: Router, target: ModelPath) -> str:
+        version = router.remote_version(target.name, target.version, target.label)
         if version is not None:
             where = f"/versions/{version}"
         else:
@@ -142,54 +160,69 @@ class TFServingAPI:
             raise InvalidArgument("Origin header is missing in CORS preflight")
         return json_response(b"")
 
+    # The handlers of one backend, the local one: once a version took the request, what fails is raised as
+    # an error response labelled with that version (see _route), and the answer is labelled with it too.
+
     def predict(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
         document = codec.parse_document(body)
         signature_name = codec.signature_name(document)
-        with self._manager.acquire(target.name, target.version, target.label) as handle:
-            note_served(target.name, handle.version)
-            name = signature_name or DEFAULT_SIGNATURE
-            signature = handle.servable.signatures.get(name)
-            if signature is None:
-                raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
-            if not signature.inputs:
-                raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
-            inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
-            outputs = handle.servable.predict(name, inputs)
-        return json_response(codec.encode_predict_response(outputs, request_format))
+        handle = self._manager.acquire(target.name, target.version, target.label)
+        try:
+            with handle:
+                servable = handle.servable
+                assert servable is not None, "an AVAILABLE version's"
+                name = signature_name or DEFAULT_SIGNATURE
+                signature = servable.signatures.get(name)
+                if signature is None:
+                    raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+                if not signature.inputs:
+                    raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
+                inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
+                outputs = servable.predict(name, inputs)
+            response = json_response(codec.encode_predict_response(outputs, request_format))
+        except Exception as e:
+            raise served(answer_error(e), target.name, handle.version) from None
+        return served(response, target.name, handle.version)
 
-    def _run_on_examples(self, target: ModelPath, body: bytes, method: str):
+    def _run_on_examples(self, target: ModelPath, body: bytes, method: str, encode) -> bottle.HTTPResponse:
         """Classify and regress: the whole body is parsed (examples included) before the model is looked up."""
         document = codec.parse_document(body)
         signature_name = codec.signature_name(document)
         context, examples = codec.decode_examples(document)
-        with self._manager.acquire(target.name, target.version, target.label) as handle:
-            note_served(target.name, handle.version)
-            return getattr(handle.servable, method)(signature_name, context, examples)
+        handle = self._manager.acquire(target.name, target.version, target.label)
+        try:
+            with handle:
+                results = getattr(handle.servable, method)(signature_name, context, examples)
+            response = json_response(encode(results))
+        except Exception as e:
+            raise served(answer_error(e), target.name, handle.version) from None
+        return served(response, target.name, handle.version)
 
     def classify(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
-        results = self._run_on_examples(target, body, "classify")
-        return json_response(codec.encode_classify_response(results))
+        return self._run_on_examples(target, body, "classify", codec.encode_classify_response)
 
     def regress(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
-        values = self._run_on_examples(target, body, "regress")
-        return json_response(codec.encode_regress_response(values))
+        return self._run_on_examples(target, body, "regress", codec.encode_regress_response)
 
     def status(self, target: ModelPath) -> bottle.HTTPResponse:
         if not target.name:
             raise InvalidArgument("Missing model name in request.")
         statuses = self._manager.status(target.name, target.version, target.label)
-        note_served(target.name, target.version)
-        return json_response(dumps(_status_json(statuses)))
+        return served(json_response(dumps(_status_json(statuses))), target.name, target.version)
 
     def metadata(self, target: ModelPath) -> bottle.HTTPResponse:
         if not target.name:
             raise InvalidArgument("Missing model name in request.")
-        with self._manager.acquire(target.name, target.version, target.label) as handle:
-            note_served(target.name, handle.version)
-            signature_defs = handle.servable.signature_defs_json()
-            version = handle.version
-        document = {
-            "model_spec": {"name": target.name, "signature_name": "", "version": str(version)},
-            "metadata": {"signature_def": {"signature_def": signature_defs}},
-        }
-        return json_response(dumps(document))
+        handle = self._manager.acquire(target.name, target.version, target.label)
+        try:
+            with handle:
+                assert handle.servable is not None, "an AVAILABLE version's"
+                signature_defs = handle.servable.signature_defs_json()
+            document = {
+                "model_spec": {"name": target.name, "signature_name": "", "version": str(handle.version)},
+                "metadata": {"signature_def": {"signature_def": signature_defs}},
+            }
+            response = json_response(dumps(document))
+        except Exception as e:
+            raise served(answer_error(e), target.name, handle.version) from None
+        return served(response, target.name, handle.version)

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..config import Routing
 from .manager import ModelManager
-from .runtime.remote_tfs import RemoteTFServing
+from .remote import RemoteTFServing
 
 REMOTE, LOCAL = "remote", "local"
 

@@ -11,6 +11,7 @@ import bottle
 import pytest
 
 from appliance.api.app import ModelsFirst, _json_errors, read_body
+from appliance.api.metrics import for_api, served
 from appliance.api.responses import json_error, json_response
 from appliance.errors import InvalidArgument, NotFound
 
@@ -100,3 +101,29 @@ def test_models_first_sends_v1_models_urls_past_bottle_and_answers_as_bottle_wou
         b"fine",
     )
     assert len(seen) == 6, "the other paths are Bottle's"
+
+
+def test_models_first_answers_with_the_labels_of_what_served_each_request():
+    def v1(environ):
+        if environ["PATH_INFO"].endswith("/bad"):
+            raise InvalidArgument("Malformed request")
+        return for_api(served(json_response("{}"), "digits", 2), "predict")
+
+    app = bottle.Bottle()
+    app.install(_json_errors)
+    app.route("/v1/appliance/models/<name>/chosen", "GET", lambda name: served(json_response("{}"), name, 1))
+    app.route("/health", "GET", lambda: json_response("{}"))
+    wsgi = ModelsFirst(v1, app, {"/v1/appliance/models/<name>/chosen": "control", "/health": "health"})
+
+    def labels(path: str, method: str = "GET"):
+        environ: dict = {"PATH_INFO": path, "REQUEST_METHOD": method}
+        setup_testing_defaults(environ)
+        return getattr(wsgi(environ, lambda status, headers, exc_info=None: None), "labels", None)
+
+    assert labels("/v1/models/digits:predict", "POST") == ("digits", 2, "predict", "local")
+    assert labels("/v1/models/digits", "HEAD") == ("digits", 2, "predict", "local"), "no body, the same labels"
+    assert labels("/v1/models/bad") == ("", None, "", ""), "no handler took it"
+    wsgi_path = "/v1/appliance/models/café/chosen".encode().decode("latin-1")  # as a WSGI server passes it
+    assert labels(wsgi_path) == ("café", 1, "control", "local"), "the route's API; the name as Bottle decodes it"
+    assert labels("/health", "HEAD") == ("", None, "health", "")
+    assert labels("/nowhere") is None and labels("/health", "POST") is None, "Bottle's own 404 and 405: unlabelled"

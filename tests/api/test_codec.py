@@ -72,7 +72,7 @@ def tokens_of(body: bytes):
 
 def test_moderately_nested_unused_keys_are_fine():  # DeeplyNestedWellFormed, within Python's limits
     body = b'{"instances": [1], "nested": ' + b"[" * 200 + b"]" * 200 + b"}"
-    inputs, fmt = decode_predict_inputs(parse_document(body), {"default": "DT_INT32"})
+    inputs, _ = decode_predict_inputs(parse_document(body), {"default": "DT_INT32"})
     assert_array(inputs["default"], [1], np.int32)
 
 
@@ -101,7 +101,7 @@ def test_single_unnamed_tensor():
 def test_single_unnamed_tensor_with_signature():
     doc = parse_document(b'{"signature_name": "predict_images", "instances": [[1,2]]}')
     assert signature_name(doc) == "predict_images"
-    inputs, fmt = decode_predict_inputs(doc, {"default": "DT_INT32"})
+    inputs, _ = decode_predict_inputs(doc, {"default": "DT_INT32"})
     assert_array(inputs["default"], [[1, 2]], np.int32)
 
 

@@ -54,7 +54,7 @@ def write_decimal(value: float, single: bool) -> str:
         return "NaN"
     if math.isinf(value):
         return "Infinity" if value > 0 else "-Infinity"
-    text = "%g" % value
+    text = f"{value:g}"
     parsed = strtof(text) if single else float(text)
     if parsed != value:
         text = ("%.9g" if single else "%.17g") % value

@@ -1,4 +1,5 @@
-"""``GET /monitoring/prometheus/metrics`` on a real server: real models, real HTTP, the scrape parsed as Prometheus does.
+"""``GET /monitoring/prometheus/metrics`` on a real server: real models, real HTTP, the scrape parsed as
+Prometheus does.
 
 The server serves a copy of the bundled models (plus a broken one) from
 tmp, so versions can be switched and removed; every count is checked as the
@@ -18,13 +19,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.api.app import create_app
 from appliance.api.metrics import PATH, Metrics
+from appliance.api.security import AccessPolicy
 from appliance.config import RemoteSettings
 from appliance.server import Server
 from appliance.serving.manager import ModelManager
+from appliance.serving.remote import RemoteTFServing
 from appliance.serving.repository import Repository
 from appliance.serving.routing import Router
 from appliance.serving.runtime.local_tf import LocalTFRuntime
-from appliance.serving.runtime.remote_tfs import RemoteTFServing
 
 from ..conftest import MODELS
 
@@ -43,7 +45,7 @@ class Served:
         )
         self.manager.start()
         assert self.manager.wait_until_ready(120)
-        self.server = Server(create_app(self.manager, 1 << 20, metrics=self.metrics), "127.0.0.1", 0)
+        self.server = Server(create_app(self.manager, max_request_bytes=1 << 20, metrics=self.metrics), "127.0.0.1", 0)
         self.server.start()
         self.url = self.server.url
 
@@ -210,7 +212,9 @@ def test_batch_sizes_reported_by_the_serving_layer(served):
 def test_requests_forwarded_to_a_remote_count_as_remote_and_its_health_is_a_gauge(served):
     remote = RemoteTFServing(RemoteSettings(url=served.url), models=["digits"])
     proxy = Server(
-        create_app(served.manager, 1 << 20, Router(served.manager, remote), metrics=Metrics()), "127.0.0.1", 0
+        create_app(served.manager, max_request_bytes=1 << 20, router=Router(served.manager, remote), metrics=Metrics()),
+        "127.0.0.1",
+        0,
     )
     proxy.start()
     try:
@@ -241,7 +245,9 @@ def test_requests_forwarded_to_a_remote_count_as_remote_and_its_health_is_a_gaug
 
     unreachable = RemoteTFServing(RemoteSettings(url="http://127.0.0.1:9", failures_to_open=1), models=["digits"])
     assert not unreachable.probe()
-    app = create_app(served.manager, 1 << 20, Router(served.manager, unreachable), metrics=Metrics())
+    app = create_app(
+        served.manager, max_request_bytes=1 << 20, router=Router(served.manager, unreachable), metrics=Metrics()
+    )
     status, body = call(app, PATH, host="127.0.0.1")
     assert status.startswith("200")
     assert value(parse(body), "appliance_remote_up", url="http://127.0.0.1:9") == 0
@@ -263,7 +269,7 @@ def call(app, path: str, **headers: str) -> tuple[str, bytes]:
 def test_the_endpoint_is_behind_the_host_allow_list_and_the_token_and_counts_refusals():
     metrics = Metrics()
     manager = ModelManager(Repository([], []), LocalTFRuntime(device="cpu"), poll_seconds=0)
-    app = create_app(manager, 1 << 20, token="secret", metrics=metrics)
+    app = create_app(manager, max_request_bytes=1 << 20, access=AccessPolicy(token="secret"), metrics=metrics)
     assert call(app, PATH, host="127.0.0.1")[0].startswith("401")
     assert call(app, PATH, host="evil.example", authorization="Bearer secret")[0].startswith("403")
     status, body = call(app, PATH, host="127.0.0.1", authorization="Bearer secret")

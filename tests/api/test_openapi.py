@@ -128,7 +128,7 @@ def test_every_documented_operation_answers_its_example(server):
 
 def test_every_route_of_the_app_is_documented():
     documented = documented_operations(openapi_document())
-    app = the_bottle_app(create_app(ModelManager(Repository([]), LocalTFRuntime("cpu"), 0), 1 << 20))
+    app = the_bottle_app(create_app(ModelManager(Repository([]), LocalTFRuntime("cpu"), 0), max_request_bytes=1 << 20))
     catch_all = [route for route in app.routes if route.rule.lower() == "/v1/<rest:path>"]
     assert [route.method for route in catch_all] == ["ANY", "ANY"], "TF Serving's /v1/ dispatcher"
     undocumented = [

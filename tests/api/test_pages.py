@@ -35,6 +35,6 @@ def test_health_is_loading_then_ready_then_degraded(tmp_path):
     assert mixed.wait_until_ready(60)
     code, document = health_document(mixed)
     assert (code, document["status"], document["unavailable_models"]) == (200, "degraded", ["bad"])
-    (broken,) = [m for m in document["models"] if m["name"] == "bad"][0]["versions"]
+    (broken,) = next(m for m in document["models"] if m["name"] == "bad")["versions"]
     assert broken["state"] == "END" and broken["error"]
     mixed.stop()

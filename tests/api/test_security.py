@@ -23,8 +23,10 @@ from urllib.parse import quote, urlsplit
 import pytest
 import requests
 
+from appliance.access_token import load_or_create_token
 from appliance.api.app import create_app
 from appliance.api.cors import parse_origin
+from appliance.api.security import LOOPBACK_HOSTS, LOOPBACK_ONLY, AccessPolicy
 from appliance.errors import InvalidArgument
 from appliance.server import Server
 from appliance.serving.manager import ModelManager
@@ -106,6 +108,71 @@ def test_listening_beyond_loopback_requires_a_stored_token(tmp_path):
         again.stop()
 
 
+# -- the policy from the settings --------------------------------------------------
+
+
+class StoredToken:
+    """``load_or_create_token`` on a file of the test's own, counting the calls."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self.calls = 0
+
+    def __call__(self) -> str:
+        self.calls += 1
+        return load_or_create_token(self.path)
+
+
+def test_beyond_loopback_every_request_needs_the_stored_token(tmp_path):
+    stored = StoredToken(tmp_path / "token")
+    access = AccessPolicy.for_settings("192.168.1.20", allowed_hosts=("My-PC.lan",), load_token=stored)
+    token = stored.path.read_text().strip()
+    assert stored.calls == 1 and len(token) >= 32
+    assert access == AccessPolicy(
+        allowed_hosts=LOOPBACK_HOSTS | {"192.168.1.20", "my-pc.lan"}, token=token, control_token=None
+    )
+    assert access.token_in_use == token
+    again = AccessPolicy.for_settings("192.168.1.20", load_token=stored)
+    assert again.token == token, "the stored token, not a new one"
+
+
+def test_a_wildcard_bind_answers_any_host_name_behind_the_token(tmp_path):
+    for host in ("0.0.0.0", "::", "[::]", ""):
+        stored = StoredToken(tmp_path / "token")
+        access = AccessPolicy.for_settings(host, allowed_hosts=("models.lan",), load_token=stored)
+        assert access.allowed_hosts is None, host
+        assert access.token == stored.path.read_text().strip() and access.control_token is None
+
+
+def test_loopback_with_require_token_for_control_asks_it_of_control_changes_only(tmp_path):
+    stored = StoredToken(tmp_path / "token")
+    access = AccessPolicy.for_settings(
+        "127.0.0.1", require_token_for_control=True, cors_allowed_origins=[LOCAL_PAGE], load_token=stored
+    )
+    token = stored.path.read_text().strip()
+    assert access == AccessPolicy(
+        allowed_hosts=LOOPBACK_HOSTS, token=None, control_token=token, cors_allowed_origins=(LOCAL_PAGE,)
+    )
+    assert access.token_in_use == token
+
+
+def test_an_explicit_token_on_loopback_is_asked_of_every_request_and_nothing_is_stored(tmp_path):
+    stored = StoredToken(tmp_path / "token")
+    access = AccessPolicy.for_settings("localhost", token="s3cret", load_token=stored)
+    assert access == AccessPolicy(allowed_hosts=LOOPBACK_HOSTS, token="s3cret")
+    both = AccessPolicy.for_settings("::1", token="s3cret", require_token_for_control=True, load_token=stored)
+    assert (both.token, both.control_token, both.token_in_use) == ("s3cret", "s3cret", "s3cret")
+    assert stored.calls == 0 and not stored.path.exists()
+
+
+def test_plain_loopback_needs_no_token_and_answers_loopback_names(tmp_path):
+    stored = StoredToken(tmp_path / "token")
+    assert AccessPolicy.for_settings("127.0.0.1", load_token=stored) == LOOPBACK_ONLY
+    assert LOOPBACK_ONLY.token_in_use is None
+    assert AccessPolicy.for_settings("127.0.0.2", load_token=stored).allowed_hosts == LOOPBACK_HOSTS | {"127.0.0.2"}
+    assert stored.calls == 0 and not stored.path.exists()
+
+
 # -- in-process servers ---------------------------------------------------------
 
 LOCAL_PAGE = "http://localhost:3000"
@@ -126,8 +193,8 @@ def manager():
 
 @contextlib.contextmanager
 def serving(manager, **options):
-    """``create_app(manager, **options)`` served on a free loopback port; yields its URL."""
-    server = Server(create_app(manager, 1 << 20, **options), "127.0.0.1", 0)
+    """``create_app`` with ``AccessPolicy(**options)`` served on a free loopback port; yields its URL."""
+    server = Server(create_app(manager, max_request_bytes=1 << 20, access=AccessPolicy(**options)), "127.0.0.1", 0)
     thread = server.start()
     try:
         yield server.url

@@ -4,11 +4,9 @@
     remote.start()                                   # background probe of the remote's model status
     answer = remote.forward("POST", "digits", "/versions/2:predict", body)   # RemoteAnswer(status, body, ...)
 
-Bodies go through unchanged (no decode and re-encode on the hot path) over a
-pooled keep-alive connection with connect and read timeouts. A circuit
-breaker opens after ``failures_to_open`` consecutive failures (no answer,
-a timeout, an answer that is not TF Serving's JSON, a 5xx) and closes after a
-successful probe; probes back off while the remote is down.
+Bodies pass through unchanged over pooled keep-alive connections with timeouts. A circuit breaker opens
+after ``failures_to_open`` consecutive failures (no answer, a timeout, a 5xx, an answer that is not TF
+Serving's JSON) and closes after a successful probe; probes back off while the remote is down.
 """
 
 from __future__ import annotations
@@ -23,8 +21,8 @@ from urllib.parse import quote
 
 import urllib3
 
-from ...config import RemoteSettings
-from ...errors import Unavailable
+from ..config import RemoteSettings
+from ..errors import Unavailable
 
 log = logging.getLogger(__name__)
 
