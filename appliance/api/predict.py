@@ -74,7 +74,6 @@ class SimplePredictAPI:
         try:  # what fails once the version took the request is labelled with it, as its answer is
             with handle:
                 servable = handle.servable
-                assert servable is not None, "an AVAILABLE version's"
                 signature = servable.signatures.get(signature_name)
                 if signature is None:
                     raise InvalidArgument(

@@ -170,7 +170,6 @@ class TFServingAPI:
         try:
             with handle:
                 servable = handle.servable
-                assert servable is not None, "an AVAILABLE version's"
                 name = signature_name or DEFAULT_SIGNATURE
                 signature = servable.signatures.get(name)
                 if signature is None:
@@ -216,7 +215,6 @@ class TFServingAPI:
         handle = self._manager.acquire(target.name, target.version, target.label)
         try:
             with handle:
-                assert handle.servable is not None, "an AVAILABLE version's"
                 signature_defs = handle.servable.signature_defs_json()
             document = {
                 "model_spec": {"name": target.name, "signature_name": "", "version": str(handle.version)},
