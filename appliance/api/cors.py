@@ -3,15 +3,7 @@
     app = Cors(app, ["http://localhost:3000", "chrome-extension://abcdefghijklmnopabcdefghijklmnop"])
 
 With no allow-list the appliance sends no ``Access-Control-*`` header at all, so a
-browser keeps every web page from reading its answers. Answers to a listed
-origin carry ``Access-Control-Allow-Origin: <that origin>`` and ``Vary: Origin``;
-its preflights (``OPTIONS`` with ``Access-Control-Request-Method``) get 204 with
-the methods, headers and cache time allowed, without calling the app, so they
-need no token (browsers never send one with a preflight): the request that
-follows still does. A preflight from any other origin gets 403, and its other
-requests get no CORS header. ``*`` (only when listed explicitly) allows every
-origin and is answered as ``*``, which browsers never combine with credentials;
-``Access-Control-Allow-Credentials`` is never sent.
+browser keeps every web page from reading its answers (see :class:`Cors` for the rules).
 """
 
 from __future__ import annotations
@@ -44,7 +36,17 @@ def parse_origin(text: str) -> str:
 
 
 class Cors:
-    """WSGI middleware answering preflights and marking answers for the allowed origins."""
+    """WSGI middleware answering preflights and marking answers for the allowed origins.
+
+    Answers to a listed origin carry ``Access-Control-Allow-Origin: <that origin>`` and
+    ``Vary: Origin``; its preflights (``OPTIONS`` with ``Access-Control-Request-Method``)
+    get 204 with the methods, headers and cache time allowed, without calling the app,
+    so they need no token (browsers never send one with a preflight): the request that
+    follows still does. A preflight from any other origin gets 403, and its other
+    requests get no CORS header. ``*`` (only when listed explicitly) allows every origin
+    and is answered as ``*``, which browsers never combine with credentials;
+    ``Access-Control-Allow-Credentials`` is never sent.
+    """
 
     def __init__(self, app, allowed_origins: Iterable[str]):
         origins = {parse_origin(origin) for origin in allowed_origins}

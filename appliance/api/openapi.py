@@ -3,12 +3,9 @@
     app.route("/openapi.json", "GET", openapi_json)
     app.route("/docs", "GET", docs_page)
 
-The document is built here as Python data. TF Serving's routes are generated:
-status, metadata, ``:predict``, ``:classify`` and ``:regress`` on the model, on
-one of its versions and on one of its labels. Its examples are requests for
-the bundled models (the label forms need a "stable" label in models.config);
-the docs page (``static/docs.html``) reads the document and prefills its
-try-it forms with them.
+The document is Python data; TF Serving's routes (status, metadata, the verbs, on
+a model, a version or a label) are generated. Its examples, requests for the bundled
+models, prefill the try-it forms of the docs page (``static/docs.html``).
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""The contract every runtime (local TensorFlow, later a remote TF Serving) fulfils.
+"""The contract every runtime (today local TensorFlow; other model formats later) fulfils.
 
 A runtime loads a version directory into a :class:`Servable`; a servable
 describes its signatures and runs predict, classify and regress on numpy
