@@ -476,6 +476,30 @@ def test_bottle_puts_the_matched_route_in_the_environ():
     )
 
 
+def test_bottle_dispatch_is_what_models_first_mirrors():
+    """api/app.py's ModelsFirst matches a route and calls it itself, setting the environ as Bottle._handle does."""
+    import bottle
+
+    source = inspect.getsource(bottle.Bottle._handle)
+    for step in (
+        "environ['bottle.raw_path'] = environ['PATH_INFO']",
+        "path.encode('latin1').decode('utf8', 'ignore')",
+        "environ['bottle.app'] = self",
+        "route, args = self.router.match(environ)",
+        "environ['route.handle'] = route",
+        "environ['bottle.route'] = route",
+        "environ['route.url_args'] = args",
+        "out = route.call(**args)",
+    ):
+        assert step in source, relied_on(f"Bottle._handle doing {step}", "api/app.py (ModelsFirst._route)", "bottle")
+    app = bottle.Bottle(autojson=False)
+    app.route("/there/<name>", callback=lambda name: name)
+    route, args = app.match({"REQUEST_METHOD": "GET", "PATH_INFO": "/there/x"})
+    assert (route.rule, args, route.call(**args)) == ("/there/<name>", {"name": "x"}, "x"), relied_on(
+        "Bottle.match(environ) -> (route, url args), route.call(**args)", "api/app.py (ModelsFirst._route)", "bottle"
+    )
+
+
 # -- prometheus_client (appliance/api/metrics.py) ----------------------------------------------------------------
 
 
