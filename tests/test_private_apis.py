@@ -307,6 +307,16 @@ def condition_says(what: str) -> str:
     return python_says(what, "server.py")
 
 
+def _start_waiting(condition: threading.Condition, wait) -> threading.Thread:
+    """Start a thread running ``wait`` and return once it waits on ``condition`` (is in its ``_waiters``)."""
+    waiter = threading.Thread(target=wait)
+    waiter.start()
+    deadline = time.monotonic() + 10
+    while not condition._waiters and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return waiter
+
+
 def test_condition_internals():
     condition = threading.Condition()
     assert isinstance(condition._waiters, collections.deque), condition_says("threading.Condition()._waiters deque")
@@ -332,11 +342,7 @@ def test_condition_waiters_are_locks_released_to_wake_them():
         with condition:
             woken.append(condition.wait(10))
 
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    deadline = time.monotonic() + 10
-    while not condition._waiters and time.monotonic() < deadline:
-        time.sleep(0.01)
+    waiter = _start_waiting(condition, wait)
     with condition:
         assert len(condition._waiters) == 1, condition_says("a waiting thread is in Condition._waiters")
         lock = condition._waiters.pop()
@@ -357,11 +363,7 @@ def test_condition_wait_times_out_when_its_waiter_was_already_taken():
             except Exception as error:  # the failure this test is about
                 outcome.append(error)
 
-    waiter = threading.Thread(target=wait)
-    waiter.start()
-    deadline = time.monotonic() + 10
-    while not condition._waiters and time.monotonic() < deadline:
-        time.sleep(0.01)
+    waiter = _start_waiting(condition, wait)
     with condition:
         condition._waiters.pop()  # taken, never released: wait() times out and finds itself gone
     waiter.join(10)

@@ -18,79 +18,14 @@ import requests
 from PIL import Image
 
 from appliance import __version__
+from appliance.api.openapi import DIGIT_EIGHT  # the README's digit
 
 from ..conftest import MODELS, REPO, user_dirs_env
 from .conftest import MEASURED, Server, installer_tests, isolated_env
 
 pytestmark = installer_tests
 
-README_DIGIT = [
-    0,
-    0,
-    10,
-    14,
-    8,
-    1,
-    0,
-    0,
-    0,
-    2,
-    16,
-    14,
-    6,
-    1,
-    0,
-    0,
-    0,
-    0,
-    15,
-    15,
-    8,
-    15,
-    0,
-    0,
-    0,
-    0,
-    5,
-    16,
-    16,
-    10,
-    0,
-    0,
-    0,
-    0,
-    12,
-    15,
-    15,
-    12,
-    0,
-    0,
-    0,
-    4,
-    16,
-    6,
-    4,
-    16,
-    6,
-    0,
-    0,
-    8,
-    16,
-    10,
-    8,
-    16,
-    8,
-    0,
-    0,
-    1,
-    8,
-    12,
-    14,
-    12,
-    1,
-    0,
-]
-DIGITS = [README_DIGIT, *np.random.default_rng(7).integers(0, 17, (3, 64)).astype(float).tolist()]
+DIGITS = [DIGIT_EIGHT, *np.random.default_rng(7).integers(0, 17, (3, 64)).astype(float).tolist()]
 DIGITS_BODY = {"input": DIGITS}
 
 
@@ -104,7 +39,7 @@ def _png_b64(pixels: list[float]) -> str:
 REQUESTS = [
     ("/predict", DIGITS_BODY),
     ("/predict", {"model": "digits", "version": 1, "input": DIGITS[:2]}),
-    ("/predict", {"model": "digits", "signature_name": "image", "input": [{"b64": _png_b64(README_DIGIT)}]}),
+    ("/predict", {"model": "digits", "signature_name": "image", "input": [{"b64": _png_b64(DIGIT_EIGHT)}]}),
     ("/v1/models/digits:predict", {"inputs": {"pixels": DIGITS}}),
     ("/v1/models/iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2], [6.3, 3.3, 6.0, 2.5], [5.9, 3.0, 4.2, 1.5]]}),
     ("/v1/models/iris/versions/1:predict", {"inputs": {"features": [[5.1, 3.5, 1.4, 0.2]]}}),
