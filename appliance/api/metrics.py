@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 import os
 import time
+from collections.abc import Callable
+from typing import TypeVar
 
 import bottle
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
@@ -23,11 +25,14 @@ from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFam
 from prometheus_client.utils import floatToGoString
 
 from ..errors import ServingError
-from ..serving.manager import ModelManager, State
+from ..serving.manager import ModelManager, ServableHandle, State
 from ..serving.observer import ServingObserver
 from ..serving.remote import RemoteTFServing
 from ..serving.routing import LOCAL
-from .responses import HTTP_STATUS
+from ..serving.runtime import Servable
+from .responses import HTTP_STATUS, answer_error
+
+T = TypeVar("T")
 
 PATH = "/monitoring/prometheus/metrics"
 
@@ -54,6 +59,23 @@ def for_api(response: bottle.HTTPResponse, api: str) -> bottle.HTTPResponse:
     """``response``, labelled with the API it answers (for routes that serve several, like ``/v1/...``)."""
     response.api = api
     return response
+
+
+def answered_by(
+    handle: ServableHandle, model: str, run: Callable[[Servable], T], encode: Callable[[T], bottle.HTTPResponse]
+):
+    """``encode(run(servable))``, ``run`` holding ``handle``'s version, labelled with that version.
+
+    What either raises is answered (:func:`.responses.answer_error`) and raised as a response labelled
+    with the version too: once a version took a request, its errors count under it.
+    """
+    try:
+        with handle:
+            result = run(handle.servable)
+        response = encode(result)
+    except Exception as e:
+        raise served(answer_error(e), model, handle.version) from None
+    return served(response, model, handle.version)
 
 
 class LabelledBody(list):

@@ -17,10 +17,10 @@ import bottle
 
 from ..errors import InvalidArgument, Unavailable
 from ..serving.manager import ModelManager
-from ..serving.runtime import DEFAULT_SIGNATURE
+from ..serving.runtime import DEFAULT_SIGNATURE, Servable
 from . import codec
-from .metrics import served
-from .responses import answer_error, json_response
+from .metrics import answered_by
+from .responses import json_response
 
 KEYS = ("input", "model", "version", "label", "signature_name")
 
@@ -71,20 +71,20 @@ class SimplePredictAPI:
             )
         signature_name = _optional_string(document, "signature_name") or DEFAULT_SIGNATURE
         handle = self._manager.acquire(model, version, label)
-        try:  # what fails once the version took the request is labelled with it, as its answer is
-            with handle:
-                servable = handle.servable
-                signature = servable.signatures.get(signature_name)
-                if signature is None:
-                    raise InvalidArgument(
-                        f'Serving signature name: "{signature_name}" not found in signature def; model {model} '
-                        f"version {handle.version} has: {', '.join(sorted(servable.signatures))}"
-                    )
-                inputs = codec.decode_input_value(document["input"], signature.input_dtypes)
-                outputs = servable.predict(signature_name, inputs)
+
+        def run(servable: Servable):
+            signature = servable.signatures.get(signature_name)
+            if signature is None:
+                raise InvalidArgument(
+                    f'Serving signature name: "{signature_name}" not found in signature def; model {model} '
+                    f"version {handle.version} has: {', '.join(sorted(servable.signatures))}"
+                )
+            return servable.predict(signature_name, codec.decode_input_value(document["input"], signature.input_dtypes))
+
+        def encode(outputs) -> bottle.HTTPResponse:
             predictions = codec.encode_outputs_value(outputs)
-            answer = f'{{"predictions": {predictions}, "model": {json.dumps(model)}, "version": {handle.version}}}'
-            response = json_response(answer)
-        except Exception as e:
-            raise served(answer_error(e), model, handle.version) from None
-        return served(response, model, handle.version)
+            return json_response(
+                f'{{"predictions": {predictions}, "model": {json.dumps(model)}, "version": {handle.version}}}'
+            )
+
+        return answered_by(handle, model, run, encode)

@@ -20,9 +20,9 @@ import bottle
 from ..errors import InvalidArgument, NotFound, ServingError, Unavailable
 from ..serving.manager import ModelManager, VersionStatus
 from ..serving.routing import LOCAL, REMOTE, Router
-from ..serving.runtime import DEFAULT_SIGNATURE
+from ..serving.runtime import DEFAULT_SIGNATURE, Servable
 from . import codec
-from .metrics import for_api, served
+from .metrics import answered_by, for_api, served
 from .responses import answer_error, dumps, json_response
 
 _NAME = r"([^/:]+)"
@@ -166,22 +166,21 @@ class TFServingAPI:
     def predict(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
         document = codec.parse_document(body)
         signature_name = codec.signature_name(document)
+        name = signature_name or DEFAULT_SIGNATURE
+
+        def run(servable: Servable):
+            signature = servable.signatures.get(name)
+            if signature is None:
+                raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+            if not signature.inputs:
+                raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
+            inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
+            return servable.predict(name, inputs), request_format
+
         handle = self._manager.acquire(target.name, target.version, target.label)
-        try:
-            with handle:
-                servable = handle.servable
-                name = signature_name or DEFAULT_SIGNATURE
-                signature = servable.signatures.get(name)
-                if signature is None:
-                    raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
-                if not signature.inputs:
-                    raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
-                inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
-                outputs = servable.predict(name, inputs)
-            response = json_response(codec.encode_predict_response(outputs, request_format))
-        except Exception as e:
-            raise served(answer_error(e), target.name, handle.version) from None
-        return served(response, target.name, handle.version)
+        return answered_by(
+            handle, target.name, run, lambda result: json_response(codec.encode_predict_response(*result))
+        )
 
     def _run_on_examples(self, target: ModelPath, body: bytes, method: str, encode) -> bottle.HTTPResponse:
         """Classify and regress: the whole body is parsed (examples included) before the model is looked up."""
@@ -189,13 +188,12 @@ class TFServingAPI:
         signature_name = codec.signature_name(document)
         context, examples = codec.decode_examples(document)
         handle = self._manager.acquire(target.name, target.version, target.label)
-        try:
-            with handle:
-                results = getattr(handle.servable, method)(signature_name, context, examples)
-            response = json_response(encode(results))
-        except Exception as e:
-            raise served(answer_error(e), target.name, handle.version) from None
-        return served(response, target.name, handle.version)
+        return answered_by(
+            handle,
+            target.name,
+            lambda servable: getattr(servable, method)(signature_name, context, examples),
+            lambda results: json_response(encode(results)),
+        )
 
     def classify(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
         return self._run_on_examples(target, body, "classify", codec.encode_classify_response)
@@ -213,14 +211,12 @@ class TFServingAPI:
         if not target.name:
             raise InvalidArgument("Missing model name in request.")
         handle = self._manager.acquire(target.name, target.version, target.label)
-        try:
-            with handle:
-                signature_defs = handle.servable.signature_defs_json()
+
+        def encode(signature_defs) -> bottle.HTTPResponse:
             document = {
                 "model_spec": {"name": target.name, "signature_name": "", "version": str(handle.version)},
                 "metadata": {"signature_def": {"signature_def": signature_defs}},
             }
-            response = json_response(dumps(document))
-        except Exception as e:
-            raise served(answer_error(e), target.name, handle.version) from None
-        return served(response, target.name, handle.version)
+            return json_response(dumps(document))
+
+        return answered_by(handle, target.name, lambda servable: servable.signature_defs_json(), encode)
