@@ -39,14 +39,20 @@ and single-threaded BLAS while fitting.  Each version is exported to a
 temporary directory next to its destination and then renamed into place,
 replacing any previous export.
 
+Beside the versions, ``<name>/samples/`` holds sample inputs (see :func:`write_samples`): one request body
+per signature (``<signature>.json``, what the start page and the README's examples send) and, for digits,
+held-out digits as PNGs named by their digit, each checked to be classified right by every version.
+
 Usage:
 
-    python models/build_models.py [--out DIR]
+    python models/build_models.py [--out DIR] [--samples-only]
 
-DIR defaults to the folder this script lives in.
+DIR defaults to the folder this script lives in; ``--samples-only`` rewrites the samples of the exported
+models in DIR without training.
 """
 
 import argparse
+import json
 import shutil
 import tempfile
 import warnings
@@ -378,12 +384,68 @@ def build_iris(out_dir):
     return metrics
 
 
+SAMPLE_DIGITS = (0, 3, 7)
+SAMPLE_SCALE = 4  # 8x8 digits upscaled to 32x32 PNGs, as a scan would be: dark ink on light paper
+
+
+def digit_png(pixels):
+    """64 load_digits pixels (bright ink, 0..16) -> a PNG of the digit, dark on light, upscaled SAMPLE_SCALE times."""
+    grey = np.round(255 - np.reshape(pixels, (8, 8)) * 255 / 16).astype(np.uint8)
+    large = np.kron(grey, np.ones((SAMPLE_SCALE, SAMPLE_SCALE), dtype=np.uint8))
+    return tf.io.encode_png(large[:, :, np.newaxis]).numpy()
+
+
+def _first_classified(pixels_rows, labels, digit, versions):
+    """The first held-out row of ``digit`` whose PNG every loaded version classifies as ``digit``."""
+    for pixels, label in zip(pixels_rows, labels):
+        png = digit_png(pixels)
+        if label == digit and all(
+            int(v.signatures["image"](image_bytes=tf.constant([png]))["class"][0]) == digit for v in versions
+        ):
+            return pixels, png
+    raise RuntimeError(f"no held-out {digit} is classified right by every version")
+
+
+def _write_json(path, body):
+    path.write_text(json.dumps(body) + "\n")
+
+
+def write_samples(out_dir):
+    """Write <out_dir>/digits/samples and <out_dir>/iris/samples from the held-out splits and the exported models."""
+    out_dir = Path(out_dir)
+    digits = digits_split()
+    versions = [tf.saved_model.load(str(p)) for p in sorted((out_dir / "digits").iterdir()) if p.name.isdigit()]
+    samples = out_dir / "digits" / "samples"
+    samples.mkdir(exist_ok=True)
+    chosen = {}
+    for digit in SAMPLE_DIGITS:
+        chosen[digit], png = _first_classified(digits.x_test, digits.y_test, digit, versions)
+        (samples / f"{digit}.png").write_bytes(png)
+    three = [float(p) for p in chosen[3]]
+    _write_json(
+        samples / "serving_default.json", {"instances": [[int(p) for p in chosen[3]]]}
+    )  # ints read as float32, shorter
+    _write_json(samples / "classify.json", {"signature_name": "classify", "examples": [{"pixels": three}]})
+
+    iris = iris_split()
+    rows = [[round(float(x), 1) for x in iris.x_test[list(iris.y_test).index(c)]] for c in range(len(IRIS_CLASSES))]
+    samples = out_dir / "iris" / "samples"
+    samples.mkdir(exist_ok=True)
+    _write_json(samples / "serving_default.json", {"instances": rows})
+    flowers = [dict(zip(IRIS_FEATURES, row)) for row in rows]
+    _write_json(samples / "classify.json", {"signature_name": "classify", "examples": flowers})
+    regress = [{k: v for k, v in flower.items() if k in REGRESS_FEATURES} for flower in flowers]
+    _write_json(samples / "regress.json", {"signature_name": "regress", "examples": regress})
+
+
 def build_all(out_dir):
     """Train and export every bundled model under out_dir; returns metrics per model."""
     np.random.seed(SEED)
     tf.random.set_seed(SEED)
     out_dir = Path(out_dir)
-    return {"digits": build_digits(out_dir), "iris": build_iris(out_dir)}
+    metrics = {"digits": build_digits(out_dir), "iris": build_iris(out_dir)}
+    write_samples(out_dir)
+    return metrics
 
 
 def main(argv=None):
@@ -391,7 +453,11 @@ def main(argv=None):
     parser.add_argument(
         "--out", type=Path, default=Path(__file__).resolve().parent, help="output directory (default: %(default)s)"
     )
+    parser.add_argument("--samples-only", action="store_true", help="rewrite the samples only, without training")
     args = parser.parse_args(argv)
+    if args.samples_only:
+        write_samples(args.out)
+        return
     for name, versions in build_all(args.out).items():
         for version, metrics in versions.items():
             shown = ", ".join(f"{key}={value:.4f}" for key, value in metrics.items())

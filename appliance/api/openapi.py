@@ -5,7 +5,8 @@
 
 The document is Python data; TF Serving's routes (status, metadata, the verbs, on
 a model, a version or a label) are generated. Its examples, requests for the bundled
-models, prefill the try-it forms of the docs page (``static/docs.html``).
+models that answer 200 on them, prefill the try-it forms of the docs page
+(``static/docs.html``); a label has no example, since the bundled models have none.
 """
 
 from __future__ import annotations
@@ -442,6 +443,12 @@ def _json_body(schema_name: str, example) -> dict:
 # --- parameters ---------------------------------------------------------------------------------------------------
 
 
+LABEL_NOTE = (
+    "A version label from a `models.config` (`version_labels`). The bundled models have none, so there is no "
+    "example to try: give them labels with `--model_config_file` first."
+)
+
+
 def _path_parameter(name: str, schema: dict, description: str, example) -> dict:
     return {
         "name": name,
@@ -456,14 +463,15 @@ def _path_parameter(name: str, schema: dict, description: str, example) -> dict:
 PARAMETERS = {
     "ModelName": _path_parameter("name", {"type": "string", "pattern": _SEGMENT}, "The model's name.", "iris"),
     "Version": _path_parameter(
-        "version", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "A version number.", 1
+        "version", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "A version number.", 2
     ),
-    "Label": _path_parameter(
-        "label",
-        {"type": "string", "pattern": _SEGMENT},
-        "A version label from `models.config` (the bundled models have none unless one is configured).",
-        "stable",
-    ),
+    "Label": {
+        "name": "label",
+        "in": "path",
+        "required": True,
+        "description": LABEL_NOTE,
+        "schema": {"type": "string", "pattern": _SEGMENT},
+    },
 }
 
 BACKEND_HEADER = {
@@ -512,7 +520,8 @@ def _tf_serving_paths() -> dict:
                 "tags": [TFS_TAG],
                 "operationId": f"getModelStatus{form}",
                 "summary": f"Status of {on}",
-                "description": "Without a version or label, every served version of the model.",
+                "description": "Without a version or label, every served version of the model."
+                + (f" {LABEL_NOTE}" if form == "Label" else ""),
                 "responses": {
                     **_ok("The versions' states.", _schema("ModelStatus"), headers=BACKEND_HEADER),
                     **_errors(READ_ERRORS),
@@ -525,6 +534,7 @@ def _tf_serving_paths() -> dict:
                 "tags": [TFS_TAG],
                 "operationId": f"getModelMetadata{form}",
                 "summary": f"Signatures of {on}",
+                **({"description": LABEL_NOTE} if form == "Label" else {}),
                 "responses": {
                     **_ok("The SignatureDefs.", _schema("ModelMetadata"), headers=BACKEND_HEADER),
                     **_errors(READ_ERRORS),
@@ -538,6 +548,7 @@ def _tf_serving_paths() -> dict:
                     "tags": [TFS_TAG],
                     "operationId": f"{verb}{form}",
                     "summary": f"{title} with {on}",
+                    **({"description": LABEL_NOTE} if form == "Label" else {}),
                     "requestBody": _json_body(request, example),
                     "responses": {
                         **_ok(f"The {verb} results.", _schema(response), headers=BACKEND_HEADER),
@@ -582,7 +593,7 @@ def _appliance_paths() -> dict:
                 "operationId": "chooseVersion",
                 "summary": "Choose the version that answers requests naming none",
                 "description": "Loads the version first when needed; the choice is remembered across restarts.",
-                "requestBody": _json_body("ChooseRequest", {"version": 1}),
+                "requestBody": _json_body("ChooseRequest", {"version": 2}),
                 "responses": {**summary, **_errors((400, 404, 413, *GUARDED))},
             },
         },

@@ -1,22 +1,31 @@
-"""What the appliance says about itself: ``GET /health`` (JSON) and ``GET /`` (a page for people).
+"""What the appliance says about itself: ``GET /health`` (JSON) and ``GET /`` (the start page, for people).
 
     GET /health  -> 200 {"status": "ready", "version": "0.1.0", "device": {...}, "models": [{"name": ...}, ...]}
 
 ``/health`` answers 503 ``"loading"`` until the first load of every model has
 finished, then 200 ``"ready"`` when every model has an AVAILABLE version, or
-200 ``"degraded"`` naming the models that have none.
+200 ``"degraded"`` naming the models that have none. The start page shows, for
+each model, its versions and every signature of its chosen version with a curl
+line and a form to try it (:mod:`.examples` makes their bodies).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import html
+import re
+import shlex
+from importlib import resources
+from urllib.parse import quote
 
 import bottle
 
 from .. import __version__
+from ..errors import ServingError
 from ..serving.manager import ModelManager, ModelSummary
 from ..serving.remote import RemoteTFServing
+from ..serving.runtime import DEFAULT_SIGNATURE, SignatureSpec, TensorSpec
+from .examples import Example, compact_json, example_request, expanded, has_filled, python_expression
 from .responses import dumps, json_response
 
 
@@ -65,48 +74,94 @@ def health(manager: ModelManager, remote: RemoteTFServing | None = None) -> bott
     return json_response(dumps(document), code)
 
 
-_PAGE = """<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>appliance</title>
-<style>body{{font:15px/1.5 system-ui,sans-serif;max-width:52em;margin:2em auto;padding:0 1em;color:#222}}
-code,pre{{background:#f4f4f4;border-radius:4px}}pre{{padding:.6em;overflow-x:auto}}
-table{{border-collapse:collapse}}td,th{{padding:.2em .8em;border-bottom:1px solid #ddd;text-align:left}}</style>
-</head><body>
-<h1>appliance {version}</h1>
-<p>Serving TensorFlow models on <b>{device}</b> at <code>{base}</code> &mdash; status: <b>{status}</b>.</p>
-<table><tr><th>model</th><th>chosen version</th><th>versions</th></tr>{rows}</table>
-<h2>Call it</h2>
-<pre>curl -s {base}/predict -d '{{"model": "{model}", "input": ...}}'
-curl -s {base}/v1/models/{model}:predict -d '{{"instances": [...]}}'
-curl -s {base}/v1/models/{model}
-curl -s {base}/v1/models/{model}/metadata
-curl -s {base}/health</pre>
-<p><code>POST /predict</code> takes <code>{{"input": tensor}}</code> (plus optional <code>model</code>,
-<code>version</code>, <code>label</code>, <code>signature_name</code>) and answers with the model's
-chosen version. The <code>/v1/models/...</code> routes are TensorFlow Serving's REST API
-(predict, classify, regress, status, metadata), so TF Serving clients work unchanged.</p>
-<p>API reference: <a href="/docs">/docs</a> lists every endpoint with a form to try it, from the OpenAPI 3.1
-document at <a href="/openapi.json">/openapi.json</a>.</p>
-</body></html>
-"""
+_TEMPLATE = resources.files(__package__).joinpath("static", "index.html").read_text()
+_MARKER = re.compile(r"\{\{(\w+)\}\}")
+e = html.escape
+
+
+def _shape(spec: TensorSpec) -> str:
+    return "unknown rank" if spec.shape is None else "[" + ", ".join(str(size) for size in spec.shape) + "]"
+
+
+def _tensor_rows(kind: str, tensors) -> str:
+    return "".join(
+        f"<tr><td>{kind}</td><td><code>{e(alias)}</code></td><td>{e(spec.dtype)}</td><td>{e(_shape(spec))}</td></tr>"
+        for alias, spec in tensors.items()
+    )
+
+
+def curl_line(base: str, model: str, example: Example) -> str:
+    """A shell command sending the example: the body written out, or made by python3 when too large."""
+    url = f"{base}/v1/models/{quote(model, safe='')}:{example.verb}"
+    if has_filled(example.body):
+        script = f"import json; print(json.dumps({python_expression(example.body)}))"
+        return f"python3 -c {shlex.quote(script)} | curl -s {shlex.quote(url)} -d @-"
+    return f"curl -s {shlex.quote(url)} -d {shlex.quote(compact_json(example.body))}"
+
+
+def _signature_html(base: str, model: str, signature: SignatureSpec, samples) -> str:
+    example = example_request(signature, samples)
+    body = compact_json(example.body if has_filled(example.body) else expanded(example.body))
+    note = (
+        "<p class=note>The features this signature reads are not in its metadata: fill them in.</p>"
+        if example.needs_features
+        else ""
+    )
+    image = (
+        f"<label class=drop>Or choose or drop an image (sent as <code>{e(example.image_input)}</code>):"
+        ' <input type=file accept="image/*"></label>'
+        if example.image_input
+        else ""
+    )
+    path = f"/v1/models/{quote(model, safe='')}:{example.verb}"
+    return (
+        f"<div class=signature><h3>{e(signature.name)} <small>{e(example.verb)}</small></h3>"
+        f"<table>{_tensor_rows('input', signature.inputs)}{_tensor_rows('output', signature.outputs)}</table>"
+        f"<pre class=curl>{e(curl_line(base, model, example))}</pre>{note}"
+        f'<form class=try data-url="{e(path)}" data-signature="{e(signature.name)}"'
+        f' data-filled="{"true" if has_filled(example.body) else "false"}">'
+        f'<textarea name=body rows=3 spellcheck=false aria-label="JSON body">{e(body)}</textarea>'
+        f"{image}<button type=submit>Send</button><div class=answer></div></form></div>"
+    )
+
+
+def _signatures(manager: ModelManager, name: str) -> dict[str, SignatureSpec]:
+    """The chosen version's signatures (its metadata, no TensorFlow work), or none if it just went away."""
+    try:
+        with manager.acquire(name) as handle:
+            signatures = handle.servable.signatures
+    except ServingError:
+        return {}
+    ordered = sorted(signatures, key=lambda n: (n != DEFAULT_SIGNATURE, n))
+    return {n: signatures[n] for n in ordered if not n.startswith("__")}  # not __saved_model_init_op
+
+
+def _model_html(manager: ModelManager, base: str, summary: ModelSummary) -> str:
+    versions = ", ".join(
+        f"{v.version} {v.state.value}" + (" (chosen)" if v.version == summary.chosen_version else "")
+        for v in summary.versions
+    )
+    head = (
+        f'<section class=model id="model-{e(summary.name)}"><h2>{e(summary.name)}</h2>'
+        f"<p>Versions: {e(versions) or 'none found'} &middot; <code>{e(str(summary.base_path))}</code></p>"
+    )
+    if summary.chosen_version is None:
+        return head + "<p>No version is AVAILABLE: nothing to call yet.</p></section>"
+    samples = summary.base_path / "samples"
+    signatures = _signatures(manager, summary.name)
+    return head + "".join(_signature_html(base, summary.name, s, samples) for s in signatures.values()) + "</section>"
 
 
 def index(manager: ModelManager, remote: RemoteTFServing | None = None) -> bottle.HTTPResponse:
     _, document = health_document(manager, remote)
-    rows = "".join(
-        "<tr><td>{}</td><td>{}</td><td>{}</td></tr>".format(
-            html.escape(m["name"]),
-            m["chosen_version"] if m["chosen_version"] is not None else "&ndash;",
-            ", ".join(f"{v['version']} {v['state'].lower()}" for v in m["versions"]) or "none found",
-        )
-        for m in document["models"]
-    )
-    first = document["models"][0]["name"] if document["models"] else "MODEL"
-    page = _PAGE.format(
-        version=html.escape(__version__),
-        device=html.escape(manager.device.describe()),
-        base=html.escape(f"{bottle.request.urlparts.scheme}://{bottle.request.urlparts.netloc}"),
-        status=document["status"],
-        rows=rows,
-        model=html.escape(first),
-    )
+    base = f"{bottle.request.urlparts.scheme}://{bottle.request.urlparts.netloc}"
+    models = "".join(_model_html(manager, base, s) for s in manager.summaries()) or "<p>No model is served.</p>"
+    values = {
+        "version": e(__version__),
+        "device": e(manager.device.describe()),
+        "base": e(base),
+        "status": e(document["status"]),
+        "models": models,
+    }
+    page = _MARKER.sub(lambda m: values[m.group(1)], _TEMPLATE)  # one pass: a value's text is never rescanned
     return bottle.HTTPResponse(body=page, status=200, headers={"Content-Type": "text/html; charset=utf-8"})

@@ -31,7 +31,7 @@ from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 
-from ..conftest import MODELS, ApplianceProcess
+from ..conftest import ApplianceProcess
 
 METHODS = ("get", "put", "post", "delete", "patch", "options", "head")
 REQUEST_TIMEOUT = 10  # seconds: a request that takes longer counts as a hang
@@ -41,20 +41,10 @@ SEED = 8501
 
 
 @pytest.fixture(scope="module")
-def server(tmp_path_factory):
-    """An appliance of this module's own (schemathesis chooses and reloads versions), serving the bundled models
-    with a "stable" label on version 1 of each, so that every URL form of the spec answers its example."""
-    config = tmp_path_factory.mktemp("openapi") / "models.config"
-    config.write_text(
-        "model_config_list {\n"
-        + "".join(
-            f'  config {{ name: "{name}" base_path: "{MODELS / name}" model_version_policy {{ all {{}} }} '
-            f'version_labels {{ key: "stable" value: 1 }} }}\n'
-            for name in ("digits", "iris")
-        )
-        + "}\n"
-    )
-    process = ApplianceProcess("--model_config_file", str(config))
+def server():
+    """An appliance of this module's own (schemathesis chooses and reloads versions), serving the bundled models as
+    a user first runs it: no models.config, so no labels."""
+    process = ApplianceProcess()
     yield process
     process.stop()
 
@@ -88,13 +78,16 @@ def test_the_document_is_valid_openapi_3_1_and_served_as_built(server):
     assert response.json() == spec
 
 
-def example_request(spec: dict, path: str, method: str) -> tuple[str, object]:
-    """The URL and JSON body of an operation filled with the document's examples, as the docs page fills them."""
+def example_request(spec: dict, path: str, method: str) -> tuple[str, object] | None:
+    """The URL and JSON body of an operation filled with the document's examples, as the docs page fills them;
+    None when a path parameter has no example (the page leaves it empty)."""
     item = spec["paths"][path]
     parameters = [
         spec["components"]["parameters"][p["$ref"].rsplit("/", 1)[1]] if "$ref" in p else p
         for p in item.get("parameters", [])
     ]
+    if any("example" not in p for p in parameters):
+        return None
     examples = {p["name"]: str(p["example"]) for p in parameters}
     url = re.sub(r"\{(\w+)\}", lambda m: examples[m.group(1)], path)
     body = item[method].get("requestBody", {}).get("content", {}).get("application/json", {}).get("example")
@@ -112,18 +105,25 @@ def as_javascript_writes_it(value):
     return value
 
 
-def test_every_documented_operation_answers_its_example(server):
-    """Each operation, called with the examples the document gives as the docs page prefills them, succeeds."""
+def test_every_prefilled_form_answers_2xx_on_the_bundled_models(server):
+    """Each operation the docs page prefills, sent as the page sends it to an appliance serving the bundled models
+    with no configuration, succeeds; only the label routes are left unfilled, and they say why."""
     spec = openapi_document()
-    failures = []
+    failures, unfilled = [], []
     for path, method in documented_operations(spec):
-        url, body = example_request(spec, path, method)
+        request = example_request(spec, path, method)
+        if request is None:
+            unfilled.append(path)
+            assert "models.config" in spec["paths"][path][method]["description"], f"{path} says why it is empty"
+            continue
+        url, body = request
         response = requests.request(
             method, server.url + url, json=as_javascript_writes_it(body), timeout=REQUEST_TIMEOUT
         )
-        if response.status_code != 200:
+        if not 200 <= response.status_code < 300:
             failures.append(f"{method.upper()} {url}: {response.status_code} {response.text[:200]}")
     assert failures == []
+    assert unfilled == [path for path, _ in documented_operations(spec) if "/labels/{label}" in path]
 
 
 def test_every_route_of_the_app_is_documented():

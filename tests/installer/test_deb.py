@@ -99,6 +99,7 @@ def test_package_fields_and_layout(deb):
     for size in (16, 32, 48, 256):
         assert members[f"/usr/share/icons/hicolor/{size}x{size}/apps/appliance.png"] == "-"
     assert members["/opt/appliance/_internal/models/digits/2/saved_model.pb"] == "-"
+    assert members["/opt/appliance/_internal/models/digits/samples/3.png"] == "-"  # the start page's samples
     assert not any(name.startswith(("/home", "/root", "/etc/xdg/autostart")) for name in members)
 
 

@@ -145,9 +145,16 @@ def run(root, name, version, signature, inputs):
 def test_rebuild_replaces_old_exports_and_leaves_no_temp_dirs(rebuilt_dir):
     assert not (rebuilt_dir / "digits" / "1" / "stale.txt").exists()
     for name in SIGNATURES:
-        assert sorted(p.name for p in (rebuilt_dir / name).iterdir()) == ["1", "2"]
+        assert sorted(p.name for p in (rebuilt_dir / name).iterdir()) == ["1", "2", "samples"]
         for version in VERSIONS:
             assert (rebuilt_dir / name / str(version) / "saved_model.pb").is_file()
+
+
+@pytest.mark.parametrize("name", SIGNATURES)
+def test_rebuild_writes_the_committed_samples(rebuilt_dir, name):
+    committed = {p.name: p.read_bytes() for p in (MODELS_DIR / name / "samples").iterdir()}
+    assert committed, f"models/{name}/samples is committed"
+    assert {p.name: p.read_bytes() for p in (rebuilt_dir / name / "samples").iterdir()} == committed
 
 
 @pytest.mark.parametrize("extra", ["assets.extra/tf_serving_warmup_requests", "batching_params.pbtxt"])
