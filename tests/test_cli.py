@@ -114,6 +114,21 @@ def test_models_and_predict_commands_against_a_running_appliance(bundled_server)
     assert body["model"] == "digits" and body["version"] == 1 and len(body["predictions"]["class"]) == 1
 
 
+def test_predict_prints_one_line_of_json_and_indented_with_pretty(bundled_server):
+    rows = [[float(i % 17) for i in range(64)], [0.0] * 64]
+    direct = requests.post(bundled_server.url + "/predict", json={"input": rows}, timeout=60)
+    assert direct.status_code == 200, direct.text
+    compact = run_cli("predict", "digits", "--input", json.dumps(rows), "--url", bundled_server.url)
+    assert compact.returncode == 0, compact.stderr
+    assert compact.stdout.count("\n") == 1 and compact.stdout.endswith("\n")
+    assert " " not in compact.stdout, "compact: no space after , and :"
+    assert json.loads(compact.stdout) == direct.json()
+    pretty = run_cli("predict", "digits", "--input", json.dumps(rows), "--url", bundled_server.url, "--pretty")
+    assert pretty.returncode == 0, pretty.stderr
+    assert pretty.stdout.count("\n") > 2 and pretty.stdout.startswith('{\n  "')
+    assert json.loads(pretty.stdout) == direct.json()
+
+
 def test_predict_command_reads_a_file_and_reports_errors(bundled_server, tmp_path):
     source = tmp_path / "input.json"
     source.write_text(json.dumps([[1.0] * 64, [2.0] * 64]))
