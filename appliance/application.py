@@ -12,6 +12,7 @@ touches TensorFlow or HTTP handling.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 from pathlib import Path
 
@@ -79,8 +80,12 @@ def _version_items(summary: ModelSummary) -> tuple[VersionItem, ...]:
 class Application:
     """One appliance: builds the manager and the server from the settings, and carries out commands."""
 
-    def __init__(self, settings: Settings, defer_tensorflow: bool = False):
-        """With ``defer_tensorflow``, TensorFlow is imported by the loading thread, so this returns at once."""
+    def __init__(self, settings: Settings, defer_tensorflow: bool = False, sock: socket.socket | None = None):
+        """With ``defer_tensorflow``, TensorFlow is imported by the loading thread, so this returns at once.
+
+        ``sock`` is the listening socket to serve on (see :func:`appliance.server.listening_socket`), bound by the
+        caller before anything slow; without it, the server binds ``settings.host``:``settings.port`` itself.
+        """
         self.settings = settings
         repository = Repository(*model_sources(settings))
         runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
@@ -123,6 +128,7 @@ class Application:
             connection_limit=settings.connection_limit,
             channel_timeout=settings.channel_timeout,
             shutdown_grace_seconds=settings.shutdown_grace_seconds,
+            sock=sock,
         )
         self.autostart = autostart_for_this_platform()
         self._quit_callbacks: list = []

@@ -4,7 +4,7 @@
     appliance serve --port 8501                      # the same models, headless, for scripts and services
     appliance serve --model_config_file models.config
     appliance models                                 # what a running appliance serves
-    appliance predict digits --input '[[0, 0, 5, 13, 9, 1, 0, 0, ...]]'
+    appliance predict digits --input '[[0, 0, 5, 13, 9, 1, 0, 0, ...]]'   # one line of JSON; --pretty: indented
 
 Serving flags follow ``tensorflow_model_server``'s names where they exist (see :mod:`appliance.config`).
 """
@@ -125,6 +125,7 @@ def _parser() -> argparse.ArgumentParser:
     pin.add_argument("--label", help="a version label, e.g. stable")
     predict.add_argument("--signature_name", help="signature to run (default: serving_default)")
     predict.add_argument("--url", default=DEFAULT_URL, help="the appliance to ask (default: %(default)s)")
+    predict.add_argument("--pretty", action="store_true", help="print the answer indented (default: one line of JSON)")
     return parser
 
 
@@ -153,7 +154,9 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging("WARNING")
         if args.command == "models":
             return client.list_models(args.url)
-        return client.predict(args.url, args.model, args.input, args.model_version, args.label, args.signature_name)
+        return client.predict(
+            args.url, args.model, args.input, args.model_version, args.label, args.signature_name, args.pretty
+        )
     except ServingError as e:
         print(f"appliance: error: {e.message}", file=sys.stderr)
         return 2

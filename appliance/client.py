@@ -1,7 +1,7 @@
 """The client side of the command line: ask a running appliance what it serves, or for a prediction.
 
 list_models("http://127.0.0.1:8501")                       # `appliance models`
-predict("http://127.0.0.1:8501", "digits", "[[0, 0, 5, ...]]")  # `appliance predict digits --input ...`
+predict("http://127.0.0.1:8501", "digits", "[[0, 0, 5, ...]]")  # `appliance predict digits --input ...`: one line
 """
 
 from __future__ import annotations
@@ -55,8 +55,12 @@ def predict(
     version: int | None = None,
     label: str | None = None,
     signature_name: str | None = None,
+    pretty: bool = False,
 ) -> int:
-    """POST ``/predict`` with the input ``text`` (JSON, or ``@FILE``, ``@-`` for stdin) and print the answer."""
+    """POST ``/predict`` with the input ``text`` (JSON, or ``@FILE``, ``@-`` for stdin) and print the answer.
+
+    The answer is printed as one line of compact JSON, for scripts and ``jq``; indented with ``pretty``.
+    """
     if text.startswith("@"):
         text = sys.stdin.read() if text == "@-" else Path(text[1:]).read_text(encoding="utf-8")
     try:
@@ -72,5 +76,5 @@ def predict(
     if status != 200:
         print(f"appliance: error {status}: {answer.get('error', answer)}", file=sys.stderr)
         return 1
-    print(json.dumps(answer, indent=2))
+    print(json.dumps(answer, indent=2) if pretty else json.dumps(answer, separators=(",", ":")))
     return 0

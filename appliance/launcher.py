@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import socket
 import sys
 import threading
 import time
@@ -27,20 +28,41 @@ LAUNCHED = time.monotonic()  # about when the process started: the command line 
 log = logging.getLogger("appliance")
 
 
-def _build(settings: Settings, defer_tensorflow: bool = False):
-    """The Application, or the exit status and a one-line error on stderr when it cannot start."""
-    from .application import Application
-    from .server import PortInUse
+def _listen(settings: Settings):
+    """The listening socket on --host:--port, or None and the exit status after a one-line error on stderr.
+
+    Called before anything slow (TensorFlow's import takes seconds), so a busy port is said at once, and kept
+    for the server, so no other process can take the port between this check and serving.
+    """
+    from .server import PortInUse, listening_socket
 
     try:
-        app = Application(settings, defer_tensorflow)
+        return listening_socket(settings.host, settings.port), None
+    except PortInUse as e:
+        where = f"[{e.host}]:{e.port}" if ":" in e.host else f"{e.host}:{e.port}"
+        print(
+            f"appliance: error: {where} is already in use: stop the program listening there, "
+            "or pass --rest_api_port with another port (0 picks a free one)",
+            file=sys.stderr,
+        )
+        return None, 2
+    except OSError as e:  # e.g. --host names an address this machine does not have
+        print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
+        return None, 1
+
+
+def _build(settings: Settings, sock: socket.socket, defer_tensorflow: bool = False):
+    """The Application serving on ``sock``, or the exit status and a one-line error on stderr when it cannot start."""
+    from .application import Application
+
+    try:
+        app = Application(settings, defer_tensorflow, sock)
     except ServingError as e:
+        sock.close()
         print(f"appliance: error: {e.message}", file=sys.stderr)
         return None, 2
-    except PortInUse as e:
-        print(f"appliance: error: {e}", file=sys.stderr)
-        return None, 1
-    except OSError as e:  # e.g. --host names an address this machine does not have
+    except OSError as e:  # e.g. a models folder that cannot be created
+        sock.close()
         print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
         return None, 1
     if app.token and not settings.token:
@@ -66,7 +88,10 @@ def _serve_headless(app) -> None:
 
 def serve(settings: Settings) -> int:
     """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status."""
-    app, failed = _build(settings)
+    sock, failed = _listen(settings)
+    if sock is None:
+        return failed
+    app, failed = _build(settings, sock)
     if app is None:
         return failed
     app.start()
@@ -90,6 +115,9 @@ def desktop(settings: Settings, headless: bool) -> int:
         print(f"appliance: already running at {running.url}" if running else "appliance: already running")
         return 0
     try:
+        sock, failed = _listen(settings)
+        if sock is None:
+            return failed
         configure_logging(settings.log_level, paths.log_file())
         # Before the tray probe and TensorFlow start threads, which must not take SIGINT/SIGTERM.
         signals_blocked = not headless and _block_quit_signals()
@@ -98,7 +126,7 @@ def desktop(settings: Settings, headless: bool) -> int:
             signal.pthread_sigmask(signal.SIG_UNBLOCK, QUIT_SIGNALS)  # headless: Python's handlers take them
             signals_blocked = False
         # With a tray, TensorFlow is imported in the background: the icon shows "loading" meanwhile.
-        app, failed = _build(settings, defer_tensorflow=not reason)
+        app, failed = _build(settings, sock, defer_tensorflow=not reason)
         if app is None:
             return failed
         write_discovery(paths.discovery_file(), Discovery.for_this_process(app.url, app.server.port, __version__))

@@ -15,6 +15,7 @@ from __future__ import annotations
 import os
 import sys
 import tempfile
+import warnings
 from pathlib import Path
 
 import platformdirs
@@ -61,6 +62,8 @@ def user_runtime_dir() -> Path:
     The runtime dir is missing or unusable in some sessions (no ``/run/user/<uid>`` under ssh or in a
     container, an unsafe fallback that platformdirs refuses); the state dir then takes its place.
     """
+    # platformdirs warns on stderr when it falls back from $XDG_RUNTIME_DIR: a fallback expected here.
+    warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR", UserWarning)
     try:
         runtime = Path(platformdirs.user_runtime_dir(APP_NAME, appauthor=False))
     except (OSError, RuntimeError):

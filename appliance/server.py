@@ -1,6 +1,7 @@
 """Serve a WSGI app with waitress on one port, and stop it gracefully.
 
     server = Server(app, "127.0.0.1", 8501)   # binds now: PortInUse if the port is taken
+    server = Server(app, sock=listening_socket("127.0.0.1", 8501))  # or serves a socket bound earlier
     install_signal_handlers(server)           # SIGINT / SIGTERM -> server.stop()
     server.serve_forever()                    # returns once stop() has finished
 
@@ -63,6 +64,8 @@ class Server:
     and headers together (431). ``threads`` bounds the requests running in the
     app at once; ``connection_limit`` the open connections (more wait in the
     listen backlog); ``channel_timeout`` closes connections idle that many seconds.
+    ``sock``, from :func:`listening_socket`, is served instead of binding
+    (host, port): a process can claim its port before its slow imports.
 
     It runs waitress's asyncore loop itself so that :meth:`stop` can end it in
     order: close the listening socket (new connections are refused), let the
@@ -87,13 +90,14 @@ class Server:
         connection_limit: int = 100,
         channel_timeout: int = 120,
         shutdown_grace_seconds: float = 30.0,
+        sock: socket.socket | None = None,
     ):
         if threads < 1:
             raise ValueError(f"threads must be at least 1, not {threads}")
         self.max_request_body_size = max_request_body_size
         self.shutdown_grace_seconds = shutdown_grace_seconds
 
-        sock = _listening_socket(host, port)
+        sock = sock or listening_socket(host, port)
         self.host, self.port = sock.getsockname()[:2]
         self.url = _url(self.host, self.port)
 
@@ -379,8 +383,11 @@ class _Channel(HTTPChannel):
             super().handle_error()
 
 
-def _listening_socket(host: str, port: int) -> socket.socket:
-    """A socket bound to (host, port) and listening; IPv4 first when host names both."""
+def listening_socket(host: str, port: int) -> socket.socket:
+    """A socket bound to (host, port) and listening; IPv4 first when host names both.
+
+    Raises :class:`PortInUse` when another socket holds the port, ``OSError`` naming the address otherwise.
+    """
     where = f"{host}:{port}" if ":" not in host else f"[{host}]:{port}"
     try:
         infos = socket.getaddrinfo(host or None, port, socket.AF_UNSPEC, socket.SOCK_STREAM, 0, socket.AI_PASSIVE)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -12,7 +13,7 @@ import time
 
 import requests
 
-from .conftest import REPO, ApplianceProcess
+from .conftest import REPO, ApplianceProcess, user_dirs_env
 
 
 def run_cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess:
@@ -35,10 +36,47 @@ def test_busy_port_is_a_one_line_error_naming_the_port():
         holder.listen()
         port = holder.getsockname()[1]
         result = run_cli("serve", "--port", str(port))
-    assert result.returncode != 0
+    assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and str(port) in errors[0]
     assert "Traceback" not in result.stderr
+
+
+def test_busy_port_is_said_before_tensorflow_is_imported(tmp_path):
+    """``serve`` and the desktop launch claim the port first: a busy one ends the process before TensorFlow loads.
+
+    ``-X importtime`` lists on stderr every module the process imported; without XDG_RUNTIME_DIR, platformdirs'
+    fallback warning must not reach stderr either, so the error is all the user sees.
+    """
+    env = {**os.environ, **user_dirs_env(tmp_path)}
+    del env["XDG_RUNTIME_DIR"]
+    env.pop("DISPLAY", None)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        for command in (["serve"], []):  # no command: the desktop app
+            started = time.monotonic()
+            result = subprocess.run(
+                [sys.executable, "-X", "importtime", "-m", "appliance", *command, "--rest_api_port", str(port)],
+                cwd=REPO,
+                env=env,
+                capture_output=True,
+                text=True,
+                timeout=120,
+            )
+            elapsed = time.monotonic() - started
+            imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
+            said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+            assert "appliance.launcher" in imported, "-X importtime lists the imports"
+            assert not [name for name in imported if name.startswith("tensorflow")], command
+            assert result.returncode == 2, result.stderr
+            assert said == [
+                f"appliance: error: 127.0.0.1:{port} is already in use: stop the program listening there, "
+                "or pass --rest_api_port with another port (0 picks a free one)"
+            ]
+            assert result.stdout == ""
+            assert elapsed < 5, f"{command}: {elapsed:.1f} s to say the port is busy"
 
 
 def test_address_this_machine_does_not_have_is_a_clear_error():
@@ -74,6 +112,21 @@ def test_models_and_predict_commands_against_a_running_appliance(bundled_server)
     assert answer.returncode == 0, answer.stderr
     body = json.loads(answer.stdout)
     assert body["model"] == "digits" and body["version"] == 1 and len(body["predictions"]["class"]) == 1
+
+
+def test_predict_prints_one_line_of_json_and_indented_with_pretty(bundled_server):
+    rows = [[float(i % 17) for i in range(64)], [0.0] * 64]
+    direct = requests.post(bundled_server.url + "/predict", json={"input": rows}, timeout=60)
+    assert direct.status_code == 200, direct.text
+    compact = run_cli("predict", "digits", "--input", json.dumps(rows), "--url", bundled_server.url)
+    assert compact.returncode == 0, compact.stderr
+    assert compact.stdout.count("\n") == 1 and compact.stdout.endswith("\n")
+    assert " " not in compact.stdout, "compact: no space after , and :"
+    assert json.loads(compact.stdout) == direct.json()
+    pretty = run_cli("predict", "digits", "--input", json.dumps(rows), "--url", bundled_server.url, "--pretty")
+    assert pretty.returncode == 0, pretty.stderr
+    assert pretty.stdout.count("\n") > 2 and pretty.stdout.startswith('{\n  "')
+    assert json.loads(pretty.stdout) == direct.json()
 
 
 def test_predict_command_reads_a_file_and_reports_errors(bundled_server, tmp_path):

@@ -130,6 +130,58 @@ def test_readme_second_code_block_is_the_test_command():
     assert "pytest" in awk.stdout, f"the README's second code block is not the test command: {awk.stdout!r}"
 
 
+def readme_command(number: int) -> str:
+    """The command line of the README's ``number``-th fenced block (1: install and run, 2: the tests)."""
+    blocks = re.findall(r"^```\w*\n(.*?)^```", (ROOT / "README.md").read_text(encoding="utf-8"), re.M | re.S)
+    return blocks[number - 1].strip()
+
+
+# Stand-ins for what the README's commands run, each writing its name and arguments to $LOG.
+RECORD = '#!/bin/sh\nprintf "%s\\n" "${0##*/} $*" >> "$LOG"\n'
+FAKE_PROGRAMS = {
+    "apt-get": RECORD,
+    # sudo runs the command it is given; python3 -m venv makes a .venv whose programs record too
+    "sudo": RECORD + 'exec "$@"\n',
+    "python3": RECORD
+    + '/bin/mkdir -p .venv/bin\nfor p in pip python appliance; do /bin/cp "$0.venv" .venv/bin/$p; done\n',
+    "python3.venv": RECORD,
+}
+
+
+@pytest.mark.parametrize("shell", ["sh", "bash"])
+@pytest.mark.parametrize("sudo", [False, True], ids=["root-without-sudo", "with-sudo"])
+@pytest.mark.parametrize("number", [1, 2])
+def test_readme_commands_run_with_and_without_sudo(tmp_path, number, sudo, shell):
+    """Each README command runs apt-get through sudo where there is one, else directly (root on a bare machine).
+
+    It runs verbatim in ``shell`` with a PATH of stand-ins only: no package is installed, nothing is downloaded.
+    """
+    bin_dir, work, log = tmp_path / "bin", tmp_path / "work", tmp_path / "log"
+    bin_dir.mkdir()
+    work.mkdir()
+    for name, script in FAKE_PROGRAMS.items():
+        if name != "sudo" or sudo:
+            (bin_dir / name).write_text(script)
+            (bin_dir / name).chmod(0o755)
+    command = readme_command(number)
+    result = subprocess.run(
+        [f"/bin/{shell}", "-c", command],
+        cwd=work,
+        env={"PATH": str(bin_dir), "LOG": str(log)},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    ran = [line.strip() for line in log.read_text().splitlines()]
+    apt = [line for line in ran if line.startswith("apt-get")]
+    assert apt[0] == "apt-get update" and apt[1].startswith("apt-get install -y python3-venv "), ran
+    assert [line.removeprefix("sudo ") for line in ran if line.startswith("sudo")] == (apt if sudo else [])
+    rest = [line for line in ran if not line.startswith(("apt-get", "sudo"))]
+    assert rest[0] == "python3 -m venv .venv" and rest[1].startswith("pip install ")
+    assert rest[-1] == command.rsplit("/", 1)[-1], "ran to the end"
+
+
 @pytest.mark.parametrize(
     ("heading", "slug"),
     [

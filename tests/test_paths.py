@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -53,6 +56,26 @@ def test_an_unusable_runtime_dir_falls_back_to_the_state_dir(xdg):
     (xdg["XDG_RUNTIME_DIR"] / "appliance").write_text("a file where the folder should be")
     assert paths.user_runtime_dir() == paths.user_state_dir()
     assert paths.discovery_file() == xdg["XDG_STATE_HOME"] / "appliance" / "appliance.json"
+
+
+@pytest.mark.parametrize("runtime", ["unset", "group-writable"])
+def test_a_runtime_dir_fallback_prints_no_warning(tmp_path, runtime):
+    """platformdirs warns on stderr when it falls back from $XDG_RUNTIME_DIR; the appliance expects fallbacks."""
+    env = {**os.environ, "XDG_STATE_HOME": str(tmp_path / "state")}
+    env.pop("XDG_RUNTIME_DIR", None)
+    if runtime == "group-writable":
+        (tmp_path / "runtime").mkdir(mode=0o770)
+        env["XDG_RUNTIME_DIR"] = str(tmp_path / "runtime")
+    result = subprocess.run(
+        [sys.executable, "-c", "from appliance import paths; print(paths.user_runtime_dir())"],
+        cwd=paths.PACKAGE_DIR.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0 and result.stdout.strip()
+    assert result.stderr == ""
 
 
 def test_ensure_dir_makes_an_owner_only_folder_with_its_parents(tmp_path):

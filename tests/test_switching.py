@@ -55,7 +55,6 @@ def test_choose_over_http_changes_predict_and_unversioned_tf_serving_calls(serve
     [
         (CHOSEN, {"version": 9}, 404, "Could not find version 9 of model digits"),
         (CHOSEN, {"label": "nope"}, 400, "Unrecognized servable version label: nope"),
-        (CHOSEN, {"version": "1"}, 400, "'version' must be a positive integer"),
         (CHOSEN, {"version": 1, "label": "x"}, 400, "exactly one of"),
         (CHOSEN, {}, 400, "exactly one of"),
         ("/v1/appliance/models/nope/chosen", {"version": 1}, 404, "nope"),
@@ -66,6 +65,20 @@ def test_choose_errors(server, path, body, status, message):
     assert response.status_code == status
     assert message in response.json()["error"]
     assert predicted_version(server) == 2
+
+
+def test_version_as_status_shows_it_a_string_of_digits(server):
+    status = requests.get(server.url + "/v1/models/digits", timeout=30).json()["model_version_status"]
+    other = next(v["version"] for v in status if v["version"] != str(predicted_version(server)))
+    assert isinstance(other, str)
+    response = choose(server, version=other)
+    assert response.status_code == 200, response.text
+    assert str(response.json()["chosen_version"]) == other == str(predicted_version(server))
+    for bad in ("0", "-1", "2.5", "abc", "", " 2", "²", True, 2.0, 0, -1, None, [2]):
+        refused = choose(server, version=bad)
+        assert refused.status_code == 400, bad
+        assert refused.json()["error"] == f"'version' must be a positive integer (2 or \"2\"), not {json.dumps(bad)}"
+    assert str(predicted_version(server)) == other
 
 
 def test_switch_under_load_drops_nothing(server):

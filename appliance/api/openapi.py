@@ -321,7 +321,12 @@ SCHEMAS = {
             {
                 "type": "object",
                 "required": ["version"],
-                "properties": {"version": {"type": "integer", "minimum": 1}},
+                "properties": {
+                    "version": {
+                        "oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^0*[1-9][0-9]*$"}],
+                        "description": 'A number, or its digits as status shows it: `2` or `"2"`.',
+                    }
+                },
                 "additionalProperties": False,
             },
             {
