@@ -56,6 +56,11 @@ def user_state_dir() -> Path:
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
+def user_cache_dir() -> Path:
+    """What the appliance can make again, e.g. Keras files converted to SavedModels (``~/.cache/appliance``)."""
+    return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
+
+
 def user_runtime_dir() -> Path:
     """Files that only mean something while the appliance runs: the runtime dir, else the state dir.
 

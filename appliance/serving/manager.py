@@ -242,35 +242,19 @@ class ModelManager:
     def _poll(self) -> None:
         snapshots = self._repository.scan()
         to_load: list[tuple[str, _Version]] = []
+        refused: list[tuple[str, int, ServingError]] = []
         aspired: dict[str, dict[int, Path]] = {}
         with self._lock:
             for snapshot in snapshots:
-                name = snapshot.config.name
-                model = self._models.get(name)
-                if model is None:
-                    pinned = self._preferences.chosen_version(name) if self._preferences else None
-                    model = self._models[name] = _Model(snapshot.config, pinned)
-                    log.info(
-                        "model %s: serving %s (versions: %s)",
-                        name,
-                        snapshot.config.base_path,
-                        snapshot.config.policy.describe(),
-                    )
-                model.config = snapshot.config
-                aspired[name] = model.aspired(snapshot)
-                for number, path in aspired[name].items():
-                    if self._needs_load(model.versions.get(number), path):
-                        version = model.versions[number] = _Version(number, path)
-                        to_load.append((name, version))
-                for number, version in list(model.versions.items()):
-                    if number not in aspired[name] and version.state is State.END and version.error:
-                        del model.versions[number]  # a failed version that left the disk
+                aspired[snapshot.config.name] = self._track(snapshot, to_load, refused)
             to_unload = [
                 (name, v)
                 for name, model in self._models.items()
                 for v in model.versions.values()
                 if v.state is State.AVAILABLE and v.number not in aspired.get(name, {})
             ]
+        for name, number, error in refused:
+            log.warning("model %s version %d: not served: %s", name, number, error.message)
         # The versions unversioned requests will use first, so each model answers as soon as possible.
         to_load.sort(key=lambda item: item[1].number != self._first_choice(item[0], aspired[item[0]]))
         for index, (name, version) in enumerate(to_load, 1):
@@ -286,8 +270,44 @@ class ModelManager:
             for name in gone:
                 log.info("model %s: no longer configured or on disk", name)
                 del self._models[name]
-        if to_load or to_unload or gone:
+        if to_load or refused or to_unload or gone:
             self._notify()
+
+    def _track(
+        self, snapshot: ModelSnapshot, to_load: list[tuple[str, _Version]], refused: list[tuple[str, int, ServingError]]
+    ) -> dict[int, Path]:
+        """Bring one model's versions in line with ``snapshot`` (under the lock); returns its aspired versions.
+
+        Versions to load are added to ``to_load``; those the repository found no model for end at once,
+        with its error, and are added to ``refused``.
+        """
+        name = snapshot.config.name
+        model = self._models.get(name)
+        if model is None:
+            pinned = self._preferences.chosen_version(name) if self._preferences else None
+            model = self._models[name] = _Model(snapshot.config, pinned)
+            if snapshot.error is None:  # else the version's error is logged
+                log.info(
+                    "model %s: serving %s (versions: %s)",
+                    name,
+                    snapshot.config.base_path,
+                    snapshot.config.policy.describe(),
+                )
+        model.config = snapshot.config
+        aspired = model.aspired(snapshot)
+        for number, path in aspired.items():
+            if self._needs_load(model.versions.get(number), path):
+                version = model.versions[number] = _Version(number, path)
+                if snapshot.error is None:
+                    to_load.append((name, version))
+                else:
+                    version.state, version.error = State.END, snapshot.error
+                    version.fingerprint = fingerprint(path)
+                    refused.append((name, number, snapshot.error))
+        for number, version in list(model.versions.items()):
+            if number not in aspired and version.state is State.END and version.error:
+                del model.versions[number]  # a failed version that left the disk
+        return aspired
 
     def _first_choice(self, name: str, aspired: dict[int, Path]) -> int | None:
         """The version that will be chosen once loaded: the pinned one if it is aspired, else the newest."""

@@ -6,6 +6,7 @@ manager makes it AVAILABLE): the callables the first real requests need exist.
 
 from __future__ import annotations
 
+import logging
 import shutil
 from pathlib import Path
 
@@ -14,9 +15,10 @@ import pytest
 import tensorflow as tf
 from tensorflow_serving.apis import prediction_log_pb2
 
-from appliance.errors import ServingError
+from appliance.errors import Code, FailedPrecondition, ServingError
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 from appliance.serving.runtime.warmup import WARMUP_FILE, synthetic_inputs, warm_up
+from tests.own_models import sample_rows, save_trap, save_trap_module, tiny_model
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
 
@@ -96,3 +98,49 @@ def test_a_record_the_model_refuses_fails_the_load_naming_the_problem(runtime, t
     path = _copy_with_records(MODELS / "digits" / "2", tmp_path / "2", [log])
     with pytest.raises(ServingError, match="no_such_signature"):
         runtime.load(path)
+
+
+# -- no model reported AVAILABLE that cannot answer ----------------------------
+
+
+@pytest.mark.parametrize("save", [save_trap, save_trap_module], ids=["tf.saved_model.save", "inside a tf.Module"])
+def test_a_keras_3_model_saved_with_tf_saved_model_save_fails_the_load_with_the_fix(runtime, tmp_path, save):
+    save(tiny_model(), tmp_path / "1")
+    with pytest.raises(FailedPrecondition) as raised:
+        runtime.load(tmp_path / "1")
+    message = raised.value.message
+    assert "Could not find variable" in message and "re-export it with model.export(path)" in message
+    assert "\n" not in message and "function_node" not in message
+
+
+def test_records_that_hit_the_trap_fail_the_load_with_the_fix(runtime, tmp_path):
+    save_trap(tiny_model(), tmp_path / "trap")
+    (tmp_path / "trap" / WARMUP_FILE.parent).mkdir()
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.inputs["inputs"].CopyFrom(tf.make_tensor_proto(sample_rows(1)))
+    path = _copy_with_records(tmp_path / "trap", tmp_path / "1", [log])
+    with pytest.raises(ServingError, match=r"Failed to warm up model from .*model\.export\(path\)") as raised:
+        runtime.load(path)
+    assert raised.value.code is Code.FAILED_PRECONDITION
+
+
+class PngSize(tf.Module):
+    """The size of a PNG image: made-up input (an empty string) is no PNG, real requests are."""
+
+    @tf.function(input_signature=[tf.TensorSpec([], tf.string, name="png")])
+    def serve(self, png):
+        return {"size": tf.shape(tf.io.decode_png(png))}
+
+
+def test_a_model_refusing_made_up_input_is_available_and_says_so(runtime, tmp_path, caplog):
+    module = PngSize()
+    tf.saved_model.save(module, str(tmp_path / "1"), signatures={"serving_default": module.serve})
+    caplog.set_level(logging.INFO, logger="appliance.serving.runtime.warmup")
+    servable = runtime.load(tmp_path / "1")
+    try:
+        (refused,) = [r for r in caplog.records if "made-up input" in r.getMessage()]
+        assert refused.levelname == "INFO" and "serving_default" in refused.getMessage()
+        png = tf.io.encode_png(np.zeros((3, 5, 1), np.uint8)).numpy()
+        assert servable.predict("serving_default", {"png": np.array(png, dtype=object)})["size"].tolist() == [3, 5, 1]
+    finally:
+        servable.close()

@@ -26,9 +26,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
+from ...errors import Code, FailedPrecondition, InvalidArgument, ServingError
 from ...logs import native_stderr_to_debug_log
+from ..formats import Format, model_format
 from . import DEFAULT_SIGNATURE, DeviceInfo, Features, Runtime, Servable, SignatureSpec, TensorSpec
+from .keras_export import exported_saved_model
 from .warmup import warm_up
 
 log = logging.getLogger(__name__)
@@ -478,10 +480,26 @@ class LocalTFRuntime(Runtime):
             with contextlib.suppress(OSError, AttributeError):  # not glibc (e.g. musl): nothing to give back this way
                 ctypes.CDLL(None).malloc_trim(0)
 
-    def load(self, path: Path) -> LocalTFServable:
+    def load(self, path: Path) -> Servable:
+        """Load the model at ``path``: a SavedModel folder, a version folder holding a model file, or the file."""
         path = Path(path)
-        if not any((path / f).is_file() for f in ("saved_model.pb", "saved_model.pbtxt")):
-            raise NotFound(f"Could not find SavedModel .pb or .pbtxt at supplied export directory path: {path}")
+        kind, file = model_format(path)
+        servable: Servable
+        if kind is Format.TFLITE:
+            from .tflite import load_tflite  # type: ignore[import-not-found]  # only TFLite models need it
+
+            servable = load_tflite(file)
+        else:
+            servable = self._load_saved_model(exported_saved_model(file) if kind is Format.KERAS else file)
+        if self._warmup:
+            try:
+                warm_up(servable, path)  # a model file's folder holds no warm-up records: synthetic ones
+            except BaseException:
+                servable.close()
+                raise
+        return servable
+
+    def _load_saved_model(self, path: Path) -> LocalTFServable:
         graph = tf.Graph()
         session = tf.compat.v1.Session(graph=graph, config=self._session_config)
         try:
@@ -495,11 +513,4 @@ class LocalTFRuntime(Runtime):
             raise ServingError(
                 f"Failed to load SavedModel at {path}: {type(e).__name__}: {e}", Code.DATA_LOSS
             ) from None
-        servable = LocalTFServable(session, meta_graph, self._run_timeout_ms, self._caller_thread_when_bounded)
-        if self._warmup:
-            try:
-                warm_up(servable, path)
-            except BaseException:
-                servable.close()
-                raise
-        return servable
+        return LocalTFServable(session, meta_graph, self._run_timeout_ms, self._caller_thread_when_bounded)

@@ -6,6 +6,9 @@ exactly as TF Serving does: a record that fails fails the load. A model without
 one gets a synthetic request per signature, built from the signature itself
 (one row of zeros, empty strings); those are best effort, since a signature may
 reject made-up input (an image decoder, a tf.Example parser needing features).
+Either way, a model that cannot run at all (its variables missing or never
+initialized: a Keras 3 model saved with ``tf.saved_model.save``) fails the load
+with an error saying how to fix it, rather than becoming AVAILABLE.
 
     warm_up(servable, Path("models/digits/2"))   # -> the number of warm-up requests run
 """
@@ -13,17 +16,23 @@ reject made-up input (an image decoder, a tf.Example parser needing features).
 from __future__ import annotations
 
 import logging
+import re
 from pathlib import Path
 
 import numpy as np
 
-from ...errors import Code, ServingError
+from ...errors import Code, FailedPrecondition, ServingError
 from . import DEFAULT_SIGNATURE, Features, Servable, SignatureSpec
 
 log = logging.getLogger(__name__)
 
 WARMUP_FILE = Path("assets.extra") / "tf_serving_warmup_requests"
 MAX_RECORDS = 1000  # TF Serving's limit on warm-up records
+# TensorFlow's errors for a model whose variables are not there to read (tensorflow/serving#2250).
+_BROKEN_MODEL = re.compile(
+    r"Could not find variable|uninitialized value|Attempting to use uninitialized"
+    r"|Resource \S+ does not exist|Container \S+ does not exist"
+)
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
 NUMPY_DTYPES = {
@@ -51,6 +60,18 @@ def warm_up(servable: Servable, version_path: Path) -> int:
     return _synthetic(servable)
 
 
+def broken_model_error(error: ServingError) -> FailedPrecondition | None:
+    """The load error to report when ``error`` says the model itself cannot run, else None."""
+    if not _BROKEN_MODEL.search(error.message):
+        return None
+    first_sentence = error.message.split("\n", 1)[0].split(". ", 1)[0]
+    return FailedPrecondition(
+        f"The model cannot run: its variables are missing or uninitialized ({first_sentence}). "
+        "A Keras 3 model saved with tf.saved_model.save (alone or inside a tf.Module) is left so: "
+        "re-export it with model.export(path) (Keras 3) and serve that folder"
+    )
+
+
 def _replay(servable: Servable, path: Path) -> int:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
@@ -65,7 +86,8 @@ def _replay(servable: Servable, path: Path) -> int:
                 )
             _run_logged_request(servable, prediction_log_pb2.PredictionLog.FromString(record))
     except ServingError as e:
-        raise ServingError(f"Failed to warm up model from {path}: {e.message}", e.code) from None
+        error = broken_model_error(e) or e
+        raise ServingError(f"Failed to warm up model from {path}: {error.message}", error.code) from None
     except Exception as e:  # unreadable records, undecodable protos
         raise ServingError(
             f"Failed to warm up model from {path}: {type(e).__name__}: {e}", Code.INVALID_ARGUMENT
@@ -138,8 +160,12 @@ def _synthetic(servable: Servable) -> int:
                 if inputs is None:
                     continue
                 servable.predict(name, inputs)
-        except ServingError as e:  # made-up input may be refused; the real request will be the first
-            log.debug("synthetic warm-up of signature %s skipped: %s", name, e.message)
+        except ServingError as e:
+            broken = broken_model_error(e)
+            if broken is not None:
+                raise broken from None
+            # Made-up input may be refused by a model that answers real requests; the first of those warms it.
+            log.info("synthetic warm-up of signature %s skipped, the model refused made-up input: %s", name, e.message)
             continue
         count += 1
     return count
