@@ -6,6 +6,7 @@ save it, plus the trap that saves without error but cannot answer:
     tiny.keras              model.save("tiny.keras")                        (Keras 3 zip)
     tiny.h5                 model.save("tiny.h5")                           (legacy HDF5)
     tiny_export/            model.export("tiny_export")                     (a SavedModel, no version folder)
+    tiny.tflite             TFLiteConverter.from_saved_model("tiny_export") (TensorFlow Lite, any batch)
     trap_saved/1/           tf.saved_model.save(model, ...)                 (loads, then "Could not find variable")
     trap_module/1/          tf.saved_model.save(module holding the model)  (the same trap inside a tf.Module)
 
@@ -73,6 +74,7 @@ def build_own_models(out: Path) -> Path:
     model.save(out / "tiny.keras")
     model.save(out / "tiny.h5")
     model.export(str(out / "tiny_export"), verbose=False)
+    (out / "tiny.tflite").write_bytes(tf.lite.TFLiteConverter.from_saved_model(str(out / "tiny_export")).convert())
     save_trap(model, out / "trap_saved" / "1")
     save_trap_module(model, out / "trap_module" / "1")
     return out

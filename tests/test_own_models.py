@@ -73,6 +73,8 @@ def test_each_format_dropped_in_is_served_or_says_why_not(own_models, in_process
         drop(own_models / "tiny.h5", folder, "legacy.h5")
         drop(own_models / "tiny_export", folder, "flat")
         drop(own_models / "tiny.keras", folder, "versioned/2/model.keras")
+        drop(own_models / "tiny.tflite", folder, "lite.tflite")
+        drop(own_models / "tiny.tflite", folder, "lite_versioned/3/model.tflite")
         drop(own_models / "trap_saved" / "1", folder, "trap/1")
         drop(own_models / "trap_module" / "1", folder, "trap_module/1")
         (folder / "foo.onnx").write_bytes(b"not for this appliance")
@@ -80,11 +82,15 @@ def test_each_format_dropped_in_is_served_or_says_why_not(own_models, in_process
 
         rows = sample_rows()
         expected = in_process(rows).numpy()
-        for name in ("tiny", "legacy", "flat", "versioned"):
+        for name in ("tiny", "legacy", "flat", "versioned", "lite", "lite_versioned"):
             status = settled_status(server, name)
             assert status["state"] == "AVAILABLE", (name, status)
             assert np.allclose(predictions(server, name, rows), expected, atol=1e-6), name
         assert settled_status(server, "versioned")["version"] == "2"
+        assert settled_status(server, "lite_versioned")["version"] == "3"
+        lite = requests.get(f"{server.url}/v1/models/lite/metadata", timeout=30).json()
+        (signature,) = lite["metadata"]["signature_def"]["signature_def"].values()
+        assert [dim["size"] for dim in next(iter(signature["inputs"].values()))["tensor_shape"]["dim"]] == ["-1", "4"]
 
         for name in ("trap", "trap_module"):
             status = settled_status(server, name)
@@ -96,7 +102,7 @@ def test_each_format_dropped_in_is_served_or_says_why_not(own_models, in_process
 
         health = requests.get(server.url + "/health", timeout=30).json()
         listed = {model["name"] for model in health["models"]}
-        assert {"tiny", "legacy", "flat", "versioned", "trap", "trap_module", "foo.onnx"} <= listed
+        assert {"tiny", "legacy", "flat", "versioned", "lite", "trap", "trap_module", "foo.onnx"} <= listed
         assert "notes.md" not in listed and "notes" not in listed
         assert {"trap", "trap_module", "foo.onnx"} <= set(health["unavailable_models"])
 

@@ -486,7 +486,7 @@ class LocalTFRuntime(Runtime):
         kind, file = model_format(path)
         servable: Servable
         if kind is Format.TFLITE:
-            from .tflite import load_tflite  # type: ignore[import-not-found]  # only TFLite models need it
+            from .tflite import load_tflite  # only TFLite models need it (LiteRT)
 
             servable = load_tflite(file)
         else:
