@@ -37,6 +37,10 @@ DEFAULT_MAX_REQUEST_BODY_SIZE = 64 * 1024 * 1024
 DEFAULT_MAX_REQUEST_HEADER_SIZE = 64 * 1024
 
 _BACKLOG = 1024  # waitress's default listen() backlog
+# waitress reads 8 KiB per recv() and spools a body over 512 KiB to a temporary file: a 3 MB image as JSON took
+# ~21 ms to arrive in the app that way, ~4 ms read 256 KiB at a time and kept in memory up to 16 MiB.
+_RECV_BYTES = 256 * 1024
+_INBUF_OVERFLOW = 16 * 1024 * 1024
 _DRAIN_POLL_SECONDS = 0.1  # loop timeout while draining: how often the deadline is checked
 _WORKER_EXIT_SECONDS = 5.0  # how long the teardown waits for worker threads to end
 _ADDR_IN_USE = {errno.EADDRINUSE, getattr(errno, "WSAEADDRINUSE", errno.EADDRINUSE)}
@@ -129,6 +133,8 @@ class Server:
                 log_socket_errors=False,  # a vanished client is not worth a traceback
                 expose_tracebacks=False,
                 asyncore_use_poll=True,
+                recv_bytes=_RECV_BYTES,
+                inbuf_overflow=_INBUF_OVERFLOW,
             )
         except BaseException:
             wasyncore.close_all(self._map, ignore_all=True)

@@ -16,11 +16,13 @@ import math
 import struct
 
 import numpy as np
+import orjson
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from appliance.api.json_text import _parse_with_rapidjson_rules, decimal_tokens, parse_document
+from appliance.api import json_text
+from appliance.api.json_text import _depth, _parse_with_rapidjson_rules, decimal_tokens, parse_document
 from appliance.errors import InvalidArgument
 
 PARSE_SETTINGS = settings(
@@ -310,6 +312,89 @@ def test_parse_document_reads_json_text_as_the_rapidjson_rules_do(members, prefi
         body[index % len(body)] = byte
     body = bytes(body)
     assert outcome(parse_document, body) == outcome(_parse_with_rapidjson_rules, body)
+
+
+# ---------------------------------------------------------------------------
+# Depth, not the count of brackets, sends a body to the rapidjson rules
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def strict_rules_refused(monkeypatch):
+    """Fails a test whose body parse_document hands to the rapidjson rules instead of orjson."""
+
+    def refuse(body):
+        raise AssertionError("parsed with the rapidjson rules")
+
+    monkeypatch.setattr(json_text, "_parse_with_rapidjson_rules", refuse)
+
+
+def test_wide_bodies_take_orjson(strict_rules_refused):
+    """An image as nested lists has 50,000 "[" but nests 5 deep: depth, not the count of brackets, decides."""
+    image = np.random.default_rng(3).random((1, 224, 224, 3), dtype=np.float32).tolist()
+    for key in ("instances", "inputs"):
+        body = json.dumps({key: image, "note": "[" * 600}).encode()
+        assert parse_document(body) == {key: image, "note": "[" * 600}
+    brackets_in_strings = json.dumps({"a": ["[{" * 1000, '\\"[' * 600, "]" * 700]}).encode()
+    assert parse_document(brackets_in_strings) == json.loads(brackets_in_strings)
+
+
+def test_bodies_nesting_below_512_take_orjson(strict_rules_refused):
+    body = b'{"a": ' + b"[" * 510 + b"]" * 510 + b', "b": "' + b"]" * 600 + b'"}'  # 511 levels
+    assert _depth(body) == 511
+    parse_document(body)
+
+
+@pytest.mark.parametrize("depth", [511, 512, 2000])
+def test_bodies_nesting_512_deep_or_more_take_the_rapidjson_rules(monkeypatch, depth):
+    taken = []
+    monkeypatch.setattr(json_text, "_parse_with_rapidjson_rules", lambda body: taken.append(body) or {})
+    body = b'{"a": ' + b"[" * (depth - 1) + b"]" * (depth - 1) + b"}"
+    parse_document(body)
+    assert bool(taken) == (depth >= 512)
+
+
+def nesting(value) -> int:
+    """The reference depth: arrays and objects counted on the parsed value."""
+    if type(value) is list:
+        return 1 + max(map(nesting, value), default=0)
+    if type(value) is dict:
+        return 1 + max(map(nesting, value.values()), default=0)
+    return 0
+
+
+# Strings made of what could fool a scan of the text: brackets, quotes, backslashes and escapes of them.
+tricky_strings = st.text(alphabet='[]{}"\\/nu0', max_size=12)
+nested_values = st.recursive(
+    st.none() | st.integers() | st.floats(allow_nan=False) | tricky_strings,
+    lambda children: st.lists(children, max_size=3) | st.dictionaries(tricky_strings, children, max_size=3),
+    max_leaves=40,
+)
+
+
+@PARSE_SETTINGS
+@given(st.dictionaries(tricky_strings, nested_values, max_size=4), st.sampled_from(DUMPS_OPTIONS))
+def test_depth_is_the_nesting_of_the_document(document, options):
+    body = json.dumps(document, **options).encode("utf-8", "surrogatepass")
+    assert _depth(body) == nesting(document)
+
+
+@PARSE_SETTINGS
+@given(
+    st.dictionaries(tricky_strings, nested_values, max_size=4),
+    st.lists(st.tuples(st.integers(0, 10**6), st.sampled_from(b'[]{}",:\\ n')), min_size=1, max_size=3),
+)
+def test_depth_is_exact_for_any_text_orjson_accepts(document, changes):
+    """Changed at random, a body either stops being JSON (orjson refuses it: the depth does not matter) or nests
+    exactly as deep as _depth says: it never under-estimates."""
+    body = bytearray(json.dumps(document).encode())
+    for index, byte in changes:
+        body[index % len(body)] = byte
+    try:
+        value = orjson.loads(bytes(body))
+    except orjson.JSONDecodeError:
+        return
+    assert _depth(bytes(body)) == nesting(value)
 
 
 # ---------------------------------------------------------------------------

@@ -1,0 +1,194 @@
+"""Large JSON tensors: images as nested lists, parsed, decoded and served, against orjson alone and the raw call.
+
+    python bench/large_json.py [--calls 20] [--json results.json]
+
+Builds a small image model (a 1x1 convolution and a mean over the pixels, any height and width) as a SavedModel
+in a temporary folder and serves it with ``appliance serve --port 0``. For each body (1x224x224x3 and 1x360x480x3
+floats; row ``instances``, columnar ``inputs``, and ``/predict``'s ``input``) it times, in this process after
+``gc.freeze()`` as the server does: ``orjson.loads`` alone, the appliance's ``parse_document`` + decode, and the
+raw signature call; then the served request over one keep-alive connection. Goal per body: served p50 <= raw
+call p50 + 1.5 x orjson p50. The served answers are checked against the raw call's.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import http.client
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import numpy as np
+import orjson
+
+import appliance
+from appliance.api import codec
+
+SHAPES = [(1, 224, 224, 3), (1, 360, 480, 3)]
+FORMATS = ["row", "columnar", "predict"]  # {"instances": ...}, {"inputs": ...}, POST /predict {"input": ...}
+MODEL = "image"
+
+
+def build_model(path: Path) -> None:
+    import tensorflow as tf
+
+    class ImageModel(tf.Module):
+        def __init__(self):
+            super().__init__()
+            self.kernel = tf.Variable(tf.random.stateless_normal([1, 1, 3, 8], seed=[1, 2]))
+
+        @tf.function(input_signature=[tf.TensorSpec([None, None, None, 3], tf.float32, name="image")])
+        def serve(self, image):
+            features = tf.nn.relu(tf.nn.conv2d(image, self.kernel, 1, "SAME"))
+            return {"scores": tf.reduce_mean(features, axis=[1, 2])}
+
+    model = ImageModel()
+    tf.saved_model.save(model, str(path), signatures={"serving_default": model.serve})
+
+
+def body_of(image: np.ndarray, fmt: str) -> bytes:
+    if fmt == "row":
+        return orjson.dumps({"instances": image.tolist()})
+    if fmt == "columnar":
+        return orjson.dumps({"inputs": image.tolist()})
+    return orjson.dumps({"model": MODEL, "input": image.tolist()})
+
+
+def decoded(body: bytes, fmt: str) -> np.ndarray:
+    """What the appliance does with the body before calling the model: parse_document, then the codec."""
+    document = codec.parse_document(body)
+    if fmt == "predict":
+        return codec.decode_input_value(document["input"], {"image": "DT_FLOAT"})["image"]
+    return codec.decode_predict_inputs(document, {"image": "DT_FLOAT"})[0]["image"]
+
+
+def timed(calls: int, function, *args) -> list[float]:
+    function(*args)  # warm-up
+    samples = []
+    for _ in range(calls):
+        started = time.perf_counter()
+        function(*args)
+        samples.append(time.perf_counter() - started)
+    return samples
+
+
+def start_appliance(models: Path, home: Path) -> tuple[subprocess.Popen, str]:
+    """``appliance serve`` on a free loopback port, serving only `models`, with per-user folders under `home`."""
+    env = dict(os.environ, PYTHONPATH=str(Path(appliance.__file__).resolve().parents[1]))
+    for variable in ("XDG_DATA_HOME", "XDG_CONFIG_HOME", "XDG_STATE_HOME", "XDG_CACHE_HOME", "XDG_RUNTIME_DIR"):
+        folder = home / variable.lower()
+        folder.mkdir(mode=0o700, parents=True, exist_ok=True)
+        env[variable] = str(folder)
+    command = [sys.executable, "-m", "appliance", "serve", "--port", "0", "--models_dir", str(models)]
+    process = subprocess.Popen(
+        [*command, "--log_level", "WARNING"], cwd=home, env=env, stdout=subprocess.PIPE, text=True
+    )
+    assert process.stdout is not None
+    url = process.stdout.readline().split("serving on ", 1)[1].strip()
+    parts = urlsplit(url)
+    for _ in range(600):
+        connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+        connection.request("GET", "/health")
+        if json.loads(connection.getresponse().read())["status"] == "ready":
+            return process, url
+        time.sleep(0.1)
+    raise RuntimeError("the appliance did not become ready")
+
+
+def time_served(url: str, fmt: str, body: bytes, calls: int) -> tuple[list[float], np.ndarray]:
+    """Sequential requests over one keep-alive connection; the samples and the answer's scores."""
+    parts = urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=120)
+    path = "/predict" if fmt == "predict" else f"/v1/models/{MODEL}:predict"
+    answer = b""
+
+    def request():
+        nonlocal answer
+        connection.request("POST", path, body, {"Content-Type": "application/json"})
+        response = connection.getresponse()
+        answer = response.read()
+        if response.status != 200:
+            raise RuntimeError(f"{path} answered {response.status}: {answer[:300]!r}")
+
+    samples = timed(calls, request)
+    connection.close()
+    document = json.loads(answer)
+    scores = document["outputs"] if fmt == "columnar" else document["predictions"]
+    return samples, np.asarray(scores, dtype=np.float32)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--calls", type=int, default=20)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    args = parser.parse_args()
+
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    images = [rng.random(shape, dtype=np.float32) for shape in SHAPES]
+    with tempfile.TemporaryDirectory(prefix="large-json-") as folder:
+        root = Path(folder)
+        build_model(root / "models" / MODEL / "1")
+        signature = tf.saved_model.load(str(root / "models" / MODEL / "1")).signatures["serving_default"]
+        gc.collect()
+        gc.freeze()  # as the appliance does once its models are loaded
+
+        rows = []
+        for image in images:
+            tensor = tf.constant(image)
+            raw = statistics.median(timed(args.calls, lambda image: signature(image=image), tensor))
+            expected = signature(image=tensor)["scores"].numpy()
+            for fmt in FORMATS:
+                body = body_of(image, fmt)
+                assert np.array_equal(decoded(body, fmt), image), "decoded tensor differs from the image"
+                rows.append(
+                    {
+                        "shape": list(image.shape),
+                        "format": fmt,
+                        "body_mb": len(body) / 1e6,
+                        "orjson_ms": statistics.median(timed(args.calls, orjson.loads, body)) * 1e3,
+                        "parse_decode_ms": statistics.median(timed(args.calls, decoded, body, fmt)) * 1e3,
+                        "raw_ms": raw * 1e3,
+                        "expected": expected,
+                    }
+                )
+
+        process, url = start_appliance(root / "models", root / "home")
+        try:
+            for row in rows:
+                image = images[SHAPES.index(tuple(row["shape"]))]
+                samples, scores = time_served(url, row["format"], body_of(image, row["format"]), args.calls)
+                row["served_ms"] = statistics.median(samples) * 1e3
+                row["answer_matches_raw"] = bool(np.allclose(scores, row.pop("expected"), rtol=1e-6, atol=0))
+        finally:
+            process.terminate()
+            process.wait(timeout=60)
+
+    for row in rows:
+        row["parse_decode_over_orjson"] = row["parse_decode_ms"] / row["orjson_ms"]
+        row["goal_ms"] = row["raw_ms"] + 1.5 * row["orjson_ms"]
+        row["goal_met"] = row["served_ms"] <= row["goal_ms"]
+    print(f"{args.calls} calls each (medians, ms); goal: served <= raw call + 1.5 x orjson")
+    header = f"{'body':>24} {'MB':>5} {'orjson':>7} {'parse+decode':>12} {'÷orjson':>7} {'raw call':>8}"
+    print(header + f" {'served':>7} {'goal':>7}  met")
+    for row in rows:
+        name = "x".join(map(str, row["shape"])) + " " + row["format"]
+        print(
+            f"{name:>24} {row['body_mb']:5.1f} {row['orjson_ms']:7.1f} {row['parse_decode_ms']:12.1f}"
+            f" {row['parse_decode_over_orjson']:7.2f} {row['raw_ms']:8.1f} {row['served_ms']:7.1f}"
+            f" {row['goal_ms']:7.1f}  {'yes' if row['goal_met'] else 'NO'}"
+        )
+    if args.json:
+        args.json.write_text(json.dumps({"calls": args.calls, "rows": rows}, indent=2))
+
+
+if __name__ == "__main__":
+    main()
