@@ -17,7 +17,7 @@ import bottle
 
 from ..errors import InvalidArgument, Unavailable
 from ..serving.manager import ModelManager
-from ..serving.runtime import DEFAULT_SIGNATURE, Servable
+from ..serving.runtime import DEFAULT_SIGNATURE, Servable, signature_list
 from . import codec
 from .metrics import answered_by
 from .responses import json_response
@@ -76,10 +76,17 @@ class SimplePredictAPI:
             signature = servable.signatures.get(signature_name)
             if signature is None:
                 raise InvalidArgument(
-                    f'Serving signature name: "{signature_name}" not found in signature def; model {model} '
-                    f"version {handle.version} has: {', '.join(sorted(servable.signatures))}"
+                    f'Serving signature name: "{signature_name}" not found in signature def. Model {model} '
+                    f"version {handle.version} has signatures: {signature_list(servable.signatures)}."
                 )
-            return servable.predict(signature_name, codec.decode_input_value(document["input"], signature.input_dtypes))
+            try:
+                inputs = codec.decode_input_value(document["input"], signature.input_dtypes)
+            except InvalidArgument as e:
+                raise InvalidArgument(
+                    f'{e.message.rstrip(".")}. Signature "{signature_name}" of model {model} version '
+                    f"{handle.version}: {signature.input_check.expected}."
+                ) from None
+            return servable.predict(signature_name, inputs)
 
         def encode(outputs) -> bottle.HTTPResponse:
             predictions = codec.encode_outputs_value(outputs)

@@ -20,7 +20,7 @@ import bottle
 from ..errors import InvalidArgument, NotFound, ServingError, Unavailable
 from ..serving.manager import ModelManager, VersionStatus
 from ..serving.routing import LOCAL, REMOTE, Router
-from ..serving.runtime import DEFAULT_SIGNATURE, Servable
+from ..serving.runtime import DEFAULT_SIGNATURE, Servable, signature_list
 from . import codec
 from .metrics import answered_by, for_api, served
 from .responses import answer_error, dumps, json_response
@@ -171,10 +171,19 @@ class TFServingAPI:
         def run(servable: Servable):
             signature = servable.signatures.get(name)
             if signature is None:
-                raise InvalidArgument(f'Serving signature name: "{name}" not found in signature def')
+                raise InvalidArgument(
+                    f'Serving signature name: "{name}" not found in signature def. Model {target.name} version '
+                    f"{handle.version} has signatures: {signature_list(servable.signatures)}."
+                )
             if not signature.inputs:
                 raise InvalidArgument(f"Failed to get input map for signature: {signature_name or 'DEFAULT'}")
-            inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
+            try:
+                inputs, request_format = codec.decode_predict_inputs(document, signature.input_dtypes)
+            except InvalidArgument as e:
+                raise InvalidArgument(
+                    f'{e.message.rstrip(".")}. Signature "{name}" of model {target.name} version {handle.version}: '
+                    f"{signature.input_check.expected}."
+                ) from None
             return servable.predict(name, inputs), request_format
 
         handle = self._manager.acquire(target.name, target.version, target.label)

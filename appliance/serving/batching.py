@@ -450,8 +450,11 @@ class BatchingServable(Servable):
         }
 
     def predict(self, signature_name, inputs, output_filter=()):
-        batcher = self._batchers.get(signature_name or DEFAULT_SIGNATURE)
-        if batcher is None:
+        name = signature_name or DEFAULT_SIGNATURE
+        batcher = self._batchers.get(name)
+        # A request off the signature (names, dtype, shape) runs alone, before it could join a batch: it gets
+        # its own answer (an error naming the input, or what the graph makes of it) and costs no one a retry.
+        if batcher is None or not self.signatures[name].input_check.fits(inputs):
             return self._servable.predict(signature_name, inputs, output_filter)
         return batcher.predict(inputs, tuple(output_filter))
 

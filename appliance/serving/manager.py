@@ -393,7 +393,7 @@ class ModelManager:
             with self._lock:
                 model = self._models.get(name)
                 if model is None:
-                    raise NotFound(f"Could not find any versions of model {name}")
+                    raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
                 current = [v for _, v in sorted(model.versions.items(), reverse=True) if v.state is State.AVAILABLE]
             if not current:
                 raise FailedPrecondition(f"model {name} has no AVAILABLE version to reload")
@@ -435,9 +435,9 @@ class ModelManager:
             with self._lock:
                 model = self._models.get(name)
                 if label is not None:
-                    version = self._label_version(model, label)
+                    version = self._label_version(name, model, label)
                 if model is None:
-                    raise NotFound(f"Could not find any versions of model {name}")
+                    raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
                 if version is None:
                     raise InvalidArgument("choose a version by number or label")
                 current = model.versions.get(version)
@@ -456,9 +456,12 @@ class ModelManager:
         return version
 
     def _load_on_demand(self, model: _Model, number: int) -> None:
-        path = scan_versions(model.config.base_path).get(number)
+        on_disk = scan_versions(model.config.base_path)
+        path = on_disk.get(number)
         if path is None:
-            raise NotFound(f"Could not find version {number} of model {model.config.name}")
+            listed = ", ".join(map(str, sorted(on_disk, reverse=True))) or "none"
+            name = model.config.name
+            raise NotFound(f"Could not find version {number} of model {name}. Versions on disk: {listed}.")
         with self._lock:
             version = model.versions.get(number)
             if version is None or version.state is State.END:
@@ -492,16 +495,18 @@ class ModelManager:
         with self._lock:
             model = self._models.get(name)
             if label is not None:
-                version = self._label_version(model, label)
+                version = self._label_version(name, model, label)
             if version is None:
                 chosen = model.chosen() if model else None
                 if chosen is None:
-                    raise NotFound(f"Servable not found for request: Latest({name})")
+                    raise NotFound(f"Servable not found for request: Latest({name}). {self._hint(name, model)}")
                 found = chosen
             else:
                 found = model.versions.get(version) if model else None
                 if found is None or found.state is not State.AVAILABLE:
-                    raise NotFound(f"Servable not found for request: Specific({name}, {version})")
+                    raise NotFound(
+                        f"Servable not found for request: Specific({name}, {version}). {self._hint(name, model)}"
+                    )
             found.refs += 1
         return ServableHandle(self, name, found)
 
@@ -511,12 +516,38 @@ class ModelManager:
             if not version.refs:
                 self._released.notify_all()
 
-    @staticmethod
-    def _label_version(model: _Model | None, label: str) -> int:
+    def _label_version(self, name: str, model: _Model | None, label: str) -> int:
         labels = model.config.labels if model else {}
         if label not in labels:
-            raise InvalidArgument(f"Unrecognized servable version label: {label}")
+            if model is None:
+                hint = self._models_served()
+            elif labels:
+                listed = ", ".join(f"{k} (version {v})" for k, v in sorted(labels.items()))
+                hint = f"Labels of model {name}: {listed}."
+            else:
+                hint = f"Model {name} has no labels."
+            raise InvalidArgument(f"Unrecognized servable version label: {label}. {hint}")
         return labels[label]
+
+    # Hints added to TF Serving's messages, which clients may match on, so they follow its first sentence.
+    # Called with the lock held.
+
+    def _models_served(self) -> str:
+        if not self._models:
+            return "No model is served."
+        return "Models served: " + ", ".join(sorted(self._models)) + "."
+
+    def _hint(self, name: str, model: _Model | None) -> str:
+        """The models served when ``name`` is none of them, else the versions of ``name`` and their states."""
+        if model is None:
+            return self._models_served()
+        if not model.versions:
+            return f"Model {name} has no versions yet."
+        versions = ", ".join(
+            str(v.number) if v.state is State.AVAILABLE else f"{v.number} ({v.state.value})"
+            for _, v in sorted(model.versions.items(), reverse=True)
+        )
+        return f"Versions of model {name}: {versions}."
 
     # -- status ------------------------------------------------------------
 
@@ -535,15 +566,15 @@ class ModelManager:
         with self._lock:
             model = self._models.get(name)
             if label is not None:
-                version = self._label_version(model, label)
+                version = self._label_version(name, model, label)
             if model is None or not model.versions:
                 if version is not None:
-                    raise NotFound(f"Could not find version {version} of model {name}")
-                raise NotFound(f"Could not find any versions of model {name}")
+                    raise NotFound(f"Could not find version {version} of model {name}. {self._hint(name, model)}")
+                raise NotFound(f"Could not find any versions of model {name}. {self._hint(name, model)}")
             if version is None:
                 return [v.status() for _, v in sorted(model.versions.items(), reverse=True)]
             if version not in model.versions:
-                raise NotFound(f"Could not find version {version} of model {name}")
+                raise NotFound(f"Could not find version {version} of model {name}. {self._hint(name, model)}")
             return [model.versions[version].status()]
 
     def summaries(self) -> list[ModelSummary]:
@@ -554,7 +585,7 @@ class ModelManager:
         with self._lock:
             model = self._models.get(name)
             if model is None:
-                raise NotFound(f"Could not find any versions of model {name}")
+                raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
             return self._summary(name, model)
 
     @staticmethod

@@ -180,3 +180,63 @@ def test_oversized_body_is_refused_with_413_and_server_keeps_serving():
     finally:
         assert server.stop() == 0
     assert "Traceback" not in server.stderr
+
+
+# -- errors that name the input, the model and the signature -------------------------------------------------
+
+PIXELS_EXPECTED = (
+    'input "pixels" expects float32 [-1, 64]'  # digits' serving_default, as models/build_models.py makes it
+)
+
+
+@pytest.mark.parametrize(
+    "path, body, sent",
+    [
+        ("/predict", {"input": [[1.0] * 3]}, "float32 [1, 3]"),
+        ("/predict", {"input": [1.0] * 64}, "float32 [64]"),
+        ("/predict", {"input": [[[1.0] * 64]]}, "float32 [1, 1, 64]"),
+        ("/v1/models/digits:predict", {"instances": [[1.0] * 3, [2.0] * 3]}, "float32 [2, 3]"),
+        ("/v1/models/digits/versions/1:predict", {"inputs": {"pixels": [1.0] * 64}}, "float32 [64]"),
+    ],
+)
+def test_an_input_of_the_wrong_shape_is_named_with_the_shape_expected_and_sent(bundled_server, path, body, sent):
+    response = requests.post(bundled_server.url + path, json=body, timeout=30)
+    assert response.status_code == 400
+    assert response.json() == {"error": f"{PIXELS_EXPECTED}; got {sent}"}
+
+
+def test_bytes_for_a_float_input_are_refused_naming_what_the_signature_takes(bundled_server):
+    response = requests.post(bundled_server.url + "/predict", json={"input": [{"b64": "AAAA"}]}, timeout=30)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert "is not of expected type: float" in error  # the codec's words, as TF Serving's
+    assert error.endswith(f'. Signature "serving_default" of model digits version 2: {PIXELS_EXPECTED}.')
+
+
+def test_unknown_models_signatures_and_versions_name_those_served(bundled_server):
+    health = requests.get(bundled_server.url + "/health", timeout=30).json()
+    served = ", ".join(sorted(m["name"] for m in health["models"]))
+    response = requests.post(
+        bundled_server.url + "/predict", json={"model": "digit", "input": [[1.0] * 64]}, timeout=30
+    )
+    assert response.status_code == 404
+    assert response.json()["error"] == f"Servable not found for request: Latest(digit). Models served: {served}."
+
+    metadata = requests.get(bundled_server.url + "/v1/models/digits/versions/1/metadata", timeout=30).json()
+    signatures = sorted(n for n in metadata["metadata"]["signature_def"]["signature_def"] if not n.startswith("__"))
+    body = {"model": "digits", "version": 1, "signature_name": "nope", "input": [[1.0] * 64]}
+    response = requests.post(bundled_server.url + "/predict", json=body, timeout=30)
+    assert response.status_code == 400
+    assert response.json()["error"] == (
+        f'Serving signature name: "nope" not found in signature def. Model digits version 1 has signatures: '
+        f"{', '.join(signatures)}."
+    )
+
+    (digits,) = [m for m in health["models"] if m["name"] == "digits"]
+    versions = ", ".join(str(v["version"]) for v in digits["versions"])
+    response = requests.post(bundled_server.url + "/predict", json={"version": 9, "input": [[1.0] * 64]}, timeout=30)
+    assert response.status_code == 404
+    assert (
+        response.json()["error"]
+        == f"Servable not found for request: Specific(digits, 9). Versions of model digits: {versions}."
+    )

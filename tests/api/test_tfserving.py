@@ -348,3 +348,83 @@ def test_every_error_is_json_and_the_server_keeps_serving(tfs_server):
         assert response.status_code == 400
         assert error_of(response)
     assert post(tfs_server, "/v1/models/default:predict", {"instances": [2.0]}).json() == {"predictions": [3.0]}
+
+
+# -- the appliance's hints after TF Serving's words (TF Serving itself stops at its first sentence) -------------
+
+TFS_MODELS = "default, half_plus_three, matrix, mkl, multi_io, tf2, two_versions"  # the names in conftest's tfs_config
+
+
+def signatures_of(server, model: str) -> str:
+    metadata = requests.get(f"{server.url}/v1/models/{model}/metadata", timeout=30).json()
+    return ", ".join(
+        sorted(n for n in metadata["metadata"]["signature_def"]["signature_def"] if not n.startswith("__"))
+    )
+
+
+@pytest.mark.parametrize(
+    "method, path, status, message",
+    [
+        ("GET", "/v1/models/nope", 404, f"Could not find any versions of model nope. Models served: {TFS_MODELS}."),
+        (
+            "POST",
+            "/v1/models/nope:predict",
+            404,
+            f"Servable not found for request: Latest(nope). Models served: {TFS_MODELS}.",
+        ),
+        (
+            "GET",
+            "/v1/models/two_versions/versions/7",
+            404,
+            "Could not find version 7 of model two_versions. Versions of model two_versions: 124, 123.",
+        ),
+        (
+            "POST",
+            "/v1/models/two_versions/versions/7:predict",
+            404,
+            "Servable not found for request: Specific(two_versions, 7). Versions of model two_versions: 124, 123.",
+        ),
+        (
+            "POST",
+            "/v1/models/two_versions/labels/nope:predict",
+            400,
+            "Unrecognized servable version label: nope. Labels of model two_versions: canary (version 124), "
+            "stable (version 123).",
+        ),
+        (
+            "GET",
+            "/v1/models/default/labels/nope",
+            400,
+            "Unrecognized servable version label: nope. Model default has no labels.",
+        ),
+    ],
+)
+def test_unknown_models_versions_and_labels_name_those_served(tfs_direct_server, method, path, status, message):
+    response = requests.request(method, tfs_direct_server.url + path, json={"instances": [1.0]}, timeout=30)
+    assert response.status_code == status
+    assert error_of(response) == message
+
+
+def test_unknown_signatures_name_the_models_signatures(tfs_direct_server):
+    signatures = signatures_of(tfs_direct_server, "default")
+    assert "serving_default" in signatures and "__" not in signatures
+    response = post(tfs_direct_server, "/v1/models/default:predict", {"signature_name": "nope", "instances": [1.0]})
+    assert response.status_code == 400
+    assert error_of(response) == (
+        f'Serving signature name: "nope" not found in signature def. Model default version 123 has signatures: '
+        f"{signatures}."
+    )
+    response = post(tfs_direct_server, "/v1/models/default:regress", {"signature_name": "nope", "examples": [{}]})
+    assert response.status_code == 400
+    assert error_of(response) == f"No signature was found with the name: nope. Signatures: {signatures}."
+
+
+def test_a_request_the_codec_refuses_also_says_what_the_signature_takes(tfs_direct_server):
+    response = post(tfs_direct_server, "/v1/models/multi_io:predict", {"inputs": {"a": [[1.0, 2.0]], "b": [3]}})
+    assert response.status_code == 400
+    error = error_of(response)
+    assert error.startswith("Missing named input: tag in 'inputs' object. ")  # TF Serving's words first
+    assert error.endswith(
+        'Signature "serving_default" of model multi_io version 1: input "a" expects float32 [-1, 2]; '
+        'input "b" expects int32 [-1]; input "tag" expects string [-1].'
+    )

@@ -10,6 +10,7 @@ from __future__ import annotations
 import threading
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -27,7 +28,7 @@ from appliance.serving.batching import (
     parse_batching_parameters,
 )
 from appliance.serving.observer import ServingObserver
-from appliance.serving.runtime import SignatureSpec, TensorSpec
+from appliance.serving.runtime import Servable, SignatureSpec, TensorSpec
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 
 MODELS = Path(__file__).resolve().parents[2] / "models"
@@ -199,6 +200,67 @@ def test_variable_length_inputs_are_padded_when_asked_and_kept_apart_otherwise(c
         assert {i: int(r["first"][0]) for i, r in rest.results.items()} == {0: 9, 1: 4}
         if pad:  # the padded row saw the longest length in its batch
             assert {int(r["length"][0]) for r in rest.results.values()} == {3}
+
+
+class GatedServable(Servable):
+    """The real ``servable``, whose first predict waits at a gate; records the shape of each predict's input."""
+
+    def __init__(self, servable):
+        self._servable = servable
+        self.signatures = servable.signatures
+        self.gate = threading.Event()
+        self.entered = threading.Event()
+        self.calls: list[tuple[int, ...]] = []
+
+    def predict(self, signature_name, inputs, output_filter=()):
+        self.calls.append(next(iter(inputs.values())).shape)
+        if len(self.calls) == 1:
+            self.entered.set()
+            assert self.gate.wait(30)
+        return self._servable.predict(signature_name, inputs, output_filter)
+
+    def classify(self, signature_name, context, examples):
+        return self._servable.classify(signature_name, context, examples)
+
+    def regress(self, signature_name, context, examples):
+        return self._servable.regress(signature_name, context, examples)
+
+    def signature_defs_json(self):
+        return self._servable.signature_defs_json()
+
+    def close(self):
+        pass
+
+
+@pytest.mark.parametrize("pad", [False, True])
+def test_a_request_off_the_signature_gets_its_own_error_at_once_and_never_joins_a_batch(digits, pad):
+    gated = GatedServable(digits)
+    servable = BatchingServable(
+        gated, BatchingParameters(max_batch_size=16, num_batch_threads=1, pad_variable_length_inputs=pad)
+    )
+    client = SimpleNamespace(predict=lambda inputs, output_filter: servable.predict("", inputs, output_filter))
+    rng = np.random.default_rng(3)
+    good = [{"pixels": rng.uniform(0, 16, (1, 64)).astype(np.float32)} for _ in range(3)]
+    bad = [{"pixels": np.ones((1, 3), np.float32)}, {"pixels": np.ones((1, 64), np.float64)}]
+    first = Requests(client, good[:1])
+    first.start()
+    assert gated.entered.wait(10)
+    queued = Requests(client, good[1:])
+    queued.start()
+    _wait_queued(servable._batchers["serving_default"], 2)
+    refused = Requests(client, bad)
+    refused.start()
+    refused.join()  # answered while the batch's first call is still held
+    sent = ["float32 [1, 3]", "float64 [1, 64]"]
+    for i, error in refused.results.items():
+        assert isinstance(error, InvalidArgument), error
+        assert error.message == f'input "pixels" expects float32 [-1, 64]; got {sent[i]}'
+    gated.gate.set()
+    first.join()
+    queued.join()
+    assert gated.calls == [(1, 64), (1, 3), (1, 64), (2, 64)]  # the two good ones queued merged into one call
+    for inputs, answer in zip(good, [first.results[0], queued.results[0], queued.results[1]]):
+        np.testing.assert_array_equal(answer["class"], digits.predict("", inputs)["class"])
 
 
 def test_a_full_queue_refuses_with_unavailable(digits):

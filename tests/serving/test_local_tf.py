@@ -13,6 +13,7 @@ from appliance.serving.runtime import local_tf
 from appliance.serving.runtime.local_tf import LocalTFRuntime, select_device
 
 from ..conftest import MODELS
+from ..faulty_models import NEGATIVE_INPUT_MESSAGE, CheckedSqrt
 
 
 @pytest.fixture(scope="module")
@@ -76,8 +77,11 @@ def test_predict_classify_regress_on_tf_serving_models(runtime, tfs_testdata):
 
 def test_predict_errors(runtime, tfs_testdata):
     servable = runtime.load(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
-    with pytest.raises(FailedPrecondition, match='Serving signature key "nope" not found'):
+    with pytest.raises(FailedPrecondition, match='Serving signature key "nope" not found') as unknown:
         servable.predict("nope", {"x": np.zeros((1, 1), np.float32)})
+    assert unknown.value.message.endswith(
+        "classify_x_to_y, regress_x2_to_y3, regress_x_to_y, regress_x_to_y2, serving_default."
+    )
     with pytest.raises(InvalidArgument, match="input size does not match signature: 2!=1"):
         servable.predict("", {"x": np.zeros((1, 1), np.float32), "z": np.zeros(1, np.float32)})
     with pytest.raises(InvalidArgument, match="input tensor alias not found in signature: z"):
@@ -88,9 +92,73 @@ def test_predict_errors(runtime, tfs_testdata):
     with pytest.raises(ServingError) as garbage:
         servable.classify("classify_x_to_y", None, [{"y": ("bytes", [b"no x feature"])}])
     assert garbage.value.code is Code.INVALID_ARGUMENT
-    with pytest.raises(InvalidArgument, match="No signature was found with the name: nope"):
+    with pytest.raises(
+        InvalidArgument, match=r"No signature was found with the name: nope\. Signatures: classify_x_to_y,"
+    ):
         servable.regress("nope", None, [{}])
     servable.close()
+
+
+@pytest.mark.parametrize(
+    "pixels, sent",
+    [
+        (np.zeros((1, 3), np.float32), "float32 [1, 3]"),  # a known dimension
+        (np.zeros(64, np.float32), "float32 [64]"),  # the rank
+        (np.zeros((2, 1, 64), np.float32), "float32 [2, 1, 64]"),
+        (np.zeros((1, 64), np.float64), "float64 [1, 64]"),  # the dtype
+        (np.zeros((1, 64), np.int32), "int32 [1, 64]"),
+        (np.full((1, 64), b"7", dtype=object), "string [1, 64]"),
+    ],
+)
+def test_an_input_the_model_cannot_take_is_named_with_the_dtype_and_shape_expected_and_sent(runtime, pixels, sent):
+    servable = runtime.load(MODELS / "digits" / "2")
+    try:
+        with pytest.raises(InvalidArgument) as refused:
+            servable.predict("serving_default", {"pixels": pixels})
+        assert refused.value.message == f'input "pixels" expects float32 [-1, 64]; got {sent}'
+        assert servable.predict("serving_default", {"pixels": np.zeros((2, 64), np.float32)})["class"].shape == (2,)
+    finally:
+        servable.close()
+
+
+def test_inputs_off_the_signature_that_the_graph_takes_are_answered_as_tf_serving_does(runtime, tfs_testdata):
+    # TF Serving's own tests call these models so: x [3] for a [-1, 1] signature, x [3] for a scalar one.
+    half_plus_two = runtime.load(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    half_plus_three = runtime.load(tfs_testdata / "saved_model_half_plus_three" / "00000123")
+    try:
+        x = np.array([2.0, 3.0, 4.0], np.float32)
+        assert half_plus_two.predict("", {"x": x})["y"].tolist() == [3.0, 3.5, 4.0]
+        assert half_plus_three.predict("", {"x": x})["y"].tolist() == [4.0, 4.5, 5.0]
+        with pytest.raises(InvalidArgument, match=r'input "x" expects float32 \[-1, 1\]; got int64 \[3\]'):
+            half_plus_two.predict("", {"x": x.astype(np.int64)})
+    finally:
+        half_plus_two.close()
+        half_plus_three.close()
+
+
+def test_tensorflow_messages_reach_the_client_as_their_first_line_without_graph_node_names(runtime, tmp_path):
+    checked = CheckedSqrt()
+    tf.saved_model.save(checked, str(tmp_path / "1"), signatures={"serving_default": checked.serve})
+    negative = np.array([4.0, -1.0], np.float32)
+    with pytest.raises(tf.errors.InvalidArgumentError) as raw:  # what TensorFlow itself says
+        tf.saved_model.load(str(tmp_path / "1")).signatures["serving_default"](x=tf.constant(negative))
+    assert "{{node " in raw.value.message and "\n" in raw.value.message
+    servable = runtime.load(tmp_path / "1")
+    try:
+        with pytest.raises(ServingError) as failed:
+            servable.predict("", {"x": negative})  # fits the signature: only the graph can refuse it
+        message = failed.value.message
+        assert failed.value.code is Code.INVALID_ARGUMENT
+        assert message.startswith("assertion failed: ") and NEGATIVE_INPUT_MESSAGE in message
+        assert "\n" not in message and "{{" not in message and "[[" not in message and "node" not in message
+    finally:
+        servable.close()
+
+
+def test_graph_node_names_are_cut_from_a_one_line_message():
+    first = "Matrix size-incompatible: In[0]: [1,3], In[1]: [64,128]"  # the issue's example
+    assert local_tf._first_line(first + " [[{{function_node __inference_serve_309}}{{node MatMul}}]]") == first
+    assert local_tf._first_line(first + "\n\t [[{{node MatMul}}]]\n\nOriginal stack trace for ...") == first
 
 
 def test_tf2_model_uses_signature_defaults_and_lists_the_init_op(runtime, tfs_testdata):

@@ -150,6 +150,77 @@ def test_labels_and_lookup_errors(runtime, tmp_path):
     manager.stop()
 
 
+def test_lookup_errors_keep_tf_servings_words_first_and_name_what_is_served(runtime, tmp_path):
+    add_version(tmp_path, 1)
+    add_version(tmp_path, 2)
+    (tmp_path / "3").mkdir()
+    (tmp_path / "3" / "saved_model.pb").write_bytes(b"corrupt")
+    configs = [
+        ModelConfig(name="digits", base_path=tmp_path, policy=ALL_VERSIONS, labels={"stable": 1, "canary": 2}),
+        ModelConfig(name="plain", base_path=tmp_path, policy=VersionPolicy(PolicyKind.SPECIFIC, versions=(2,))),
+    ]
+    manager = ModelManager(Repository(configs), runtime, poll_seconds=0)
+    manager.poll()
+    versions = "Versions of model digits: 3 (END), 2, 1."
+    for call, error, message in [
+        (
+            lambda: manager.acquire("digit"),
+            NotFound,
+            "Servable not found for request: Latest(digit). Models served: digits, plain.",
+        ),
+        (
+            lambda: manager.acquire("digits", 9),
+            NotFound,
+            f"Servable not found for request: Specific(digits, 9). {versions}",
+        ),
+        (
+            lambda: manager.acquire("digits", 3),
+            NotFound,
+            f"Servable not found for request: Specific(digits, 3). {versions}",
+        ),
+        (
+            lambda: manager.acquire("digits", label="beta"),
+            InvalidArgument,
+            "Unrecognized servable version label: beta. "
+            "Labels of model digits: canary (version 2), stable (version 1).",
+        ),
+        (
+            lambda: manager.status("plain", label="beta"),
+            InvalidArgument,
+            "Unrecognized servable version label: beta. Model plain has no labels.",
+        ),
+        (
+            lambda: manager.status("digits", version=5),
+            NotFound,
+            f"Could not find version 5 of model digits. {versions}",
+        ),
+        (
+            lambda: manager.status("other"),
+            NotFound,
+            "Could not find any versions of model other. Models served: digits, plain.",
+        ),
+        (
+            lambda: manager.choose("plain", 7),
+            NotFound,
+            "Could not find version 7 of model plain. Versions on disk: 3, 2, 1.",
+        ),
+        (
+            lambda: manager.choose("other", 1),
+            NotFound,
+            "Could not find any versions of model other. Models served: digits, plain.",
+        ),
+    ]:
+        with pytest.raises(error) as raised:
+            call()
+        assert raised.value.message == message
+    manager.stop()
+    empty = ModelManager(Repository([]), runtime, poll_seconds=0)
+    empty.poll()
+    with pytest.raises(NotFound) as nothing:
+        empty.acquire("digits")
+    assert nothing.value.message == "Servable not found for request: Latest(digits). No model is served."
+
+
 def test_model_root_picks_up_new_models(runtime, tmp_path):
     root = tmp_path / "root"
     (root / "a").mkdir(parents=True)

@@ -13,12 +13,15 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import functools
 import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
+from .inputs import InputCheck
 
 DEFAULT_SIGNATURE = "serving_default"
 
@@ -50,6 +53,16 @@ class SignatureSpec:
     @property
     def input_dtypes(self) -> dict[str, str]:
         return {alias: spec.dtype for alias, spec in self.inputs.items()}
+
+    @functools.cached_property
+    def input_check(self) -> InputCheck:
+        """Requests' inputs compared with this signature's: ``signature.input_check.check(inputs)``."""
+        return InputCheck(self)
+
+
+def signature_list(signatures: Mapping[str, SignatureSpec]) -> str:
+    """The signatures a client can call, for messages: "image, serving_default" (``__saved_model_init_op`` left out)."""
+    return ", ".join(sorted(name for name in signatures if not name.startswith("__"))) or "none"
 
 
 @dataclasses.dataclass(frozen=True)

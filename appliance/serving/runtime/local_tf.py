@@ -19,6 +19,7 @@ import gc
 import logging
 import os
 import platform
+import re
 import sys
 import threading
 from collections.abc import Mapping, Sequence
@@ -29,7 +30,8 @@ import numpy as np
 from ...errors import Code, FailedPrecondition, InvalidArgument, ServingError
 from ...logs import native_stderr_to_debug_log
 from ..formats import Format, model_format
-from . import DEFAULT_SIGNATURE, DeviceInfo, Features, Runtime, Servable, SignatureSpec, TensorSpec
+from . import DEFAULT_SIGNATURE, DeviceInfo, Features, Runtime, Servable, SignatureSpec, TensorSpec, signature_list
+from .inputs import InputCheck
 from .keras_export import exported_saved_model
 from .warmup import warm_up
 
@@ -171,19 +173,32 @@ def _serialized_examples(context: Features | None, examples: Sequence[Features])
     return np.array([prefix + _example_bytes(e) for e in examples], dtype=object)
 
 
+# The graph node an error happened in, as TensorFlow appends it: " [[{{function_node f}}{{node MatMul}}]]".
+_NODE_REFERENCE = re.compile(r"\s*\[\[(?:\{\{[^{}]*\}\})+\]\]")
+
+
+def _first_line(message: str) -> str:
+    """A TensorFlow message as a client gets it: its first line, without graph node names or stack traces."""
+    line = next((line for line in message.strip().splitlines() if line.strip()), "")
+    return _NODE_REFERENCE.sub("", line).strip()
+
+
 def _as_serving_error(e: Exception) -> ServingError:
     if isinstance(e, ServingError):
         return e
     if isinstance(e, tf.errors.OpError):
-        message = e.message.split("\n\nOriginal stack trace", 1)[0].strip()
-        return ServingError(message, Code(e.error_code))
+        return ServingError(_first_line(e.message), Code(e.error_code))
     # session.run validates feeds in Python (shape, dtype) and raises ValueError/TypeError.
-    return InvalidArgument(str(e))
+    return InvalidArgument(_first_line(str(e)))
 
 
 def _shape_text(array: np.ndarray) -> str:
     return "[" + ",".join(str(d) for d in array.shape) + "]"
 
+
+# The codes TensorFlow fails with on inputs it cannot take: a shape or type mismatch, an index out of range, a
+# numpy array it cannot convert (INTERNAL "Unsupported object type int").
+_INPUT_ERROR_CODES = frozenset({Code.INVALID_ARGUMENT, Code.OUT_OF_RANGE, Code.INTERNAL, Code.UNKNOWN})
 
 # Predict plans kept per servable: one per distinct (signature, input aliases, output filter) of valid requests.
 _PREDICT_PLANS_KEPT = 256
@@ -197,6 +212,7 @@ class _PredictPlan:
     defaults: tuple[np.ndarray, ...]
     fetch_names: tuple[str, ...]
     outputs: tuple[str, ...]  # the aliases of the fetches, in order
+    input_check: InputCheck
 
 
 class LocalTFServable(Servable):
@@ -299,7 +315,15 @@ class LocalTFServable(Servable):
             plan = self._predict_plan(signature_name, inputs, output_filter)
             if len(self._predict_plans) < _PREDICT_PLANS_KEPT:
                 self._predict_plans[key] = plan
-        values = self._call(plan.feed_names, plan.fetch_names, [*map(inputs.__getitem__, key[1]), *plan.defaults])
+        try:
+            values = self._call(plan.feed_names, plan.fetch_names, [*map(inputs.__getitem__, key[1]), *plan.defaults])
+        except ServingError as e:
+            # Checked only now: TF Serving feeds whatever the graph can take, even off the signature's shape (its
+            # own test models are called so), so the signature is the likely cause only once the graph refused.
+            problem = plan.input_check.mismatch(inputs) if e.code in _INPUT_ERROR_CODES else None
+            if problem is None:
+                raise
+            raise InvalidArgument(problem) from None
         return dict(zip(plan.outputs, map(np.asarray, values)))
 
     def _predict_plan(self, signature_name, inputs, output_filter) -> _PredictPlan:
@@ -307,8 +331,10 @@ class LocalTFServable(Servable):
         name = signature_name or DEFAULT_SIGNATURE
         signature = self.signatures.get(name)
         if signature is None:
-            raise FailedPrecondition(f'Serving signature key "{name}" not found.')
-        self._check_inputs(signature, inputs)
+            raise FailedPrecondition(
+                f'Serving signature key "{name}" not found. Signatures: {signature_list(self.signatures)}.'
+            )
+        signature.input_check.check_names(inputs)
         defaults = {a: v for a, v in self._defaults[name].items() if a not in inputs}
         outputs = self._output_aliases(signature, output_filter)
         return _PredictPlan(
@@ -316,27 +342,8 @@ class LocalTFServable(Servable):
             defaults=tuple(defaults.values()),
             fetch_names=tuple(signature.outputs[a].tensor_name for a in outputs),
             outputs=tuple(outputs),
+            input_check=signature.input_check,
         )
-
-    @staticmethod
-    def _check_inputs(signature: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> None:
-        sent, expected = set(inputs), set(signature.inputs)
-        if len(sent) > len(expected) or (len(sent) < len(expected) and not signature.defaults):
-            raise InvalidArgument(
-                f"input size does not match signature: {len(sent)}!={len(expected)} "
-                f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
-                f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
-                f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
-            )
-        unknown = sorted(sent - expected)
-        if unknown:
-            raise InvalidArgument(
-                f"input tensor alias not found in signature: {unknown[0]}. "
-                f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
-            )
-        missing = sorted(expected - sent - signature.defaults)
-        if missing:
-            raise InvalidArgument(f"Missing input tensor alias with no default value: {missing[0]}")
 
     @staticmethod
     def _output_aliases(signature: SignatureSpec, output_filter: Sequence[str]) -> list[str]:
@@ -356,7 +363,9 @@ class LocalTFServable(Servable):
         name = signature_name or DEFAULT_SIGNATURE
         signature = self.signatures.get(name)
         if signature is None:
-            raise InvalidArgument(f"No signature was found with the name: {name}")
+            raise InvalidArgument(
+                f"No signature was found with the name: {name}. Signatures: {signature_list(self.signatures)}."
+            )
         if len(signature.inputs) != 1:
             raise InvalidArgument("Expected one input Tensor.")
         if CLASSIFY_INPUTS not in signature.inputs:
