@@ -5,9 +5,9 @@
 Builds a small image model (a 1x1 convolution and a mean over the pixels, any height and width) as a SavedModel
 in a temporary folder and serves it with ``appliance serve --port 0``. For each body (1x224x224x3 and 1x360x480x3
 floats; row ``instances``, columnar ``inputs``, and ``/predict``'s ``input``) it times, in this process after
-``gc.freeze()`` as the server does: ``orjson.loads`` alone, the appliance's ``parse_document`` + decode, and the
-raw signature call; then the served request over one keep-alive connection. Goal per body: served p50 <= raw
-call p50 + 1.5 x orjson p50. The served answers are checked against the raw call's.
+``gc.freeze()`` as the server does: ``orjson.loads`` alone, the appliance's ``parse_predict_document`` +
+decode, and the raw signature call; then the served request over one keep-alive connection. Goal per body:
+served p50 <= raw call p50 + 1.5 x orjson p50. The served answers are checked against the raw call's.
 """
 
 from __future__ import annotations
@@ -62,8 +62,8 @@ def body_of(image: np.ndarray, fmt: str) -> bytes:
 
 
 def decoded(body: bytes, fmt: str) -> np.ndarray:
-    """What the appliance does with the body before calling the model: parse_document, then the codec."""
-    document = codec.parse_document(body)
+    """What the appliance does with the body before calling the model: parse_predict_document, then the codec."""
+    document = codec.parse_predict_document(body)
     if fmt == "predict":
         return codec.decode_input_value(document["input"], {"image": "DT_FLOAT"})["image"]
     return codec.decode_predict_inputs(document, {"image": "DT_FLOAT"})[0]["image"]

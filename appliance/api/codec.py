@@ -23,6 +23,7 @@ from typing import Any, cast
 import numpy as np
 
 from ..errors import InvalidArgument, ServingError, Unimplemented
+from .dense_json import MIN_BODY, DenseNumbers, dense_document
 from .json_text import (
     INT64_MIN,
     UINT64_MAX,
@@ -47,11 +48,21 @@ __all__ = [
     "encode_predict_response",
     "encode_regress_response",
     "parse_document",
+    "parse_predict_document",
     "signature_name",
 ]
 
 ROW = "row"
 COLUMNAR = "columnar"
+
+
+def parse_predict_document(body: bytes) -> dict:
+    """parse_document for a predict request; a large array of floats in it comes as DenseNumbers (dense_json)."""
+    if len(body) >= MIN_BODY:
+        doc = dense_document(body)
+        if doc is not None:
+            return doc
+    return parse_document(body)
 
 
 # ---------------------------------------------------------------------------
@@ -350,8 +361,24 @@ def _fast_b64(value) -> bytes | None:
     return _b64decode(value["b64"]) if _is_b64(value) else None
 
 
+def _dense_tensor(value: DenseNumbers, dtype_enum: str) -> np.ndarray | None:
+    """The float tensor of a dense array, or None to take its nested lists the usual way (and explain)."""
+    dtype = _DTYPES.get(dtype_enum)
+    if dtype is None or dtype.kind != "float":
+        return None
+    if dtype.numpy == np.float64:
+        return value.values.reshape(value.shape)
+    with np.errstate(over="ignore"):  # as _fast_floats' C cast: beyond float32's range is inf
+        return value.values.astype(dtype.numpy).reshape(value.shape)
+
+
 def _tensor(value, dtype_enum: str) -> np.ndarray:
     """One JSON value as a whole tensor (the columnar format), or the C++'s error."""
+    if type(value) is DenseNumbers:
+        dense = _dense_tensor(value, dtype_enum)
+        if dense is not None:
+            return dense
+        value = value.nested()
     tensor = _fast_tensor(value, dtype_enum)
     if tensor is None:
         tensor = _assemble(*_fill(value, dtype_enum), dtype_enum, value)
@@ -378,6 +405,13 @@ def decode_predict_inputs(doc: dict, input_dtypes: Mapping[str, str]) -> tuple[d
                 doc, "Not formatted correctly expecting only one of 'inputs' or 'instances' keys to exist "
             )
         instances = doc["instances"]
+        if type(instances) is DenseNumbers:
+            if len(input_dtypes) == 1:
+                ((name, dtype_enum),) = input_dtypes.items()
+                dense = _dense_tensor(instances, dtype_enum)
+                if dense is not None:
+                    return {name: dense}, ROW
+            instances = instances.nested()
         if type(instances) is not list:
             raise format_error(doc, "Expecting 'instances' to be an list/array")
         if not instances:

@@ -57,7 +57,7 @@ class SimplePredictAPI:
 
     def handle(self, body: bytes) -> bottle.HTTPResponse:
         """Answer one request; raises ServingError for anything the client got wrong."""
-        document = codec.parse_document(body)
+        document = codec.parse_predict_document(body)
         unknown = sorted(set(document) - set(KEYS))
         if unknown:
             raise InvalidArgument(f"unknown key {unknown[0]!r} in the request; expected some of: {', '.join(KEYS)}")

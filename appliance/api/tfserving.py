@@ -164,7 +164,7 @@ class TFServingAPI:
     # an error response labelled with that version (see _route), and the answer is labelled with it too.
 
     def predict(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
-        document = codec.parse_document(body)
+        document = codec.parse_predict_document(body)
         signature_name = codec.signature_name(document)
         name = signature_name or DEFAULT_SIGNATURE
 
