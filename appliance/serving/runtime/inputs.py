@@ -11,7 +11,7 @@ dtype, rank and known dimensions. The check is worked out once per signature
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -23,7 +23,7 @@ if TYPE_CHECKING:
 
 # DataType enum names with a numpy dtype; inputs of other types (half precision brain floats, resources,
 # variants) are checked for their shape only.
-_NUMPY_DTYPES = {
+NUMPY_DTYPES = {
     "DT_FLOAT": np.float32,
     "DT_DOUBLE": np.float64,
     "DT_HALF": np.float16,
@@ -46,7 +46,7 @@ def dtype_text(dtype_enum: str) -> str:
     """How the messages write a signature's dtype: "DT_FLOAT" -> "float32", "DT_STRING" -> "string"."""
     if dtype_enum == "DT_STRING":
         return "string"
-    numpy_dtype = _NUMPY_DTYPES.get(dtype_enum)
+    numpy_dtype = NUMPY_DTYPES.get(dtype_enum)
     if numpy_dtype is not None:
         return np.dtype(numpy_dtype).name
     return dtype_enum.removeprefix("DT_").lower()
@@ -66,7 +66,7 @@ class _Expected:
     __slots__ = ("dtype", "first", "known_dims", "rank", "strings", "tail", "text")
 
     def __init__(self, alias: str, spec: TensorSpec):
-        numpy_dtype = _NUMPY_DTYPES.get(spec.dtype)
+        numpy_dtype = NUMPY_DTYPES.get(spec.dtype)
         self.dtype = np.dtype(numpy_dtype) if numpy_dtype is not None else None
         self.strings = spec.dtype == "DT_STRING"
         shape = spec.shape
@@ -155,3 +155,18 @@ class InputCheck:
         problem = self.mismatch(inputs)
         if problem is not None:
             raise InvalidArgument(problem)
+
+
+def output_aliases(signature: SignatureSpec, output_filter: Sequence[str]) -> list[str]:
+    """The outputs a predict request asks for (all, without a filter), checked in TF Serving's words."""
+    if not output_filter:
+        return list(signature.outputs)
+    for alias in output_filter:
+        if alias not in signature.outputs:
+            raise InvalidArgument(
+                f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
+                f"{{{','.join(sorted(signature.outputs))}}}."
+            )
+    if len(set(output_filter)) != len(output_filter):
+        raise InvalidArgument("duplicate output tensor alias in output_filter")
+    return list(output_filter)

@@ -31,7 +31,7 @@ from ...errors import Code, FailedPrecondition, InvalidArgument, ServingError
 from ...logs import native_stderr_to_debug_log
 from ..formats import Format, model_format
 from . import DEFAULT_SIGNATURE, DeviceInfo, Features, Runtime, Servable, SignatureSpec, TensorSpec, signature_list
-from .inputs import InputCheck
+from .inputs import InputCheck, output_aliases
 from .keras_export import exported_saved_model
 from .warmup import warm_up
 
@@ -336,7 +336,7 @@ class LocalTFServable(Servable):
             )
         signature.input_check.check_names(inputs)
         defaults = {a: v for a, v in self._defaults[name].items() if a not in inputs}
-        outputs = self._output_aliases(signature, output_filter)
+        outputs = output_aliases(signature, output_filter)
         return _PredictPlan(
             feed_names=tuple(signature.inputs[a].tensor_name for a in [*inputs, *defaults]),
             defaults=tuple(defaults.values()),
@@ -344,20 +344,6 @@ class LocalTFServable(Servable):
             outputs=tuple(outputs),
             input_check=signature.input_check,
         )
-
-    @staticmethod
-    def _output_aliases(signature: SignatureSpec, output_filter: Sequence[str]) -> list[str]:
-        if not output_filter:
-            return list(signature.outputs)
-        for alias in output_filter:
-            if alias not in signature.outputs:
-                raise InvalidArgument(
-                    f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
-                    f"{{{','.join(sorted(signature.outputs))}}}."
-                )
-        if len(set(output_filter)) != len(output_filter):
-            raise InvalidArgument("duplicate output tensor alias in output_filter")
-        return list(output_filter)
 
     def _example_signature(self, signature_name: str, kind: str) -> SignatureSpec:
         name = signature_name or DEFAULT_SIGNATURE

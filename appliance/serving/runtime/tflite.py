@@ -22,6 +22,7 @@ from ai_edge_litert.interpreter import Interpreter
 from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from ...logs import native_stderr_to_debug_log
 from . import DEFAULT_SIGNATURE, Servable, SignatureSpec, TensorSpec
+from .inputs import output_aliases
 
 log = logging.getLogger(__name__)
 
@@ -177,8 +178,8 @@ class TFLiteServable(Servable):
             raise FailedPrecondition(
                 f'Serving signature key "{name}" not found. The model has: {", ".join(sorted(self.signatures))}.'
             )
-        _check_aliases(signature, inputs)
-        outputs = _output_aliases(signature, output_filter)
+        signature.input_check.check_names(inputs)
+        outputs = output_aliases(signature, output_filter)
         feeds = self._typed(name, inputs)
         rows = _rows_of_fixed_batch(signature, feeds)
         with self._lock:
@@ -244,38 +245,6 @@ def _signature_def_json(signature: SignatureSpec) -> dict:
         "method_name": signature.method_name,
         "defaults": {},
     }
-
-
-def _check_aliases(signature: SignatureSpec, inputs: Mapping[str, np.ndarray]) -> None:
-    """TF Serving's checks of the inputs' aliases, in its words."""
-    sent, expected = set(inputs), set(signature.inputs)
-    if len(sent) != len(expected):
-        raise InvalidArgument(
-            f"input size does not match signature: {len(sent)}!={len(expected)} "
-            f"len({{{','.join(sorted(sent))}}}) != len({{{','.join(sorted(expected))}}}). "
-            f"Sent extra: {{{','.join(sorted(sent - expected))}}}. "
-            f"Missing but required: {{{','.join(sorted(expected - sent))}}}."
-        )
-    unknown = sorted(sent - expected)
-    if unknown:
-        raise InvalidArgument(
-            f"input tensor alias not found in signature: {unknown[0]}. "
-            f"Inputs expected to be in the set {{{','.join(sorted(expected))}}}."
-        )
-
-
-def _output_aliases(signature: SignatureSpec, output_filter: Sequence[str]) -> list[str]:
-    if not output_filter:
-        return list(signature.outputs)
-    for alias in output_filter:
-        if alias not in signature.outputs:
-            raise InvalidArgument(
-                f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
-                f"{{{','.join(sorted(signature.outputs))}}}."
-            )
-    if len(set(output_filter)) != len(output_filter):
-        raise InvalidArgument("duplicate output tensor alias in output_filter")
-    return list(output_filter)
 
 
 def _shape_error(spec: TensorSpec, value: np.ndarray, with_dtype: bool = False) -> str:

@@ -23,6 +23,7 @@ import numpy as np
 
 from ...errors import Code, FailedPrecondition, ServingError
 from . import DEFAULT_SIGNATURE, Features, Servable, SignatureSpec
+from .inputs import NUMPY_DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -35,21 +36,6 @@ _BROKEN_MODEL = re.compile(
 )
 CLASSIFY_METHOD = "tensorflow/serving/classify"
 REGRESS_METHOD = "tensorflow/serving/regress"
-NUMPY_DTYPES = {
-    "DT_FLOAT": np.float32,
-    "DT_DOUBLE": np.float64,
-    "DT_HALF": np.float16,
-    "DT_INT8": np.int8,
-    "DT_INT16": np.int16,
-    "DT_INT32": np.int32,
-    "DT_INT64": np.int64,
-    "DT_UINT8": np.uint8,
-    "DT_UINT16": np.uint16,
-    "DT_UINT32": np.uint32,
-    "DT_UINT64": np.uint64,
-    "DT_BOOL": np.bool_,
-    "DT_STRING": np.object_,
-}
 
 
 def warm_up(servable: Servable, version_path: Path) -> int:
@@ -138,7 +124,7 @@ def synthetic_inputs(signature: SignatureSpec) -> dict[str, np.ndarray] | None:
     """One row of zeros (or empty strings) per input, or None when an input's dtype or rank is unknown."""
     inputs = {}
     for alias, spec in signature.inputs.items():
-        dtype = NUMPY_DTYPES.get(spec.dtype)
+        dtype = np.object_ if spec.dtype == "DT_STRING" else NUMPY_DTYPES.get(spec.dtype)
         if dtype is None or spec.shape is None:
             return None
         shape = tuple(1 if d < 0 else d for d in spec.shape)
