@@ -12,6 +12,7 @@ that mirrors the C++ and raises its exact error. The JSON text itself follows ``
 from __future__ import annotations
 
 import binascii
+import json
 import math
 import re
 from array import array
@@ -63,6 +64,14 @@ def parse_predict_document(body: bytes) -> dict:
         if doc is not None:
             return doc
     return parse_document(body)
+
+
+def version_number(value: object) -> int:
+    """A version sent as a JSON number (2) or as status and metadata show it, a string of ASCII digits ("2")."""
+    number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value  # not "²"
+    if type(number) is int and number > 0:  # not true, which is an int to Python, nor 2.0, nor "0"
+        return number
+    raise InvalidArgument(f"'version' must be a positive integer (2 or \"2\"), not {json.dumps(value)}")
 
 
 # ---------------------------------------------------------------------------

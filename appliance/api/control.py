@@ -44,7 +44,7 @@ class ControlAPI:
             raise InvalidArgument('send exactly one of {"version": <number>} or {"label": "<label>"}')
         version, label = document.get("version"), document.get("label")
         if "version" in document:
-            version = _positive_version(version)
+            version = codec.version_number(version)
         if "label" in document and not isinstance(label, str):
             raise InvalidArgument(f"'label' must be a string, not {json.dumps(label)}")
         self._manager.choose(name, version, label)
@@ -55,11 +55,3 @@ class ControlAPI:
             raise InvalidArgument("a reload takes no arguments: send an empty body or {}")
         self._manager.reload(name)
         return self.chosen(name)
-
-
-def _positive_version(value: object) -> int:
-    """A version as a JSON number (2) or as status and metadata show it, a string of ASCII digits ("2")."""
-    number = int(value) if isinstance(value, str) and value.isascii() and value.isdigit() else value  # not "²"
-    if type(number) is int and number > 0:  # not true, which is an int to Python, nor 2.0
-        return number
-    raise InvalidArgument(f"'version' must be a positive integer (2 or \"2\"), not {json.dumps(value)}")

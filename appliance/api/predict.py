@@ -27,13 +27,7 @@ KEYS = ("input", "model", "version", "label", "signature_name")
 
 def _version(document: dict) -> int | None:
     version = document.get("version")
-    if version is None:
-        return None
-    if isinstance(version, str) and version.isascii() and version.isdigit():  # not "²", which int() refuses
-        return int(version)
-    if isinstance(version, int) and not isinstance(version, bool) and version > 0:
-        return version
-    raise InvalidArgument(f"'version' must be a positive integer, not {json.dumps(version)}")
+    return None if version is None else codec.version_number(version)
 
 
 def _optional_string(document: dict, key: str) -> str | None:
