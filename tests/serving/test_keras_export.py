@@ -7,7 +7,9 @@ real runtime and compared with the same model called in process.
 from __future__ import annotations
 
 import logging
+import os
 import shutil
+import time
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,7 @@ import pytest
 
 from appliance import paths
 from appliance.errors import InvalidArgument
-from appliance.serving.runtime.keras_export import CONVERTED, exported_saved_model, file_digest
+from appliance.serving.runtime.keras_export import CONVERTED, STALE_SECONDS, exported_saved_model, file_digest
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 from tests.own_models import sample_rows, tiny_model
 
@@ -47,6 +49,11 @@ def test_a_keras_file_answers_as_the_model_in_process(runtime, keras_model, tmp_
     keras_model.save(file)
     original = file.read_bytes()
     caplog.set_level(logging.INFO, logger="appliance.serving.runtime.keras_export")
+    # What a conversion killed mid-way leaves: removed once a day old, kept while it may be one still running.
+    stale, recent = (cache_home / "appliance" / CONVERTED / f".{n}.x.tmp" for n in ("stale", "recent"))
+    for temp in (stale, recent):
+        (temp / "variables").mkdir(parents=True)
+    os.utime(stale, (time.time() - STALE_SECONDS - 60,) * 2)
 
     servable = runtime.load(file)
     try:
@@ -56,7 +63,7 @@ def test_a_keras_file_answers_as_the_model_in_process(runtime, keras_model, tmp_
     finally:
         servable.close()
 
-    assert converted(cache_home) == [file_digest(file)]
+    assert converted(cache_home) == sorted([file_digest(file), recent.name])
     assert paths.user_cache_dir() == cache_home / "appliance"
     assert file.read_bytes() == original
     assert [r.getMessage() for r in caplog.records if "converted to SavedModel" in r.getMessage()]

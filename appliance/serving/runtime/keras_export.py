@@ -9,6 +9,7 @@ copy of the same file under another name, finds it done. The Keras file itself i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import os
@@ -23,6 +24,7 @@ from ...paths import ensure_dir, user_cache_dir
 log = logging.getLogger(__name__)
 
 CONVERTED = "converted"
+STALE_SECONDS = 24 * 3600  # a temp folder this old is a conversion a crash or kill cut short: none takes a day
 
 
 def file_digest(path: Path) -> str:
@@ -37,6 +39,7 @@ def exported_saved_model(keras_file: Path) -> Path:
     if (target / "saved_model.pb").is_file():
         log.info("model file %s: using cached conversion %s", keras_file, target)
         return target
+    _remove_stale_temps(target.parent)
     started = time.perf_counter()
     temp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp"))
     try:
@@ -51,6 +54,14 @@ def exported_saved_model(keras_file: Path) -> Path:
     milliseconds = (time.perf_counter() - started) * 1000
     log.info("model file %s: converted to SavedModel %s in %.0f ms", keras_file, target, milliseconds)
     return target
+
+
+def _remove_stale_temps(folder: Path) -> None:
+    """Remove the temp folders of conversions cut short (a crash, kill -9) more than a day ago."""
+    for temp in folder.glob(".*.tmp"):
+        with contextlib.suppress(OSError):  # gone meanwhile, or not ours to remove
+            if time.time() - temp.stat().st_mtime > STALE_SECONDS:
+                shutil.rmtree(temp)
 
 
 def _export(keras_file: Path, folder: Path) -> None:
