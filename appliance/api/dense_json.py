@@ -15,7 +15,6 @@ exactly as there.
 from __future__ import annotations
 
 import math
-import re
 from array import array
 
 import numpy as np
@@ -33,13 +32,9 @@ _MAX_RANK = 32
 _BRACKETS_AS_SPACES = bytes.maketrans(b"[]", b"  ")
 _SPACE = b" \t\n\r"
 _DIGITS_AND_SPACE = b"0123456789" + _SPACE
-# A number right after a "]" or right before a "[" (whitespace deleted): outside every innermost list. Each
-# pattern starts with a bracket, which re looks for alone: ~6x faster than bytes.find, which stalls on the
-# runs of digits (digits as "0", a 3 MB image: "]0" 8.6 ms, "0[" 17 ms; these 1.5 and 2.7 ms).
-_AFTER_CLOSE = re.compile(rb"\][-0-9]")
-_BEFORE_OPEN = re.compile(rb"\[(?<=[0-9]\[)")
 # orjson reads an integer literal beyond int64 as a float, rounded otherwise than parse_document reads it
 _LONG_INTEGER = 2.0**63
+_OPEN, _CLOSE, _COMMA = b"[],"
 _KEYS = ("instances", "inputs", "input")
 
 
@@ -97,10 +92,18 @@ def dense_document(body: bytes, min_body: int = MIN_BODY) -> dict | None:
 
 
 def _outside_lists(text: bytes) -> bool:
-    """Whether a number literal in `text` sits right after a "]" or right before a "[" (whitespace aside)."""
+    """Whether a number literal in `text` sits right after a "]" or right before a "[" (whitespace aside).
+
+    `text` holds numbers, brackets and commas only. Looking at the bytes beside the brackets takes ~1.2 ms for
+    a 224x224x3 image of ints, half what two regular expressions take; bytes.find of "]0" (digits as "0")
+    stalls on the runs of digits (~10x as long).
+    """
     if any(space in text for space in (b" ", b"\n", b"\t", b"\r")):
         text = text.translate(None, _SPACE)
-    return _AFTER_CLOSE.search(text) is not None or _BEFORE_OPEN.search(text) is not None
+    chars = np.frombuffer(text, np.uint8)
+    before = chars[np.flatnonzero(chars[1:] == _OPEN)]  # of each "[" but the first: "[" or ","
+    after = chars[np.flatnonzero(chars[:-1] == _CLOSE) + 1]  # of each "]" but the last: "]" or ","
+    return bool(((before != _OPEN) & (before != _COMMA)).any() or ((after != _CLOSE) & (after != _COMMA)).any())
 
 
 def _regular_shape(skeleton: bytes, mark: bytes) -> tuple[int, ...] | None:
