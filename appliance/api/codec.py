@@ -371,14 +371,25 @@ def _fast_b64(value) -> bytes | None:
 
 
 def _dense_tensor(value: DenseNumbers, dtype_enum: str) -> np.ndarray | None:
-    """The float tensor of a dense array, or None to take its nested lists the usual way (and explain)."""
+    """The number tensor of a dense array, or None to take its nested lists the usual way (and explain)."""
     dtype = _DTYPES.get(dtype_enum)
-    if dtype is None or dtype.kind != "float":
+    if dtype is None:
         return None
+    values = value.values
+    if dtype.kind == "int":
+        if values.dtype != np.int64:  # a float literal: the precise walk's error
+            return None
+        if dtype.numpy != np.int64 and (values.min() < dtype.low or values.max() > dtype.high):
+            return None
+        return values.astype(dtype.numpy, copy=False).reshape(value.shape)
+    if dtype.kind != "float":
+        return None
+    if values.dtype != np.float64:  # integers: to double first, as _fast_floats' array() does
+        values = values.astype(np.float64)
     if dtype.numpy == np.float64:
-        return value.values.reshape(value.shape)
+        return values.reshape(value.shape)
     with np.errstate(over="ignore"):  # as _fast_floats' C cast: beyond float32's range is inf
-        return value.values.astype(dtype.numpy).reshape(value.shape)
+        return values.astype(dtype.numpy).reshape(value.shape)
 
 
 def _tensor(value, dtype_enum: str) -> np.ndarray:

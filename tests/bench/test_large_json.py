@@ -28,7 +28,7 @@ def test_large_json_bench_measures_every_body_and_answers_right(tmp_path):
     shapes = [[1, 224, 224, 3], [1, 360, 480, 3]]
     assert [(row["shape"], row["format"]) for row in rows] == [
         (shape, fmt) for shape in shapes for fmt in ("row", "columnar", "predict")
-    ]
+    ] + [(shapes[0], "row-uint8")]
     for row in rows:
         assert row["answer_matches_raw"], row
         assert row["served_ms"] > 0 and row["raw_ms"] > 0 and row["parse_decode_ms"] > 0 and row["orjson_ms"] > 0, row
