@@ -4,6 +4,7 @@
     # InvalidArgument: JSON Parse error: Missing a comma or ']' after an array element. at offset: 9
     debug_string({"b": [True, None]})   # '{\\n    "b": [true, null]\\n}'
     decimal_tokens(np.array([2.05, 13 / 6, np.nan], np.float32))   # ['2.05', '2.16666675', 'NaN']
+    token_matrix(np.array([2.05, 0.5], np.float32))   # the same tokens as rows of a uint8 matrix (large arrays)
 
 Parse errors carry rapidjson's wording and byte offsets; values quoted in errors use its PrettyWriter layout,
 cut after 256 bytes; floats are written as ``WriteDecimal`` does (six significant digits when they round-trip,
@@ -505,15 +506,10 @@ _POW10 = np.array([float(f"1e{k}") for k in range(-_P0, _P0 + 1)])
 # A float token's columns: sign, "0.", three zeros, nine digits each followed by ".", a "0", "e", sign, two digits.
 _FLOAT_COLUMNS = 29
 LATE = "?"  # where token_matrix leaves a token out, to come from decimal_tokens
-_THREE_DIGITS = np.array([list(b"%03d" % v) for v in range(1000)], np.uint8)
+# Tables of characters, four bytes a row read as one uint32 (numpy's take copies those fastest).
+_THREE_DIGITS = np.frombuffer(b"".join(b"%03d " % v for v in range(1000)), np.uint32)
 _TRAILING = np.array([3] + [len(str(v)) - len(str(v).rstrip("0")) for v in range(1, 1000)], np.int8)
-_UP_TO = np.tri(11, 9, -1, np.uint8)  # row u + 1: digits 0..u written
-_POINT_AFTER = np.tri(10, 9, -1, np.uint8) - np.tri(10, 9, -2, np.uint8)  # row p + 1: "." after digit p
-_POINT_AFTER *= ord(".")
-_LEADING = np.array(
-    [list(b"\0\0\0\0\0"), list(b"0.\0\0\0"), list(b"0.0\0\0"), list(b"0.00\0"), list(b"0.000")], np.uint8
-)
-_EXPONENT = np.array([[0, 0, 0, 0]] + [list(b"e%+03d" % e) for e in range(-50, 51)], np.uint8)
+_EXPONENT = np.frombuffer(b"\0\0\0\0" + b"".join(b"e%+03d" % e for e in range(-50, 51)), np.uint32)
 
 
 def token_matrix(flat: np.ndarray, spare: int = 0) -> tuple[np.ndarray, list[str]]:
@@ -536,6 +532,8 @@ def token_matrix(flat: np.ndarray, spare: int = 0) -> tuple[np.ndarray, list[str
         return chars, []
     if kind in "iu":
         return _int_matrix(flat, spare), []
+    if flat.dtype.itemsize > 4:
+        raise TypeError(f"token_matrix writes no {flat.dtype}: decimal_tokens does")
     return _float_matrix(flat, spare)
 
 
@@ -571,7 +569,7 @@ def _float_matrix(flat: np.ndarray, spare: int) -> tuple[np.ndarray, list[str]]:
     product is exact (then rint's half-to-even is what printf does). NaN, infinities and the
     unsettled are left to decimal_tokens.
     """
-    flat = flat.astype(np.float32, copy=False)
+    flat = flat.astype(np.float32, copy=False)  # float16's tokens are float32's
     with np.errstate(all="ignore"):
         magnitude = np.abs(flat)
         finite = np.isfinite(flat)
@@ -611,20 +609,27 @@ def _float_matrix(flat: np.ndarray, spare: int) -> tuple[np.ndarray, list[str]]:
     low = group - middle * 1000
     trailing = np.where(low != 0, _TRAILING[low], np.where(middle != 0, 3 + _TRAILING[middle], 6 + _TRAILING[high]))
     last = 8 - trailing  # the last nonzero digit (-1 for zero)
-    upto = np.where(fixed & (e >= 0), np.maximum(last, e + 1), np.maximum(last, 0))  # the last digit written
+    small_e = e.astype(np.int8)
+    upto = np.where(fixed & (e >= 0), np.maximum(last, small_e + 1), np.maximum(last, 0))  # the last digit written
     upto[unsure] = -1
-    point = np.where(fixed & (e >= 0), e, np.where(exponential & (last > 0), 0, -1))
+    point = np.where(fixed & (e >= 0), small_e, np.where(exponential & (last > 0), 0, -1)).astype(np.int8)
 
-    # Each group of columns comes from a table, indexed by what decides it.
     chars = np.zeros((flat.size, _FLOAT_COLUMNS + spare), np.uint8)
+    dot, zero = np.uint8(ord(".")), np.uint8(ord("0"))
     chars[:, 0] = np.signbit(flat) * np.uint8(ord("-"))
-    chars[:, 1:6] = _LEADING.take(np.where(fixed & (e < 0), -e, 0), axis=0)
-    for start, part in zip((6, 12, 18), (high, middle, low)):
-        chars[:, start : start + 6 : 2] = _THREE_DIGITS.take(part, axis=0)
-    chars[:, 6:24:2] *= _UP_TO.take(upto + 1, axis=0)
-    chars[:, 7:25:2] = _POINT_AFTER.take(point + 1, axis=0)
-    chars[:, 24] = (upto == 9) * np.uint8(ord("0"))
-    chars[:, 25:29] = _EXPONENT.take(np.where(exponential, e + 51, 0), axis=0)
+    leading = np.where(fixed & (e < 0), -small_e, 0)  # "0." and then leading - 1 zeros
+    chars[:, 1] = (leading > 0) * zero
+    chars[:, 2] = (leading > 0) * dot
+    for column in range(3, 6):
+        chars[:, column] = (leading >= column - 1) * zero
+    for start, part in zip((0, 3, 6), (high, middle, low)):
+        three = _THREE_DIGITS.take(part).view(np.uint8).reshape(-1, 4)
+        for index in range(start, start + 3):
+            chars[:, 6 + 2 * index] = three[:, index - start] * (upto >= index)
+    for index in range(9):
+        chars[:, 7 + 2 * index] = (point == index) * dot
+    chars[:, 24] = (upto == 9) * zero
+    chars[:, 25:29] = _EXPONENT.take(np.where(exponential, e + 51, 0)).view(np.uint8).reshape(-1, 4)
     late: list[str] = []
     if unsure.any():
         rows = np.flatnonzero(unsure)
