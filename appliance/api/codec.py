@@ -654,7 +654,8 @@ def _nest(tokens: list[str], shape: tuple[int, ...]) -> list[str]:
 # From this many values on, a bool, int, float16 or float32 tensor is written by token_matrix, a column of
 # characters at a time: where it and the value-by-value writing measured even (1000 float32: 1.3x faster,
 # 50,000: ~2.5x; ints 4.5x at 4000). float64 is not: its max_digits10 tokens are written one by one anyway.
-_MATRIX_MIN = {"f": 640, "i": 384, "u": 384, "b": 1536}
+_MATRIX_MIN = {"f": 768, "i": 384, "u": 384, "b": 1536}
+_MATRIX_SMALLEST = 384  # below it, not even _by_matrix is called: small answers are written as fast as before
 
 
 def _by_matrix(tensor: np.ndarray) -> bool:
@@ -698,7 +699,7 @@ def _matrix_json(tensor: np.ndarray, rows: bool) -> str:
 
 def _tensor_json(name: str, tensor: np.ndarray) -> str:
     """AddTensorValues from dimension 0: the whole tensor (a bare value when it is a scalar)."""
-    if tensor.ndim and _by_matrix(tensor):
+    if tensor.size >= _MATRIX_SMALLEST and tensor.ndim and _by_matrix(tensor):
         return _matrix_json(tensor, rows=False)
     tokens = _tokens(name, tensor)
     if tensor.ndim == 0:
@@ -738,7 +739,7 @@ def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
         return _tensor_json(name, tensor)
     columns = [
         _matrix_json(tensor, rows=True).split("\n")
-        if _by_matrix(tensor)
+        if tensor.size >= _MATRIX_SMALLEST and _by_matrix(tensor)
         else _nest(_tokens(name, tensor), tensor.shape)
         for name, tensor in arrays.items()
     ]

@@ -222,12 +222,14 @@ def output_maps(draw) -> dict[str, np.ndarray]:
 
 @contextlib.contextmanager
 def thresholds(least: int):
-    saved = dict(codec._MATRIX_MIN)
+    saved, smallest = dict(codec._MATRIX_MIN), codec._MATRIX_SMALLEST
     codec._MATRIX_MIN.update(dict.fromkeys(saved, least))
+    codec._MATRIX_SMALLEST = least
     try:
         yield
     finally:
         codec._MATRIX_MIN.update(saved)
+        codec._MATRIX_SMALLEST = smallest
 
 
 def outcome(function, *args):
@@ -304,6 +306,10 @@ def test_large_outputs_are_the_oracles(name, fmt):
     outputs = _large_outputs()[name]
     assert any(codec._by_matrix(tensor) for tensor in outputs.values()), "not large enough to test token_matrix"
     assert encode_predict_response(outputs, fmt) == oracle_predict_response(outputs, fmt)
+
+
+def test_the_smallest_threshold_is_the_least_of_them():
+    assert codec._MATRIX_SMALLEST == min(codec._MATRIX_MIN.values())
 
 
 def test_a_large_float32_output_is_written_without_per_value_formatting():
