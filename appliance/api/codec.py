@@ -27,6 +27,7 @@ from ..errors import InvalidArgument, ServingError, Unimplemented
 from .dense_json import MIN_BODY, DenseNumbers, dense_document
 from .json_text import (
     INT64_MIN,
+    LATE,
     UINT64_MAX,
     debug_string,
     decimal_tokens,
@@ -35,6 +36,7 @@ from .json_text import (
     parse_document,  # re-exported: part of this module's API
     quote,
     string_token,
+    token_matrix,
 )
 
 __all__ = [
@@ -669,8 +671,56 @@ def _nest(tokens: list[str], shape: tuple[int, ...]) -> list[str]:
     return parts
 
 
+# From this many values on, a bool, int, float16 or float32 tensor is written by token_matrix, a column of
+# characters at a time: where it and the value-by-value writing measured even (1000 float32: 1.3x faster,
+# 50,000: ~2.5x; ints 4.5x at 4000). float64 is not: its max_digits10 tokens are written one by one anyway.
+_MATRIX_MIN = {"f": 768, "i": 384, "u": 384, "b": 1536}
+_MATRIX_SMALLEST = 384  # below it, not even _by_matrix is called: small answers are written as fast as before
+
+
+def _by_matrix(tensor: np.ndarray) -> bool:
+    least = _MATRIX_MIN.get(tensor.dtype.kind)
+    return least is not None and tensor.size >= least and (tensor.dtype.kind != "f" or tensor.dtype.itemsize <= 4)
+
+
+def _matrix_json(tensor: np.ndarray, rows: bool) -> str:
+    """_tensor_json of a tensor (rank >= 1) that _by_matrix takes; with `rows`, the text of each sub-tensor
+    along the first axis instead, separated by newlines (no token holds one).
+
+    Each value's row of token_matrix is followed by its separator: the brackets that close after it,
+    ", " and as many opening ones.
+    """
+    depth = tensor.ndim - 1
+    chars, late = token_matrix(tensor.reshape(-1), spare=2 * depth + 2)
+    comma = chars.shape[1] - depth - 2
+    closes = np.zeros(tensor.size, np.int8)  # how many inner dimensions end at each value
+    stride = 1
+    for size in reversed(tensor.shape[1:]):
+        stride *= size
+        closes.reshape(-1, stride)[:, -1] += 1
+    for level in range(depth):
+        chars[:, comma - 1 - level] = (closes > level) * np.uint8(ord("]"))
+        chars[:, comma + 2 + level] = (closes > level) * np.uint8(ord("["))
+    chars[:, comma] = ord(",")
+    chars[:, comma + 1] = ord(" ")
+    if rows:
+        boundary = np.flatnonzero(closes == depth)
+        chars[boundary, comma] = ord("\n")
+        chars[boundary, comma + 1] = 0
+    chars[-1, comma - depth :] = 0
+    # bytes.translate drops the zero bytes ~5x faster than a boolean mask does on rows as irregular as these
+    text = chars.tobytes().translate(None, b"\0").decode("ascii")
+    if late:
+        pieces = text.split(LATE)
+        text = pieces[0] + "".join(map(str.__add__, late, pieces[1:]))
+    outer = depth if rows else depth + 1
+    return "[" * outer + text + "]" * outer
+
+
 def _tensor_json(name: str, tensor: np.ndarray) -> str:
     """AddTensorValues from dimension 0: the whole tensor (a bare value when it is a scalar)."""
+    if tensor.size >= _MATRIX_SMALLEST and tensor.ndim and _by_matrix(tensor):
+        return _matrix_json(tensor, rows=False)
     tokens = _tokens(name, tensor)
     if tensor.ndim == 0:
         return tokens[0]
@@ -704,13 +754,17 @@ def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
                 f"Tensor name: {name} has inconsistent batch size: {tensor.shape[0]} expecting: {batch_size}"
             )
         batch_size = tensor.shape[0]
-    columns = [_nest(_tokens(name, tensor), tensor.shape) for name, tensor in arrays.items()]
-    if len(columns) == 1:
-        (rows,) = columns
-    else:
-        template = "{" + ", ".join([quote(name).replace("%", "%%") + ": %s" for name in arrays]) + "}"
-        rows = [template % row for row in zip(*columns)]
-    return "[" + ", ".join(rows) + "]"
+    if len(arrays) == 1:  # the tensor's own text: its rows joined
+        ((name, tensor),) = arrays.items()
+        return _tensor_json(name, tensor)
+    columns = [
+        _matrix_json(tensor, rows=True).split("\n")
+        if tensor.size >= _MATRIX_SMALLEST and _by_matrix(tensor)
+        else _nest(_tokens(name, tensor), tensor.shape)
+        for name, tensor in arrays.items()
+    ]
+    template = "{" + ", ".join([quote(name).replace("%", "%%") + ": %s" for name in arrays]) + "}"
+    return "[" + ", ".join([template % row for row in zip(*columns)]) + "]"
 
 
 def encode_predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:

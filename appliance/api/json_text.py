@@ -4,6 +4,7 @@
     # InvalidArgument: JSON Parse error: Missing a comma or ']' after an array element. at offset: 9
     debug_string({"b": [True, None]})   # '{\\n    "b": [true, null]\\n}'
     decimal_tokens(np.array([2.05, 13 / 6, np.nan], np.float32))   # ['2.05', '2.16666675', 'NaN']
+    token_matrix(np.array([2.05, 0.5], np.float32))   # the same tokens as rows of a uint8 matrix (large arrays)
 
 Parse errors carry rapidjson's wording and byte offsets; values quoted in errors use its PrettyWriter layout,
 cut after 256 bytes; floats are written as ``WriteDecimal`` does (six significant digits when they round-trip,
@@ -26,6 +27,7 @@ from ..errors import InvalidArgument
 
 __all__ = [
     "INT64_MIN",
+    "LATE",
     "UINT64_MAX",
     "debug_string",
     "decimal_tokens",
@@ -34,6 +36,7 @@ __all__ = [
     "parse_document",
     "quote",
     "string_token",
+    "token_matrix",
 ]
 
 # rapidjson keeps integer literals in [INT64_MIN, UINT64_MAX] as integers and larger ones as doubles.
@@ -491,6 +494,165 @@ def _may_round_trip_in_six_digits(flat: np.ndarray) -> np.ndarray:
         t = magnitude * scale
         distance = np.abs(t - np.rint(t))
         return ~(distance > gap * 0.5 * scale * (1 + 1e-9) + 1e-6)
+
+
+# ---------------------------------------------------------------------------
+# Writing whole arrays at once (token_matrix)
+# ---------------------------------------------------------------------------
+
+# float64 10^k for k in [-60, 60], each correctly rounded (Python's float of the literal); _POW10[_P0 + k]
+_P0 = 60
+_POW10 = np.array([float(f"1e{k}") for k in range(-_P0, _P0 + 1)])
+# A float token's columns: sign, "0.", three zeros, nine digits each followed by ".", a "0", "e", sign, two digits.
+_FLOAT_COLUMNS = 29
+LATE = "?"  # where token_matrix leaves a token out, to come from decimal_tokens
+# Tables of characters, four bytes a row read as one uint32 (numpy's take copies those fastest).
+_THREE_DIGITS = np.frombuffer(b"".join(b"%03d " % v for v in range(1000)), np.uint32)
+_TRAILING = np.array([3] + [len(str(v)) - len(str(v).rstrip("0")) for v in range(1, 1000)], np.int8)
+_EXPONENT = np.frombuffer(b"\0\0\0\0" + b"".join(b"e%+03d" % e for e in range(-50, 51)), np.uint32)
+
+
+def token_matrix(flat: np.ndarray, spare: int = 0) -> tuple[np.ndarray, list[str]]:
+    """The JSON text of every value of a 1-D bool, int, float16 or float32 array, as rows of characters.
+
+    Returns (chars, late): a uint8 array of shape (n, width + spare) and a list of tokens. Row i,
+    its zero bytes dropped, is the token of value i as str(), true / false or decimal_tokens write
+    it, or LATE where the next token of `late` goes. The last `spare` columns are zero, for the
+    caller. Built a column at a time: no per-value Python but for the few floats float64
+    arithmetic cannot settle, which decimal_tokens writes (`late`).
+
+        chars, late = token_matrix(np.array([7, -12]))   # [[0, 0, 55], [45, 49, 50]], []
+    """
+    kind = flat.dtype.kind
+    if kind == "b":
+        chars = np.zeros((flat.size, 5 + spare), np.uint8)
+        for column, (yes, no) in enumerate(zip(b"true", b"fals")):
+            chars[:, column] = flat * np.uint8((yes - no) % 256) + np.uint8(no)  # wraps round where yes < no
+        chars[:, 4] = ~flat * np.uint8(ord("e"))
+        return chars, []
+    if kind in "iu":
+        return _int_matrix(flat, spare), []
+    if flat.dtype.itemsize > 4:
+        raise TypeError(f"token_matrix writes no {flat.dtype}: decimal_tokens does")
+    return _float_matrix(flat, spare)
+
+
+def _int_matrix(flat: np.ndarray, spare: int) -> np.ndarray:
+    if flat.dtype.kind == "u":
+        magnitude = flat.astype(np.uint64)
+        negative = np.zeros(flat.size, bool)
+    else:
+        signed = flat.astype(np.int64)
+        negative = signed < 0
+        magnitude = signed.view(np.uint64)
+        magnitude = np.where(negative, np.negative(magnitude), magnitude)  # two's complement: INT64_MIN too
+    width = len(str(int(magnitude.max())))
+    chars = np.zeros((flat.size, 1 + width + spare), np.uint8)
+    chars[:, 0] = negative * np.uint8(ord("-"))
+    rest = magnitude
+    ten = np.uint64(10)
+    for column in range(width, 0, -1):
+        quotient = rest // ten
+        digit = (rest - quotient * ten).astype(np.uint8) + np.uint8(ord("0"))
+        chars[:, column] = digit if column == width else digit * (rest != 0)  # no leading zeros
+        rest = quotient
+    return chars
+
+
+def _float_matrix(flat: np.ndarray, spare: int) -> tuple[np.ndarray, list[str]]:
+    """token_matrix of float16 / float32 values (written as float32): WriteDecimal's tokens, worked out in float64.
+
+    With e = floor(log10|x|) (from the binary exponent), t = |x| * 10^(5-e) is within ~1e-9 of
+    its exact value, so N = rint(t) is "%g"'s six digits, and they parse back to x (strtof) when
+    N lies within half a gap of t: certain, but within 1e-7 of that bound. Values that do not
+    round-trip get nine digits the same way: certain, but within 1e-5 of a tie, unless the
+    product is exact (then rint's half-to-even is what printf does). NaN, infinities and the
+    unsettled are left to decimal_tokens.
+    """
+    flat = flat.astype(np.float32, copy=False)  # float16's tokens are float32's
+    with np.errstate(all="ignore"):
+        magnitude = np.abs(flat)
+        finite = np.isfinite(flat)
+        regular = finite & (magnitude != 0)
+        x = np.where(regular, magnitude, 1).astype(np.float64)
+        # floor(log10(2^b)) = (b * 78913) >> 18 for |b| < 2^11; 10^e <= x < 10^(e+2)
+        e = (((x.view(np.int64) >> 52) - 1023) * 78913) >> 18
+        e += x >= _POW10[_P0 + 1 + e]
+        scale = _POW10[_P0 + 5 - e]
+        t = x * scale
+        n6 = np.rint(t)
+        distance = n6 - t
+        bits = magnitude.view(np.int32)
+        up = (bits + 1).view(np.float32) - magnitude
+        down = magnitude - (bits - 1).view(np.float32)
+        up[np.isinf(up)] = down[np.isinf(up)]  # FLT_MAX parses back from up to half its lower gap above
+        half = np.where(distance > 0, up, down) * (0.5 * scale)
+        short = np.abs(distance) < half - 1e-7
+        unsure = ~short & (np.abs(distance) <= half + 1e-7)
+        t9 = x * _POW10[_P0 + 8 - e]
+        n9 = np.rint(t9)
+        tie = np.flatnonzero(~short & (np.abs(np.abs(t9 - n9) - 0.5) < 1e-5))
+        unsure[tie] |= ~_exact_product(x[tie], 8 - e[tie])
+        unsure |= ~short & ((n9 < 1e8) | (n9 > 1e9))
+        unsure = (unsure | (n6 < 1e5) | (n6 > 1e6)) & regular | ~finite
+        digits = np.where(unsure | ~regular, 0, np.where(short, n6 * 1000, n9)).astype(np.int64)  # nine of them
+    top = digits >= 10**9  # rounded up to the next power of ten
+    digits[top] //= 10
+    e = np.where(regular, e + top, 0)
+    exponential = regular & ~unsure & ((e < -4) | (e >= np.where(short, 6, 9)))
+    fixed = ~exponential & ~unsure
+
+    group = digits.astype(np.int32)
+    high = group // 1000000
+    group -= high * 1000000
+    middle = group // 1000
+    low = group - middle * 1000
+    trailing = np.where(low != 0, _TRAILING[low], np.where(middle != 0, 3 + _TRAILING[middle], 6 + _TRAILING[high]))
+    last = 8 - trailing  # the last nonzero digit (-1 for zero)
+    small_e = e.astype(np.int8)
+    upto = np.where(fixed & (e >= 0), np.maximum(last, small_e + 1), np.maximum(last, 0))  # the last digit written
+    upto[unsure] = -1
+    point = np.where(fixed & (e >= 0), small_e, np.where(exponential & (last > 0), 0, -1)).astype(np.int8)
+
+    chars = np.zeros((flat.size, _FLOAT_COLUMNS + spare), np.uint8)
+    dot, zero = np.uint8(ord(".")), np.uint8(ord("0"))
+    chars[:, 0] = np.signbit(flat) * np.uint8(ord("-"))
+    leading = np.where(fixed & (e < 0), -small_e, 0)  # "0." and then leading - 1 zeros
+    chars[:, 1] = (leading > 0) * zero
+    chars[:, 2] = (leading > 0) * dot
+    for column in range(3, 6):
+        chars[:, column] = (leading >= column - 1) * zero
+    for start, part in zip((0, 3, 6), (high, middle, low)):
+        three = _THREE_DIGITS.take(part).view(np.uint8).reshape(-1, 4)
+        for index in range(start, start + 3):
+            chars[:, 6 + 2 * index] = three[:, index - start] * (upto >= index)
+    for index in range(9):
+        chars[:, 7 + 2 * index] = (point == index) * dot
+    chars[:, 24] = (upto == 9) * zero
+    chars[:, 25:29] = _EXPONENT.take(np.where(exponential, e + 51, 0)).view(np.uint8).reshape(-1, 4)
+    late: list[str] = []
+    if unsure.any():
+        rows = np.flatnonzero(unsure)
+        late = decimal_tokens(flat[rows])
+        chars[rows, 0] = ord(LATE)
+    return chars, late
+
+
+def _exact_product(x: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Whether x * 10^k is exact in float64: 10^k is (0 <= k <= 22) and so is the product (Dekker's TwoProduct)."""
+    power = _POW10[_P0 + np.clip(k, 0, 22)]
+    product = x * power
+    x_high, x_low = _split(x)
+    p_high, p_low = _split(power)
+    error = (((x_high * p_high - product) + x_high * p_low) + x_low * p_high) + x_low * p_low
+    return (k >= 0) & (k <= 22) & (error == 0)
+
+
+def _split(a: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Veltkamp's split of float64 values into two halves of 26 bits each (exact: high + low == a)."""
+    c = a * 134217729.0  # 2^27 + 1
+    high = c - (c - a)
+    return high, a - high
 
 
 def string_token(value, as_bytes: bool) -> str:
