@@ -1,7 +1,9 @@
 """The frozen appliance (PyInstaller onedir bundle) serves the bundled models exactly as the source does.
 
 Real processes: the bundle's ``appliance`` and ``python -m appliance``, each with its own per-user folders, one
-after the other (so that their start-up times, reported in the terminal summary, are comparable).
+after the other (so that their start-up times, reported in the terminal summary, are comparable). The user's own
+models (a ``.keras`` file, exported by the bundled Keras, and a ``.tflite`` file, run by the bundled LiteRT) are
+served by the frozen app too.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import shutil
 import subprocess
 import sys
 
+import keras
 import numpy as np
 import requests
 from PIL import Image
@@ -21,6 +24,7 @@ from appliance import __version__
 from appliance.api.openapi import DIGIT_EIGHT  # the README's digit
 
 from ..conftest import MODELS, REPO, user_dirs_env
+from ..own_models import build_own_models, sample_rows
 from .conftest import MEASURED, Server, installer_tests, isolated_env
 
 pytestmark = installer_tests
@@ -119,17 +123,29 @@ def test_frozen_version(bundle, tmp_path):
 
 
 def test_no_command_without_a_display_serves_headless_with_user_models(bundle, tmp_path):
-    # A model in the per-user models folder (platformdirs: $XDG_DATA_HOME/appliance/models) is served too.
-    env = isolated_env(tmp_path)
-    shutil.copytree(MODELS / "iris" / "1", tmp_path / "data" / "appliance" / "models" / "my_iris" / "1")
-    app = Server.start([str(bundle.executable), "--port", "0"], home=tmp_path, env=env)
+    # Models in the per-user models folder (platformdirs: $XDG_DATA_HOME/appliance/models) are served too, in each
+    # format: a SavedModel, a .keras file (exported to a SavedModel by Keras, in the bundle) and a .tflite file.
+    own = build_own_models(tmp_path / "own")
+    rows = sample_rows()
+    expected = keras.saving.load_model(own / "tiny.keras")(rows).numpy()
+    env = isolated_env(tmp_path / "home")
+    folder = tmp_path / "home" / "data" / "appliance" / "models"
+    shutil.copytree(MODELS / "iris" / "1", folder / "my_iris" / "1")
+    shutil.copy(own / "tiny.keras", folder / "my_keras.keras")
+    shutil.copy(own / "tiny.tflite", folder / "my_lite.tflite")
+    app = Server.start([str(bundle.executable), "--port", "0"], home=tmp_path / "home", env=env)
     try:
         app.first_predict(DIGITS_BODY)
-        app.wait_ready()
+        health = app.wait_ready()
         mine = app.post("/v1/models/my_iris:predict", {"instances": [[5.1, 3.5, 1.4, 0.2]]})
         assert mine.status_code == 200, mine.text
         assert mine.json()["predictions"][0]["class"] == 0
-        discovery = json.loads((tmp_path / "runtime" / "appliance" / "appliance.json").read_text())
+        assert {"my_iris", "my_keras", "my_lite"} <= set(_served(health)), health
+        for name in ("my_keras", "my_lite"):
+            answer = app.post(f"/v1/models/{name}:predict", {"instances": rows.tolist()})
+            assert answer.status_code == 200, (name, answer.text, app.output[-4000:])
+            assert np.allclose(answer.json()["predictions"], expected, atol=1e-6), name
+        discovery = json.loads((tmp_path / "home" / "runtime" / "appliance" / "appliance.json").read_text())
         assert discovery["url"] == app.url
         code = app.stop()
     finally:
@@ -137,8 +153,9 @@ def test_no_command_without_a_display_serves_headless_with_user_models(bundle, t
     assert code == 0, app.output
     assert "serving without a tray icon: no display" in app.output
     assert "Traceback" not in app.output
-    assert (tmp_path / "state" / "appliance" / "log" / "appliance.log").is_file()
-    assert not (tmp_path / "runtime" / "appliance" / "appliance.json").exists()
+    assert "converted to SavedModel" in app.output  # the .keras file, by the bundled Keras
+    assert (tmp_path / "home" / "state" / "appliance" / "log" / "appliance.log").is_file()
+    assert not (tmp_path / "home" / "runtime" / "appliance" / "appliance.json").exists()
 
 
 def test_frozen_tray_icon_shows_and_its_menu_opens(bundle, tmp_path, x_desktop):
