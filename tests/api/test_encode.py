@@ -1,18 +1,16 @@
 """Large outputs written a column at a time (token_matrix) are byte for byte what the value-by-value writer wrote.
 
-The oracle below is the codec's writer as it was before token_matrix (decimal_tokens and the
-tensor layout of codec.py, copied verbatim): hypothesis draws tensors of every numeric dtype,
-shapes of rank 0 to 4 (zero-size dimensions too) and values from raw bit patterns, NaN,
-infinities, -0.0, subnormals, extremes and ties, and each response, row and columnar, must be
-the oracle's, or fail with the same error. The size thresholds are lowered to 1 so small
-tensors take the new path; a few tests write full-size ones at the real thresholds.
+The oracle is the codec's value-by-value writer (decimal_tokens and the tensor layout of codec.py, which small
+tensors and float64 still take), reached by raising the size thresholds: hypothesis draws tensors of every numeric
+dtype, shapes of rank 0 to 4 (zero-size dimensions too) and values from raw bit patterns, NaN, infinities, -0.0,
+subnormals, extremes and ties, and each response, row and columnar, must be the oracle's, or fail with the same
+error. The size thresholds are lowered to 1 so small tensors take the new path; a few tests write full-size ones
+at the real thresholds.
 """
 
 from __future__ import annotations
 
 import contextlib
-import math
-from array import array
 from collections.abc import Mapping
 
 import numpy as np
@@ -23,8 +21,8 @@ from hypothesis.extra.numpy import array_shapes, arrays
 
 from appliance.api import codec
 from appliance.api.codec import COLUMNAR, ROW, encode_outputs_value, encode_predict_response
-from appliance.api.json_text import quote, string_token, token_matrix
-from appliance.errors import InvalidArgument, ServingError
+from appliance.api.json_text import token_matrix
+from appliance.errors import ServingError
 
 SETTINGS = settings(
     max_examples=400,
@@ -35,143 +33,20 @@ SETTINGS = settings(
 )
 
 # ---------------------------------------------------------------------------
-# The oracle: the writer before token_matrix, verbatim
+# The oracle: the same writers with token_matrix out of reach (value by value, as before it)
 # ---------------------------------------------------------------------------
 
-_SHORT = "%g".__mod__  # absl::StrCat(float|double): six significant digits
-_FULL = {np.dtype(np.float32): "%.9g".__mod__, np.dtype(np.float64): "%.17g".__mod__}  # max_digits10
-_BARE = {"nan": "NaN", "-nan": "NaN", "inf": "Infinity", "-inf": "-Infinity"}
-_VECTORISE_MIN = 96  # smaller arrays are formatted value by value: numpy's per-call overhead dominates there
-
-
-def decimal_tokens(flat: np.ndarray) -> list[str]:
-    single = flat.dtype == np.float32
-    if flat.size < _VECTORISE_MIN:
-        values = flat.tolist()
-        short = list(map(_SHORT, values))
-        read_back = array("f", map(float, short)) if single else map(float, short)  # strtof / strtod
-        full = _FULL[flat.dtype]
-        texts = [token if back == value else full(value) for token, back, value in zip(short, read_back, values)]
-        return [text if "." in text or "e" in text else _BARE.get(text) or text + ".0" for text in texts]
-    with np.errstate(invalid="ignore"):  # signalling NaNs
-        finite = np.isfinite(flat)
-        whole = finite & (flat == np.trunc(flat))
-    candidate = finite & _may_round_trip_in_six_digits(flat)
-    tokens = np.empty(flat.size, dtype=object)
-    shortened = np.zeros(flat.size, dtype=bool)
-    index = np.flatnonzero(candidate)
-    if index.size:
-        values = flat[index]
-        short = list(map(_SHORT, values.tolist()))
-        if single:  # strtof: the float32 nearest to the text
-            parsed = np.frombuffer(array("f", map(float, short)), dtype=np.float32)
-        else:
-            parsed = np.fromiter(map(float, short), dtype=np.float64, count=len(short))
-        good = parsed == values
-        tokens[index[good]] = np.array(short, dtype=object)[good]
-        shortened[index[good]] = True
-    rest = finite & ~shortened
-    tokens[rest] = list(map(_FULL[flat.dtype], flat[rest].tolist()))
-    magnitude = np.abs(flat)
-    dotless = whole & ((magnitude < 1e6) | (~shortened & (magnitude < (1e9 if single else 1e17))))
-    tokens[dotless] += ".0"
-    if not finite.all():
-        tokens[np.isnan(flat)] = "NaN"
-        tokens[flat == np.inf] = "Infinity"
-        tokens[flat == -np.inf] = "-Infinity"
-    return tokens.tolist()
-
-
-def _may_round_trip_in_six_digits(flat: np.ndarray) -> np.ndarray:
-    with np.errstate(all="ignore"):
-        gap = np.maximum(np.nextafter(flat, np.inf) - flat, flat - np.nextafter(flat, -np.inf)).astype(np.float64)
-        magnitude = np.abs(flat).astype(np.float64)
-        scale = 10.0 ** (5.0 - np.floor(np.log10(magnitude)))
-        t = magnitude * scale
-        distance = np.abs(t - np.rint(t))
-        return ~(distance > gap * 0.5 * scale * (1 + 1e-9) + 1e-6)
-
-
-def _tokens(name: str, tensor: np.ndarray) -> list[str]:
-    flat = tensor.reshape(-1)
-    kind = flat.dtype.kind
-    if kind == "f" and flat.dtype.itemsize <= 8:
-        if flat.dtype == np.float16:
-            flat = flat.astype(np.float32)
-        return decimal_tokens(flat)
-    if kind in "iu":
-        return list(map(str, flat.tolist()))
-    if kind == "b":
-        return ["true" if value else "false" for value in flat.tolist()]
-    if kind in "OSU":
-        as_bytes = name.endswith("_bytes")
-        try:
-            return [string_token(value, as_bytes) for value in flat.tolist()]
-        except TypeError:
-            pass
-    elif flat.size == 0:  # TF Serving only fails when it writes a value
-        return []
-    raise InvalidArgument(f"Failed to write JSON value for tensor type: {flat.dtype.name}")
-
-
-def _nest(tokens: list[str], shape: tuple[int, ...]) -> list[str]:
-    parts = tokens
-    for axis in range(len(shape) - 1, 0, -1):
-        size = shape[axis]
-        if size == 0:
-            parts = ["[]"] * math.prod(shape[:axis])
-        elif size == len(parts):  # one sub-tensor, e.g. a batch of one
-            parts = ["[" + ", ".join(parts) + "]"]
-        else:
-            parts = ["[" + ", ".join(parts[i : i + size]) + "]" for i in range(0, len(parts), size)]
-    return parts
-
-
-def _tensor_json(name: str, tensor: np.ndarray) -> str:
-    tokens = _tokens(name, tensor)
-    if tensor.ndim == 0:
-        return tokens[0]
-    return "[" + ", ".join(_nest(tokens, tensor.shape)) + "]"
-
-
-def _as_arrays(outputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-    if not outputs:
-        raise InvalidArgument("Cannot convert empty tensor map to JSON")
-    return {name: np.asarray(tensor) for name, tensor in outputs.items()}
+VALUE_BY_VALUE = 2**62  # a threshold no tensor reaches
 
 
 def oracle_outputs_value(outputs: Mapping[str, np.ndarray]) -> str:
-    arrays = _as_arrays(outputs)
-    if len(arrays) == 1:
-        ((name, tensor),) = arrays.items()
-        return _tensor_json(name, tensor)
-    return "{" + ", ".join(f"{quote(name)}: {_tensor_json(name, tensor)}" for name, tensor in arrays.items()) + "}"
-
-
-def _row_json(outputs: Mapping[str, np.ndarray]) -> str:
-    arrays = _as_arrays(outputs)
-    batch_size = -1
-    for name, tensor in arrays.items():
-        if tensor.ndim == 0:
-            raise InvalidArgument(f"Tensor name: {name} has no shape information ")
-        if batch_size >= 0 and tensor.shape[0] != batch_size:
-            raise InvalidArgument(
-                f"Tensor name: {name} has inconsistent batch size: {tensor.shape[0]} expecting: {batch_size}"
-            )
-        batch_size = tensor.shape[0]
-    columns = [_nest(_tokens(name, tensor), tensor.shape) for name, tensor in arrays.items()]
-    if len(columns) == 1:
-        (rows,) = columns
-    else:
-        template = "{" + ", ".join([quote(name).replace("%", "%%") + ": %s" for name in arrays]) + "}"
-        rows = [template % row for row in zip(*columns)]
-    return "[" + ", ".join(rows) + "]"
+    with thresholds(VALUE_BY_VALUE):
+        return encode_outputs_value(outputs)
 
 
 def oracle_predict_response(outputs: Mapping[str, np.ndarray], fmt: str) -> bytes:
-    if fmt == ROW:
-        return ('{"predictions": ' + _row_json(outputs) + "}").encode("utf-8", "replace")
-    return ('{"outputs": ' + oracle_outputs_value(outputs) + "}").encode("utf-8", "replace")
+    with thresholds(VALUE_BY_VALUE):
+        return encode_predict_response(outputs, fmt)
 
 
 # ---------------------------------------------------------------------------
@@ -271,7 +146,7 @@ def test_each_token_is_the_oracles(values):
     got = [bytes(row[row != 0]).decode("ascii") for row in chars]
     filling = iter(late)
     got = [next(filling) if token == "?" else token for token in got]
-    assert got == _tokens("y", values)
+    assert got == codec._tokens("y", values)
 
 
 # ---------------------------------------------------------------------------
@@ -309,7 +184,7 @@ def test_large_outputs_are_the_oracles(name, fmt):
 
 
 def test_the_smallest_threshold_is_the_least_of_them():
-    assert codec._MATRIX_SMALLEST == min(codec._MATRIX_MIN.values())
+    assert min(codec._MATRIX_MIN.values()) == codec._MATRIX_SMALLEST
 
 
 def test_a_large_float32_output_is_written_without_per_value_formatting():
