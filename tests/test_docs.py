@@ -148,18 +148,25 @@ FAKE_PROGRAMS = {
 }
 
 
+# apt-get on a distribution without Debian's chromium packages (Ubuntu has Chromium as a snap only).
+APT_WITHOUT_CHROMIUM = RECORD + 'case "$*" in *chromium*) echo "E: no package chromium" >&2; exit 100;; esac\n'
+
+
 @pytest.mark.parametrize("shell", ["sh", "bash"])
 @pytest.mark.parametrize("sudo", [False, True], ids=["root-without-sudo", "with-sudo"])
+@pytest.mark.parametrize("chromium", [True, False], ids=["debian", "no-chromium-package"])
 @pytest.mark.parametrize("number", [1, 2])
-def test_readme_commands_run_with_and_without_sudo(tmp_path, number, sudo, shell):
-    """Each README command runs apt-get through sudo where there is one, else directly (root on a bare machine).
+def test_readme_commands_run_with_and_without_sudo(tmp_path, number, chromium, sudo, shell):
+    """Each README command runs apt-get through sudo where there is one, else directly (root on a bare machine),
+    and the test command goes on where the distribution has no chromium package (the browser test then skips).
 
     It runs verbatim in ``shell`` with a PATH of stand-ins only: no package is installed, nothing is downloaded.
     """
     bin_dir, work, log = tmp_path / "bin", tmp_path / "work", tmp_path / "log"
     bin_dir.mkdir()
     work.mkdir()
-    for name, script in FAKE_PROGRAMS.items():
+    programs = FAKE_PROGRAMS if chromium else {**FAKE_PROGRAMS, "apt-get": APT_WITHOUT_CHROMIUM}
+    for name, script in programs.items():
         if name != "sudo" or sudo:
             (bin_dir / name).write_text(script)
             (bin_dir / name).chmod(0o755)
@@ -180,6 +187,8 @@ def test_readme_commands_run_with_and_without_sudo(tmp_path, number, sudo, shell
     rest = [line for line in ran if not line.startswith(("apt-get", "sudo"))]
     assert rest[0] == "python3 -m venv .venv" and rest[1].startswith("pip install ")
     assert rest[-1] == command.rsplit("/", 1)[-1], "ran to the end"
+    if number == 2:
+        assert "apt-get install -y chromium chromium-driver" in apt, "the browser test's packages are asked for"
 
 
 @pytest.mark.parametrize(
