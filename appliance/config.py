@@ -223,8 +223,8 @@ class Settings:
     )
     max_request_bytes: int = setting(
         64 * 1024 * 1024,
-        "largest request body accepted; larger ones get 413 before they are read; request line and headers are "
-        "limited to 64 KiB (431)",
+        "largest request body accepted; larger ones get 413 before they are read (a gzipped one as soon as it "
+        "inflates past it); request line and headers are limited to 64 KiB (431)",
         group="network",
     )
     connection_limit: int = setting(

@@ -51,7 +51,9 @@ request and response formats, error bodies and status codes) and a simpler `POST
   `--require_token_for_control` so do choosing and reloading versions.
 - Browsers may call it only from the origins given with `--cors_allowed_origin`, whose preflights (`OPTIONS`)
   it answers.
-- Request bodies over `--max_request_bytes` answer 413 before they are read.
+- Request bodies over `--max_request_bytes` answer 413 before they are read; a body sent with
+  `Content-Encoding: gzip` is inflated, with 413 as soon as it inflates past that limit (other encodings but
+  `identity`: 415).
 - With a remote TF Serving configured, TF Serving requests may be answered by it: its status and body come back
   as they are, and the `X-Appliance-Backend` header says which backend answered.
 """
