@@ -660,8 +660,16 @@ def _server_paths() -> dict:
         ),
         "/": get(
             "index",
-            "A page saying what is served and how to call it",
-            _ok("An HTML page.", {"type": "string"}, "text/html"),
+            "A page saying what is served and how to call it (for `Accept: text/html`), else liveness as JSON",
+            {
+                "200": {
+                    "description": 'The page, or `{"status": "alive", ...}` (what KServe\'s v1 client reads).',
+                    "content": {
+                        "text/html": {"schema": {"type": "string"}},
+                        JSON: {"schema": {"type": "object", "properties": {"status": {"const": "alive"}}}},
+                    },
+                }
+            },
         ),
     }
 

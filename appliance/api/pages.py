@@ -1,12 +1,16 @@
 """What the appliance says about itself: ``GET /health`` (JSON) and ``GET /`` (the start page, for people).
 
     GET /health  -> 200 {"status": "ready", "version": "0.1.0", "device": {...}, "models": [{"name": ...}, ...]}
+    GET /        -> 200 {"status": "alive", "version": "0.1.0", "health": "/health", ...}  (Accept: text/html: the page)
 
 ``/health`` answers 503 ``"loading"`` until the first load of every model has
 finished, then 200 ``"ready"`` when every model has an AVAILABLE version, or
-200 ``"degraded"`` naming the models that have none. The start page shows, for
-each model, its versions and every signature of its chosen version with a curl
-line and a form to try it (:mod:`.examples` makes their bodies).
+200 ``"degraded"`` naming the models that have none. ``GET /`` answers a browser
+(``Accept`` naming ``text/html``) with the start page, any other client with
+JSON whose ``"status": "alive"`` is what KServe's v1 ``is_server_live`` (which
+calls ``GET /``) reads. The start page shows, for each model, its versions and
+every signature of its chosen version with a curl line and a form to try it
+(:mod:`.examples` makes their bodies).
 """
 
 from __future__ import annotations
@@ -152,7 +156,15 @@ def _model_html(manager: ModelManager, base: str, summary: ModelSummary) -> str:
     return head + "".join(_signature_html(base, summary.name, s, samples) for s in signatures.values()) + "</section>"
 
 
+LIVE_DOCUMENT = dumps(
+    {"status": "alive", "version": __version__, "health": "/health", "openapi": "/openapi.json", "docs": "/docs"}
+)
+
+
 def index(manager: ModelManager, remote: RemoteTFServing | None = None) -> bottle.HTTPResponse:
+    """The start page for a browser, the liveness document for any other client (``Vary: Accept`` tells caches)."""
+    if "text/html" not in bottle.request.get_header("Accept", ""):
+        return json_response(LIVE_DOCUMENT, Vary="Accept")
     _, document = health_document(manager, remote)
     base = f"{bottle.request.urlparts.scheme}://{bottle.request.urlparts.netloc}"
     models = "".join(_model_html(manager, base, s) for s in manager.summaries()) or "<p>No model is served.</p>"
@@ -164,4 +176,4 @@ def index(manager: ModelManager, remote: RemoteTFServing | None = None) -> bottl
         "models": models,
     }
     page = _MARKER.sub(lambda m: values[m.group(1)], _TEMPLATE)  # one pass: a value's text is never rescanned
-    return bottle.HTTPResponse(body=page, status=200, headers={"Content-Type": "text/html; charset=utf-8"})
+    return bottle.HTTPResponse(body=page, headers={"Content-Type": "text/html; charset=utf-8", "Vary": "Accept"})

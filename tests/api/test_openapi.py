@@ -180,7 +180,7 @@ def test_the_docs_page_is_self_contained_and_reads_the_document(server):
     assert not re.search(r"<(script|link|img|iframe)\b[^>]*\b(src|href)=", page, re.I), "no external files"
     assert "connect-src 'self'" in page, "its Content-Security-Policy lets it call this server only"
     assert 'fetch("/openapi.json"' in page
-    index = requests.get(server.url + "/", timeout=REQUEST_TIMEOUT).text
+    index = requests.get(server.url + "/", headers={"Accept": "text/html"}, timeout=REQUEST_TIMEOUT).text
     assert 'href="/docs"' in index and 'href="/openapi.json"' in index
 
 

@@ -1,5 +1,6 @@
 """``/health`` states, with a real manager before, during and after its first load; the start page (``/``): its
-curl lines answer 200, its forms hold the same bodies, and what it shows is escaped.
+curl lines answer 200, its forms hold the same bodies, and what it shows is escaped; ``/`` answers clients other
+than browsers with JSON, over real HTTP.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import subprocess
 from wsgiref.util import setup_testing_defaults
 
 import pytest
+import requests
 import tensorflow as tf
 
 from appliance.api.app import create_app
@@ -56,10 +58,13 @@ def test_health_is_loading_then_ready_then_degraded(tmp_path):
 # --- the start page -----------------------------------------------------------------------------------------------
 
 
+BROWSER_ACCEPT = "text/html,application/xhtml+xml,application/xml;q=0.9,*/*;q=0.8"  # what Firefox sends
+
+
 def call(app, method: str, path: str, body: bytes = b"") -> tuple[str, dict, bytes]:
-    """One request to a WSGI app, as a server on 127.0.0.1:8501 would pass it."""
+    """One request to a WSGI app, as a server on 127.0.0.1:8501 would pass it from a browser."""
     environ = {"REQUEST_METHOD": method, "PATH_INFO": path, "wsgi.input": io.BytesIO(body)}
-    environ.update(CONTENT_LENGTH=str(len(body)), HTTP_HOST="127.0.0.1:8501")
+    environ.update(CONTENT_LENGTH=str(len(body)), HTTP_HOST="127.0.0.1:8501", HTTP_ACCEPT=BROWSER_ACCEPT)
     setup_testing_defaults(environ)
     answer = {}
 
@@ -163,3 +168,24 @@ def test_the_page_escapes_what_it_shows(tmp_path):
     text = page.decode()
     assert name not in text and 'id="model-&lt;i&gt;x&amp;&#x27;"' in text
     assert 'data-url="/v1/models/%3Ci%3Ex%26%27:predict"' in text
+
+
+# --- GET / for clients other than browsers ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("accept", ["*/*", "application/json", None])
+def test_the_root_answers_other_clients_with_json_as_kserve_v1_reads_it(bundled_server, accept):
+    # KServe's v1 InferenceRESTClient.is_server_live: GET / (httpx sends Accept: */*), then a 2xx status and
+    # response.json().get("status").lower() == "alive".
+    response = requests.get(bundled_server.url + "/", headers={"Accept": accept}, timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "application/json"
+    assert response.json()["status"].lower() == "alive"
+    assert response.headers["Vary"] == "Accept", "a cache must not give a browser's page to a client, nor back"
+    health = response.json()["health"]
+    assert requests.get(bundled_server.url + health, timeout=30).json()["status"] == "ready", "it says where to look"
+
+
+def test_the_root_answers_a_browser_with_the_page(bundled_server):
+    response = requests.get(bundled_server.url + "/", headers={"Accept": BROWSER_ACCEPT}, timeout=30)
+    assert response.status_code == 200 and response.headers["Content-Type"] == "text/html; charset=utf-8"
+    assert response.headers["Vary"] == "Accept" and '<section class=model id="model-digits">' in response.text

@@ -118,7 +118,7 @@ def test_health_reports_device_models_and_states(bundled_server):
 
 
 def test_index_page_is_for_people(bundled_server):
-    response = requests.get(bundled_server.url + "/", timeout=30)
+    response = requests.get(bundled_server.url + "/", headers={"Accept": "text/html"}, timeout=30)
     assert response.status_code == 200
     assert response.headers["Content-Type"].startswith("text/html")
     assert "digits" in response.text and "/v1/models/" in response.text and bundled_server.url in response.text
