@@ -234,6 +234,18 @@ def test_status_and_metadata_errors(tfs_server, path, status, message):
     assert message in error_of(response)
 
 
+def test_duplicate_keys_keep_the_first_value_as_rapidjson_does(tfs_server):
+    body = '{"instances": [1.0, 2.0], "signature_name": "serving_default", "instances": [3.0], "signature_name": "x"}'
+    first = {"instances": [1.0, 2.0], "signature_name": "serving_default"}
+    expected = post(tfs_server, "/v1/models/default:predict", first).json()
+    assert len(expected["predictions"]) == 2
+    assert post(tfs_server, "/v1/models/default:predict", body).json() == expected
+    body = '{"inputs": {"x": [1.0, 2.0], "x": "not a tensor"}, "inputs": 7}'
+    expected = post(tfs_server, "/v1/models/default:predict", {"inputs": {"x": [1.0, 2.0]}}).json()
+    assert len(expected["outputs"]) == 2
+    assert post(tfs_server, "/v1/models/default:predict", body).json() == expected
+
+
 def test_body_is_parsed_before_the_model_is_looked_up(tfs_server):
     assert post(tfs_server, "/v1/models/nope:predict", "{not json").status_code == 400
     assert post(tfs_server, "/v1/models/nope:predict", {"instances": [1.0]}).status_code == 404
