@@ -526,9 +526,9 @@ def _tf_serving_paths() -> dict:
             "get": {
                 "tags": [TFS_TAG],
                 "operationId": f"getModelStatus{form}",
-                "summary": f"Status of {on}",
-                "description": "Without a version or label, every served version of the model."
-                + (f" {LABEL_NOTE}" if form == "Label" else ""),
+                "summary": "Status of every version" if form == "Label" else f"Status of {on}",
+                "description": "Without a version, every served version of the model: a label is ignored here, "
+                "as TF Serving does." + (f" {LABEL_NOTE}" if form == "Label" else ""),
                 "responses": {
                     **_ok("The versions' states.", _schema("ModelStatus"), headers=BACKEND_HEADER),
                     **_errors(READ_ERRORS),

@@ -213,7 +213,7 @@ class TFServingAPI:
     def status(self, target: ModelPath) -> bottle.HTTPResponse:
         if not target.name:
             raise InvalidArgument("Missing model name in request.")
-        statuses = self._manager.status(target.name, target.version, target.label)
+        statuses = self._manager.status(target.name, target.version)  # TF Serving ignores a label here
         return served(json_response(dumps(_status_json(statuses))), target.name, target.version)
 
     def metadata(self, target: ModelPath) -> bottle.HTTPResponse:

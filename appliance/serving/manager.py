@@ -561,12 +561,13 @@ class ModelManager:
             chosen = model.chosen() if model else None
             return chosen.number if chosen else None
 
-    def status(self, name: str, version: int | None = None, label: str | None = None) -> list[VersionStatus]:
-        """TF Serving's GetModelStatus: every version newest first, or the one asked for."""
+    def status(self, name: str, version: int | None = None) -> list[VersionStatus]:
+        """TF Serving's GetModelStatus: every version newest first, or the one asked for.
+
+        There is no label: TF Serving's status reads only the version number, so a label lists every version.
+        """
         with self._lock:
             model = self._models.get(name)
-            if label is not None:
-                version = self._label_version(name, model, label)
             if model is None or not model.versions:
                 if version is not None:
                     raise NotFound(f"Could not find version {version} of model {name}. {self._hint(name, model)}")

@@ -398,6 +398,72 @@ def test_depth_is_exact_for_any_text_orjson_accepts(document, changes):
 
 
 # ---------------------------------------------------------------------------
+# Duplicate keys keep the first value (rapidjson's FindMember), on both paths
+# ---------------------------------------------------------------------------
+
+
+def keep_first(pairs):
+    members = {}
+    for key, value in pairs:
+        members.setdefault(key, value)
+    return members
+
+
+def has_duplicates(body: bytes) -> bool:
+    found = []
+    json.loads(body, object_pairs_hook=lambda pairs: found.append(len({k for k, _ in pairs}) < len(pairs)))
+    return any(found)
+
+
+# Keys that collide (also once unescaped: "\u006b" is "k") and strings holding what a scan of the text could miscount.
+colliding_keys = st.sampled_from(['"k"', '"\\u006b"', '"k:"', '": "', '"a\\\\"', '"a\\":"', '"{"'])
+plain_literals = st.integers(-(10**6), 10**6).map(str) | st.sampled_from(
+    ['"x:y"', '"\\":"', '"\\\\"', '"{:}"', "true", "null", "1.5", "NaN"]
+)
+keyed_values = st.recursive(
+    plain_literals,
+    lambda children: (
+        st.lists(children, max_size=4).map(lambda items: "[" + ", ".join(items) + "]")
+        | st.lists(st.tuples(colliding_keys, children), max_size=4).map(
+            lambda members: "{" + ",".join(f"{key}:{value}" for key, value in members) + "}"
+        )
+    ),
+    max_leaves=25,
+)
+# Over 2 KiB the ":" are counted with numpy instead of bytes.count and re.
+PADDING = '"pad": "' + 'a:\\\\\\"{' * 300 + '"'
+
+
+@PARSE_SETTINGS
+@given(st.lists(st.tuples(colliding_keys, keyed_values), max_size=6), st.sampled_from(["", " ", "\n  "]), st.booleans())
+def test_duplicate_keys_keep_the_first_value(members, space, padded):
+    parts = [PADDING] * padded + [f"{space}{key}{space}:{space}{value}" for key, value in members]
+    text = "{" + ",".join(parts) + "}"
+    body = text.encode()
+    assert outcome(parse_document, body) == typed(json.loads(body, object_pairs_hook=keep_first))
+    if b"NaN" not in body:  # the check follows orjson, which refuses NaN
+        assert json_text._kept_every_member(orjson.loads(body), body) is not has_duplicates(body)
+
+
+def test_duplicate_keys_in_rows_and_deep_objects_keep_the_first_value():
+    rows = ", ".join(f'{{"a": {i}, "b": "t:{i}"}}' for i in range(500))
+    body = ('{"instances": [' + rows + ', {"a": 1, "a": 2}], "x": [[[{"y": {"z": 1, "z": 2}}]]]}').encode()
+    assert len(body) > json_text._NUMPY_FROM
+    assert parse_document(body) == json.loads(body, object_pairs_hook=keep_first)
+    assert parse_document(body)["instances"][-1] == {"a": 1}
+
+
+def test_bodies_without_duplicate_keys_take_orjson(strict_rules_refused):
+    for document in (
+        {"instances": [[0.5] * 64] * 3},
+        {"signature_name": "a:b", "inputs": {"x": ["http://h:1/p"], "y": [{"b64": "AA=="}] * 3}},
+        {"instances": [{"a": [1.0, 2.0], "b": 'x:\\":'} for _ in range(300)]},
+    ):
+        body = json.dumps(document).encode()
+        assert parse_document(body) == document
+
+
+# ---------------------------------------------------------------------------
 # decimal_tokens (WriteDecimal)
 # ---------------------------------------------------------------------------
 

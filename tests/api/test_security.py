@@ -416,7 +416,7 @@ def test_names_that_try_to_reach_files_are_refused_and_open_nothing(tmp_path):
         ("POST", f"/v1/models/{quote(str(canary), safe='')}:predict", {"instances": BODY["input"]}),
         ("POST", f"/v1/models/{quote(windows, safe='')}:predict", {"instances": BODY["input"]}),
         ("POST", f"/v1/models/digits%00{quote(climb, safe='')}:predict", {"instances": BODY["input"]}),
-        ("GET", f"/v1/models/digits/labels/{quote(climb, safe='')}", None),
+        ("GET", f"/v1/models/digits/labels/{quote(climb, safe='')}/metadata", None),
         ("GET", "/v1/models/digits/versions/..%2F1", None),
         ("GET", "/../../../../../../etc/passwd", None),
         ("GET", "/" + climb, None),

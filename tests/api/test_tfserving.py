@@ -177,16 +177,22 @@ def test_regress_and_classify_by_version_and_label(tfs_server, route):
     assert post(tfs_server, f"/v1/models/two_versions{route}:classify", body).json() == {"results": [[["", 7]]]}
 
 
-@pytest.mark.parametrize(
-    "route, version", [("/versions/123", "123"), ("/labels/stable", "123"), ("/labels/canary", "124")]
-)
-def test_get_status_of_one_version(tfs_server, route, version):
-    response = requests.get(f"{tfs_server.url}/v1/models/two_versions{route}", timeout=30)
+def test_get_status_of_one_version(tfs_server):
+    response = requests.get(f"{tfs_server.url}/v1/models/two_versions/versions/123", timeout=30)
     assert response.json() == {
         "model_version_status": [
-            {"version": version, "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
+            {"version": "123", "state": "AVAILABLE", "status": {"error_code": "OK", "error_message": ""}}
         ]
     }
+
+
+@pytest.mark.parametrize("label", ["stable", "canary", "nonexistent"])
+def test_get_status_by_label_lists_every_version_as_tf_serving_does(tfs_server, label):
+    every_version = requests.get(f"{tfs_server.url}/v1/models/two_versions", timeout=30)
+    response = requests.get(f"{tfs_server.url}/v1/models/two_versions/labels/{label}", timeout=30)
+    assert response.status_code == 200
+    assert response.json() == every_version.json()
+    assert len(response.json()["model_version_status"]) == 2
 
 
 def test_get_status_lists_every_version_newest_first(tfs_server):
@@ -217,14 +223,27 @@ def test_metadata_of_unversioned_request_names_the_newest_version(tfs_server):
         ("/v1/models/default/versions/7", 404, "Could not find version 7 of model default"),
         ("/v1/models/nope/metadata", 404, "Servable not found for request: Latest(nope)"),
         ("/v1/models/default/versions/7/metadata", 404, "Servable not found for request: Specific(default, 7)"),
-        ("/v1/models/default/labels/nope", 400, "Unrecognized servable version label: nope"),
-        ("/v1/models/nope/labels/nope", 400, "Unrecognized servable version label: nope"),
+        ("/v1/models/nope/labels/nope", 404, "Could not find any versions of model nope"),
+        ("/v1/models/default/labels/nope/metadata", 400, "Unrecognized servable version label: nope"),
+        ("/v1/models/nope/labels/nope/metadata", 400, "Unrecognized servable version label: nope"),
     ],
 )
 def test_status_and_metadata_errors(tfs_server, path, status, message):
     response = requests.get(tfs_server.url + path, timeout=30)
     assert response.status_code == status
     assert message in error_of(response)
+
+
+def test_duplicate_keys_keep_the_first_value_as_rapidjson_does(tfs_server):
+    body = '{"instances": [1.0, 2.0], "signature_name": "serving_default", "instances": [3.0], "signature_name": "x"}'
+    first = {"instances": [1.0, 2.0], "signature_name": "serving_default"}
+    expected = post(tfs_server, "/v1/models/default:predict", first).json()
+    assert len(expected["predictions"]) == 2
+    assert post(tfs_server, "/v1/models/default:predict", body).json() == expected
+    body = '{"inputs": {"x": [1.0, 2.0], "x": "not a tensor"}, "inputs": 7}'
+    expected = post(tfs_server, "/v1/models/default:predict", {"inputs": {"x": [1.0, 2.0]}}).json()
+    assert len(expected["outputs"]) == 2
+    assert post(tfs_server, "/v1/models/default:predict", body).json() == expected
 
 
 def test_body_is_parsed_before_the_model_is_looked_up(tfs_server):
@@ -393,7 +412,7 @@ def signatures_of(server, model: str) -> str:
         ),
         (
             "GET",
-            "/v1/models/default/labels/nope",
+            "/v1/models/default/labels/nope/metadata",
             400,
             "Unrecognized servable version label: nope. Model default has no labels.",
         ),
