@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from ...errors import FailedPrecondition
 from .inputs import InputCheck
 
 DEFAULT_SIGNATURE = "serving_default"
@@ -63,6 +64,15 @@ class SignatureSpec:
 def signature_list(signatures: Mapping[str, SignatureSpec]) -> str:
     """The signatures a client can call, for messages: "image, serving_default" (``__saved_model_init_op`` left out)."""
     return ", ".join(sorted(name for name in signatures if not name.startswith("__"))) or "none"
+
+
+def predict_signature(signatures: Mapping[str, SignatureSpec], signature_name: str) -> SignatureSpec:
+    """The signature a predict request names ("" for serving_default), or FailedPrecondition listing the others."""
+    name = signature_name or DEFAULT_SIGNATURE
+    signature = signatures.get(name)
+    if signature is None:
+        raise FailedPrecondition(f'Serving signature key "{name}" not found. Signatures: {signature_list(signatures)}.')
+    return signature
 
 
 @dataclasses.dataclass(frozen=True)

@@ -30,7 +30,17 @@ import numpy as np
 from ...errors import Code, FailedPrecondition, InvalidArgument, ServingError
 from ...logs import native_stderr_to_debug_log
 from ..formats import Format, model_format
-from . import DEFAULT_SIGNATURE, DeviceInfo, Features, Runtime, Servable, SignatureSpec, TensorSpec, signature_list
+from . import (
+    DEFAULT_SIGNATURE,
+    DeviceInfo,
+    Features,
+    Runtime,
+    Servable,
+    SignatureSpec,
+    TensorSpec,
+    predict_signature,
+    signature_list,
+)
 from .inputs import InputCheck, output_aliases
 from .keras_export import exported_saved_model
 from .warmup import warm_up
@@ -328,14 +338,9 @@ class LocalTFServable(Servable):
 
     def _predict_plan(self, signature_name, inputs, output_filter) -> _PredictPlan:
         """How a predict request with these input and output aliases runs, once it is known to be valid."""
-        name = signature_name or DEFAULT_SIGNATURE
-        signature = self.signatures.get(name)
-        if signature is None:
-            raise FailedPrecondition(
-                f'Serving signature key "{name}" not found. Signatures: {signature_list(self.signatures)}.'
-            )
+        signature = predict_signature(self.signatures, signature_name)
         signature.input_check.check_names(inputs)
-        defaults = {a: v for a, v in self._defaults[name].items() if a not in inputs}
+        defaults = {a: v for a, v in self._defaults[signature.name].items() if a not in inputs}
         outputs = output_aliases(signature, output_filter)
         return _PredictPlan(
             feed_names=tuple(signature.inputs[a].tensor_name for a in [*inputs, *defaults]),

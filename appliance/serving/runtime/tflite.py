@@ -21,7 +21,7 @@ from ai_edge_litert.interpreter import Interpreter
 
 from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from ...logs import native_stderr_to_debug_log
-from . import DEFAULT_SIGNATURE, Servable, SignatureSpec, TensorSpec
+from . import DEFAULT_SIGNATURE, Servable, SignatureSpec, TensorSpec, predict_signature
 from .inputs import output_aliases
 
 log = logging.getLogger(__name__)
@@ -172,12 +172,8 @@ class TFLiteServable(Servable):
         )
 
     def predict(self, signature_name, inputs, output_filter=()):
-        name = signature_name or DEFAULT_SIGNATURE
-        signature = self.signatures.get(name)
-        if signature is None:
-            raise FailedPrecondition(
-                f'Serving signature key "{name}" not found. The model has: {", ".join(sorted(self.signatures))}.'
-            )
+        signature = predict_signature(self.signatures, signature_name)
+        name = signature.name
         signature.input_check.check_names(inputs)
         outputs = output_aliases(signature, output_filter)
         feeds = self._typed(name, inputs)
