@@ -56,7 +56,7 @@ def _array_dtype_text(array: np.ndarray) -> str:
     return "string" if array.dtype.kind in _STRING_KINDS else array.dtype.name
 
 
-def _shape_text(shape: tuple[int, ...] | None) -> str:
+def shape_text(shape: tuple[int, ...] | None) -> str:
     return "of any shape" if shape is None else "[" + ", ".join(map(str, shape)) + "]"
 
 
@@ -75,7 +75,7 @@ class _Expected:
         # The usual signature, [-1, 64] say: every dimension after the first known, compared as one tuple.
         self.tail = shape[1:] if shape is not None and all(d >= 0 for d in shape[1:]) else None
         self.first = shape[0] if shape else -1
-        self.text = f'input "{alias}" expects {dtype_text(spec.dtype)} {_shape_text(shape)}'
+        self.text = f'input "{alias}" expects {dtype_text(spec.dtype)} {shape_text(shape)}'
 
     def fits(self, array: np.ndarray) -> bool:
         dtype = array.dtype
@@ -125,7 +125,7 @@ class InputCheck:
         for alias, array in inputs.items():
             spec = self._expected.get(alias)
             if spec is not None and not spec.fits(array):
-                return f"{spec.text}; got {_array_dtype_text(array)} {_shape_text(array.shape)}"
+                return f"{spec.text}; got {_array_dtype_text(array)} {shape_text(array.shape)}"
         return None
 
     def check_names(self, inputs: Mapping[str, np.ndarray]) -> None:

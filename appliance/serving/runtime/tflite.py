@@ -22,7 +22,7 @@ from ai_edge_litert.interpreter import Interpreter
 from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from ...logs import native_stderr_to_debug_log
 from . import DEFAULT_SIGNATURE, Servable, SignatureSpec, TensorSpec, predict_signature
-from .inputs import output_aliases
+from .inputs import dtype_text, output_aliases, shape_text
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,6 @@ _DATA_TYPES = {
     "complex128": "DT_COMPLEX128",
 }
 
-_TYPE_NAMES = {data_type: name for name, data_type in _DATA_TYPES.items()} | {"DT_STRING": "string"}
 
 Runner = Callable[..., dict[str, np.ndarray]]
 
@@ -84,17 +83,8 @@ def _tensor_spec(alias: str, details: Mapping) -> TensorSpec:
     return TensorSpec(alias, _data_type(details["dtype"]), shape, details["name"])
 
 
-def _shape_text(shape: Sequence[int]) -> str:
-    return "[" + ", ".join(str(d) for d in shape) + "]"
-
-
 def _fits(expected: Sequence[int], sent: Sequence[int]) -> bool:
     return len(expected) == len(sent) and all(e in (-1, s) for e, s in zip(expected, sent))
-
-
-def _type_text(dtype: str) -> str:
-    """ "DT_FLOAT" -> "float32", as numpy names it (and the error messages)."""
-    return _TYPE_NAMES.get(dtype, dtype)
 
 
 class _MainSubgraph:
@@ -244,8 +234,8 @@ def _signature_def_json(signature: SignatureSpec) -> dict:
 
 
 def _shape_error(spec: TensorSpec, value: np.ndarray, with_dtype: bool = False) -> str:
-    sent = (f"{value.dtype.name} " if with_dtype else "") + _shape_text(value.shape)
-    return f'input "{spec.alias}" expects {_type_text(spec.dtype)} {_shape_text(spec.shape or ())}; got {sent}'
+    sent = (f"{value.dtype.name} " if with_dtype else "") + shape_text(value.shape)
+    return f'input "{spec.alias}" expects {dtype_text(spec.dtype)} {shape_text(spec.shape or ())}; got {sent}'
 
 
 def _rows_of_fixed_batch(signature: SignatureSpec, feeds: Mapping[str, np.ndarray]) -> int | None:
