@@ -1,6 +1,6 @@
 """``python -m appliance``: the same as the ``appliance`` command.
 
-$ python -m appliance serve --port 8501    # as `appliance serve --port 8501`
+$ python -m appliance serve --rest_api_port 8501    # as `appliance serve --rest_api_port 8501`
 """
 
 from .cli import main

@@ -84,7 +84,7 @@ class Application:
         """With ``defer_tensorflow``, TensorFlow is imported by the loading thread, so this returns at once.
 
         ``sock`` is the listening socket to serve on (see :func:`appliance.server.listening_socket`), bound by the
-        caller before anything slow; without it, the server binds ``settings.host``:``settings.port`` itself.
+        caller before anything slow; without it, the server binds ``settings.host``:``settings.rest_api_port`` itself.
         """
         self.settings = settings
         repository = Repository(*model_sources(settings))
@@ -122,7 +122,7 @@ class Application:
                 metrics=self.metrics,
             ),
             settings.host,
-            settings.port,
+            settings.rest_api_port,
             threads=settings.threads,
             max_request_body_size=settings.max_request_bytes,
             connection_limit=settings.connection_limit,

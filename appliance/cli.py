@@ -1,7 +1,7 @@
 """The ``appliance`` command line: its commands, and flags derived from the settings' declarations.
 
     appliance                                        # the desktop app: tray icon, bundled + your models
-    appliance serve --port 8501                      # the same models, headless, for scripts and services
+    appliance serve --rest_api_port 8501                      # the same models, headless, for scripts and services
     appliance serve --model_config_file models.config
     appliance models                                 # what a running appliance serves
     appliance predict digits --input '[[0, 0, 5, 13, 9, 1, 0, 0, ...]]'   # one line of JSON; --pretty: indented

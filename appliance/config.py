@@ -26,7 +26,8 @@ from google.protobuf import text_format
 from .errors import InvalidArgument
 
 TENSORFLOW_PLATFORM = "tensorflow"
-DEFAULT_PORT = 8501
+DEFAULT_PORT = 8501  # REST
+DEFAULT_GRPC_PORT = 8500
 DEFAULT_THREADS = 32  # at least the bundled models' max_batch_size, so a full batch can form
 
 
@@ -184,10 +185,21 @@ class Settings:
     # -- network
     host: str = setting("127.0.0.1", "address to bind", group="network", default_doc="127.0.0.1, loopback only")
     port: int = setting(
-        DEFAULT_PORT,
-        "TCP port; 0 picks a free one and prints it",
+        DEFAULT_GRPC_PORT,
+        "gRPC port (TF Serving's PredictionService and ModelService); 0 picks a free one and prints it",
         group="network",
-        tfserving="rest_api_port",
+        tfserving=True,
+    )
+    rest_api_port: int = setting(
+        DEFAULT_PORT,
+        "REST port; 0 picks a free one and prints it (in TF Serving, 0 turns REST off: here --enable_rest_api=false)",
+        group="network",
+        tfserving=True,
+    )
+    enable_rest_api: bool = setting(True, "serve the REST API (and the start page) on --rest_api_port", group="network")
+    enable_grpc_api: bool = setting(True, "serve the gRPC API on --port", group="network")
+    grpc_socket_path: Path | None = setting(
+        None, "also serve the gRPC API on this UNIX domain socket", group="network", tfserving=True
     )
     allowed_hosts: tuple[str, ...] = setting(
         (),
@@ -221,6 +233,20 @@ class Settings:
         metavar="ORIGIN",
         default_doc="none, no CORS headers at all",
     )
+    rest_api_enable_cors_support: bool = setting(
+        False,
+        "answer CORS requests from every origin, as --cors_allowed_origin '*' does",
+        group="network",
+        tfserving=True,
+    )
+    monitoring_config_file: Path | None = setting(
+        None,
+        'a TF Serving MonitoringConfig text proto: prometheus_config { enable: true path: "/metrics" } serves the '
+        "metrics at that path (false: not at all)",
+        group="network",
+        tfserving=True,
+        default_doc="the metrics at /monitoring/prometheus/metrics",
+    )
     max_request_bytes: int = setting(
         64 * 1024 * 1024,
         "largest request body accepted; larger ones get 413 before they are read (a gzipped one as soon as it "
@@ -232,7 +258,43 @@ class Settings:
     )
     channel_timeout: int = setting(120, "seconds after which an idle client connection is closed", group="network")
     threads: int = setting(
-        DEFAULT_THREADS, "request worker threads; keep it at least the largest max_batch_size", group="network"
+        DEFAULT_THREADS,
+        "REST request worker threads; keep it at least the largest max_batch_size",
+        group="network",
+        tfserving="rest_api_num_threads",
+    )
+    grpc_max_threads: int = setting(
+        DEFAULT_THREADS,
+        "gRPC request worker threads; keep it at least the largest max_batch_size",
+        group="network",
+        tfserving=True,
+    )
+    grpc_channel_arguments: str = setting(
+        "",
+        "gRPC server channel arguments, comma-separated KEY=VALUE (e.g. grpc.max_connection_age_ms=60000); "
+        "integer values are passed as integers",
+        group="network",
+        tfserving=True,
+        metavar="ARGS",
+    )
+    ssl_config_file: Path | None = setting(
+        None,
+        "a TF Serving SSLConfig text proto (server_key, server_cert, custom_ca, client_verify): TLS for gRPC, with "
+        "client certificates checked against custom_ca when client_verify is true",
+        group="network",
+        tfserving=True,
+    )
+    enable_grpc_healthcheck_service: bool = setting(
+        True,
+        "serve grpc.health.v1.Health and gRPC server reflection on the gRPC port (TF Serving: off by default)",
+        group="network",
+        tfserving=True,
+    )
+    enable_serialization_as_tensor_content: bool = setting(
+        False,
+        "gRPC responses carry tensors as raw bytes in tensor_content instead of typed fields (float_val, ...)",
+        group="network",
+        tfserving=True,
     )
     rest_api_timeout_in_ms: int = setting(
         30_000,
@@ -263,6 +325,28 @@ class Settings:
     file_system_poll_wait_seconds: float = setting(
         1.0, "how often to look for new or removed versions; 0 = only at start", group="models", tfserving=True
     )
+    model_config_file_poll_wait_seconds: float = setting(
+        0.0,
+        "how often to re-read --model_config_file and apply what changed, with no dropped request; 0 = only at start",
+        group="models",
+        tfserving=True,
+    )
+    allow_version_labels_for_unavailable_models: bool = setting(
+        False,
+        "let a models.config give a label to a version that is not AVAILABLE yet",
+        group="models",
+        tfserving=True,
+    )
+    num_load_threads: int = setting(0, "versions loaded at once; 0 = one at a time", group="models", tfserving=True)
+    max_num_load_retries: int = setting(
+        0,
+        "times a failed load is retried (TF Serving: 5); a failed version is also retried whenever its files change",
+        group="models",
+        tfserving=True,
+    )
+    load_retry_interval_micros: int = setting(
+        60_000_000, "the wait before each retry of a failed load, in microseconds", group="models", tfserving=True
+    )
     # -- remote
     remote: RemoteSettings | None = setting(None, group="remote", flag=False)  # the [remote] table and its flags
     settings_file: Path | None = setting(
@@ -289,10 +373,34 @@ class Settings:
         group="runtime",
         tfserving=True,
     )
+    enable_per_model_batching_parameters: bool = setting(
+        True,
+        "a version folder's own batching_params.pbtxt sets its batching (TF Serving: off by default)",
+        group="runtime",
+        tfserving=True,
+    )
     enable_model_warmup: bool = setting(
         True,
         "warm each version up (assets.extra/tf_serving_warmup_requests, else a synthetic request) before it is "
         "AVAILABLE",
+        group="runtime",
+        tfserving=True,
+    )
+    num_request_iterations_for_warmup: int = setting(
+        1, "times each warm-up request is run", group="runtime", tfserving=True
+    )
+    saved_model_tags: str = setting(
+        "serve", "the MetaGraph tags of the SavedModels to load, comma-separated", group="runtime", tfserving=True
+    )
+    per_process_gpu_memory_fraction: float = setting(
+        0.0,
+        "the fraction of each GPU's memory TensorFlow may take; 0 = grow as needed",
+        group="runtime",
+        tfserving=True,
+    )
+    tensorflow_session_parallelism: int = setting(
+        0,
+        "threads for both TensorFlow pools (intra- and inter-op) where those flags are not given; 0 = their defaults",
         group="runtime",
         tfserving=True,
     )

@@ -37,7 +37,7 @@ def _listen(settings: Settings):
     from .server import PortInUse, listening_socket
 
     try:
-        return listening_socket(settings.host, settings.port), None
+        return listening_socket(settings.host, settings.rest_api_port), None
     except PortInUse as e:
         where = f"[{e.host}]:{e.port}" if ":" in e.host else f"{e.host}:{e.port}"
         print(

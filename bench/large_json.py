@@ -3,8 +3,8 @@
     python bench/large_json.py [--calls 20] [--json results.json]
 
 Builds a small image model (a 1x1 convolution and a mean over the pixels, any height and width) as a SavedModel
-in a temporary folder and serves it with ``appliance serve --port 0``. For each body (1x224x224x3 and 1x360x480x3
-floats; row ``instances``, columnar ``inputs``, and ``/predict``'s ``input``; and the 1x224x224x3 image as integers
+in a temporary folder and serves it with ``appliance serve --rest_api_port 0 --port 0``. For each body
+(1x224x224x3 and 1x360x480x3 floats; row ``instances``, columnar ``inputs``, and ``/predict``'s ``input``; and the 1x224x224x3 image as integers
 0-255, row) it times, in this process after
 ``gc.freeze()`` as the server does: ``orjson.loads`` alone, the appliance's ``parse_predict_document`` +
 decode, and the raw signature call; then the served request over one keep-alive connection. Goal per body:
@@ -101,7 +101,18 @@ def start_appliance(models: Path, home: Path) -> tuple[subprocess.Popen, str]:
         folder = home / variable.lower()
         folder.mkdir(mode=0o700, parents=True, exist_ok=True)
         env[variable] = str(folder)
-    command = [sys.executable, "-m", "appliance", "serve", "--port", "0", "--models_dir", str(models)]
+    command = [
+        sys.executable,
+        "-m",
+        "appliance",
+        "serve",
+        "--rest_api_port",
+        "0",
+        "--port",
+        "0",
+        "--models_dir",
+        str(models),
+    ]
     process = subprocess.Popen(
         [*command, "--log_level", "WARNING"], cwd=home, env=env, stdout=subprocess.PIPE, text=True
     )

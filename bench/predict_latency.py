@@ -2,7 +2,7 @@
 
     python bench/predict_latency.py [--calls 2000] [--model digits] [--version 2]
 
-Starts ``appliance serve --port 0`` on loopback, sends ``--calls`` sequential
+Starts ``appliance serve --rest_api_port 0 --port 0`` on loopback, sends ``--calls`` sequential
 requests over one keep-alive connection (``/predict`` and TF Serving's
 ``:predict``), then times the same signature called in process through
 ``tf.saved_model.load`` (the usual way) and prints medians, p99s and ratios.
@@ -64,7 +64,7 @@ def time_in_process(model_dir: Path, pixels: list[list[float]], calls: int) -> l
 
 def start_appliance() -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING"],
+        [sys.executable, "-m", "appliance", "serve", "--rest_api_port", "0", "--port", "0", "--log_level", "WARNING"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,

@@ -2,7 +2,7 @@
 
     python bench/profile.py [--concurrency 32] [--seconds 10] [--out DIR]       (or python -m bench.profile ...)
 
-Starts the appliance as ``bench/run.py`` does (``appliance serve --port 0``,
+Starts the appliance as ``bench/run.py`` does (``appliance serve --rest_api_port 0 --port 0``,
 per-user folders of its own, batching on), waits for its first prediction,
 then loads ``POST /v1/models/digits:predict`` (batch 1, keep-alive clients,
 ``bench.loadgen``) at ``--concurrency`` while two ``py-spy record --gil

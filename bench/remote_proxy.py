@@ -29,7 +29,7 @@ PATH = "/v1/models/digits/versions/2:predict"
 
 def start(*args: str) -> tuple[subprocess.Popen, str]:
     process = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "serve", "--log_level", "WARNING", *args],
+        [sys.executable, "-m", "appliance", "serve", "--log_level", "WARNING", "--port", "0", *args],
         cwd=REPO,
         stdout=subprocess.PIPE,
         text=True,
@@ -70,10 +70,10 @@ def main() -> None:
     parser.add_argument("--calls", type=int, default=1000)
     parser.add_argument("--probe_seconds", type=float, default=0.5)
     args = parser.parse_args()
-    remote, remote_url = start("--port", "0")
+    remote, remote_url = start("--rest_api_port", "0")
     port = remote_url.rsplit(":", 1)[1]
     front, front_url = start(
-        "--port",
+        "--rest_api_port",
         "0",
         "--remote_url",
         remote_url,
@@ -107,7 +107,7 @@ def main() -> None:
             f"remote killed: front reports it down after {down:.2f} s (probe every {args.probe_seconds} s); "
             f"requests meanwhile answered {answered.status_code} by {answered.headers['X-Appliance-Backend']}"
         )
-        remote, _ = start("--port", port)
+        remote, _ = start("--rest_api_port", port)
         back = time_until(
             lambda: requests.post(front_url + PATH, json=BODY, timeout=30).headers["X-Appliance-Backend"] == "remote"
         )

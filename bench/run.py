@@ -11,7 +11,7 @@ machine's other load comes and goes within minutes; servers measured in
 rounds share it alike, where servers measured one after the other did not
 (between such full runs, the echo's c=32 rate moved by 25%).
 
-- the appliance (``python -m appliance serve --port 0``, per-user folders of
+- the appliance (``python -m appliance serve --rest_api_port 0 --port 0``, per-user folders of
   its own), for each bundled model, batching concurrent requests as the
   bundled models' ``batching_params.pbtxt`` ask (its default);
 - ``appliance-unbatched``: the same with ``--enable_batching=false``, digits
@@ -91,7 +91,7 @@ MODES = {
 
 @dataclass(frozen=True)
 class ApplianceSetup:
-    """The appliance as measured: ``appliance serve --port 0`` with these arguments."""
+    """The appliance as measured: ``appliance serve --rest_api_port 0 --port 0`` with these arguments."""
 
     name: str
     args: tuple[str, ...]
@@ -202,10 +202,10 @@ class Served:
 
 
 def start_appliance(home: Path, log_path: Path, name: str = "appliance", args: tuple[str, ...] = ()) -> ServerProcess:
-    """``appliance serve --port 0 [args]`` with per-user folders under ``home``."""
+    """``appliance serve --rest_api_port 0 --port 0 [args]`` with per-user folders under ``home``."""
     return ServerProcess(
         name,
-        ["-m", "appliance", "serve", "--port", "0", "--log_level", "WARNING", *args],
+        ["-m", "appliance", "serve", "--rest_api_port", "0", "--port", "0", "--log_level", "WARNING", *args],
         log_path,
         user_dirs_env(home),
     )

@@ -3,7 +3,7 @@ watched for leaks.
 
     python bench/soak.py [--minutes 10] [--json PATH]        (the same: python -m bench.soak ...)
 
-Starts ``python -m appliance serve --port 0`` on loopback with the bundled
+Starts ``appliance serve --rest_api_port 0 --port 0`` on loopback with the bundled
 models and per-user folders of its own, then for ``--minutes`` of load:
 
 - 16 client threads, each on a keep-alive connection of its own, send a

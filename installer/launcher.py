@@ -1,6 +1,6 @@
 """Entry script of the frozen appliance (PyInstaller): the same as the ``appliance`` command.
 
-    dist/appliance/appliance serve --port 0
+    dist/appliance/appliance serve --rest_api_port 0 --port 0
 
 Only the frozen app runs this file; from source, use ``python -m appliance``.
 """

@@ -5,8 +5,8 @@
     python installer/measure.py --bundle DIR --runs 5 # another bundle, 5 launches of each
 
 Start-up is measured from launching the process to the first ``POST /predict`` answered with 200 (polling every
-20 ms), for the frozen ``appliance serve --port 0`` and for ``python -m appliance serve --port 0`` from this
-checkout, alternately, each with fresh per-user folders and no display. ``--drop-caches`` (root) empties the
+20 ms), for the frozen ``appliance serve --rest_api_port 0 --port 0`` and for
+``python -m appliance serve --rest_api_port 0 --port 0`` from this checkout, alternately, each with fresh per-user folders and no display. ``--drop-caches`` (root) empties the
 page cache before every launch, for a cold disk; otherwise the files are usually in memory already.
 """
 
@@ -155,8 +155,8 @@ def _build(bundle: Path, deb: bool) -> dict[str, object]:
 def _startup_figures(executable: Path, runs: int, drop_caches: bool) -> dict[str, object]:
     """Launch the frozen and the source appliance ``runs`` times each, alternately, to their first /predict."""
     commands = {
-        "frozen": [str(executable), "serve", "--port", "0"],
-        "source": [sys.executable, "-m", "appliance", "serve", "--port", "0"],
+        "frozen": [str(executable), "serve", "--rest_api_port", "0", "--port", "0"],
+        "source": [sys.executable, "-m", "appliance", "serve", "--rest_api_port", "0", "--port", "0"],
     }
     times: dict[str, list[float]] = {name: [] for name in commands}
     dropped = False

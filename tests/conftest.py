@@ -1,6 +1,6 @@
 """Shared fixtures: the project's paths, TF Serving's test models, and real appliance processes.
 
-``ApplianceProcess`` starts ``python -m appliance serve --port 0 ...`` as a real
+``ApplianceProcess`` starts ``python -m appliance serve --rest_api_port 0 --port 0 ...`` as a real
 process, reads the URL it prints, and waits for ``/health`` to say the first
 load is done; tests talk to it over real HTTP on loopback.
 """
@@ -69,7 +69,7 @@ class ApplianceProcess:
     ):
         self._own_home = home is None  # a home made here is removed by stop()
         self.home = home or Path(tempfile.mkdtemp(prefix="appliance-home-"))
-        self.args = [command, "--port", "0", *args]
+        self.args = [command, "--rest_api_port", "0", "--port", "0", *args]
         self.proc = subprocess.Popen(
             [*runner, sys.executable, "-m", "appliance", *self.args],
             cwd=REPO,

@@ -35,7 +35,7 @@ def test_busy_port_is_a_one_line_error_naming_the_port():
         holder.bind(("127.0.0.1", 0))
         holder.listen()
         port = holder.getsockname()[1]
-        result = run_cli("serve", "--port", str(port))
+        result = run_cli("serve", "--rest_api_port", str(port), "--port", "0")
     assert result.returncode == 2
     errors = [line for line in result.stderr.splitlines() if "error" in line.lower()]
     assert len(errors) == 1 and str(port) in errors[0]
@@ -80,14 +80,18 @@ def test_busy_port_is_said_before_tensorflow_is_imported(tmp_path):
 
 
 def test_address_this_machine_does_not_have_is_a_clear_error():
-    result = run_cli("serve", "--host", "192.0.2.1", "--port", "0")  # TEST-NET-1: never assigned here
+    result = run_cli(
+        "serve", "--host", "192.0.2.1", "--rest_api_port", "0", "--port", "0"
+    )  # TEST-NET-1: never assigned here
     assert result.returncode == 1
     assert "cannot listen on 192.0.2.1" in result.stderr and "Traceback" not in result.stderr
 
 
 def test_missing_base_path_is_a_clear_error_at_start(tmp_path):
     missing = tmp_path / "no-such-model"
-    result = run_cli("serve", "--port", "0", "--model_name", "m", "--model_base_path", str(missing))
+    result = run_cli(
+        "serve", "--rest_api_port", "0", "--port", "0", "--model_name", "m", "--model_base_path", str(missing)
+    )
     assert result.returncode == 2
     assert str(missing) in result.stderr and "Traceback" not in result.stderr
 
@@ -95,7 +99,7 @@ def test_missing_base_path_is_a_clear_error_at_start(tmp_path):
 def test_bad_model_config_file_is_a_clear_error(tmp_path):
     config = tmp_path / "models.config"
     config.write_text("model_config_list { config { name: 'm' base_path: '/nowhere/at/all' } }")
-    result = run_cli("serve", "--port", "0", "--model_config_file", str(config))
+    result = run_cli("serve", "--rest_api_port", "0", "--port", "0", "--model_config_file", str(config))
     assert result.returncode == 2 and "/nowhere/at/all" in result.stderr
 
 
@@ -148,7 +152,7 @@ def test_client_commands_without_a_server_say_so():
 
 def test_no_subcommand_serves_headless_and_sigint_stops_gracefully():
     bare = subprocess.Popen(
-        [sys.executable, "-m", "appliance", "--port", "0"],
+        [sys.executable, "-m", "appliance", "--rest_api_port", "0", "--port", "0"],
         cwd=REPO,
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
@@ -233,7 +237,7 @@ def test_bad_access_settings_are_clear_errors_at_start(tmp_path):
         ('require_token_for_control = "yes"', "must be true or false"),
     ):
         settings_file.write_text(text)
-        result = run_cli("serve", "--port", "0", "--settings_file", str(settings_file))
+        result = run_cli("serve", "--rest_api_port", "0", "--port", "0", "--settings_file", str(settings_file))
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
-    result = run_cli("serve", "--port", "0", "--cors_allowed_origin", "localhost:3000")
+    result = run_cli("serve", "--rest_api_port", "0", "--port", "0", "--cors_allowed_origin", "localhost:3000")
     assert result.returncode == 2 and "is not an origin" in result.stderr and "Traceback" not in result.stderr

@@ -89,14 +89,15 @@ def test_every_setting_is_declared_with_a_doc_and_reaches_the_command_line():
     for d in declared.values():
         if d.flag:
             assert d.flag in help_text, d.name
-    assert "--rest_api_port" in help_text  # TF Serving's name for --port
+    assert "--rest_api_num_threads" in help_text  # TF Serving's name for --threads
 
 
 def test_defaults_are_the_declared_ones():
     from appliance.config import Settings
 
     assert _settings() == Settings()
-    assert (_settings().port, _settings().threads, _settings().remote) == (8501, 32, None)
+    defaults = _settings()
+    assert (defaults.port, defaults.rest_api_port, defaults.threads, defaults.remote) == (8500, 8501, 32, None)
 
 
 def test_a_flag_wins_over_the_environment_which_wins_over_the_file():
@@ -125,9 +126,19 @@ def test_list_settings_add_the_files_values_after_the_flags():
 
 def test_flags_take_their_declared_types_and_tf_serving_spellings(tmp_path):
     settings = _settings(
-        ["--rest_api_port", "0", "--enable_batching=false", "--models_dir", str(tmp_path), "--remote-url", "http://r:1"]
+        [
+            "--rest_api_port",
+            "0",
+            "--rest_api_num_threads",
+            "7",
+            "--enable_batching=false",
+            "--models_dir",
+            str(tmp_path),
+            "--remote-url",
+            "http://r:1",
+        ]
     )
-    assert settings.port == 0 and settings.enable_batching is False
+    assert settings.rest_api_port == 0 and settings.threads == 7 and settings.enable_batching is False
     assert settings.model_roots == (tmp_path,) and isinstance(settings.model_roots[0], Path)
     assert settings.remote is not None and settings.remote.url == "http://r:1"
     assert _settings(["--enable_batching"]).enable_batching is True
@@ -160,7 +171,7 @@ def test_the_docs_table_is_generated_and_a_stale_one_is_caught():
     text = (REPO / "docs" / "configuration.md").read_text(encoding="utf-8")
     assert update_docs.updated(text) == text, "docs/configuration.md is stale: run python scripts/update_docs.py"
     table = update_docs.settings_table()
-    assert "| `port` | `--port` (TF Serving's `--rest_api_port`) |" in table
+    assert "| `threads` | `--threads` (TF Serving's `--rest_api_num_threads`) |" in table
     assert "`APPLIANCE_TOKEN`" in table and "`[remote]` `timeout_seconds`" in table
     stale = text.replace("`--remote_probe_seconds`", "`--remote_probe_interval`")
     assert stale != text and update_docs.updated(stale) == text

@@ -62,7 +62,7 @@ def test_second_launch_prints_the_running_url_and_exits_zero(tmp_path):
         found = discovery(tmp_path)
         assert found["url"] == first.url and found["pid"] == first.proc.pid
         second = subprocess.run(
-            [sys.executable, "-m", "appliance", "--port", "0"],
+            [sys.executable, "-m", "appliance", "--rest_api_port", "0", "--port", "0"],
             cwd=REPO,
             capture_output=True,
             text=True,

@@ -167,7 +167,7 @@ def test_remote_killed_under_load_no_client_request_fails(tmp_path):
             time.sleep(1.0)
         assert load.failures == []
         assert fallback_seconds < TIMEOUT_SECONDS + 5 * PROBE_SECONDS + 5
-        revived = ApplianceProcess("--port", victim.url.rsplit(":", 1)[1])
+        revived = ApplianceProcess("--rest_api_port", victim.url.rsplit(":", 1)[1])
         try:
             assert wait_for(lambda: remote_state(front) == "up")
             assert wait_for(lambda: predict(front).headers["X-Appliance-Backend"] == "remote")
@@ -199,5 +199,5 @@ def test_bad_remote_settings_are_a_clear_error_at_start(tmp_path):
 
     settings = tmp_path / "settings.toml"
     settings.write_text('[remote]\nurl = "ftp://nope"\n')
-    result = run_cli("serve", "--port", "0", "--settings_file", str(settings))
+    result = run_cli("serve", "--rest_api_port", "0", "--port", "0", "--settings_file", str(settings))
     assert result.returncode == 2 and "http:// or https://" in result.stderr

@@ -20,8 +20,8 @@ INSTALLERS = WORKFLOWS / "installers.yml"
 #: the runner of each installer job: the Linux one is the oldest supported (glibc 2.35, as installer/README.md says)
 INSTALLER_RUNNERS = ("ubuntu-22.04", "windows-latest", "macos-latest")
 
-# `serve --port` in a shell, or `"serve", "--port"` in PowerShell's -ArgumentList
-SERVES = re.compile(r"\bserve\W+--port\b")
+# `serve --rest_api_port` in a shell, or `"serve", "--rest_api_port"` in PowerShell's -ArgumentList
+SERVES = re.compile(r"\bserve\W+--rest_api_port\b")
 UPLOAD = "actions/upload-artifact@"
 PINNED = re.compile(r"^[\w.-]+/[\w./-]+@[0-9a-f]{40} # v\d+(\.\d+)*$")
 

@@ -1,7 +1,7 @@
 """The frozen appliance, built once per session with installer/build.py, and real processes of it.
 
     def test_x(bundle, tmp_path):
-        server = Server.start([str(bundle.executable), "serve", "--port", "0"], home=tmp_path)
+        server = Server.start([str(bundle.executable), "serve", "--rest_api_port", "0", "--port", "0"], home=tmp_path)
         server.predict({"input": [[0.0] * 64]})
         assert server.stop() == 0
 

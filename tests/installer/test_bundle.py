@@ -71,7 +71,9 @@ def _served(health: dict) -> dict:
 
 
 def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
-    frozen = Server.start([str(bundle.executable), "serve", "--port", "0"], home=tmp_path / "frozen")
+    frozen = Server.start(
+        [str(bundle.executable), "serve", "--rest_api_port", "0", "--port", "0"], home=tmp_path / "frozen"
+    )
     try:
         MEASURED["first_predict_frozen_seconds"] = round(frozen.first_predict(DIGITS_BODY), 2)
         frozen_health = frozen.wait_ready()
@@ -81,7 +83,9 @@ def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
         frozen.kill()
 
     source = Server.start(
-        [sys.executable, "-m", "appliance", "serve", "--port", "0"], home=tmp_path / "source", cwd=REPO
+        [sys.executable, "-m", "appliance", "serve", "--rest_api_port", "0", "--port", "0"],
+        home=tmp_path / "source",
+        cwd=REPO,
     )
     try:
         MEASURED["first_predict_source_seconds"] = round(source.first_predict(DIGITS_BODY), 2)
@@ -133,7 +137,7 @@ def test_no_command_without_a_display_serves_headless_with_user_models(bundle, t
     shutil.copytree(MODELS / "iris" / "1", folder / "my_iris" / "1")
     shutil.copy(own / "tiny.keras", folder / "my_keras.keras")
     shutil.copy(own / "tiny.tflite", folder / "my_lite.tflite")
-    app = Server.start([str(bundle.executable), "--port", "0"], home=tmp_path / "home", env=env)
+    app = Server.start([str(bundle.executable), "--rest_api_port", "0", "--port", "0"], home=tmp_path / "home", env=env)
     try:
         app.first_predict(DIGITS_BODY)
         health = app.wait_ready()
@@ -161,7 +165,7 @@ def test_no_command_without_a_display_serves_headless_with_user_models(bundle, t
 def test_frozen_tray_icon_shows_and_its_menu_opens(bundle, tmp_path, x_desktop):
     """The bundled GTK/AppIndicator stack draws the tray (and TensorFlow survives GTK: GDK_GL=disable)."""
     env = {**x_desktop.env, **user_dirs_env(tmp_path), "HOME": str(tmp_path)}
-    app = Server.start([str(bundle.executable), "--port", "0"], home=tmp_path, env=env)
+    app = Server.start([str(bundle.executable), "--rest_api_port", "0", "--port", "0"], home=tmp_path, env=env)
     try:
         app.first_predict(DIGITS_BODY)
         icon = x_desktop.icon_window(app.proc.pid, timeout=60)

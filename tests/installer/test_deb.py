@@ -156,7 +156,7 @@ def test_install_run_and_remove(installed_deb, tmp_path):
     assert Path("/usr/share/applications/appliance.desktop").is_file()
     assert Path("/usr/share/icons/hicolor/256x256/apps/appliance.png").is_file()
 
-    app = Server.start(["/usr/bin/appliance", "serve", "--port", "0"], home=tmp_path)
+    app = Server.start(["/usr/bin/appliance", "serve", "--rest_api_port", "0", "--port", "0"], home=tmp_path)
     try:
         MEASURED["first_predict_installed_seconds"] = round(app.first_predict({"input": [[3.0] * 64]}), 2)
         health = app.wait_ready()

@@ -207,7 +207,7 @@ def predicted_version(url: str) -> int | None:
 
 def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_desktop, tmp_path):
     env = {**x_desktop.env, **user_dirs_env(tmp_path), "PYTHONUNBUFFERED": "1"}  # XDG_* folders in tmp_path
-    app = TrayProcess([sys.executable, "-m", "appliance", "--port", "0"], env, cwd=REPO)
+    app = TrayProcess([sys.executable, "-m", "appliance", "--rest_api_port", "0", "--port", "0"], env, cwd=REPO)
     try:
         url = app.wait_for_line(r"serving on (http://\S+)", 120).group(1)
         wait_for(
@@ -237,7 +237,7 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
         app.stop()
 
     # Restarted, the app keeps the version picked in the menu; SIGTERM ends it cleanly with the tray up.
-    again = TrayProcess([sys.executable, "-m", "appliance", "--port", "0"], env, cwd=REPO)
+    again = TrayProcess([sys.executable, "-m", "appliance", "--rest_api_port", "0", "--port", "0"], env, cwd=REPO)
     try:
         url = again.wait_for_line(r"serving on (http://\S+)", 120).group(1)
         wait_for(
@@ -257,7 +257,9 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
 def test_the_tray_icon_shows_loading_before_tensorflow_is_imported(x_desktop, tmp_path):
     """TensorFlow's import (seconds) happens behind the icon: the icon is up first, and /health says loading."""
     env = {**x_desktop.env, **user_dirs_env(tmp_path), "PYTHONUNBUFFERED": "1"}
-    app = TrayProcess([sys.executable, "-m", "appliance", "--port", "0", "--log_level", "INFO"], env, cwd=REPO)
+    app = TrayProcess(
+        [sys.executable, "-m", "appliance", "--rest_api_port", "0", "--port", "0", "--log_level", "INFO"], env, cwd=REPO
+    )
     try:
         shown = app.wait_for_line(r"tray icon shown (\S+) s after launch", 120)
         url = re.search(r"serving on (http://\S+)", app.output).group(1)
