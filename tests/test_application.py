@@ -144,3 +144,33 @@ def test_connection_settings_reach_the_http_server(tmp_path, monkeypatch):
     finally:
         application.server.stop()
         application.close()
+
+
+def test_apply_config_takes_base_paths_from_the_working_directory_and_labels_as_the_flag_says(tmp_path, monkeypatch):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(MODELS / "iris", tmp_path / "flowers")
+    (tmp_path / "empty").mkdir()
+    settings = Settings(
+        port=0,
+        rest_api_port=0,
+        file_system_poll_wait_seconds=0,
+        model_roots=(tmp_path / "empty",),
+        allow_version_labels_for_unavailable_models=True,
+    )
+    application = Application(settings)
+    try:
+        application.start()
+        assert application.manager.wait_until_ready(60)
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name="flowers", base_path="flowers", version_labels={"stable": 2})
+        application.apply_config(config)  # a label on a model still to load: allowed by the flag only
+        with application.manager.acquire("flowers", label="stable") as handle:
+            assert handle.version == 2
+        assert application.manager.summary("flowers").base_path == tmp_path / "flowers"
+    finally:
+        application.server.stop()
+        application.close()
