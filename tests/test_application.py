@@ -22,7 +22,7 @@ from .conftest import MODELS, user_dirs_env
 def app(tmp_path, monkeypatch):
     for variable, value in user_dirs_env(tmp_path).items():
         monkeypatch.setenv(variable, value)
-    application = Application(Settings(port=0, file_system_poll_wait_seconds=0))
+    application = Application(Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0))
     yield application
     application.server.stop()
     application.close()
@@ -114,7 +114,7 @@ def test_require_token_for_control_makes_a_token_the_tray_offers_to_copy(tmp_pat
         monkeypatch.setenv(variable, value)
     copied = []
     monkeypatch.setattr("appliance.application.copy_text", copied.append)
-    plain = Application(Settings(port=0, file_system_poll_wait_seconds=0))
+    plain = Application(Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0))
     try:
         assert plain.token is None and not plain.tray_state().token_in_use
         plain.copy_token()
@@ -122,7 +122,9 @@ def test_require_token_for_control_makes_a_token_the_tray_offers_to_copy(tmp_pat
     finally:
         plain.server.stop()
         plain.close()
-    guarded = Application(Settings(port=0, file_system_poll_wait_seconds=0, require_token_for_control=True))
+    guarded = Application(
+        Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0, require_token_for_control=True)
+    )
     try:
         assert guarded.token == (tmp_path / "config" / "appliance" / "token").read_text().strip()
         assert guarded.tray_state().token_in_use
@@ -136,7 +138,9 @@ def test_require_token_for_control_makes_a_token_the_tray_offers_to_copy(tmp_pat
 def test_connection_settings_reach_the_http_server(tmp_path, monkeypatch):
     for variable, value in user_dirs_env(tmp_path).items():
         monkeypatch.setenv(variable, value)
-    application = Application(Settings(port=0, file_system_poll_wait_seconds=0, connection_limit=7, channel_timeout=9))
+    application = Application(
+        Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0, connection_limit=7, channel_timeout=9)
+    )
     try:
         limits = application.server._waitress.adj
         assert (limits.connection_limit, limits.channel_timeout) == (7, 9)
