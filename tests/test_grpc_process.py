@@ -1,0 +1,122 @@
+"""The gRPC API in real ``appliance`` processes: both addresses printed and answering, either API off, a busy gRPC
+port, the UNIX socket, a bad TLS config. (The discovery file's gRPC fields: tests/test_desktop.py.)"""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+
+import grpc
+import requests
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from .conftest import REPO, ApplianceProcess, user_dirs_env
+
+TIMEOUT = 30
+SERVING = health_pb2.HealthCheckResponse.SERVING
+
+
+def health(target: str, service: str = "") -> int:
+    with grpc.insecure_channel(target) as channel:
+        request = health_pb2.HealthCheckRequest(service=service)
+        return health_pb2_grpc.HealthStub(channel).Check(request, timeout=TIMEOUT).status
+
+
+def becomes_serving(target: str, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if health(target) == SERVING:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, *args], cwd=REPO, env=env, capture_output=True, text=True, timeout=120, check=False
+    )
+
+
+def test_serve_prints_both_addresses_and_both_answer(bundled_server):
+    assert bundled_server.url.startswith("http://127.0.0.1:")
+    assert bundled_server.grpc_address.startswith("127.0.0.1:")
+    assert requests.get(bundled_server.url + "/health", timeout=TIMEOUT).json()["status"] == "ready"
+    assert becomes_serving(bundled_server.grpc_address)
+    with grpc.insecure_channel(bundled_server.grpc_address) as channel:
+        stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+        request = reflection_pb2.ServerReflectionRequest(list_services="")
+        (answer,) = stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT)
+    assert "grpc.health.v1.Health" in {service.name for service in answer.list_services_response.service}
+
+
+def test_with_the_grpc_api_off_only_rest_is_served():
+    server = ApplianceProcess("--enable_grpc_api=false", wait_ready=False)
+    try:
+        assert server.grpc_address is None
+        assert requests.get(server.url + "/health", timeout=TIMEOUT).status_code in (200, 503)
+    finally:
+        assert server.stop() == 0
+
+
+def test_with_the_rest_api_off_only_grpc_is_served():
+    server = ApplianceProcess("--enable_rest_api=false", wait_ready=False)
+    try:
+        assert server.url is None
+        assert becomes_serving(server.grpc_address)
+    finally:
+        assert server.stop() == 0
+    assert "Traceback" not in server.stderr
+
+
+def test_both_apis_off_is_a_clear_error():
+    result = run("-m", "appliance", "serve", "--enable_rest_api=false", "--enable_grpc_api=false")
+    assert result.returncode == 2
+    assert "leave nothing to serve" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_a_busy_grpc_port_is_a_one_line_error_said_before_tensorflow_is_imported(tmp_path):
+    env = {**os.environ, **user_dirs_env(tmp_path)}
+    env.pop("DISPLAY", None)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        port = holder.getsockname()[1]
+        for command in (["serve"], []):  # no command: the desktop app
+            result = run(
+                "-X", "importtime", "-m", "appliance", *command, "--rest_api_port", "0", "--port", str(port), env=env
+            )
+            imported = [line.rsplit("|", 1)[-1].strip() for line in result.stderr.splitlines() if "|" in line]
+            said = [line for line in result.stderr.splitlines() if not line.startswith("import time:")]
+            assert "appliance.grpc_server" in imported, "-X importtime lists the imports"
+            assert not [name for name in imported if name.split(".")[0] == "tensorflow"], command
+            assert result.returncode == 2, result.stderr
+            assert said == [
+                f"appliance: error: 127.0.0.1:{port} is already in use: stop the program listening there, "
+                "or pass --port with another port (0 picks a free one)"
+            ], command
+
+
+def test_the_unix_socket_serves_and_is_removed_at_exit(tmp_path):
+    path = tmp_path / "appliance.sock"
+    server = ApplianceProcess("--grpc_socket_path", str(path), wait_ready=False)
+    try:
+        assert path.is_socket()
+        assert becomes_serving(f"unix:{path}")
+    finally:
+        assert server.stop() == 0
+    assert not path.exists()
+
+
+def test_a_bad_ssl_config_file_is_a_clear_error_at_start(tmp_path):
+    config = tmp_path / "ssl.config"
+    config.write_text('server_key: "not a key"\nserver_cert: "not a certificate"\n')
+    result = run("-m", "appliance", "serve", "--rest_api_port", "0", "--port", "0", "--ssl_config_file", str(config))
+    assert result.returncode == 2, result.stderr
+    assert f"appliance: error: gRPC refused the server_key and server_cert of --ssl_config_file {config}" in (
+        result.stderr
+    )
+    assert "Traceback" not in result.stderr
