@@ -40,6 +40,8 @@ from .tray.state import ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
 
+MODEL_SERVICE = "tensorflow.serving.ModelService"
+
 
 def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
     """The configured models and model roots.
@@ -253,7 +255,10 @@ class Application:
 
     def _grpc_services(self, server) -> list[str]:
         """Add the gRPC API's services to ``server``; returns their full names (for health and reflection)."""
-        return []
+        from .api.grpc_model_service import add_model_service  # TF Serving's stubs: imports TensorFlow
+
+        add_model_service(server, self.manager, self.apply_config)
+        return [MODEL_SERVICE]
 
     def serve_forever(self) -> None:
         """Serve REST in this thread (or just wait, without REST) until :meth:`stop` has finished."""

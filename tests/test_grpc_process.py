@@ -1,5 +1,6 @@
-"""The gRPC API in real ``appliance`` processes: both addresses printed and answering, either API off, a busy gRPC
-port, the UNIX socket, a bad TLS config. (The discovery file's gRPC fields: tests/test_desktop.py.)"""
+"""The gRPC API in real ``appliance`` processes: both addresses printed and answering, TF Serving's services through
+its stubs, either API off, a busy gRPC port, the UNIX socket, a bad TLS config. (The discovery file's gRPC fields:
+tests/test_desktop.py.)"""
 
 from __future__ import annotations
 
@@ -13,8 +14,10 @@ import grpc
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc
+from tensorflow_serving.config import model_server_config_pb2
 
-from .conftest import REPO, ApplianceProcess, user_dirs_env
+from .conftest import MODELS, REPO, ApplianceProcess, user_dirs_env
 
 TIMEOUT = 30
 SERVING = health_pb2.HealthCheckResponse.SERVING
@@ -41,16 +44,64 @@ def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     )
 
 
+def model_status(channel: grpc.Channel, name: str) -> list[tuple[int, str]]:
+    request = get_model_status_pb2.GetModelStatusRequest(model_spec=model_pb2.ModelSpec(name=name))
+    answer = model_service_pb2_grpc.ModelServiceStub(channel).GetModelStatus(request, timeout=TIMEOUT)
+    return [
+        (s.version, get_model_status_pb2.ModelVersionStatus.State.Name(s.state)) for s in answer.model_version_status
+    ]
+
+
 def test_serve_prints_both_addresses_and_both_answer(bundled_server):
     assert bundled_server.url.startswith("http://127.0.0.1:")
     assert bundled_server.grpc_address.startswith("127.0.0.1:")
     assert requests.get(bundled_server.url + "/health", timeout=TIMEOUT).json()["status"] == "ready"
     assert becomes_serving(bundled_server.grpc_address)
+    assert health(bundled_server.grpc_address, "ModelService") == SERVING  # TF Serving's name for it
     with grpc.insecure_channel(bundled_server.grpc_address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         (answer,) = stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT)
-    assert "grpc.health.v1.Health" in {service.name for service in answer.list_services_response.service}
+        rest = requests.get(bundled_server.url + "/v1/models/digits", timeout=TIMEOUT).json()["model_version_status"]
+        assert model_status(channel, "digits") == [(int(s["version"]), s["state"]) for s in rest]
+    assert {service.name for service in answer.list_services_response.service} >= {
+        "grpc.health.v1.Health",
+        "grpc.reflection.v1alpha.ServerReflection",
+        "tensorflow.serving.ModelService",
+    }
+
+
+def test_require_token_for_control_guards_the_grpc_config_reload(tmp_path):
+    served = tmp_path / "models.config"
+    served.write_text(
+        f'model_config_list {{ config {{ name: "digits" base_path: "{MODELS / "digits"}" }} '
+        f'config {{ name: "iris" base_path: "{MODELS / "iris"}" }} }}'
+    )
+    server = ApplianceProcess("--require_token_for_control", "--model_config_file", str(served), home=tmp_path)
+    try:
+        token = (tmp_path / "config" / "appliance" / "token").read_text().strip()
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name="digits", base_path=str(MODELS / "digits"))
+        request = model_management_pb2.ReloadConfigRequest(config=config)
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            reload = model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest
+            try:
+                reload(request, timeout=TIMEOUT)
+            except grpc.RpcError as refused:
+                assert refused.code() == grpc.StatusCode.UNAUTHENTICATED
+            else:
+                raise AssertionError("reloaded without the token")
+            assert model_status(channel, "iris"), "status needs no token; nothing was changed"
+            reload(request, timeout=120, metadata=(("authorization", f"Bearer {token}"),))
+            assert model_status(channel, "digits")
+            try:
+                model_status(channel, "iris")
+            except grpc.RpcError as gone:
+                assert gone.code() == grpc.StatusCode.NOT_FOUND
+            else:
+                raise AssertionError("iris is still served after a config without it")
+    finally:
+        assert server.stop() == 0
 
 
 def test_with_the_grpc_api_off_only_rest_is_served():

@@ -258,31 +258,6 @@ def test_on_loopback_without_a_token_nothing_is_asked():
         assert echo(channel, metadata=bearer("anything")) == b"hello"
 
 
-def test_require_token_for_control_guards_the_config_reload_only():
-    """HandleReloadConfigRequest changes what is served, as the control API's changes do over REST."""
-    access = AccessPolicy.for_settings("127.0.0.1", require_token_for_control=True, load_token=lambda: TOKEN)
-
-    def model_service(server: grpc.Server) -> list[str]:
-        answer = grpc.unary_unary_rpc_method_handler(lambda request, context: b"done")
-        handlers = {"HandleReloadConfigRequest": answer, "GetModelStatus": answer}
-        server.add_generic_rpc_handlers(
-            (grpc.method_handlers_generic_handler("tensorflow.serving.ModelService", handlers),)
-        )
-        return ["tensorflow.serving.ModelService"]
-
-    server = GrpcServer("127.0.0.1", 0, access=access)
-    try:
-        server.start(model_service)
-        with channel_to(server.address) as channel:
-            reload = channel.unary_unary("/tensorflow.serving.ModelService/HandleReloadConfigRequest")
-            status = channel.unary_unary("/tensorflow.serving.ModelService/GetModelStatus")
-            assert code_of(lambda: reload(b"", timeout=TIMEOUT)) == grpc.StatusCode.UNAUTHENTICATED
-            assert reload(b"", timeout=TIMEOUT, metadata=bearer()) == b"done"
-            assert status(b"", timeout=TIMEOUT) == b"done"
-    finally:
-        server.stop(0)
-
-
 # -- stopping ----------------------------------------------------------------------------------------------------
 
 
