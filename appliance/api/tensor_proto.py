@@ -5,7 +5,7 @@
     from_array(y, tensor_content=True)             # raw bytes (TF Serving's --enable_serialization_as_tensor_content)
 
 Reads what TensorFlow's ``Tensor::FromProto`` reads: ``tensor_content`` (the values' bytes as they lie in
-memory; for strings, their varint lengths then their bytes) or the dtype's typed field, where one value fills
+memory; for strings, their varint lengths then their bytes) or the dtype's typed field, whose values fill
 the whole shape. Values pass through numpy without a per-value Python loop wherever the wire form allows it.
 Only TensorFlow's protos are used here, not its Python API.
 """
@@ -73,7 +73,7 @@ _FIELD_DTYPE: dict[str, np.dtype] = {
 _BYTES_FIELDS = frozenset({"float_val", "double_val", "scomplex_val", "dcomplex_val", "bool_val"})
 _FIELD_NUMBER = {field.name: field.number for field in TensorProto.DESCRIPTOR.fields}
 
-# The largest tensor one value may be asked to fill: a request of a few bytes must not take the memory.
+# The largest tensor a short typed field may be asked to fill: a request of a few bytes must not take the memory.
 _MAX_FILL_BYTES = 1 << 30
 
 
@@ -176,21 +176,20 @@ def _from_field(
     values = _field_values(getattr(tensor, field), field, numpy_dtype)
     if values is None:
         raise _parsing_error(name, f"is {_described(enum, shape)} but its {field} has an odd number of floats")
-    if len(values) == count:
-        return values.reshape(shape)
-    if len(values) == 1:
-        if count * numpy_dtype.itemsize > _MAX_FILL_BYTES:
-            raise _parsing_error(
-                name,
-                f"is {_described(enum, shape)}, {count * numpy_dtype.itemsize >> 20} MiB to fill from its one value: "
-                f"more than the {_MAX_FILL_BYTES >> 20} MiB one value may fill",
-            )
-        return np.full(shape, values[0], dtype=numpy_dtype)
-    raise _parsing_error(
-        name,
-        f"is {_described(enum, shape)} ({count} values) but its {field} has {len(values)} "
-        f"(send {count}, or one value to fill the shape)",
-    )
+    if len(values) >= count:  # more values than the shape holds: the first ones, as TensorFlow's FromProto reads
+        return values[:count].reshape(shape)
+    # Fewer: TensorFlow's FromProto fills the rest with the last value (zeros when there is none).
+    if count * numpy_dtype.itemsize > _MAX_FILL_BYTES:
+        raise _parsing_error(
+            name,
+            f"is {_described(enum, shape)}, {count * numpy_dtype.itemsize >> 20} MiB to fill from its {len(values)} "
+            f"values: more than the {_MAX_FILL_BYTES >> 20} MiB a short {field} may fill",
+        )
+    filled = np.full(count, b"" if numpy_dtype == object else 0, dtype=numpy_dtype)
+    if len(values):
+        filled[: len(values)] = values
+        filled[len(values) :] = values[-1]
+    return filled.reshape(shape)
 
 
 def _field_values(values, field: str, numpy_dtype: np.dtype) -> np.ndarray | None:
