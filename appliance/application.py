@@ -23,12 +23,20 @@ from .api.metrics import PATH as METRICS_PATH
 from .api.metrics import Metrics
 from .api.security import AccessPolicy
 from .autostart import autostart_for_this_platform
-from .config import ModelConfig, RemoteSettings, Settings, read_model_server_config, read_monitoring_config
+from .config import (
+    ModelConfig,
+    RemoteSettings,
+    Settings,
+    model_configs,
+    read_model_server_config,
+    read_monitoring_config,
+)
 from .desktop import copy_text, open_in_desktop
 from .preferences import PreferenceStore
 from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
-from .serving.manager import ModelManager, ModelSummary
+from .serving.config_watch import ConfigFileWatcher
+from .serving.manager import LoadOptions, ModelManager, ModelSummary
 from .serving.remote import RemoteTFServing
 from .serving.repository import Repository
 from .serving.routing import Router
@@ -47,9 +55,7 @@ def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
     configs: list[ModelConfig] = []
     if settings.model_config_file is not None:
         configs += read_model_server_config(settings.model_config_file)
-    if settings.model_name is not None:
-        assert settings.model_base_path is not None, "--model_name and --model_base_path go together"
-        configs.append(ModelConfig(name=settings.model_name, base_path=settings.model_base_path.resolve()))
+    configs += _flag_model(settings)
     roots = [r.resolve() for r in settings.model_roots]
     if not configs and not roots:
         roots = [paths.bundled_models_dir(), paths.ensure_dir(paths.user_models_dir())]
@@ -57,6 +63,14 @@ def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
         if user_config.is_file():
             configs += read_model_server_config(user_config)
     return configs, roots
+
+
+def _flag_model(settings: Settings) -> list[ModelConfig]:
+    """The model of --model_name and --model_base_path, if given."""
+    if settings.model_name is None:
+        return []
+    assert settings.model_base_path is not None, "--model_name and --model_base_path go together"
+    return [ModelConfig(name=settings.model_name, base_path=settings.model_base_path.resolve())]
 
 
 def batching_policy(settings: Settings) -> BatchingPolicy:
@@ -107,7 +121,18 @@ class Application:
             self.preferences,
             observer=self.metrics.observer,
             batching=batching_policy(settings),
+            loading=LoadOptions(
+                settings.num_load_threads, settings.max_num_load_retries, settings.load_retry_interval_micros / 1e6
+            ),
+            allow_labels_for_unavailable=settings.allow_version_labels_for_unavailable_models,
         )
+        self.config_watcher: ConfigFileWatcher | None = None
+        if settings.model_config_file is not None and settings.model_config_file_poll_wait_seconds > 0:
+            self.config_watcher = ConfigFileWatcher(
+                settings.model_config_file,
+                settings.model_config_file_poll_wait_seconds,
+                lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
+            )
         self.remote = (
             RemoteTFServing(settings.remote, self._remote_model_names(settings.remote, repository), settings.threads)
             if settings.remote
@@ -181,14 +206,25 @@ class Application:
     def start(self) -> None:
         """Start loading models and watching the remote (in the background)."""
         self.manager.start()
+        if self.config_watcher is not None:
+            self.config_watcher.start()
         if self.remote is not None:
             self.remote.start()
 
     def close(self) -> None:
         """Unload every model; call once the server has stopped."""
+        if self.config_watcher is not None:
+            self.config_watcher.stop()
         if self.remote is not None:
             self.remote.stop()
         self.manager.stop()
+
+    def apply_config(self, config) -> None:
+        """Serve the models of a ``ModelServerConfig`` proto (gRPC's HandleReloadConfigRequest) instead.
+
+        Relative base paths are taken from the working directory; see :meth:`ModelManager.reload_config`.
+        """
+        self.manager.reload_config(model_configs(config, Path.cwd(), "the config of the request"))
 
     def on_quit(self, callback) -> None:
         """Call ``callback()`` when :meth:`quit` is asked for (e.g. to end the tray's loop)."""

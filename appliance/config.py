@@ -799,41 +799,51 @@ def _policy_from_proto(proto) -> VersionPolicy:
     return VersionPolicy()
 
 
-def read_model_server_config(path: Path) -> list[ModelConfig]:
-    """Parse a TF Serving ``ModelServerConfig`` text proto (``--model_config_file``).
-
-    Relative base paths are resolved against the config file's folder, so a
-    config can travel with its models.
-    """
+def parse_model_server_config(text: str, source: str):
+    """A TF Serving ``ModelServerConfig`` proto from its text form; ``source`` names it in errors."""
     from tensorflow_serving.config import model_server_config_pb2
 
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as e:
-        raise InvalidArgument(f"cannot read model config file {path}: {e.strerror}") from None
-    try:
-        proto = text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+        return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
     except text_format.ParseError as e:
-        raise InvalidArgument(f"model config file {path} is not a valid ModelServerConfig: {e}") from None
+        raise InvalidArgument(f"{source} is not a valid ModelServerConfig: {e}") from None
+
+
+def model_configs(proto, base_dir: Path, source: str = "model config") -> list[ModelConfig]:
+    """The models a ``ModelServerConfig`` proto lists; relative base paths are taken relative to ``base_dir``.
+
+    ``base_dir`` is a config file's folder, so a config can travel with its models, or the working
+    directory for a config sent in a request.
+    """
     if proto.WhichOneof("config") != "model_config_list":
-        raise InvalidArgument(f"model config file {path} has no model_config_list")
+        raise InvalidArgument(f"{source} has no model_config_list")
     configs = []
     for entry in proto.model_config_list.config:
         if not entry.name or not entry.base_path:
-            raise InvalidArgument(f"model config file {path}: every config needs a name and a base_path")
-        base_path = Path(entry.base_path)
-        if not base_path.is_absolute():
-            base_path = Path(path).resolve().parent / base_path
+            raise InvalidArgument(f"{source}: every config needs a name and a base_path")
         configs.append(
             ModelConfig(
                 name=entry.name,
-                base_path=base_path,
+                base_path=base_dir / entry.base_path,  # an absolute base_path replaces base_dir
                 policy=_policy_from_proto(entry.model_version_policy),
                 labels=dict(entry.version_labels),
                 platform=entry.model_platform or TENSORFLOW_PLATFORM,
             )
         )
     return configs
+
+
+def read_model_server_config(path: Path) -> list[ModelConfig]:
+    """Parse a TF Serving ``ModelServerConfig`` text file (``--model_config_file``) into its models.
+
+    Relative base paths are resolved against the file's folder.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidArgument(f"cannot read model config file {path}: {e.strerror}") from None
+    source = f"model config file {path}"
+    return model_configs(parse_model_server_config(text, source), Path(path).resolve().parent, source)
 
 
 @dataclasses.dataclass(frozen=True)

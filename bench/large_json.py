@@ -2,14 +2,14 @@
 
     python bench/large_json.py [--calls 20] [--json results.json]
 
-Builds a small image model (a 1x1 convolution and a mean over the pixels, any height and width) as a SavedModel in a
-temporary folder and serves it with ``appliance serve --rest_api_port 0 --port 0``. For each body (1x224x224x3 and
-1x360x480x3 floats; row ``instances``, columnar ``inputs``, and ``/predict``'s ``input``; and the 1x224x224x3 image
-as integers 0-255, row) it times, in this process after ``gc.freeze()`` as the server does: ``orjson.loads`` alone,
-the appliance's ``parse_predict_document`` + decode, and the raw signature call; then the served request over one
-keep-alive connection. Goal per body: served p50 <= raw call p50 + 1.5 x orjson p50. The served answers are checked
-against the raw call's. Last, the time to write a large answer: ``encode_predict_response`` of a 1x224x224 float32
-and int64 output.
+Builds a small image model (a 1x1 convolution and a mean over the pixels, any height and width) as a SavedModel
+in a temporary folder and serves it with ``appliance serve --rest_api_port 0 --port 0``. For each body
+(1x224x224x3 and 1x360x480x3 floats; row ``instances``, columnar ``inputs``, and ``/predict``'s ``input``;
+and the 1x224x224x3 image as integers 0-255, row) it times, in this process after
+``gc.freeze()`` as the server does: ``orjson.loads`` alone, the appliance's ``parse_predict_document`` +
+decode, and the raw signature call; then the served request over one keep-alive connection. Goal per body:
+served p50 <= raw call p50 + 1.5 x orjson p50. The served answers are checked against the raw call's.
+Last, the time to write a large answer: ``encode_predict_response`` of a 1x224x224 float32 and int64 output.
 """
 
 from __future__ import annotations

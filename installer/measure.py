@@ -6,9 +6,9 @@
 
 Start-up is measured from launching the process to the first ``POST /predict`` answered with 200 (polling every
 20 ms), for the frozen ``appliance serve --rest_api_port 0 --port 0`` and for
-``python -m appliance serve --rest_api_port 0 --port 0`` from this checkout, alternately, each with fresh per-user
-folders and no display. ``--drop-caches`` (root) empties the page cache before every launch, for a cold disk;
-otherwise the files are usually in memory already.
+``python -m appliance serve --rest_api_port 0 --port 0`` from this checkout, alternately, each with fresh
+per-user folders and no display. ``--drop-caches`` (root) empties the page cache before every launch, for a
+cold disk; otherwise the files are usually in memory already.
 """
 
 from __future__ import annotations

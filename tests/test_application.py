@@ -22,7 +22,7 @@ from .conftest import MODELS, user_dirs_env
 def app(tmp_path, monkeypatch):
     for variable, value in user_dirs_env(tmp_path).items():
         monkeypatch.setenv(variable, value)
-    application = Application(Settings(port=0, file_system_poll_wait_seconds=0))
+    application = Application(Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0))
     yield application
     application.server.stop()
     application.close()
@@ -114,7 +114,7 @@ def test_require_token_for_control_makes_a_token_the_tray_offers_to_copy(tmp_pat
         monkeypatch.setenv(variable, value)
     copied = []
     monkeypatch.setattr("appliance.application.copy_text", copied.append)
-    plain = Application(Settings(port=0, file_system_poll_wait_seconds=0))
+    plain = Application(Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0))
     try:
         assert plain.token is None and not plain.tray_state().token_in_use
         plain.copy_token()
@@ -122,7 +122,9 @@ def test_require_token_for_control_makes_a_token_the_tray_offers_to_copy(tmp_pat
     finally:
         plain.server.stop()
         plain.close()
-    guarded = Application(Settings(port=0, file_system_poll_wait_seconds=0, require_token_for_control=True))
+    guarded = Application(
+        Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0, require_token_for_control=True)
+    )
     try:
         assert guarded.token == (tmp_path / "config" / "appliance" / "token").read_text().strip()
         assert guarded.tray_state().token_in_use
@@ -136,11 +138,43 @@ def test_require_token_for_control_makes_a_token_the_tray_offers_to_copy(tmp_pat
 def test_connection_settings_reach_the_http_server(tmp_path, monkeypatch):
     for variable, value in user_dirs_env(tmp_path).items():
         monkeypatch.setenv(variable, value)
-    application = Application(Settings(port=0, file_system_poll_wait_seconds=0, connection_limit=7, channel_timeout=9))
+    application = Application(
+        Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0, connection_limit=7, channel_timeout=9)
+    )
     try:
         limits = application.server._waitress.adj
         assert (limits.connection_limit, limits.channel_timeout) == (7, 9)
         assert limits.max_request_header_size == 64 * 1024
+    finally:
+        application.server.stop()
+        application.close()
+
+
+def test_apply_config_takes_base_paths_from_the_working_directory_and_labels_as_the_flag_says(tmp_path, monkeypatch):
+    from tensorflow_serving.config import model_server_config_pb2
+
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    monkeypatch.chdir(tmp_path)
+    shutil.copytree(MODELS / "iris", tmp_path / "flowers")
+    (tmp_path / "empty").mkdir()
+    settings = Settings(
+        port=0,
+        rest_api_port=0,
+        file_system_poll_wait_seconds=0,
+        model_roots=(tmp_path / "empty",),
+        allow_version_labels_for_unavailable_models=True,
+    )
+    application = Application(settings)
+    try:
+        application.start()
+        assert application.manager.wait_until_ready(60)
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name="flowers", base_path="flowers", version_labels={"stable": 2})
+        application.apply_config(config)  # a label on a model still to load: allowed by the flag only
+        with application.manager.acquire("flowers", label="stable") as handle:
+            assert handle.version == 2
+        assert application.manager.summary("flowers").base_path == tmp_path / "flowers"
     finally:
         application.server.stop()
         application.close()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from appliance.config import PolicyKind, read_model_server_config
+from appliance.config import PolicyKind, model_configs, parse_model_server_config, read_model_server_config
 from appliance.errors import InvalidArgument
 
 from .conftest import REPO
@@ -41,6 +41,13 @@ def test_reads_every_field(tmp_path):
     assert every.policy.kind is PolicyKind.ALL
     assert plain.policy.kind is PolicyKind.LATEST and plain.policy.num_versions == 1
     assert plain.platform == "tensorflow"
+
+
+def test_a_parsed_config_takes_relative_base_paths_from_the_folder_given():
+    proto = parse_model_server_config(CONFIG, "a request")
+    digits, iris, *_ = model_configs(proto, Path("/work/dir"))
+    assert iris.base_path == Path("/work/dir/relative/iris")
+    assert str(digits.base_path) == "/srv/models/digits"
 
 
 @pytest.mark.parametrize(

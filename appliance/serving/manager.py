@@ -7,6 +7,7 @@ hold counted handles, so a version closes only after its last request (see :clas
     manager.start()
     with manager.acquire("digits") as handle:
         handle.servable.predict("serving_default", {"pixels": batch})
+    manager.reload_config([ModelConfig("iris", Path("models/iris"))])  # TF Serving's ReloadConfig
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -25,7 +27,7 @@ from ..config import ModelConfig
 from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from .batching import BatchingPolicy
 from .observer import ServingObserver
-from .repository import ModelSnapshot, Repository, fingerprint, scan_versions
+from .repository import ModelSnapshot, Repository, fingerprint, scan_versions, validate_configs
 from .runtime import Runtime, Servable
 
 if TYPE_CHECKING:
@@ -66,6 +68,21 @@ class ModelSummary:
 
 
 @dataclasses.dataclass(frozen=True)
+class LoadOptions:
+    """How versions load: TF Serving's --num_load_threads, --max_num_load_retries, --load_retry_interval_micros."""
+
+    threads: int = 0  # versions loaded at once; 0: one at a time, in the thread that polls
+    retries: int = 0  # tries after the first failed one, before the version ends in error
+    retry_interval_seconds: float = 60.0
+
+
+class ModelsNotAvailable(ServingError):
+    """:meth:`ModelManager.reload_config` put the new config in force, but some of its new models did not load."""
+
+    code = Code.UNKNOWN
+
+
+@dataclasses.dataclass(frozen=True)
 class LoadProgress:
     """The version a poll is loading now, and its place in that poll's queue."""
 
@@ -79,7 +96,7 @@ class LoadProgress:
 
 
 class _Version:
-    __slots__ = ("error", "fingerprint", "number", "path", "refs", "servable", "state")
+    __slots__ = ("error", "failed_move", "fingerprint", "number", "path", "refs", "servable", "state")
 
     def __init__(self, number: int, path: Path):
         self.number = number
@@ -89,6 +106,9 @@ class _Version:
         self.servable: Servable | None = None
         self.refs = 0
         self.fingerprint: tuple = ()
+        # The folder this version's model moved to (a new base_path) and its fingerprint, when loading it
+        # there failed: this one keeps serving, and the move is tried again once those files change.
+        self.failed_move: tuple[Path, tuple] | None = None
 
     def status(self) -> VersionStatus:
         return VersionStatus(self.number, self.state, self.error)
@@ -161,7 +181,12 @@ class ModelManager:
     AVAILABLE, else the newest AVAILABLE version. Choosing a version that is not
     loaded loads it first; requests already running finish on the old one, so a
     switch drops nothing. :meth:`reload` loads a model's AVAILABLE versions afresh
-    from disk and swaps them in the same way.
+    from disk and swaps them in the same way, and :meth:`reload_config` replaces
+    the configured models as TF Serving's ReloadConfig does.
+
+    ``loading`` sets how many versions load at once and how often a failed load is
+    retried; ``allow_labels_for_unavailable`` is TF Serving's
+    --allow_version_labels_for_unavailable_models (see :meth:`reload_config`).
     """
 
     def __init__(
@@ -172,8 +197,12 @@ class ModelManager:
         preferences: PreferenceStore | None = None,
         observer: ServingObserver | None = None,
         batching: BatchingPolicy | None = None,
+        loading: LoadOptions | None = None,
+        allow_labels_for_unavailable: bool = False,
     ):
         self._repository = repository
+        self._loading = loading or LoadOptions()
+        self._allow_labels_for_unavailable = allow_labels_for_unavailable
         self._batching = batching or BatchingPolicy(enabled=False)
         self.observer = observer or ServingObserver()
         self._runtime = runtime
@@ -181,7 +210,7 @@ class ModelManager:
         self._preferences = preferences
         self._listeners: list[Callable[[], None]] = []
         self._progress: LoadProgress | None = None
-        self._reconciling = threading.Lock()  # one poll or one choose() changes versions at a time
+        self._reconciling = threading.Lock()  # one poll, choose() or reload_config() changes versions at a time
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
         self._models: dict[str, _Model] = {}
@@ -247,11 +276,12 @@ class ModelManager:
     def _poll(self) -> None:
         snapshots = self._repository.scan()
         to_load: list[tuple[str, _Version]] = []
+        to_move: list[tuple[str, _Version, _Version]] = []
         refused: list[tuple[str, int, ServingError]] = []
         aspired: dict[str, dict[int, Path]] = {}
         with self._lock:
             for snapshot in snapshots:
-                aspired[snapshot.config.name] = self._track(snapshot, to_load, refused)
+                aspired[snapshot.config.name] = self._track(snapshot, to_load, to_move, refused)
             to_unload = [
                 (name, v)
                 for name, model in self._models.items()
@@ -262,12 +292,9 @@ class ModelManager:
             log.warning("model %s version %d: not served: %s", name, number, error.message)
         # The versions unversioned requests will use first, so each model answers as soon as possible.
         to_load.sort(key=lambda item: item[1].number != self._first_choice(item[0], aspired[item[0]]))
-        for index, (name, version) in enumerate(to_load, 1):
-            self._progress = LoadProgress(name, version.number, index, len(to_load))
-            try:
-                self._load(name, version)
-            finally:
-                self._progress = None
+        self._load_all(to_load + [(name, fresh) for name, _, fresh in to_move])
+        for name, old, fresh in to_move:
+            self._finish_move(name, old, fresh)
         for name, version in to_unload:
             self._unload(name, version)
         with self._lock:
@@ -275,16 +302,21 @@ class ModelManager:
             for name in gone:
                 log.info("model %s: no longer configured or on disk", name)
                 del self._models[name]
-        if to_load or refused or to_unload or gone:
+        if to_load or to_move or refused or to_unload or gone:
             self._notify()
 
     def _track(
-        self, snapshot: ModelSnapshot, to_load: list[tuple[str, _Version]], refused: list[tuple[str, int, ServingError]]
+        self,
+        snapshot: ModelSnapshot,
+        to_load: list[tuple[str, _Version]],
+        to_move: list[tuple[str, _Version, _Version]],
+        refused: list[tuple[str, int, ServingError]],
     ) -> dict[int, Path]:
         """Bring one model's versions in line with ``snapshot`` (under the lock); returns its aspired versions.
 
         Versions to load are added to ``to_load``; those the repository found no model for end at once,
-        with its error, and are added to ``refused``.
+        with its error, and are added to ``refused``. An AVAILABLE version now found in another folder (its
+        model's base_path changed) is added to ``to_move`` with a fresh version to load from there.
         """
         name = snapshot.config.name
         model = self._models.get(name)
@@ -301,7 +333,12 @@ class ModelManager:
         model.config = snapshot.config
         aspired = model.aspired(snapshot)
         for number, path in aspired.items():
-            if self._needs_load(model.versions.get(number), path):
+            current = model.versions.get(number)
+            if current is not None and current.state is State.AVAILABLE and current.path != path:
+                if snapshot.error is None and current.failed_move != (path, fingerprint(path)):
+                    to_move.append((name, current, _Version(number, path)))
+                continue
+            if self._needs_load(current, path):
                 version = model.versions[number] = _Version(number, path)
                 if snapshot.error is None:
                     to_load.append((name, version))
@@ -328,25 +365,54 @@ class ModelManager:
         # Retired versions that reappear are loaded again; failed ones only once their files change.
         return current.error is None or fingerprint(path) != current.fingerprint
 
+    def _load_all(self, queue: list[tuple[str, _Version]]) -> None:
+        """Load the versions of ``queue``: in its order, one at a time or ``loading.threads`` at once.
+
+        :meth:`loading_progress` names the first of the loads under way, with its place in ``queue``.
+        """
+        running: dict[int, LoadProgress] = {}
+
+        def load(index: int, name: str, version: _Version) -> None:
+            with self._lock:
+                running[index] = LoadProgress(name, version.number, index, len(queue))
+                self._progress = running[min(running)]
+            try:
+                self._load(name, version)
+            finally:
+                with self._lock:
+                    del running[index]
+                    self._progress = running[min(running)] if running else None
+
+        if self._loading.threads > 0 and len(queue) > 1:
+            with ThreadPoolExecutor(self._loading.threads, thread_name_prefix="appliance-load") as pool:
+                for future in [pool.submit(load, i, name, v) for i, (name, v) in enumerate(queue, 1)]:
+                    future.result()
+        else:
+            for index, (name, version) in enumerate(queue, 1):
+                load(index, name, version)
+
     def _load(self, name: str, version: _Version) -> None:
+        """Load ``version``: AVAILABLE, or END with the error of its last try (``loading.retries`` more tries)."""
         with self._lock:
             version.state = State.LOADING
-            version.fingerprint = fingerprint(version.path)
         self._notify()
         started = time.perf_counter()
-        servable, error = None, None
-        try:
-            servable = self._runtime.load(version.path)
-            try:
-                servable = self._batching.wrap(servable, version.path, name, version.number, self.observer)
-            except BaseException:
-                servable.close()
-                raise
-        except ServingError as e:
-            error = e
-        except Exception as e:  # keep a surprising loader failure to this version alone
-            log.exception("model %s version %d: unexpected error while loading", name, version.number)
-            error = ServingError(f"Failed to load {version.path}: {type(e).__name__}: {e}", Code.UNKNOWN)
+        servable, error = self._try_load(name, version)
+        for attempt in range(1, self._loading.retries + 1):
+            if error is None:
+                break
+            log.warning(
+                "model %s version %d: failed to load, retry %d of %d in %g s: %s",
+                name,
+                version.number,
+                attempt,
+                self._loading.retries,
+                self._loading.retry_interval_seconds,
+                error.message,
+            )
+            if self._stopping.wait(max(self._loading.retry_interval_seconds, 0)):
+                break
+            servable, error = self._try_load(name, version)
         with self._lock:
             if error is None:
                 version.servable, version.state = servable, State.AVAILABLE
@@ -358,6 +424,54 @@ class ModelManager:
             log.info("model %s version %d: AVAILABLE (loaded in %.0f ms)", name, version.number, seconds * 1000)
         else:
             log.warning("model %s version %d: failed to load: %s", name, version.number, error.message)
+
+    def _try_load(self, name: str, version: _Version) -> tuple[Servable | None, ServingError | None]:
+        """One try at loading ``version``'s files: its servable, or the error that says why not."""
+        version.fingerprint = fingerprint(version.path)  # the files this try read
+        try:
+            servable = self._runtime.load(version.path)
+            try:
+                return self._batching.wrap(servable, version.path, name, version.number, self.observer), None
+            except BaseException:
+                servable.close()
+                raise
+        except ServingError as e:
+            return None, e
+        except Exception as e:  # keep a surprising loader failure to this version alone
+            log.exception("model %s version %d: unexpected error while loading", name, version.number)
+            return None, ServingError(f"Failed to load {version.path}: {type(e).__name__}: {e}", Code.UNKNOWN)
+
+    def _swap_in(self, name: str, old: _Version, fresh: _Version) -> bool:
+        """Serve the loaded ``fresh`` in place of ``old``, closed after its last request; False if ``old`` left.
+
+        Requests arriving meanwhile get ``old``; once ``fresh`` is in, those holding ``old`` finish on it.
+        """
+        swapped = False
+        with self._lock:
+            model = self._models.get(name)
+            if model is not None and model.versions.get(old.number) is old and old.state is State.AVAILABLE:
+                model.versions[old.number] = fresh
+                old.state, swapped = State.UNLOADING, True
+        self._close_when_released(old if swapped else fresh)
+        return swapped
+
+    def _finish_move(self, name: str, old: _Version, fresh: _Version) -> None:
+        """Swap in a version loaded from its model's new base_path; if that failed, ``old`` keeps serving."""
+        if fresh.state is State.AVAILABLE:
+            if self._swap_in(name, old, fresh):
+                log.info("model %s version %d: now served from %s", name, fresh.number, fresh.path)
+            return
+        assert fresh.error is not None  # _load() sets it whenever the version is not AVAILABLE
+        with self._lock:
+            old.failed_move = (fresh.path, fresh.fingerprint)
+        log.warning(
+            "model %s version %d: keeps serving %s, since %s failed to load: %s",
+            name,
+            old.number,
+            old.path,
+            fresh.path,
+            fresh.error.message,
+        )
 
     def _unload(self, name: str, version: _Version) -> None:
         with self._lock:
@@ -405,13 +519,7 @@ class ModelManager:
                     assert fresh.error is not None  # _load() sets it whenever the version is not AVAILABLE
                     failures.append((old.number, fresh.error))
                     continue
-                with self._lock:
-                    swapped = model.versions.get(old.number) is old and old.state is State.AVAILABLE
-                    if swapped:
-                        model.versions[old.number] = fresh
-                        old.state = State.UNLOADING
-                self._close_when_released(old if swapped else fresh)
-                if swapped:
+                if self._swap_in(name, old, fresh):
                     log.info("model %s version %d: reloaded", name, old.number)
         self._notify()
         if failures:
@@ -421,6 +529,60 @@ class ModelManager:
                 error.code,
             )
         return [v.number for v in current]
+
+    # -- replacing the configured models -------------------------------------
+
+    def reload_config(self, configs: Sequence[ModelConfig]) -> None:
+        """Serve ``configs`` in place of the configured models, as TF Serving's ReloadConfig does.
+
+        New models are loaded, models no longer listed are unloaded (those found under a model root
+        stay), and changed policies, labels and base paths are applied, through the same path as a poll:
+        new versions load before removed ones unload, which close after their last request. An invalid
+        list (InvalidArgument) or a label naming a version that is not AVAILABLE (FailedPrecondition,
+        unless ``allow_labels_for_unavailable`` and the label is new or names the same version) leaves
+        the old config in force. Returns once the change is made; raises :class:`ModelsNotAvailable`
+        when a model new to the config has no version that loaded (the new config stays in force).
+        """
+        validate_configs(configs)
+        with self._reconciling:
+            with self._lock:
+                self._check_labels(configs)
+            before = {c.name for c in self._repository.configs}
+            self._repository.replace_configs(configs)
+            log.info("model config: now %s", ", ".join(c.name for c in configs) or "no configured model")
+            self._poll()
+            with self._lock:
+                failed = [why for c in configs if c.name not in before and (why := self._unavailable(c.name))]
+        if failed:  # TF Serving's words (ServerCore::WaitUntilModelsAvailable)
+            raise ModelsNotAvailable(f"{len(failed)} model(s) did not become available: {{{''.join(failed)}}}")
+
+    def _check_labels(self, configs: Sequence[ModelConfig]) -> None:
+        """Refuse a label naming a version that is not AVAILABLE now, as TF Serving does (under the lock)."""
+        for config in configs:
+            model = self._models.get(config.name)
+            current = model.config.labels if model else {}
+            for label, number in config.labels.items():
+                if self._allow_labels_for_unavailable and current.get(label, number) == number:
+                    continue
+                version = model.versions.get(number) if model else None
+                if version is None or version.state is not State.AVAILABLE:
+                    raise FailedPrecondition(
+                        f"Request to assign label to version {number} of model {config.name}, "
+                        "which is not currently available for inference"
+                    )
+
+    def _unavailable(self, name: str) -> str | None:
+        """None if model ``name`` has an AVAILABLE version, else why not in TF Serving's words (under the lock)."""
+        model = self._models.get(name)
+        versions = sorted(model.versions.values(), key=lambda v: v.number, reverse=True) if model else []
+        if any(v.state is State.AVAILABLE for v in versions):
+            return None
+        failed = next((v for v in versions if v.error is not None), None)
+        if failed is None or failed.error is None:
+            where = model.config.base_path if model else "its base_path"
+            return f"{{{{name: {name}}} due to error: NOT_FOUND: no version found under {where}}}, "
+        error = failed.error
+        return f"{{{{name: {name} version: {failed.number}}} due to error: {error.code.name}: {error.message}}}, "
 
     # -- choosing a version ------------------------------------------------
 

@@ -122,35 +122,47 @@ def _holds_anything(folder: Path) -> bool:
     return any(not is_ignored(entry.name) for entry in os.scandir(folder))
 
 
+def validate_configs(configs: Sequence[ModelConfig]) -> None:
+    """Raise InvalidArgument unless every name is unique, every platform TensorFlow and every base path a folder."""
+    seen: set[str] = set()
+    for config in configs:
+        if config.name in seen:  # TF Serving's words
+            raise InvalidArgument(f"Illegal to list model {config.name} multiple times in config list")
+        seen.add(config.name)
+        if config.platform != TENSORFLOW_PLATFORM:
+            raise InvalidArgument(
+                f"model {config.name}: model_platform {config.platform!r} is not supported "
+                f"(only {TENSORFLOW_PLATFORM!r})"
+            )
+        if not config.base_path.is_dir():
+            raise InvalidArgument(
+                f"model {config.name}: base path {config.base_path} does not exist or is not a directory"
+            )
+
+
 class Repository:
     """The configured models plus every model (and every mistake) found under the model roots."""
 
     ROOT_POLICY = VersionPolicy(PolicyKind.ALL)
 
     def __init__(self, configs: Sequence[ModelConfig], roots: Iterable[Path] = ()):
-        self._configs = list(configs)
         self._roots = [Path(r) for r in roots]
-        self._said: set[tuple[str, Path]] = set()  # what was logged once already
-        self._validate()
-
-    def _validate(self) -> None:
-        names = [c.name for c in self._configs]
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        if duplicates:
-            raise InvalidArgument(f"model name configured more than once: {', '.join(duplicates)}")
-        for config in self._configs:
-            if config.platform != TENSORFLOW_PLATFORM:
-                raise InvalidArgument(
-                    f"model {config.name}: model_platform {config.platform!r} is not supported "
-                    f"(only {TENSORFLOW_PLATFORM!r})"
-                )
-            if not config.base_path.is_dir():
-                raise InvalidArgument(
-                    f"model {config.name}: base path {config.base_path} does not exist or is not a directory"
-                )
         for root in self._roots:
             if not root.is_dir():
                 raise InvalidArgument(f"models folder {root} does not exist or is not a directory")
+        validate_configs(configs)
+        self._configs = list(configs)
+        self._said: set[tuple[str, Path]] = set()  # what was logged once already
+
+    @property
+    def configs(self) -> list[ModelConfig]:
+        """The configured models (those of the model roots are not among them)."""
+        return list(self._configs)
+
+    def replace_configs(self, configs: Sequence[ModelConfig]) -> None:
+        """Configure ``configs`` instead of the current list, which stays if they are invalid (InvalidArgument)."""
+        validate_configs(configs)
+        self._configs = list(configs)
 
     def _once(self, level: int, key: str, path: Path, message: str, *args) -> None:
         if (key, path) not in self._said:

@@ -55,7 +55,7 @@ def test_missing_base_path_is_a_clear_error_naming_it(tmp_path):
 def test_unsupported_platform_and_duplicate_names(tmp_path):
     with pytest.raises(InvalidArgument, match="model_platform"):
         Repository([ModelConfig("m", tmp_path, platform="pytorch")])
-    with pytest.raises(InvalidArgument, match="more than once: m"):
+    with pytest.raises(InvalidArgument, match="Illegal to list model m multiple times in config list"):
         Repository([ModelConfig("m", tmp_path), ModelConfig("m", tmp_path)])
 
 
