@@ -130,18 +130,21 @@ class BatchingPolicy:
 
     ``enabled`` True batches every version (with its own ``batching_params.pbtxt``
     when it has one, else ``parameters``); False none; None only the versions
-    that ship their own ``batching_params.pbtxt`` (the bundled models do).
+    that ship their own ``batching_params.pbtxt`` (the bundled models do). Without
+    ``per_model`` (TF Serving's ``--enable_per_model_batching_parameters=false``),
+    a version's own file is ignored.
     """
 
     enabled: bool | None = None
     parameters: BatchingParameters = BatchingParameters()
     wait_seconds: float | None = None  # how long a request may wait in a queue (DEADLINE_EXCEEDED after)
+    per_model: bool = True
 
     def parameters_for(self, version_path: Path) -> BatchingParameters | None:
         if self.enabled is False:
             return None
         own = Path(version_path) / PER_MODEL_FILE
-        if own.is_file():
+        if self.per_model and own.is_file():
             return read_batching_parameters(own)
         return self.parameters if self.enabled else None
 

@@ -466,3 +466,18 @@ def test_policy_reads_a_versions_own_parameters_and_obeys_the_switch(tmp_path, d
     (plain / PER_MODEL_FILE).write_text("max_batch_size: 4")
     with pytest.raises(InvalidArgument, match=PER_MODEL_FILE):
         BatchingPolicy(None).parameters_for(plain)
+
+
+def test_without_per_model_parameters_a_versions_own_file_is_ignored(tmp_path, digits):
+    """--enable_per_model_batching_parameters=false: TF Serving's default, where only the global parameters count."""
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / PER_MODEL_FILE).write_text("max_batch_size { value: 4 }")
+    default = BatchingParameters(max_batch_size=9)
+    assert BatchingPolicy(None, default, per_model=False).parameters_for(own) is None
+    assert BatchingPolicy(True, default, per_model=False).parameters_for(own) == default
+    assert BatchingPolicy(None, per_model=False).wrap(digits, own, "digits", 2, ServingObserver()) is digits
+    bundled = MODELS / "digits" / "2"
+    assert (bundled / PER_MODEL_FILE).is_file()
+    assert isinstance(BatchingPolicy(None).wrap(digits, bundled, "digits", 2, ServingObserver()), BatchingServable)
+    assert BatchingPolicy(None, per_model=False).wrap(digits, bundled, "digits", 2, ServingObserver()) is digits

@@ -25,6 +25,10 @@ from ...errors import FailedPrecondition
 from .inputs import InputCheck
 
 DEFAULT_SIGNATURE = "serving_default"
+# A SignatureDef's method_name for each of TF Serving's APIs.
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 # (kind, values) with kind "int64" | "float" | "bytes" | None, as decoded from JSON examples.
 Feature = tuple
