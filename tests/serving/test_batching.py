@@ -300,6 +300,27 @@ def test_a_request_waiting_past_its_deadline_gets_deadline_exceeded_and_leaves_t
     assert isinstance(running.results[0], dict)
 
 
+@pytest.mark.parametrize("wait_seconds", [None, 30.0])
+def test_a_request_waits_for_its_batch_until_its_own_deadline_at_most(digits, wait_seconds):
+    gated = GatedServable(digits)
+    servable = BatchingServable(
+        gated, BatchingParameters(max_batch_size=8, num_batch_threads=1), wait_seconds=wait_seconds
+    )
+    client = SimpleNamespace(predict=lambda inputs, output_filter: servable.predict("", inputs, output_filter))
+    one_row = {"pixels": np.zeros((1, 64), np.float32)}
+    running = Requests(client, [one_row])
+    running.start()
+    assert gated.entered.wait(10)
+    with pytest.raises(ServingError) as late:  # a gRPC client's deadline, shorter than the server's own limit
+        servable.predict("", one_row, deadline=time.monotonic() + 0.2)
+    assert late.value.code is Code.DEADLINE_EXCEEDED
+    assert servable._batchers["serving_default"]._queued_rows == 0
+    gated.gate.set()
+    running.join()
+    assert isinstance(running.results[0], dict)
+    assert len(gated.calls) == 1  # the late request never ran
+
+
 def test_requests_larger_than_the_batch_limit_or_with_disagreeing_rows_run_alone(checked):
     calls = []
 

@@ -105,9 +105,18 @@ class Servable(abc.ABC):
 
     @abc.abstractmethod
     def predict(
-        self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        *,
+        deadline: float | None = None,
     ) -> dict[str, np.ndarray]:
-        """Run a signature; returns every output (or those in ``output_filter``) by alias."""
+        """Run a signature; returns every output (or those in ``output_filter``) by alias.
+
+        ``deadline`` (a :func:`time.monotonic` time, e.g. a gRPC client's) bounds how long the request may wait
+        for its turn, in a batching queue; the run itself is bounded by the runtime's own timeout.
+        """
 
     @abc.abstractmethod
     def classify(

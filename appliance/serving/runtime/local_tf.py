@@ -401,7 +401,7 @@ class LocalTFServable(Servable):
         except Exception as e:  # TF reports bad inputs as exceptions of several types
             raise _as_serving_error(e) from None
 
-    def predict(self, signature_name, inputs, output_filter=()):
+    def predict(self, signature_name, inputs, output_filter=(), *, deadline=None):
         key = (signature_name, tuple(inputs), tuple(output_filter))
         plan = self._predict_plans.get(key)
         if plan is None:

@@ -160,7 +160,7 @@ class TFLiteServable(Servable):
             outputs={alias: _tensor_spec(alias, outputs[alias]) for alias in sorted(outputs)},
         )
 
-    def predict(self, signature_name, inputs, output_filter=()):
+    def predict(self, signature_name, inputs, output_filter=(), *, deadline=None):
         signature = predict_signature(self.signatures, signature_name)
         name = signature.name
         signature.input_check.check_names(inputs)
