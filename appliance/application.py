@@ -48,8 +48,6 @@ from .tray.state import ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
 
-MODEL_SERVICE = "tensorflow.serving.ModelService"
-
 
 def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
     """The configured models and model roots.
@@ -164,12 +162,13 @@ class Application:
                 if settings.remote
                 else None
             )
+            self.router = Router(self.manager, self.remote)
             self.server = (
                 Server(
                     create_app(
                         self.manager,
                         max_request_bytes=settings.max_request_bytes,
-                        router=Router(self.manager, self.remote),
+                        router=self.router,
                         access=access,
                         metrics=self.metrics,
                         metrics_path=metrics_path(settings),
@@ -281,10 +280,25 @@ class Application:
 
     def _grpc_services(self, server) -> list[str]:
         """Add the gRPC API's services to ``server``; returns their full names (for health and reflection)."""
-        from .api.grpc_model_service import add_model_service  # TF Serving's stubs: imports TensorFlow
+        # TF Serving's stubs import TensorFlow. The *_service_pb2 modules hold the services' descriptors, which
+        # reflection reads (the *_pb2_grpc ones import only the messages').
+        from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
 
+        from .api.grpc_model_service import add_model_service
+        from .api.grpc_prediction import add_prediction_service
+
+        add_prediction_service(
+            server,
+            self.manager,
+            router=self.router,
+            metrics=self.metrics,
+            tensor_content=self.settings.enable_serialization_as_tensor_content,
+        )
         add_model_service(server, self.manager, self.apply_config)
-        return [MODEL_SERVICE]
+        return [
+            prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+            model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+        ]
 
     def serve_forever(self) -> None:
         """Serve REST in this thread (or just wait, without REST) until :meth:`stop` has finished."""

@@ -9,12 +9,21 @@ import socket
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import grpc
+import numpy as np
 import requests
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_pb2, model_service_pb2_grpc
+from tensorflow_serving.apis import (
+    get_model_status_pb2,
+    model_management_pb2,
+    model_pb2,
+    model_service_pb2_grpc,
+    predict_pb2,
+    prediction_service_pb2_grpc,
+)
 from tensorflow_serving.config import model_server_config_pb2
 
 from .conftest import MODELS, REPO, ApplianceProcess, user_dirs_env
@@ -57,17 +66,23 @@ def test_serve_prints_both_addresses_and_both_answer(bundled_server):
     assert bundled_server.grpc_address.startswith("127.0.0.1:")
     assert requests.get(bundled_server.url + "/health", timeout=TIMEOUT).json()["status"] == "ready"
     assert becomes_serving(bundled_server.grpc_address)
-    assert health(bundled_server.grpc_address, "ModelService") == SERVING  # TF Serving's name for it
+    for name in ("ModelService", "PredictionService", "tensorflow.serving.PredictionService"):
+        assert health(bundled_server.grpc_address, name) == SERVING  # the short names: TF Serving's
     with grpc.insecure_channel(bundled_server.grpc_address) as channel:
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         (answer,) = stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT)
+        for service in ("tensorflow.serving.PredictionService", "tensorflow.serving.ModelService"):
+            request = reflection_pb2.ServerReflectionRequest(file_containing_symbol=service)
+            (described,) = stub.ServerReflectionInfo(iter([request]), timeout=TIMEOUT)
+            assert described.WhichOneof("message_response") == "file_descriptor_response", service  # for grpcurl
         rest = requests.get(bundled_server.url + "/v1/models/digits", timeout=TIMEOUT).json()["model_version_status"]
         assert model_status(channel, "digits") == [(int(s["version"]), s["state"]) for s in rest]
     assert {service.name for service in answer.list_services_response.service} >= {
         "grpc.health.v1.Health",
         "grpc.reflection.v1alpha.ServerReflection",
         "tensorflow.serving.ModelService",
+        "tensorflow.serving.PredictionService",
     }
 
 
@@ -171,3 +186,31 @@ def test_a_bad_ssl_config_file_is_a_clear_error_at_start(tmp_path):
         result.stderr
     )
     assert "Traceback" not in result.stderr
+
+
+def run_in_process(saved_model: Path, inputs: dict[str, np.ndarray], signature: str = "serving_default") -> dict:
+    """The SavedModel's outputs computed here, in TensorFlow directly: what the served answer must equal."""
+    import tensorflow as tf
+
+    with tf.compat.v1.Session(graph=tf.Graph()) as session:
+        meta_graph = tf.compat.v1.saved_model.loader.load(session, ["serve"], str(saved_model))
+        signature_def = meta_graph.signature_def[signature]
+        feeds = {signature_def.inputs[name].name: value for name, value in inputs.items()}
+        fetches = {name: tensor.name for name, tensor in signature_def.outputs.items()}
+        return session.run(fetches, feeds)
+
+
+def test_predict_through_tf_serving_stubs_on_the_printed_port(tfs_direct_server, tfs_testdata):
+    """TF Serving's example client pattern (mnist_client.py), unchanged, against the printed gRPC address."""
+    import tensorflow as tf
+
+    x = np.array([[1.0], [2.0], [5.0]], dtype=np.float32)
+    request = predict_pb2.PredictRequest()
+    request.model_spec.name = "default"
+    request.model_spec.signature_name = "serving_default"
+    request.inputs["x"].CopyFrom(tf.make_tensor_proto(x, shape=list(x.shape)))
+    with grpc.insecure_channel(tfs_direct_server.grpc_address) as channel:
+        result = prediction_service_pb2_grpc.PredictionServiceStub(channel).Predict(request, timeout=TIMEOUT)
+    expected = run_in_process(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123", {"x": x})["y"]
+    assert list(result.outputs["y"].float_val) == expected.ravel().tolist()
+    assert result.model_spec.name == "default" and result.model_spec.version.value == 123
