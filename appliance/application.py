@@ -29,7 +29,8 @@ from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
 from .serving.config_watch import ConfigFileWatcher
 from .serving.manager import LoadOptions, ModelManager, ModelSummary
-from .serving.remote import RemoteTFServing
+from .serving.remote import Remote, RemoteTFServing
+from .serving.remote_grpc import RemoteGrpcTFServing
 from .serving.repository import Repository
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
@@ -117,11 +118,7 @@ class Application:
                 settings.model_config_file_poll_wait_seconds,
                 lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
             )
-        self.remote = (
-            RemoteTFServing(settings.remote, self._remote_model_names(settings.remote, repository), settings.threads)
-            if settings.remote
-            else None
-        )
+        self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
         access = AccessPolicy.for_settings(
             settings.host,
             allowed_hosts=settings.allowed_hosts,
@@ -169,6 +166,12 @@ class Application:
     @property
     def url(self) -> str:
         return self.server.url
+
+    @classmethod
+    def _remote(cls, remote: RemoteSettings, repository: Repository, threads: int) -> Remote:
+        """The remote TF Serving of ``remote.url``: over gRPC (grpc://, grpcs://) or over REST."""
+        remote_class = RemoteGrpcTFServing if remote.grpc else RemoteTFServing
+        return remote_class(remote, cls._remote_model_names(remote, repository), threads)
 
     @staticmethod
     def _remote_model_names(remote: RemoteSettings, repository: Repository) -> list[str]:
