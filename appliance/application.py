@@ -19,10 +19,18 @@ from pathlib import Path
 from . import paths
 from .access_token import load_or_create_token
 from .api.app import create_app
+from .api.metrics import PATH as METRICS_PATH
 from .api.metrics import Metrics
 from .api.security import AccessPolicy
 from .autostart import autostart_for_this_platform
-from .config import ModelConfig, RemoteSettings, Settings, model_configs, read_model_server_config
+from .config import (
+    ModelConfig,
+    RemoteSettings,
+    Settings,
+    model_configs,
+    read_model_server_config,
+    read_monitoring_config,
+)
 from .desktop import copy_text, open_in_desktop
 from .preferences import PreferenceStore
 from .server import Server
@@ -72,7 +80,15 @@ def batching_policy(settings: Settings) -> BatchingPolicy:
     enabled = settings.enable_batching if settings.enable_batching is not None else (True if file else None)
     parameters = read_batching_parameters(file) if file else BatchingParameters()
     wait = settings.rest_api_timeout_in_ms / 1000 or None
-    return BatchingPolicy(enabled, parameters, wait)
+    return BatchingPolicy(enabled, parameters, wait, per_model=settings.enable_per_model_batching_parameters)
+
+
+def metrics_path(settings: Settings) -> str | None:
+    """Where the Prometheus metrics are served: --monitoring_config_file's path, or None for not at all."""
+    if settings.monitoring_config_file is None:
+        return METRICS_PATH
+    prometheus = read_monitoring_config(settings.monitoring_config_file)
+    return (prometheus.path or METRICS_PATH) if prometheus.enable else None
 
 
 def _version_items(summary: ModelSummary) -> tuple[VersionItem, ...]:
@@ -119,12 +135,15 @@ class Application:
                 lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
             )
         self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
+        cors_origins = settings.cors_allowed_origins
+        if settings.rest_api_enable_cors_support:  # TF Serving's flag: every origin
+            cors_origins = (*cors_origins, "*")
         access = AccessPolicy.for_settings(
             settings.host,
             allowed_hosts=settings.allowed_hosts,
             token=settings.token,
             require_token_for_control=settings.require_token_for_control,
-            cors_allowed_origins=settings.cors_allowed_origins,
+            cors_allowed_origins=cors_origins,
             load_token=lambda: load_or_create_token(paths.token_file()),
         )
         self.token = access.token_in_use  # what clients send: the tray copies it, the CLI says where it is
@@ -135,6 +154,7 @@ class Application:
                 router=Router(self.manager, self.remote),
                 access=access,
                 metrics=self.metrics,
+                metrics_path=metrics_path(settings),
             ),
             settings.host,
             settings.rest_api_port,
@@ -155,10 +175,16 @@ class Application:
         settings = self.settings
         runtime = LocalTFRuntime(
             settings.device,
-            settings.tensorflow_intra_op_parallelism,
-            settings.tensorflow_inter_op_parallelism,
+            *settings.op_parallelism(),
             settings.rest_api_timeout_in_ms,
             settings.enable_model_warmup,
+            warmup_iterations=settings.num_request_iterations_for_warmup,
+            saved_model_tags=settings.saved_model_tag_set(),
+            session_config_file=settings.tensorflow_session_config_file,
+            gpu_memory_fraction=settings.per_process_gpu_memory_fraction,
+            mixed_precision=settings.mixed_precision,
+            check_method_names=settings.enable_signature_method_name_check,
+            prefer_tflite=settings.prefer_tflite_model,
         )
         log.info("device: %s", runtime.device.describe())
         return runtime

@@ -12,6 +12,8 @@ Serving flags follow ``tensorflow_model_server``'s names where they exist (see :
 from __future__ import annotations
 
 import argparse
+import importlib.metadata
+import logging
 import sys
 import urllib.error
 from pathlib import Path
@@ -21,6 +23,7 @@ from . import __version__, client, launcher  # launcher notes when the process s
 from .config import (
     DEFAULT_PORT,
     GROUPS,
+    INERT_TFSERVING_FLAGS,
     Declared,
     Settings,
     declared_settings,
@@ -32,6 +35,9 @@ from .errors import ServingError
 from .logs import configure_logging
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
+INERT_GROUP = "TF Serving flags with no effect here (accepted; each one given logs a warning saying why)"
+INERT_DEST = "tfserving_inert."  # + the flag's name: where the parsed namespace keeps an inert flag's value
+log = logging.getLogger("appliance")
 
 
 def _flag_value(text: str) -> bool:
@@ -71,7 +77,7 @@ def _argument(declared: Declared) -> tuple[list[str], dict[str, Any]]:
     if many:
         keywords.update(action="append", type=kind)
     elif kind is bool:
-        keywords.update(type=_flag_value, nargs="?", const=True, metavar="true|false")
+        keywords.update(_typed(bool))
     else:
         keywords.update(type=kind, choices=declared.option.choices)
     if not many and kind is not bool and not declared.option.choices:
@@ -81,12 +87,45 @@ def _argument(declared: Declared) -> tuple[list[str], dict[str, Any]]:
     return [name for name in names if name], keywords
 
 
+def _typed(kind: type) -> dict[str, Any]:
+    """The ``add_argument`` keywords of a flag of one value of ``kind``, in TF Serving's syntax."""
+    if kind is bool:
+        return {"type": _flag_value, "nargs": "?", "const": True, "metavar": "true|false"}
+    return {"type": kind, "metavar": kind.__name__.upper()}
+
+
+class _ServingVersion(argparse.Action):
+    """TF Serving's ``--version``: the versions, then exit 0."""
+
+    def __init__(self, option_strings, dest, **kwargs):
+        super().__init__(option_strings, dest, nargs=0, **kwargs)
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        try:
+            tensorflow = importlib.metadata.version("tensorflow")
+        except importlib.metadata.PackageNotFoundError:
+            tensorflow = "not installed"
+        print(f"appliance {__version__}\nTensorFlow Library: {tensorflow}")
+        parser.exit()
+
+
 def _add_serve_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--version", action=_ServingVersion, help="print the versions and exit (as TF Serving)")
     groups = {key: parser.add_argument_group(title) for key, title in GROUPS.items()}
     for declared in declared_settings():
         if declared.flag is not None:
             names, keywords = _argument(declared)
             groups[declared.option.group].add_argument(*names, **keywords)
+    inert = parser.add_argument_group(INERT_GROUP)
+    for name, flag in INERT_TFSERVING_FLAGS.items():
+        help_text = f"TF Serving: {flag.meaning}. No effect here: {flag.why}"
+        keywords = {"dest": INERT_DEST + name, "default": argparse.SUPPRESS, "help": help_text.replace("%", "%%")}
+        inert.add_argument(f"--{name}", **keywords, **_typed(flag.type))
+
+
+def inert_flags_given(args: argparse.Namespace) -> list[str]:
+    """The TF Serving flags given that have no effect here, by name."""
+    return [dest[len(INERT_DEST) :] for dest in vars(args) if dest.startswith(INERT_DEST)]
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -148,6 +187,8 @@ def main(argv: list[str] | None = None) -> int:
         if args.command in ("serve", "desktop"):
             settings = settings_from_args(args)
             configure_logging(settings.log_level)
+            for name in inert_flags_given(args):
+                log.warning("%s", INERT_TFSERVING_FLAGS[name].warning(name))
             if args.command == "serve":
                 return launcher.serve(settings)
             return launcher.desktop(settings, args.headless)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import enum
+import functools
 import os
 import sys
 import typing
@@ -21,7 +22,7 @@ from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
-from google.protobuf import text_format
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from .errors import InvalidArgument
 
@@ -412,22 +413,59 @@ class Settings:
         tfserving=True,
     )
     num_request_iterations_for_warmup: int = setting(
-        1, "times each warm-up request is run", group="runtime", tfserving=True
+        1,
+        "times each record of a version's assets.extra/tf_serving_warmup_requests is run; 0 = once",
+        group="runtime",
+        tfserving=True,
     )
     saved_model_tags: str = setting(
-        "serve", "the MetaGraph tags of the SavedModels to load, comma-separated", group="runtime", tfserving=True
+        "serve",
+        "the tags of the MetaGraph to load from each SavedModel, comma-separated; a SavedModel without that tag-set "
+        "fails to load",
+        group="runtime",
+        tfserving=True,
+    )
+    prefer_tflite_model: bool = setting(
+        False,
+        "serve a version folder's model.tflite (with LiteRT) instead of its saved_model.pb when it has both",
+        group="runtime",
+        tfserving=True,
+    )
+    enable_signature_method_name_check: bool = setting(
+        False,
+        "classify and regress only signatures of that method_name, and predict only signatures of TF Serving's "
+        "three methods",
+        group="runtime",
+        tfserving=True,
     )
     per_process_gpu_memory_fraction: float = setting(
         0.0,
-        "the fraction of each GPU's memory TensorFlow may take; 0 = grow as needed",
+        "the fraction of each GPU's memory the models may take, reserved at start; 0 = take it as needed (memory "
+        "growth); no effect on the CPU",
         group="runtime",
         tfserving=True,
     )
     tensorflow_session_parallelism: int = setting(
         0,
-        "threads for both TensorFlow pools (intra- and inter-op) where those flags are not given; 0 = their defaults",
+        "threads for both TensorFlow pools (intra- and inter-op) when neither of those flags is given; 0 = their "
+        "defaults",
         group="runtime",
         tfserving=True,
+    )
+    tensorflow_session_config_file: Path | None = setting(
+        None,
+        "a TensorFlow ConfigProto text proto the model sessions start from; the thread and GPU memory flags, when "
+        "given, win over it",
+        group="runtime",
+        tfserving=True,
+    )
+    mixed_precision: str = setting(
+        "",
+        "bfloat16: run float32 models with oneDNN's bfloat16 auto mixed precision (CPUs with bfloat16 support); "
+        "other values are ignored with a warning",
+        group="runtime",
+        tfserving=True,
+        default_doc="none",
     )
     tensorflow_intra_op_parallelism: int = setting(
         0, "threads inside one TF op; 0 = TensorFlow's choice", group="runtime", tfserving=True
@@ -443,6 +481,21 @@ class Settings:
     log_level: str = setting(
         "INFO", "the least severe log records written", group="runtime", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
+
+    def op_parallelism(self) -> tuple[int, int]:
+        """The (intra-op, inter-op) threads of the model sessions: TF Serving's precedence of the three flags.
+
+        Either of --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism given (not 0): both as
+        given; else --tensorflow_session_parallelism for both.
+        """
+        intra, inter = self.tensorflow_intra_op_parallelism, self.tensorflow_inter_op_parallelism
+        if intra or inter:
+            return intra, inter
+        return self.tensorflow_session_parallelism, self.tensorflow_session_parallelism
+
+    def saved_model_tag_set(self) -> tuple[str, ...]:
+        """--saved_model_tags as a tuple (``"serve,gpu"`` -> ``("serve", "gpu")``)."""
+        return tuple(tag.strip() for tag in self.saved_model_tags.split(",") if tag.strip())
 
 
 @dataclasses.dataclass(frozen=True)
@@ -496,6 +549,211 @@ def value_type(annotation: Any) -> tuple[type, bool]:
     return (origin or annotation), False
 
 
+@dataclasses.dataclass(frozen=True)
+class TFServingFlag:
+    """One flag of TF Serving's ``tensorflow_model_server`` (``model_servers/main.cc``) and what it does here.
+
+    With ``why``, the flag cannot act here: it is accepted with a value of ``type`` and warns once (see
+    :meth:`warning`). Without, the declared setting whose TF Serving name it is carries it (``--version``
+    excepted), acting as in TF Serving unless ``here`` says how it differs.
+    """
+
+    meaning: str  # TF Serving's, in a few words
+    default: Any  # TF Serving's
+    here: str = ""
+    type: type = bool
+    why: str = ""
+    instead: str = ""
+
+    def warning(self, name: str) -> str:
+        return f"--{name} has no effect here: {self.why}; {self.instead}"
+
+
+TFSERVING_DEFAULT_THREADS = "4 x the CPUs"
+NO_FLAG_NEEDED = "no flag is needed"
+
+# Every flag of tensorflow_model_server, in main.cc's order (tests/tfserving_flags.txt lists their names).
+TFSERVING_FLAGS: dict[str, TFServingFlag] = {
+    "port": TFServingFlag(
+        "gRPC port; 0 turns gRPC off", 8500, "0 picks a free port and prints it; --enable_grpc_api=false turns gRPC off"
+    ),
+    "grpc_socket_path": TFServingFlag("also serve gRPC on this UNIX domain socket", None),
+    "rest_api_port": TFServingFlag(
+        "REST port; 0 (the default) turns REST off",
+        0,
+        "REST is on by default, for the start page and REST clients; 0 picks a free port and prints it; "
+        "--enable_rest_api=false turns REST off",
+    ),
+    "rest_api_num_threads": TFServingFlag("REST worker threads", TFSERVING_DEFAULT_THREADS),
+    "rest_api_timeout_in_ms": TFServingFlag("timeout of a REST call", 30000),
+    "rest_api_enable_cors_support": TFServingFlag(
+        "CORS headers on every REST answer", False, "answers as --cors_allowed_origin '*' does"
+    ),
+    "enable_batching": TFServingFlag(
+        "batch concurrent requests", False, "by default a version that ships a batching_params.pbtxt is batched"
+    ),
+    "allow_version_labels_for_unavailable_models": TFServingFlag(
+        "let models.config label a version that is not AVAILABLE yet", False
+    ),
+    "batching_parameters_file": TFServingFlag(
+        "a BatchingParameters text proto", None, "implies --enable_batching (TF Serving refuses it without)"
+    ),
+    "enable_per_model_batching_parameters": TFServingFlag(
+        "a version's batching_params.pbtxt sets its batching (with --enable_batching)",
+        False,
+        "on by default, and also without --enable_batching",
+    ),
+    "model_config_file": TFServingFlag(
+        "a ModelServerConfig text proto: the models to serve",
+        None,
+        "--model_name and --model_base_path may be given too, and add their model (TF Serving ignores them)",
+    ),
+    "model_config_file_poll_wait_seconds": TFServingFlag("how often to re-read --model_config_file; 0 = never", 0),
+    "model_name": TFServingFlag(
+        "the name of the one model served", "default", "without it (and --model_base_path) the bundled models serve"
+    ),
+    "model_base_path": TFServingFlag(
+        "the folder of that model's versions (required without --model_config_file)",
+        None,
+        "without it (and --model_name) the bundled models serve",
+    ),
+    "num_load_threads": TFServingFlag("versions loaded at once; 0 = one at a time", 0),
+    "num_unload_threads": TFServingFlag(
+        "threads unloading versions; 0 = the manager's thread",
+        0,
+        type=int,
+        why="versions are unloaded one at a time by the manager's thread, as TF Serving's default (0) does, and an "
+        "unload (closing a session) takes milliseconds",
+        instead=NO_FLAG_NEEDED,
+    ),
+    "max_num_load_retries": TFServingFlag(
+        "times a failed load is retried", 5, "a failed version is also retried whenever its files change"
+    ),
+    "load_retry_interval_micros": TFServingFlag("the wait before each load retry", 60_000_000),
+    "file_system_poll_wait_seconds": TFServingFlag("how often to look for new versions", 1),
+    "flush_filesystem_caches": TFServingFlag(
+        "flush TensorFlow's file system caches after loads",
+        True,
+        why="TensorFlow caches only remote file systems (gs://, s3://), and the appliance serves models from local "
+        "folders",
+        instead=NO_FLAG_NEEDED,
+    ),
+    "tensorflow_session_parallelism": TFServingFlag("threads of both TensorFlow pools", 0),
+    "tensorflow_session_config_file": TFServingFlag(
+        "a ConfigProto text proto for the model sessions",
+        None,
+        "the thread and GPU memory flags win over the file only when given (in TF Serving, always)",
+    ),
+    "tensorflow_intra_op_parallelism": TFServingFlag("threads inside one op", 0),
+    "tensorflow_inter_op_parallelism": TFServingFlag(
+        "threads running ops in parallel",
+        0,
+        "0: one-row calls that cannot loop run in the calling thread, the others on TensorFlow's pool",
+    ),
+    "use_alts_credentials": TFServingFlag(
+        "Google ALTS credentials for gRPC",
+        False,
+        why="ALTS works only between Google Cloud machines (it needs their handshaker service)",
+        instead="use --ssl_config_file for TLS and client certificates",
+    ),
+    "ssl_config_file": TFServingFlag("an SSLConfig text proto: TLS for gRPC", None),
+    "platform_config_file": TFServingFlag(
+        "a PlatformConfigMap text proto: session and batching config per platform",
+        None,
+        type=Path,
+        why="only the tensorflow platform is served here, and tensorflow-serving-api has no Python module for its "
+        "SavedModelBundleSourceAdapterConfig",
+        instead="use --tensorflow_session_config_file, --batching_parameters_file and --saved_model_tags",
+    ),
+    "per_process_gpu_memory_fraction": TFServingFlag(
+        "the fraction of each GPU's memory to take; 0 = TensorFlow's choice (nearly all)",
+        0.0,
+        "0: memory growth, so a shared card keeps its free memory",
+    ),
+    "saved_model_tags": TFServingFlag("the tags of the MetaGraph to load", "serve"),
+    "grpc_channel_arguments": TFServingFlag("gRPC server channel arguments", ""),
+    "grpc_max_threads": TFServingFlag("gRPC worker threads", TFSERVING_DEFAULT_THREADS),
+    "enable_model_warmup": TFServingFlag(
+        "run a version's warm-up records before it is AVAILABLE",
+        True,
+        "a version without records gets a synthetic request per signature",
+    ),
+    "num_request_iterations_for_warmup": TFServingFlag("times each warm-up record is run; 0 = once", 0),
+    "version": TFServingFlag("print the version and exit", False, "prints the appliance's and TensorFlow's versions"),
+    "monitoring_config_file": TFServingFlag(
+        "a MonitoringConfig text proto: whether and where to serve Prometheus metrics",
+        None,
+        "without it the metrics are served at /monitoring/prometheus/metrics (TF Serving: not at all)",
+    ),
+    "remove_unused_fields_from_bundle_metagraph": TFServingFlag(
+        "drop the MetaGraphDef's graph after a load to save memory",
+        True,
+        why="each version keeps its graph to tell which calls may loop (see --tensorflow_inter_op_parallelism), and "
+        "frees it with the version",
+        instead=NO_FLAG_NEEDED,
+    ),
+    "prefer_tflite_model": TFServingFlag(
+        "serve a SavedModel folder's model.tflite instead of its saved_model.pb", False, "runs it with LiteRT"
+    ),
+    "num_tflite_pools": TFServingFlag(
+        "TFLite interpreter pools per model",
+        "the CPUs",
+        type=int,
+        why="each .tflite model has one LiteRT interpreter whose calls take turns (a small model's call lasts "
+        "microseconds)",
+        instead="serve a SavedModel where one model must run many calls at once",
+    ),
+    "num_tflite_interpreters_per_pool": TFServingFlag(
+        "TFLite interpreters per pool",
+        1,
+        type=int,
+        why="each .tflite model has one LiteRT interpreter whose calls take turns (a small model's call lasts "
+        "microseconds)",
+        instead="serve a SavedModel where one model must run many calls at once",
+    ),
+    "enable_signature_method_name_check": TFServingFlag("check a signature's method_name against the API", False),
+    "xla_cpu_compilation_enabled": TFServingFlag(
+        "allow XLA:CPU JIT (off: models that need it fail)",
+        False,
+        why="XLA JIT is always allowed here (TensorFlow's own default), so models compiled with jit_compile run",
+        instead=NO_FLAG_NEEDED,
+    ),
+    "xla_gpu_compilation_enabled": TFServingFlag(
+        "allow XLA:CPU and XLA:GPU JIT (off: models that need it fail)",
+        False,
+        why="XLA JIT is always allowed here (TensorFlow's own default), so models compiled with jit_compile run",
+        instead=NO_FLAG_NEEDED,
+    ),
+    "enable_profiler": TFServingFlag(
+        "serve TensorFlow's profiler on the gRPC port",
+        True,
+        why="the gRPC port serves TF Serving's prediction and model services (and health, reflection) only",
+        instead="profile a model with tf.profiler in a script, or read the Prometheus metrics",
+    ),
+    "thread_pool_factory_config_file": TFServingFlag(
+        "a ThreadPoolConfig text proto: custom TensorFlow thread pools for requests",
+        None,
+        type=Path,
+        why="model calls run on their sessions' own pools or in the calling thread",
+        instead="size those with --tensorflow_intra_op_parallelism and --tensorflow_inter_op_parallelism",
+    ),
+    "mixed_precision": TFServingFlag("bfloat16: oneDNN bfloat16 auto mixed precision", ""),
+    "skip_initialize_tpu": TFServingFlag(
+        "skip initializing the TPU system at start (TPU builds)",
+        False,
+        why="the appliance runs models on CPUs and GPUs: there is no TPU to initialize",
+        instead=NO_FLAG_NEEDED,
+    ),
+    "enable_grpc_healthcheck_service": TFServingFlag(
+        "serve the standard gRPC health service", False, "on by default, with gRPC server reflection"
+    ),
+    "enable_serialization_as_tensor_content": TFServingFlag(
+        "gRPC Predict answers tensors as tensor_content bytes", False
+    ),
+}
+INERT_TFSERVING_FLAGS = {name: flag for name, flag in TFSERVING_FLAGS.items() if flag.why}
+
+
 def _from_file(declared: Declared, value: Any, source: str) -> Any:
     """A settings.toml value, checked against the setting's type."""
     kind, many = value_type(declared.type)
@@ -537,8 +795,22 @@ def settings_from_sources(
         (remote if in_remote else values)[declared.key] = value
     if (values.get("model_name") is None) != (values.get("model_base_path") is None):
         raise InvalidArgument("--model_name and --model_base_path go together")
+    _check_tensorflow_flags(values)
     configured = bool(file_settings.get("remote")) or "url" in remote
     return Settings(**values, remote=_remote_from_table(remote, source) if configured else None)
+
+
+def _check_tensorflow_flags(values: Mapping[str, Any]) -> None:
+    threads = ("tensorflow_session_parallelism", "tensorflow_intra_op_parallelism", "tensorflow_inter_op_parallelism")
+    if all(values.get(name, 0) > 0 for name in threads):
+        raise InvalidArgument(
+            "Either configure --tensorflow_session_parallelism or (--tensorflow_intra_op_parallelism, "
+            "--tensorflow_inter_op_parallelism) separately. You cannot configure all."
+        )
+    if not 0.0 <= values.get("per_process_gpu_memory_fraction", 0.0) <= 1.0:
+        raise InvalidArgument("--per_process_gpu_memory_fraction must be between 0.0 and 1.0")
+    if "saved_model_tags" in values and not values["saved_model_tags"].strip(" ,"):
+        raise InvalidArgument("--saved_model_tags names no tag: give e.g. serve, or serve,gpu")
 
 
 def _policy_from_proto(proto) -> VersionPolicy:
@@ -597,6 +869,56 @@ def read_model_server_config(path: Path) -> list[ModelConfig]:
         raise InvalidArgument(f"cannot read model config file {path}: {e.strerror}") from None
     source = f"model config file {path}"
     return model_configs(parse_model_server_config(text, source), Path(path).resolve().parent, source)
+
+
+@dataclasses.dataclass(frozen=True)
+class PrometheusConfig:
+    """TF Serving's ``prometheus_config``: whether the metrics are served, and where ("" = the default path)."""
+
+    enable: bool
+    path: str = ""
+
+
+@functools.cache
+def _monitoring_config_message():
+    """A message class for tensorflow.serving.MonitoringConfig (the pip package ships no module for it)."""
+    field = descriptor_pb2.FieldDescriptorProto
+    file = descriptor_pb2.FileDescriptorProto(
+        name="appliance/monitoring_config.proto", package="tensorflow.serving", syntax="proto3"
+    )
+    prometheus = file.message_type.add(name="PrometheusConfig")
+    prometheus.field.add(name="enable", number=1, type=field.TYPE_BOOL, label=field.LABEL_OPTIONAL)
+    prometheus.field.add(name="path", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    monitoring = file.message_type.add(name="MonitoringConfig")
+    monitoring.field.add(
+        name="prometheus_config",
+        number=1,
+        type=field.TYPE_MESSAGE,
+        label=field.LABEL_OPTIONAL,
+        type_name=".tensorflow.serving.PrometheusConfig",
+    )
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(file)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("tensorflow.serving.MonitoringConfig"))
+
+
+def read_monitoring_config(path: Path) -> PrometheusConfig:
+    """Parse a TF Serving ``MonitoringConfig`` text proto (``--monitoring_config_file``)::
+
+    prometheus_config { enable: true path: "/metrics" }
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidArgument(f"cannot read monitoring config file {path}: {e.strerror}") from None
+    try:
+        proto = text_format.Parse(text, _monitoring_config_message()())
+    except text_format.ParseError as e:
+        raise InvalidArgument(f"monitoring config file {path} is not a valid MonitoringConfig: {e}") from None
+    prometheus = proto.prometheus_config
+    if prometheus.path and not prometheus.path.startswith("/"):
+        raise InvalidArgument(f"monitoring config file {path}: the prometheus_config path must start with /")
+    return PrometheusConfig(prometheus.enable, prometheus.path)
 
 
 def _remote_from_table(table: Mapping, source: str) -> RemoteSettings:

@@ -178,3 +178,88 @@ def test_apply_config_takes_base_paths_from_the_working_directory_and_labels_as_
     finally:
         application.server.stop()
         application.close()
+
+
+def _application(tmp_path, monkeypatch, **settings) -> Application:
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    (tmp_path / "models").mkdir(exist_ok=True)
+    return Application(
+        Settings(
+            rest_api_port=0, port=0, model_roots=(tmp_path / "models",), file_system_poll_wait_seconds=0, **settings
+        )
+    )
+
+
+def test_monitoring_config_serves_the_metrics_at_its_path_or_not_at_all(tmp_path, monkeypatch):
+    config = tmp_path / "monitoring.config"
+    config.write_text('prometheus_config { enable: true path: "/metrics" }')
+    moved = _application(tmp_path, monkeypatch, monitoring_config_file=config)
+    try:
+        moved.server.start()
+        scrape = requests.get(moved.url + "/metrics", timeout=30)
+        assert scrape.status_code == 200 and "process_cpu_seconds_total" in scrape.text
+        assert requests.get(moved.url + "/monitoring/prometheus/metrics", timeout=30).status_code == 404
+        documented = requests.get(moved.url + "/openapi.json", timeout=30).json()["paths"]
+        assert "/metrics" in documented and "/monitoring/prometheus/metrics" not in documented
+    finally:
+        moved.server.stop()
+        moved.close()
+    config.write_text('prometheus_config { enable: false path: "/metrics" }')
+    hidden = _application(tmp_path, monkeypatch, monitoring_config_file=config)
+    try:
+        hidden.server.start()
+        for path in ("/metrics", "/monitoring/prometheus/metrics"):
+            assert requests.get(hidden.url + path, timeout=30).status_code == 404, path
+    finally:
+        hidden.server.stop()
+        hidden.close()
+
+
+def test_rest_api_enable_cors_support_answers_every_origin(tmp_path, monkeypatch):
+    app = _application(tmp_path, monkeypatch, rest_api_enable_cors_support=True)
+    try:
+        app.server.start()
+        origin = {"Origin": "http://localhost:3000"}
+        preflight = requests.options(
+            app.url + "/v1/models/any:predict", headers={**origin, "Access-Control-Request-Method": "POST"}, timeout=30
+        )
+        assert preflight.status_code == 204 and preflight.headers["Access-Control-Allow-Origin"] == "*"
+        health = requests.get(app.url + "/health", headers=origin, timeout=30)
+        assert health.headers["Access-Control-Allow-Origin"] == "*"
+    finally:
+        app.server.stop()
+        app.close()
+    plain = _application(tmp_path, monkeypatch)
+    try:
+        plain.server.start()
+        health = requests.get(plain.url + "/health", headers={"Origin": "http://localhost:3000"}, timeout=30)
+        assert "Access-Control-Allow-Origin" not in health.headers
+    finally:
+        plain.server.stop()
+        plain.close()
+
+
+def test_tf_serving_runtime_flags_reach_the_runtime(tmp_path, monkeypatch, tfs_testdata):
+    from appliance.application import batching_policy
+    from appliance.errors import NotFound
+
+    app = _application(
+        tmp_path,
+        monkeypatch,
+        tensorflow_session_parallelism=2,
+        saved_model_tags="serve,gpu",
+        mixed_precision="bfloat16",
+        enable_per_model_batching_parameters=False,
+    )
+    try:
+        runtime = app._local_runtime()
+        config = runtime.session_config
+        assert (config.intra_op_parallelism_threads, config.inter_op_parallelism_threads) == (2, 2)
+        assert config.graph_options.rewrite_options.auto_mixed_precision_onednn_bfloat16
+        with pytest.raises(NotFound, match=r"matching supplied tags: \{ serve gpu \}"):
+            runtime.load(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+        assert batching_policy(app.settings).per_model is False
+    finally:
+        app.server.stop()
+        app.close()

@@ -182,3 +182,52 @@ def test_the_docs_table_is_generated_and_a_stale_one_is_caught():
     assert "`APPLIANCE_TOKEN`" in table and "`[remote]` `timeout_seconds`" in table
     stale = text.replace("`--remote_probe_seconds`", "`--remote_probe_interval`")
     assert stale != text and update_docs.updated(stale) == text
+
+
+def test_session_parallelism_sets_both_pools_unless_either_is_given_as_in_tf_serving():
+    assert _settings().op_parallelism() == (0, 0)
+    assert _settings(["--tensorflow_session_parallelism", "3"]).op_parallelism() == (3, 3)
+    given = ["--tensorflow_session_parallelism=3", "--tensorflow_intra_op_parallelism=2"]
+    assert _settings(given).op_parallelism() == (2, 0)
+    assert _settings(
+        ["--tensorflow_session_parallelism=3", "--tensorflow_inter_op_parallelism=-1"]
+    ).op_parallelism() == (
+        0,
+        -1,
+    )
+    with pytest.raises(InvalidArgument, match="You cannot configure all"):
+        _settings([*given, "--tensorflow_inter_op_parallelism=4"])
+
+
+def test_gpu_memory_fraction_and_saved_model_tags_are_checked():
+    assert _settings(["--per_process_gpu_memory_fraction=1"]).per_process_gpu_memory_fraction == 1.0
+    for bad in ("1.5", "-0.1"):
+        with pytest.raises(InvalidArgument, match=r"between 0\.0 and 1\.0"):
+            _settings([f"--per_process_gpu_memory_fraction={bad}"])
+    assert _settings().saved_model_tag_set() == ("serve",)
+    assert _settings(["--saved_model_tags", " serve, gpu ,"]).saved_model_tag_set() == ("serve", "gpu")
+    with pytest.raises(InvalidArgument, match="names no tag"):
+        _settings(["--saved_model_tags=,"])
+
+
+def test_monitoring_config_file(tmp_path):
+    from appliance.config import PrometheusConfig, read_monitoring_config
+
+    config = tmp_path / "monitoring.config"
+    for text, expected in (
+        ('prometheus_config { enable: true, path: "/metrics" }', PrometheusConfig(True, "/metrics")),
+        ("prometheus_config { enable: true }", PrometheusConfig(True, "")),
+        ('prometheus_config { path: "/m" }', PrometheusConfig(False, "/m")),
+        ("", PrometheusConfig(False, "")),
+    ):
+        config.write_text(text)
+        assert read_monitoring_config(config) == expected, text
+    for text, message in (
+        ("prometheus_config { enable: maybe }", "is not a valid MonitoringConfig"),
+        ('prometheus_config { enable: true path: "metrics" }', "must start with /"),
+    ):
+        config.write_text(text)
+        with pytest.raises(InvalidArgument, match=message):
+            read_monitoring_config(config)
+    with pytest.raises(InvalidArgument, match="cannot read monitoring config file"):
+        read_monitoring_config(tmp_path / "none.config")

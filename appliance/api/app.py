@@ -17,6 +17,7 @@ from collections.abc import Callable, Iterable
 
 import bottle
 
+from ..errors import InvalidArgument
 from ..serving.manager import ModelManager
 from ..serving.routing import Router
 from . import openapi, pages
@@ -191,7 +192,6 @@ ROUTE_APIS = {
     "/": "index",
     "/openapi.json": "openapi",
     "/docs": "docs",
-    METRICS_PATH: "metrics",
 }
 
 
@@ -202,13 +202,17 @@ def create_app(
     router: Router | None = None,
     access: AccessPolicy = LOOPBACK_ONLY,
     metrics: Metrics | None = None,
+    metrics_path: str | None = METRICS_PATH,
 ):
     """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``).
 
     Request bodies over ``max_request_bytes`` get 413. ``access`` says which Host names are answered and
     which requests need a token (401 without it); by default, loopback's names and no token. Every request
-    is counted and timed in ``metrics`` (by default, metrics of this app's own).
+    is counted and timed in ``metrics`` (by default, metrics of this app's own), which ``GET metrics_path``
+    answers (None: no route answers them).
     """
+    if metrics_path is not None and (metrics_path in ROUTE_APIS or metrics_path[:4].lower() == "/v1/"):
+        raise InvalidArgument(f"the metrics cannot be served at {metrics_path}: the appliance answers that path")
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
     app.install(_json_errors)
@@ -236,10 +240,13 @@ def create_app(
     app.route("/predict", "POST", lambda: simple.handle(body()))
     app.route("/health", "GET", lambda: pages.health(manager, remote))
     app.route("/", "GET", lambda: pages.index(manager, remote))
-    app.route("/openapi.json", "GET", openapi.openapi_json)
+    app.route("/openapi.json", "GET", lambda: openapi.openapi_json(metrics_path))
     app.route("/docs", "GET", openapi.docs_page)
-    app.route(METRICS_PATH, "GET", metrics.page)
-    guarded: Callable[..., Iterable[bytes]] = ModelsFirst(v1, app, ROUTE_APIS)
+    route_apis = dict(ROUTE_APIS)
+    if metrics_path is not None:
+        app.route(metrics_path, "GET", metrics.page)
+        route_apis[metrics_path] = "metrics"
+    guarded: Callable[..., Iterable[bytes]] = ModelsFirst(v1, app, route_apis)
     if access.token:
         guarded = TokenRequired(guarded, access.token)
     if access.cors_allowed_origins:  # outside the token: preflights carry none

@@ -43,6 +43,9 @@ BATCH_BOUNDS = tuple(float(2**k) for k in range(14))  # TF Serving's batch size 
 
 # The TF Serving REST API, and the "API" label TF Serving gives each (the URL's verb; "" for GETs).
 TFS_APIS = {"predict": "predict", "classify": "classify", "regress": "regress", "status": "", "metadata": ""}
+# The gRPC PredictionService's "api" labels TF Serving counts too, and its "API" label for each
+# (prediction_service_impl.cc: MultiInference and GetModelMetadata are in neither of its request metrics).
+GRPC_APIS = {"grpc_predict": "Predict", "grpc_classify": "Classify", "grpc_regress": "Regress"}
 # The gRPC code name of an HTTP status, for TF Serving's "status" label (the first code TF Serving maps to it).
 CODE_NAMES = {str(status): code.name for code, status in reversed(HTTP_STATUS.items())}
 UNSERVED = ("", None, "")
@@ -97,7 +100,10 @@ def labelled_body(chunk: bytes | None, response: bottle.HTTPResponse, api: str) 
 
 
 class RequestMetrics:
-    """Count and time of every request by model, version, API, HTTP status code and backend."""
+    """Count and time of every request by model, version, API, status code and backend.
+
+    The code is the HTTP status of a REST request ("200"), the gRPC code's name of a gRPC one ("OK").
+    """
 
     LABELS = ("model", "version", "api", "code", "backend")
 
@@ -230,12 +236,31 @@ def _histogram(name: str, documentation: str, labels: list[str], bounds, totals,
     return family
 
 
+def _tfs_status(labels: dict[str, str]) -> str | None:
+    """The "status" TF Serving's request count gives a request (its code's name); None if it counts none."""
+    api = labels["api"]
+    if api in TFS_APIS:
+        return CODE_NAMES.get(labels["code"], "UNKNOWN")
+    return labels["code"] if api in GRPC_APIS else None  # gRPC requests are labelled with the code's name
+
+
+def _tfs_latency_labels(labels: dict[str, str]) -> tuple[str, str, str] | None:
+    """(model_name, API, entrypoint) of a successful request TF Serving times; None for the others."""
+    api, code = labels["api"], labels["code"]
+    if api in TFS_APIS and code == "200":
+        return labels["model"], TFS_APIS[api], "REST"
+    if api in GRPC_APIS and code == "OK":
+        return labels["model"], GRPC_APIS[api], "GRPC"
+    return None
+
+
 class TFServingNames:
     """Collector: TF Serving's metric names, computed from the appliance's own at scrape time.
 
     A request is recorded once: ``:tensorflow:serving:request_count`` (exported untyped, since
     prometheus_client appends ``_total`` to every counter) and ``:tensorflow:serving:request_latency``
-    (microseconds, successful ``/v1`` requests only, as TF Serving does) are sums of the appliance's series.
+    (microseconds, successful ``/v1`` and gRPC requests only, as TF Serving does) are sums of the appliance's
+    series.
     """
 
     def __init__(self, requests: RequestMetrics, serving: ServingMetrics):
@@ -246,20 +271,14 @@ class TFServingNames:
         count = Metric(":tensorflow:serving:request_count", "The total number of requests.", "unknown")
         totals: dict[tuple, float] = {}
         for sample in self._requests.requests.collect()[0].samples:
-            labels = sample.labels
-            if sample.name.endswith("_total") and labels["api"] in TFS_APIS:
-                key = (labels["model"], CODE_NAMES.get(labels["code"], "UNKNOWN"))
+            status = _tfs_status(sample.labels) if sample.name.endswith("_total") else None
+            if status is not None:
+                key = (sample.labels["model"], status)
                 totals[key] = totals.get(key, 0.0) + sample.value
         for (model, status), value in totals.items():
             count.add_sample(count.name, {"model_name": model, "status": status}, value)
         yield count
-
-        def successful_v1(labels):
-            if labels["code"] != "200" or labels["api"] not in TFS_APIS:
-                return None
-            return labels["model"], TFS_APIS[labels["api"]], "REST"
-
-        latencies = _add_up(self._requests.durations.collect()[0], LATENCY_BOUNDS_SECONDS, successful_v1)
+        latencies = _add_up(self._requests.durations.collect()[0], LATENCY_BOUNDS_SECONDS, _tfs_latency_labels)
         yield _histogram(
             ":tensorflow:serving:request_latency",
             "Distribution of wall time (in microseconds) for Tensorflow Serving request.",

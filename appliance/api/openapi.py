@@ -20,6 +20,7 @@ import bottle
 from .. import __version__
 from ..errors import Code
 from ..serving.manager import State
+from .metrics import PATH as METRICS_PATH
 from .responses import json_response
 
 JSON = "application/json"
@@ -628,7 +629,7 @@ def _appliance_paths() -> dict:
     }
 
 
-def _server_paths() -> dict:
+def _server_paths(metrics_path: str | None) -> dict:
     def get(operation_id: str, summary: str, responses: dict) -> dict:
         return {
             "get": {
@@ -649,8 +650,16 @@ def _server_paths() -> dict:
                 "503": {"description": "Still loading.", **health},
             },
         ),
-        "/monitoring/prometheus/metrics": get(
-            "metrics", "Metrics in Prometheus' text format", _ok("The metrics.", {"type": "string"}, "text/plain")
+        **(
+            {
+                metrics_path: get(
+                    "metrics",
+                    "Metrics in Prometheus' text format",
+                    _ok("The metrics.", {"type": "string"}, "text/plain"),
+                )
+            }
+            if metrics_path
+            else {}
         ),
         "/openapi.json": get("openapi", "This document", _ok("OpenAPI 3.1.", {"type": "object"})),
         "/docs": get(
@@ -674,8 +683,8 @@ def _server_paths() -> dict:
     }
 
 
-def openapi_document() -> dict:
-    """The OpenAPI 3.1 document of every route, as JSON-ready Python data."""
+def openapi_document(metrics_path: str | None = METRICS_PATH) -> dict:
+    """The OpenAPI 3.1 document of every route, as JSON-ready Python data (the metrics at ``metrics_path``)."""
     return {
         "openapi": "3.1.0",
         "info": {
@@ -689,7 +698,7 @@ def openapi_document() -> dict:
             {"name": APPLIANCE_TAG, "description": "The simple predict endpoint and the control API."},
             {"name": SERVER_TAG, "description": "Health, metrics and documentation."},
         ],
-        "paths": {**_tf_serving_paths(), **_appliance_paths(), **_server_paths()},
+        "paths": {**_tf_serving_paths(), **_appliance_paths(), **_server_paths(metrics_path)},
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,
@@ -708,8 +717,8 @@ def openapi_document() -> dict:
 
 
 @functools.cache
-def _document_json() -> str:
-    return json.dumps(openapi_document(), indent=1)
+def _document_json(metrics_path: str | None) -> str:
+    return json.dumps(openapi_document(metrics_path), indent=1)
 
 
 @functools.cache
@@ -717,8 +726,8 @@ def _docs_html() -> bytes:
     return resources.files(__package__).joinpath("static", "docs.html").read_bytes()
 
 
-def openapi_json() -> bottle.HTTPResponse:
-    return json_response(_document_json())
+def openapi_json(metrics_path: str | None = METRICS_PATH) -> bottle.HTTPResponse:
+    return json_response(_document_json(metrics_path))
 
 
 def docs_page() -> bottle.HTTPResponse:

@@ -130,18 +130,21 @@ class BatchingPolicy:
 
     ``enabled`` True batches every version (with its own ``batching_params.pbtxt``
     when it has one, else ``parameters``); False none; None only the versions
-    that ship their own ``batching_params.pbtxt`` (the bundled models do).
+    that ship their own ``batching_params.pbtxt`` (the bundled models do). Without
+    ``per_model`` (TF Serving's ``--enable_per_model_batching_parameters=false``),
+    a version's own file is ignored.
     """
 
     enabled: bool | None = None
     parameters: BatchingParameters = BatchingParameters()
     wait_seconds: float | None = None  # how long a request may wait in a queue (DEADLINE_EXCEEDED after)
+    per_model: bool = True
 
     def parameters_for(self, version_path: Path) -> BatchingParameters | None:
         if self.enabled is False:
             return None
         own = Path(version_path) / PER_MODEL_FILE
-        if own.is_file():
+        if self.per_model and own.is_file():
             return read_batching_parameters(own)
         return self.parameters if self.enabled else None
 
@@ -239,7 +242,10 @@ class SignatureBatcher:
         self._queued_rows = 0
         self._runners = 0
 
-    def predict(self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str]) -> dict[str, np.ndarray]:
+    def predict(
+        self, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str], deadline: float | None = None
+    ) -> dict[str, np.ndarray]:
+        """The request's outputs; it waits in the queue until ``deadline`` (:func:`time.monotonic`) at most."""
         rows = _batch_rows(inputs)
         if rows is None or rows > self._parameters.max_batch_size:
             return self._run(inputs, output_filter)
@@ -270,7 +276,7 @@ class SignatureBatcher:
             if self._parameters.batch_timeout_micros:
                 self._arrived.notify_all()  # a runner may be waiting for its batch to fill
         if not task.runner:
-            self._await_turn(task)
+            self._await_turn(task, deadline)
             if not task.runner:
                 return task.result()
         self._run_batches_until_done(task)
@@ -285,15 +291,19 @@ class SignatureBatcher:
             shapes = tuple((alias, a.dtype.str, a.shape[1:]) for alias, a in inputs.items())
         return tuple(output_filter), shapes
 
-    def _await_turn(self, task: _Task) -> None:
+    def _await_turn(self, task: _Task, deadline: float | None) -> None:
         """Wait until ``task`` is done or its thread was made a runner (``task.runner``)."""
-        if not task.wait(self._wait_seconds):
+        wait = self._wait_seconds
+        if deadline is not None:
+            left = max(deadline - time.monotonic(), 0.0)
+            wait = left if wait is None else min(wait, left)
+        if not task.wait(wait):
             with self._lock:
                 if not task.runner and task in self._queue:
                     self._queue.remove(task)
                     self._queued_rows -= task.rows
                     raise ServingError(
-                        f"Deadline exceeded: the request waited {self._wait_seconds:g} s for its batch",
+                        f"Deadline exceeded: the request waited {wait:.3g} s for its batch",
                         Code.DEADLINE_EXCEEDED,
                     )
             task.wait()  # taken into a running batch (whose call has its own deadline), or made a runner
@@ -449,14 +459,14 @@ class BatchingServable(Servable):
             if is_batchable(signature)
         }
 
-    def predict(self, signature_name, inputs, output_filter=()):
+    def predict(self, signature_name, inputs, output_filter=(), *, deadline=None):
         name = signature_name or DEFAULT_SIGNATURE
         batcher = self._batchers.get(name)
         # A request off the signature (names, dtype, shape) runs alone, before it could join a batch: it gets
         # its own answer (an error naming the input, or what the graph makes of it) and costs no one a retry.
         if batcher is None or not self.signatures[name].input_check.fits(inputs):
             return self._servable.predict(signature_name, inputs, output_filter)
-        return batcher.predict(inputs, tuple(output_filter))
+        return batcher.predict(inputs, tuple(output_filter), deadline)
 
     def classify(self, signature_name, context, examples):
         return self._servable.classify(signature_name, context, examples)

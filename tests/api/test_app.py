@@ -254,3 +254,17 @@ def test_models_first_answers_with_the_labels_of_what_served_each_request():
     assert labels(wsgi_path) == ("café", 1, "control", "local"), "the route's API; the name as Bottle decodes it"
     assert labels("/health", "HEAD") == ("", None, "health", "")
     assert labels("/nowhere") is None and labels("/health", "POST") is None, "Bottle's own 404 and 405: unlabelled"
+
+
+def test_the_metrics_path_of_a_monitoring_config_cannot_take_another_route():
+    from appliance.api.app import create_app
+    from appliance.serving.manager import ModelManager
+    from appliance.serving.repository import Repository
+    from appliance.serving.runtime.local_tf import LocalTFRuntime
+
+    manager = ModelManager(Repository([]), LocalTFRuntime("cpu"), 0)
+    for taken in ("/health", "/", "/predict", "/v1/models/m", "/V1/anything"):
+        with pytest.raises(InvalidArgument, match=f"cannot be served at {taken}"):
+            create_app(manager, max_request_bytes=1024, metrics_path=taken)
+    create_app(manager, max_request_bytes=1024, metrics_path="/metrics")
+    create_app(manager, max_request_bytes=1024, metrics_path=None)

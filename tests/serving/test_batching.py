@@ -300,6 +300,27 @@ def test_a_request_waiting_past_its_deadline_gets_deadline_exceeded_and_leaves_t
     assert isinstance(running.results[0], dict)
 
 
+@pytest.mark.parametrize("wait_seconds", [None, 30.0])
+def test_a_request_waits_for_its_batch_until_its_own_deadline_at_most(digits, wait_seconds):
+    gated = GatedServable(digits)
+    servable = BatchingServable(
+        gated, BatchingParameters(max_batch_size=8, num_batch_threads=1), wait_seconds=wait_seconds
+    )
+    client = SimpleNamespace(predict=lambda inputs, output_filter: servable.predict("", inputs, output_filter))
+    one_row = {"pixels": np.zeros((1, 64), np.float32)}
+    running = Requests(client, [one_row])
+    running.start()
+    assert gated.entered.wait(10)
+    with pytest.raises(ServingError) as late:  # a gRPC client's deadline, shorter than the server's own limit
+        servable.predict("", one_row, deadline=time.monotonic() + 0.2)
+    assert late.value.code is Code.DEADLINE_EXCEEDED
+    assert servable._batchers["serving_default"]._queued_rows == 0
+    gated.gate.set()
+    running.join()
+    assert isinstance(running.results[0], dict)
+    assert len(gated.calls) == 1  # the late request never ran
+
+
 def test_requests_larger_than_the_batch_limit_or_with_disagreeing_rows_run_alone(checked):
     calls = []
 
@@ -466,3 +487,18 @@ def test_policy_reads_a_versions_own_parameters_and_obeys_the_switch(tmp_path, d
     (plain / PER_MODEL_FILE).write_text("max_batch_size: 4")
     with pytest.raises(InvalidArgument, match=PER_MODEL_FILE):
         BatchingPolicy(None).parameters_for(plain)
+
+
+def test_without_per_model_parameters_a_versions_own_file_is_ignored(tmp_path, digits):
+    """--enable_per_model_batching_parameters=false: TF Serving's default, where only the global parameters count."""
+    own = tmp_path / "own"
+    own.mkdir()
+    (own / PER_MODEL_FILE).write_text("max_batch_size { value: 4 }")
+    default = BatchingParameters(max_batch_size=9)
+    assert BatchingPolicy(None, default, per_model=False).parameters_for(own) is None
+    assert BatchingPolicy(True, default, per_model=False).parameters_for(own) == default
+    assert BatchingPolicy(None, per_model=False).wrap(digits, own, "digits", 2, ServingObserver()) is digits
+    bundled = MODELS / "digits" / "2"
+    assert (bundled / PER_MODEL_FILE).is_file()
+    assert isinstance(BatchingPolicy(None).wrap(digits, bundled, "digits", 2, ServingObserver()), BatchingServable)
+    assert BatchingPolicy(None, per_model=False).wrap(digits, bundled, "digits", 2, ServingObserver()) is digits

@@ -298,3 +298,176 @@ def test_inputs_and_outputs_are_listed_by_alias_so_responses_keep_one_order(runt
                 assert list(outputs) == ["class", "probabilities"]
         finally:
             servable.close()
+
+
+# -- TF Serving's flags for the sessions and the loader (docs/tfserving-flags.md) ------------------------------------
+
+
+def _two_meta_graphs(path):
+    """A TF1 SavedModel with two MetaGraphs: tags {serve} doubles x, tags {serve, gpu} triples it."""
+    graph = tf.Graph()
+    with graph.as_default(), tf.compat.v1.Session(graph=graph) as session:
+        x = tf.compat.v1.placeholder(tf.float32, [None], name="x")
+        doubled, tripled = tf.multiply(x, 2.0, name="doubled"), tf.multiply(x, 3.0, name="tripled")
+
+        def signatures(y):
+            return {"serving_default": tf.compat.v1.saved_model.predict_signature_def({"x": x}, {"y": y})}
+
+        builder = tf.compat.v1.saved_model.Builder(str(path))
+        builder.add_meta_graph_and_variables(session, ["serve"], signature_def_map=signatures(doubled))
+        builder.add_meta_graph(["serve", "gpu"], signature_def_map=signatures(tripled))
+        builder.save()
+
+
+def test_saved_model_tags_choose_the_meta_graph_and_a_missing_tag_set_fails_the_load(tmp_path):
+    _two_meta_graphs(tmp_path / "1")
+    x = np.array([1.0, -2.5], np.float32)
+    for tags, factor in ((("serve",), 2), (("serve", "gpu"), 3), (("gpu", "serve"), 3)):
+        servable = LocalTFRuntime("cpu", saved_model_tags=tags).load(tmp_path / "1")
+        np.testing.assert_array_equal(servable.predict("serving_default", {"x": x})["y"], x * factor)
+        servable.close()
+    with pytest.raises(ServingError) as missing:
+        LocalTFRuntime("cpu", saved_model_tags=("serve", "tpu")).load(tmp_path / "1")
+    assert missing.value.code is Code.NOT_FOUND
+    message = missing.value.message
+    assert "Could not find meta graph def matching supplied tags: { serve tpu }" in message
+    assert str(tmp_path / "1") in message and "[serve], [gpu, serve]" in message
+
+
+def test_a_session_config_file_is_the_base_the_thread_flags_override(tmp_path, tfs_testdata):
+    config = tmp_path / "session.config"
+    config.write_text(
+        "intra_op_parallelism_threads: 2 inter_op_parallelism_threads: 3\n"
+        "graph_options { optimizer_options { opt_level: L0 } }\n"
+    )
+    from_file = LocalTFRuntime("cpu", session_config_file=config)
+    assert from_file.session_config.intra_op_parallelism_threads == 2
+    assert from_file.session_config.inter_op_parallelism_threads == 3
+    assert from_file.session_config.graph_options.optimizer_options.opt_level == -1  # L0
+    assert from_file.session_config.device_count["GPU"] == 0
+    flags_win = LocalTFRuntime("cpu", 4, 0, session_config_file=config).session_config
+    assert (flags_win.intra_op_parallelism_threads, flags_win.inter_op_parallelism_threads) == (4, 3)
+    # The file's inter-op pool is used: no call runs in the calling thread, as with the flag's N > 0.
+    path = tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+    on_pool, default = from_file.load(path), LocalTFRuntime("cpu").load(path)
+    try:
+        assert not on_pool.runs_in_caller_thread("serving_default")
+        assert default.runs_in_caller_thread("serving_default")
+        x = np.array([[1.0], [3.0]], np.float32)
+        np.testing.assert_array_equal(on_pool.predict("", {"x": x})["y"], 0.5 * x + 2)
+    finally:
+        on_pool.close()
+        default.close()
+    config.write_text("intra_op_parallelism_threads: many")
+    with pytest.raises(InvalidArgument, match="is not a valid ConfigProto"):
+        LocalTFRuntime("cpu", session_config_file=config)
+    with pytest.raises(InvalidArgument, match="cannot read TensorFlow session config file"):
+        LocalTFRuntime("cpu", session_config_file=tmp_path / "none.config")
+
+
+def test_mixed_precision_bfloat16_turns_the_onednn_rewrite_on(tfs_testdata, caplog):
+    """This machine's CPU may lack bfloat16: TensorFlow then skips the rewrite, and the answers stay float32's."""
+    from tensorflow.core.protobuf import rewriter_config_pb2
+
+    on = LocalTFRuntime("cpu", mixed_precision="bfloat16")
+    rewrites = on.session_config.graph_options.rewrite_options
+    assert rewrites.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.ON
+    servable = on.load(tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123")
+    x = np.array([[1.0], [3.0]], np.float32)
+    np.testing.assert_allclose(servable.predict("", {"x": x})["y"], 0.5 * x + 2, rtol=1e-2)
+    servable.close()
+    with caplog.at_level("WARNING"):
+        unknown = LocalTFRuntime("cpu", mixed_precision="float16").session_config.graph_options.rewrite_options
+    assert unknown.auto_mixed_precision_onednn_bfloat16 == rewriter_config_pb2.RewriterConfig.DEFAULT
+    assert "float16 auto mixed precision is not supported. Valid option: bfloat16" in caplog.text
+
+
+def test_gpu_memory_fraction_reserves_that_share_of_each_gpu_instead_of_memory_growth(monkeypatch, caplog):
+    """FAKE GPU: no GPU exists on the CI machines, so TensorFlow's device queries are replaced here.
+
+    What is checked is the appliance's own part: no memory growth, and the fraction in the ConfigProto of
+    every session (TensorFlow's GPU allocator then takes that share of each GPU, as in TF Serving).
+    """
+    gpus = [tf.config.PhysicalDevice("/physical_device:GPU:0", "GPU")]
+    growth = []
+    monkeypatch.setattr(local_tf.tf.config, "list_physical_devices", lambda kind=None: gpus)
+    monkeypatch.setattr(local_tf.tf.config.experimental, "set_memory_growth", lambda d, on: growth.append((d, on)))
+    monkeypatch.setattr(local_tf.tf.config.experimental, "get_device_details", lambda d: {"device_name": "NVIDIA H100"})
+    with caplog.at_level("INFO"):
+        runtime = LocalTFRuntime("auto", gpu_memory_fraction=0.4)
+    assert runtime.device.type == "GPU" and runtime.device.memory_growth is False and growth == []
+    options = runtime.session_config.gpu_options
+    assert options.per_process_gpu_memory_fraction == pytest.approx(0.4) and not options.allow_growth
+    assert "GPU" not in runtime.session_config.device_count
+    assert "the models may take 40% of each GPU" in caplog.text
+    growing = LocalTFRuntime("auto")
+    assert growing.session_config.gpu_options.allow_growth and growth == [(gpus[0], True)]
+    assert growing.session_config.gpu_options.per_process_gpu_memory_fraction == 0
+
+
+def test_gpu_memory_fraction_has_no_effect_on_the_cpu(caplog):
+    with caplog.at_level("INFO"):
+        runtime = LocalTFRuntime("cpu", gpu_memory_fraction=0.4)
+    assert runtime.session_config.gpu_options.per_process_gpu_memory_fraction == 0
+    assert runtime.session_config.device_count["GPU"] == 0
+    assert "--per_process_gpu_memory_fraction has no effect: the models run on the CPU" in caplog.text
+
+
+def test_signature_method_name_check(tfs_testdata):
+    """TF Serving's TF2 test model has only predict signatures: checked, classify and regress refuse them."""
+    tf2 = tfs_testdata / "saved_model_half_plus_two_tf2_cpu" / "00000123"
+    unchecked, checked = LocalTFRuntime("cpu").load(tf2), LocalTFRuntime("cpu", check_method_names=True).load(tf2)
+    example = [{"x": ("float", [4.0])}]
+    try:
+        assert unchecked.regress("regress_x_to_y", None, example) == [0.5 * 4.0 + 2]
+        assert unchecked.classify("classify_x_to_y", None, example) == [[("", 0.5 * 4.0 + 2)]]
+        with pytest.raises(InvalidArgument) as regress:
+            checked.regress("regress_x_to_y", None, example)
+        assert regress.value.message == (
+            "Expected regression signature method_name to be tensorflow/serving/regress. "
+            "Was: tensorflow/serving/predict"
+        )
+        with pytest.raises(InvalidArgument, match="Expected classification signature method_name to be"):
+            checked.classify("classify_x_to_y", None, example)
+        x = np.array([1.0], np.float32)
+        np.testing.assert_array_equal(checked.predict("serving_default", {"x": x})["y"], 0.5 * x + 2)
+        with pytest.raises(ServingError) as init_op:  # method_name "": not one of TF Serving's three
+            checked.predict("__saved_model_init_op", {})
+        assert init_op.value.code is Code.INTERNAL and init_op.value.message.endswith("Was: ")
+    finally:
+        unchecked.close()
+        checked.close()
+    tf1 = LocalTFRuntime("cpu", check_method_names=True).load(
+        tfs_testdata / "saved_model_half_plus_two_cpu" / "00000123"
+    )
+    assert tf1.regress("regress_x_to_y", None, example) == [0.5 * 4.0 + 2]  # its method_name is regress
+    tf1.close()
+
+
+class _Scaled(tf.Module):
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def scale(self, x):
+        return {"y": x * self.factor}
+
+
+def test_prefer_tflite_model_serves_the_model_tflite_of_a_saved_model_folder(tmp_path):
+    doubles, triples = _Scaled(2.0), _Scaled(3.0)
+    version = tmp_path / "1"
+    tf.saved_model.save(doubles, str(version), signatures={"serving_default": doubles.scale})
+    tf.saved_model.save(triples, str(tmp_path / "triples"), signatures={"serving_default": triples.scale})
+    converted = tf.lite.TFLiteConverter.from_saved_model(str(tmp_path / "triples")).convert()
+    (version / "model.tflite").write_bytes(converted)
+    x = np.array([1.0, 4.0], np.float32)
+    for prefer, factor in ((False, 2), (True, 3)):
+        servable = LocalTFRuntime("cpu", prefer_tflite=prefer).load(version)
+        np.testing.assert_allclose(servable.predict("serving_default", {"x": x})["y"], x * factor)
+        servable.close()
+    plain = tmp_path / "plain"
+    tf.saved_model.save(doubles, str(plain), signatures={"serving_default": doubles.scale})
+    servable = LocalTFRuntime("cpu", prefer_tflite=True).load(plain)  # no model.tflite: the SavedModel
+    np.testing.assert_allclose(servable.predict("serving_default", {"x": x})["y"], x * 2)
+    servable.close()

@@ -144,3 +144,35 @@ def test_a_model_refusing_made_up_input_is_available_and_says_so(runtime, tmp_pa
         assert servable.predict("serving_default", {"png": np.array(png, dtype=object)})["size"].tolist() == [3, 5, 1]
     finally:
         servable.close()
+
+
+class _Counter(tf.Module):
+    """Counts its calls: ``calls`` answers how many calls there have been, this one included."""
+
+    def __init__(self):
+        super().__init__()
+        self.count = tf.Variable(0.0)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def calls(self, x):
+        return {"calls": self.count.assign_add(1.0) + 0.0 * tf.reduce_sum(x)}
+
+
+@pytest.mark.parametrize("iterations", [0, 1, 3])
+def test_each_record_runs_num_request_iterations_for_warmup_times(tmp_path, iterations):
+    counter = _Counter()
+    version = tmp_path / str(iterations) / "1"
+    tf.saved_model.save(counter, str(version), signatures={"serving_default": counter.calls})
+    log = prediction_log_pb2.PredictionLog()
+    log.predict_log.request.inputs["x"].CopyFrom(tf.make_tensor_proto(np.zeros(1, np.float32)))
+    (version / WARMUP_FILE).parent.mkdir()
+    with tf.io.TFRecordWriter(str(version / WARMUP_FILE)) as writer:
+        for _ in range(2):
+            writer.write(log.SerializeToString())
+    servable = LocalTFRuntime("cpu", warmup_iterations=iterations).load(version)
+    try:
+        first_request = servable.predict("serving_default", {"x": np.zeros(1, np.float32)})
+    finally:
+        servable.close()
+    warmup_calls = 2 * max(iterations, 1)  # TF Serving runs each record once unless the flag is above 0
+    assert first_request["calls"] == warmup_calls + 1

@@ -25,6 +25,10 @@ from ...errors import FailedPrecondition
 from .inputs import InputCheck
 
 DEFAULT_SIGNATURE = "serving_default"
+# A SignatureDef's method_name for each of TF Serving's APIs.
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 # (kind, values) with kind "int64" | "float" | "bytes" | None, as decoded from JSON examples.
 Feature = tuple
@@ -101,9 +105,18 @@ class Servable(abc.ABC):
 
     @abc.abstractmethod
     def predict(
-        self, signature_name: str, inputs: Mapping[str, np.ndarray], output_filter: Sequence[str] = ()
+        self,
+        signature_name: str,
+        inputs: Mapping[str, np.ndarray],
+        output_filter: Sequence[str] = (),
+        *,
+        deadline: float | None = None,
     ) -> dict[str, np.ndarray]:
-        """Run a signature; returns every output (or those in ``output_filter``) by alias."""
+        """Run a signature; returns every output (or those in ``output_filter``) by alias.
+
+        ``deadline`` (a :func:`time.monotonic` time, e.g. a gRPC client's) bounds how long the request may wait
+        for its turn, in a batching queue; the run itself is bounded by the runtime's own timeout.
+        """
 
     @abc.abstractmethod
     def classify(

@@ -158,15 +158,17 @@ class InputCheck:
 
 
 def output_aliases(signature: SignatureSpec, output_filter: Sequence[str]) -> list[str]:
-    """The outputs a predict request asks for (all, without a filter), checked in TF Serving's words."""
+    """The outputs a predict request asks for (all, without a filter), checked in TF Serving's words and order."""
     if not output_filter:
         return list(signature.outputs)
+    seen: set[str] = set()
     for alias in output_filter:
         if alias not in signature.outputs:
             raise InvalidArgument(
                 f"output tensor alias not found in signature: {alias} Outputs expected to be in the set "
                 f"{{{','.join(sorted(signature.outputs))}}}."
             )
-    if len(set(output_filter)) != len(output_filter):
-        raise InvalidArgument("duplicate output tensor alias in output_filter")
+        if alias in seen:
+            raise InvalidArgument(f"duplicate output tensor alias: {alias}")
+        seen.add(alias)
     return list(output_filter)

@@ -8,6 +8,7 @@ tensor names their signature declares.
     runtime = LocalTFRuntime(device="auto")
     print(runtime.device.describe())          # "CPU (Intel(R) Xeon(R) ...)"
     servable = runtime.load(Path("models/digits/2"))
+    LocalTFRuntime(saved_model_tags=("serve", "gpu"), session_config_file=Path("session.pbtxt"))  # TF Serving's flags
 """
 
 from __future__ import annotations
@@ -27,11 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ...errors import Code, FailedPrecondition, InvalidArgument, ServingError
+from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from ...logs import native_stderr_to_debug_log
 from ..formats import Format, model_format
 from . import (
+    CLASSIFY_METHOD,
     DEFAULT_SIGNATURE,
+    PREDICT_METHOD,
+    REGRESS_METHOD,
     DeviceInfo,
     Features,
     Runtime,
@@ -50,14 +54,17 @@ log = logging.getLogger(__name__)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 with native_stderr_to_debug_log(log, "tensorflow: "):
     import tensorflow as tf
-from google.protobuf import json_format  # noqa: E402
+from google.protobuf import json_format, text_format  # noqa: E402
+from google.protobuf.message import DecodeError  # noqa: E402
 from tensorflow.core.example import example_pb2  # noqa: E402
 from tensorflow.core.framework import types_pb2  # noqa: E402
-from tensorflow.core.protobuf import config_pb2  # noqa: E402
+from tensorflow.core.protobuf import config_pb2, rewriter_config_pb2, saved_model_pb2  # noqa: E402
 
 tf.get_logger().setLevel(logging.ERROR)
 
-SERVING_TAGS = [tf.saved_model.SERVING]
+SERVING_TAGS = (tf.saved_model.SERVING,)
+TFLITE_IN_SAVED_MODEL = "model.tflite"  # what --prefer_tflite_model serves from a SavedModel folder
+BFLOAT16 = "bfloat16"  # the one --mixed_precision mode
 # Ops that can run for an unbounded time (graph loops, blocking queues and barriers): a graph holding one runs on
 # TensorFlow's inter-op pool, where --rest_api_timeout_in_ms can cancel it.
 _LOOP_OPS = frozenset(
@@ -89,11 +96,12 @@ def _cpu_name() -> str:
     return platform.processor() or platform.machine() or "CPU"
 
 
-def select_device(requested: str = "auto") -> DeviceInfo:
+def select_device(requested: str = "auto", gpu_memory_fraction: float = 0.0) -> DeviceInfo:
     """Choose the device for every session: a GPU when asked for or found, else the CPU.
 
     GPUs get memory growth, so the appliance takes GPU memory as it needs it
-    instead of the whole card of a shared workstation.
+    instead of the whole card of a shared workstation; with a ``gpu_memory_fraction``
+    the sessions take that fraction of each GPU instead (see :func:`session_config`).
     """
     if requested not in ("auto", "cpu", "gpu"):
         raise InvalidArgument(f"device must be auto, cpu or gpu, not {requested!r}")
@@ -108,10 +116,73 @@ def select_device(requested: str = "auto") -> DeviceInfo:
         if gpus:
             tf.config.set_visible_devices([], "GPU")
         return DeviceInfo(type="CPU", name=_cpu_name())
-    for gpu in gpus:
-        tf.config.experimental.set_memory_growth(gpu, True)
+    growth = not gpu_memory_fraction
+    if growth:
+        for gpu in gpus:
+            tf.config.experimental.set_memory_growth(gpu, True)
     details = tf.config.experimental.get_device_details(gpus[0])
-    return DeviceInfo(type="GPU", name=details.get("device_name", gpus[0].name), memory_growth=True, count=len(gpus))
+    return DeviceInfo(type="GPU", name=details.get("device_name", gpus[0].name), memory_growth=growth, count=len(gpus))
+
+
+def read_session_config(path: Path) -> config_pb2.ConfigProto:
+    """A TensorFlow ``ConfigProto`` text proto (``--tensorflow_session_config_file``)."""
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        raise InvalidArgument(f"cannot read TensorFlow session config file {path}: {e.strerror}") from None
+    try:
+        return text_format.Parse(text, config_pb2.ConfigProto())
+    except text_format.ParseError as e:
+        raise InvalidArgument(f"TensorFlow session config file {path} is not a valid ConfigProto: {e}") from None
+
+
+def session_config(
+    device: DeviceInfo,
+    base: config_pb2.ConfigProto | None = None,
+    intra_op_threads: int = 0,
+    inter_op_threads: int = 0,
+    gpu_memory_fraction: float = 0.0,
+    mixed_precision: str = "",
+) -> config_pb2.ConfigProto:
+    """The ConfigProto of every model session: ``base`` (a session config file's) with the flags given on top.
+
+    A thread count or GPU memory fraction of 0 keeps the base's. On a GPU, sessions grow their memory as needed
+    unless a fraction (the flag's, else the base's) reserves that share of each GPU.
+    """
+    config = config_pb2.ConfigProto()
+    if base is not None:
+        config.CopyFrom(base)
+    config.allow_soft_placement = True
+    if intra_op_threads:
+        config.intra_op_parallelism_threads = intra_op_threads
+    if inter_op_threads:
+        config.inter_op_parallelism_threads = inter_op_threads
+    if mixed_precision == BFLOAT16:
+        rewrites = config.graph_options.rewrite_options
+        rewrites.auto_mixed_precision_onednn_bfloat16 = rewriter_config_pb2.RewriterConfig.ON
+    elif mixed_precision:  # TF Serving's words
+        log.warning("%s auto mixed precision is not supported. Valid option: %s", mixed_precision, BFLOAT16)
+    if device.type == "CPU":
+        config.device_count["GPU"] = 0
+    elif gpu_memory_fraction:
+        config.gpu_options.per_process_gpu_memory_fraction = gpu_memory_fraction
+        config.gpu_options.allow_growth = False
+    elif not config.gpu_options.per_process_gpu_memory_fraction:
+        config.gpu_options.allow_growth = True
+    return config
+
+
+def _tag_sets(path: Path) -> list[str]:
+    """The MetaGraph tag-sets of the SavedModel at ``path``, as "[serve]", "[gpu, serve]"; [] if unreadable."""
+    proto = saved_model_pb2.SavedModel()
+    try:
+        if (path / "saved_model.pb").is_file():
+            proto.ParseFromString((path / "saved_model.pb").read_bytes())
+        else:
+            text_format.Parse((path / "saved_model.pbtxt").read_text(encoding="utf-8"), proto)
+    except (OSError, DecodeError, text_format.ParseError):
+        return []
+    return ["[" + ", ".join(sorted(m.meta_info_def.tags)) + "]" for m in proto.meta_graphs]
 
 
 def _tensor_spec(alias: str, info) -> TensorSpec:
@@ -236,12 +307,24 @@ class LocalTFServable(Servable):
     condition. Calls of several rows (batches, whose hand-off is shared) stay on
     the pool: oneDNN keeps primitives per thread and shape, so batches of every
     size run in every worker thread would multiply that memory.
+
+    With ``check_method_names`` (TF Serving's ``--enable_signature_method_name_check``),
+    classify and regress run only signatures of their method_name, and predict
+    only signatures of one of the three.
     """
 
-    def __init__(self, session, meta_graph, run_timeout_ms: int = 0, caller_thread_when_bounded: bool = False):
+    def __init__(
+        self,
+        session,
+        meta_graph,
+        run_timeout_ms: int = 0,
+        caller_thread_when_bounded: bool = False,
+        check_method_names: bool = False,
+    ):
         self._session = session
         self._run_timeout_ms = run_timeout_ms
         self._caller_thread_when_bounded = caller_thread_when_bounded
+        self._check_method_names = check_method_names
         self._graph_def = meta_graph.graph_def
         self._bounded_calls: dict[tuple, bool] = {}
         self._callables: dict[tuple, object] = {}
@@ -318,7 +401,7 @@ class LocalTFServable(Servable):
         except Exception as e:  # TF reports bad inputs as exceptions of several types
             raise _as_serving_error(e) from None
 
-    def predict(self, signature_name, inputs, output_filter=()):
+    def predict(self, signature_name, inputs, output_filter=(), *, deadline=None):
         key = (signature_name, tuple(inputs), tuple(output_filter))
         plan = self._predict_plans.get(key)
         if plan is None:
@@ -339,6 +422,12 @@ class LocalTFServable(Servable):
     def _predict_plan(self, signature_name, inputs, output_filter) -> _PredictPlan:
         """How a predict request with these input and output aliases runs, once it is known to be valid."""
         signature = predict_signature(self.signatures, signature_name)
+        if self._check_method_names and signature.method_name not in (PREDICT_METHOD, CLASSIFY_METHOD, REGRESS_METHOD):
+            raise ServingError(
+                f"Expected prediction signature method_name to be one of {{{PREDICT_METHOD}, {CLASSIFY_METHOD}, "
+                f"{REGRESS_METHOD}}}. Was: {signature.method_name}",
+                Code.INTERNAL,
+            )
         signature.input_check.check_names(inputs)
         defaults = {a: v for a, v in self._defaults[signature.name].items() if a not in inputs}
         outputs = output_aliases(signature, output_filter)
@@ -357,6 +446,9 @@ class LocalTFServable(Servable):
             raise InvalidArgument(
                 f"No signature was found with the name: {name}. Signatures: {signature_list(self.signatures)}."
             )
+        method = CLASSIFY_METHOD if kind == "classification" else REGRESS_METHOD
+        if self._check_method_names and signature.method_name != method:
+            raise InvalidArgument(f"Expected {kind} signature method_name to be {method}. Was: {signature.method_name}")
         if len(signature.inputs) != 1:
             raise InvalidArgument("Expected one input Tensor.")
         if CLASSIFY_INPUTS not in signature.inputs:
@@ -440,7 +532,9 @@ class LocalTFRuntime(Runtime):
     positive count sizes the inter-op pool every call runs on, and a negative
     one runs every call in the calling thread. With 0 (the default), on the CPU,
     one-row calls that cannot loop run in the calling thread (see :class:`LocalTFServable`)
-    and the others on TensorFlow's own pool.
+    and the others on TensorFlow's own pool. The keyword arguments are TF Serving's
+    flags of the same meaning (see ``docs/tfserving-flags.md``); :attr:`session_config`
+    is what every session gets.
     """
 
     device: DeviceInfo
@@ -452,21 +546,36 @@ class LocalTFRuntime(Runtime):
         inter_op_threads: int = 0,
         run_timeout_ms: int = 0,
         warmup: bool = True,
+        *,
+        warmup_iterations: int = 1,
+        saved_model_tags: Sequence[str] = SERVING_TAGS,
+        session_config_file: Path | None = None,
+        gpu_memory_fraction: float = 0.0,
+        mixed_precision: str = "",
+        check_method_names: bool = False,
+        prefer_tflite: bool = False,
     ):
-        self.device = select_device(device)
+        base = read_session_config(session_config_file) if session_config_file else None
+        fraction = gpu_memory_fraction or (base.gpu_options.per_process_gpu_memory_fraction if base else 0.0)
+        self.device = select_device(device, fraction)
+        self.session_config = session_config(
+            self.device, base, intra_op_threads, inter_op_threads, gpu_memory_fraction, mixed_precision
+        )
+        inter_op_threads = self.session_config.inter_op_parallelism_threads
         self._caller_thread_when_bounded = inter_op_threads == 0 and self.device.type == "CPU"
         self._run_timeout_ms = run_timeout_ms  # 0: no limit
         self._warmup = warmup
-        config = tf.compat.v1.ConfigProto(
-            allow_soft_placement=True,
-            intra_op_parallelism_threads=intra_op_threads,
-            inter_op_parallelism_threads=inter_op_threads,
-        )
-        if self.device.type == "CPU":
-            config.device_count["GPU"] = 0
-        else:
-            config.gpu_options.allow_growth = True
-        self._session_config = config
+        self._warmup_iterations = warmup_iterations
+        self._tags = list(saved_model_tags)
+        self._check_method_names = check_method_names
+        self._prefer_tflite = prefer_tflite
+        if self.device.type == "GPU" and fraction:
+            # Sessions made now create the GPU devices: their memory is reserved before anything else (a Keras
+            # file's export runs eagerly) can set the card up otherwise.
+            tf.compat.v1.Session(config=self.session_config).close()
+            log.info("GPU memory: the models may take %.0f%% of each GPU", fraction * 100)
+        elif gpu_memory_fraction:
+            log.info("--per_process_gpu_memory_fraction has no effect: the models run on the CPU")
 
     def reclaim_memory(self) -> None:
         """Free closed sessions' graphs now and hand the heap's free pages back to the OS (glibc).
@@ -484,6 +593,8 @@ class LocalTFRuntime(Runtime):
         """Load the model at ``path``: a SavedModel folder, a version folder holding a model file, or the file."""
         path = Path(path)
         kind, file = model_format(path)
+        if self._prefer_tflite and kind is Format.SAVED_MODEL and (path / TFLITE_IN_SAVED_MODEL).is_file():
+            kind, file = Format.TFLITE, path / TFLITE_IN_SAVED_MODEL
         servable: Servable
         if kind is Format.TFLITE:
             from .tflite import load_tflite  # only TFLite models need it (LiteRT)
@@ -493,7 +604,7 @@ class LocalTFRuntime(Runtime):
             servable = self._load_saved_model(exported_saved_model(file) if kind is Format.KERAS else file)
         if self._warmup:
             try:
-                warm_up(servable, path)  # a model file's folder holds no warm-up records: synthetic ones
+                warm_up(servable, path, self._warmup_iterations)  # a model file's folder has none: synthetic
             except BaseException:
                 servable.close()
                 raise
@@ -501,16 +612,29 @@ class LocalTFRuntime(Runtime):
 
     def _load_saved_model(self, path: Path) -> LocalTFServable:
         graph = tf.Graph()
-        session = tf.compat.v1.Session(graph=graph, config=self._session_config)
+        session = tf.compat.v1.Session(graph=graph, config=self.session_config)
         try:
             with graph.as_default():
-                meta_graph = tf.compat.v1.saved_model.loader.load(session, SERVING_TAGS, str(path))
+                meta_graph = tf.compat.v1.saved_model.loader.load(session, self._tags, str(path))
         except Exception as e:  # a corrupt or incompatible SavedModel fails in many ways
             session.close()
             if isinstance(e, tf.errors.OpError):  # e.g. restoring a cut-short checkpoint: say which SavedModel
                 error = _as_serving_error(e)
                 raise ServingError(f"Failed to load SavedModel at {path}: {error.message}", error.code) from None
+            if isinstance(e, RuntimeError) and "could not be found in SavedModel" in str(e):
+                raise self._no_meta_graph(path) from None
             raise ServingError(
                 f"Failed to load SavedModel at {path}: {type(e).__name__}: {e}", Code.DATA_LOSS
             ) from None
-        return LocalTFServable(session, meta_graph, self._run_timeout_ms, self._caller_thread_when_bounded)
+        return LocalTFServable(
+            session, meta_graph, self._run_timeout_ms, self._caller_thread_when_bounded, self._check_method_names
+        )
+
+    def _no_meta_graph(self, path: Path) -> NotFound:
+        """TF Serving's error for a SavedModel without the --saved_model_tags tag-set, and the tag-sets it has."""
+        has = ", ".join(_tag_sets(path)) or "none readable"
+        return NotFound(
+            f"Failed to load SavedModel at {path}: Could not find meta graph def matching supplied tags: "
+            f"{{ {' '.join(self._tags)} }}. To inspect available tag-sets in the SavedModel, please use the "
+            f"SavedModel CLI: `saved_model_cli`. Its tag-sets: {has} (see --saved_model_tags)"
+        )

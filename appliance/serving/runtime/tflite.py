@@ -21,12 +21,11 @@ from ai_edge_litert.interpreter import Interpreter
 
 from ...errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from ...logs import native_stderr_to_debug_log
-from . import DEFAULT_SIGNATURE, Servable, SignatureSpec, TensorSpec, predict_signature
+from . import DEFAULT_SIGNATURE, PREDICT_METHOD, Servable, SignatureSpec, TensorSpec, predict_signature
 from .inputs import dtype_text, output_aliases, shape_text
 
 log = logging.getLogger(__name__)
 
-PREDICT_METHOD = "tensorflow/serving/predict"
 # numpy dtype name -> TF DataType, for every type a TFLite tensor can have (string tensors read as "S" arrays).
 _DATA_TYPES = {
     "float32": "DT_FLOAT",
@@ -161,7 +160,7 @@ class TFLiteServable(Servable):
             outputs={alias: _tensor_spec(alias, outputs[alias]) for alias in sorted(outputs)},
         )
 
-    def predict(self, signature_name, inputs, output_filter=()):
+    def predict(self, signature_name, inputs, output_filter=(), *, deadline=None):
         signature = predict_signature(self.signatures, signature_name)
         name = signature.name
         signature.input_check.check_names(inputs)

@@ -11,6 +11,7 @@ initialized: a Keras 3 model saved with ``tf.saved_model.save``) fails the load
 with an error saying how to fix it, rather than becoming AVAILABLE.
 
     warm_up(servable, Path("models/digits/2"))   # -> the number of warm-up requests run
+    warm_up(servable, path, iterations=3)        # each record run 3 times (--num_request_iterations_for_warmup)
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import Code, FailedPrecondition, ServingError
-from . import DEFAULT_SIGNATURE, Features, Servable, SignatureSpec
+from . import CLASSIFY_METHOD, DEFAULT_SIGNATURE, REGRESS_METHOD, Features, Servable, SignatureSpec
 from .inputs import NUMPY_DTYPES
 
 log = logging.getLogger(__name__)
@@ -34,15 +35,14 @@ _BROKEN_MODEL = re.compile(
     r"Could not find variable|uninitialized value|Attempting to use uninitialized"
     r"|Resource \S+ does not exist|Container \S+ does not exist"
 )
-CLASSIFY_METHOD = "tensorflow/serving/classify"
-REGRESS_METHOD = "tensorflow/serving/regress"
 
 
-def warm_up(servable: Servable, version_path: Path) -> int:
-    """Run the version's warm-up requests (or synthetic ones); returns how many ran."""
+def warm_up(servable: Servable, version_path: Path, iterations: int = 1) -> int:
+    """Run the version's warm-up records, each ``iterations`` times (or synthetic requests, once each); returns
+    how many requests ran."""
     records = Path(version_path) / WARMUP_FILE
     if records.is_file():
-        return _replay(servable, records)
+        return _replay(servable, records, max(iterations, 1))
     return _synthetic(servable)
 
 
@@ -58,7 +58,7 @@ def broken_model_error(error: ServingError) -> FailedPrecondition | None:
     )
 
 
-def _replay(servable: Servable, path: Path) -> int:
+def _replay(servable: Servable, path: Path, iterations: int) -> int:
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
@@ -70,7 +70,9 @@ def _replay(servable: Servable, path: Path) -> int:
                 raise ServingError(
                     f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}", Code.INVALID_ARGUMENT
                 )
-            _run_logged_request(servable, prediction_log_pb2.PredictionLog.FromString(record))
+            logged = prediction_log_pb2.PredictionLog.FromString(record)
+            for _ in range(iterations):
+                _run_logged_request(servable, logged)
     except ServingError as e:
         error = broken_model_error(e) or e
         raise ServingError(f"Failed to warm up model from {path}: {error.message}", error.code) from None
@@ -78,7 +80,7 @@ def _replay(servable: Servable, path: Path) -> int:
         raise ServingError(
             f"Failed to warm up model from {path}: {type(e).__name__}: {e}", Code.INVALID_ARGUMENT
         ) from None
-    return count
+    return count * iterations
 
 
 def _run_logged_request(servable: Servable, log_entry) -> None:
