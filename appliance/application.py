@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 import socket
 import threading
+import time
 from pathlib import Path
 
 from . import paths
@@ -32,6 +33,8 @@ from .config import (
     read_monitoring_config,
 )
 from .desktop import copy_text, open_in_desktop
+from .errors import InvalidArgument
+from .grpc_server import GrpcServer
 from .preferences import PreferenceStore
 from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
@@ -107,34 +110,16 @@ class Application:
     def __init__(self, settings: Settings, defer_tensorflow: bool = False, sock: socket.socket | None = None):
         """With ``defer_tensorflow``, TensorFlow is imported by the loading thread, so this returns at once.
 
-        ``sock`` is the listening socket to serve on (see :func:`appliance.server.listening_socket`), bound by the
-        caller before anything slow; without it, the server binds ``settings.host``:``settings.rest_api_port`` itself.
+        ``sock`` is the REST listening socket (see :func:`appliance.server.listening_socket`), bound by the caller
+        before anything slow; without it, the server binds ``settings.host``:``settings.rest_api_port`` itself.
+        The gRPC port is bound here, before TensorFlow is imported: a busy one raises PortInUse at once.
         """
+        if not settings.enable_rest_api and not settings.enable_grpc_api:
+            raise InvalidArgument(
+                "--enable_rest_api=false and --enable_grpc_api=false leave nothing to serve: keep one of them on"
+            )
         self.settings = settings
         repository = Repository(*model_sources(settings))
-        runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
-        self.preferences = PreferenceStore(paths.preferences_file())
-        self.metrics = Metrics()
-        self.manager = ModelManager(
-            repository,
-            runtime,
-            settings.file_system_poll_wait_seconds,
-            self.preferences,
-            observer=self.metrics.observer,
-            batching=batching_policy(settings),
-            loading=LoadOptions(
-                settings.num_load_threads, settings.max_num_load_retries, settings.load_retry_interval_micros / 1e6
-            ),
-            allow_labels_for_unavailable=settings.allow_version_labels_for_unavailable_models,
-        )
-        self.config_watcher: ConfigFileWatcher | None = None
-        if settings.model_config_file is not None and settings.model_config_file_poll_wait_seconds > 0:
-            self.config_watcher = ConfigFileWatcher(
-                settings.model_config_file,
-                settings.model_config_file_poll_wait_seconds,
-                lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
-            )
-        self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
         cors_origins = settings.cors_allowed_origins
         if settings.rest_api_enable_cors_support:  # TF Serving's flag: every origin
             cors_origins = (*cors_origins, "*")
@@ -147,27 +132,76 @@ class Application:
             load_token=lambda: load_or_create_token(paths.token_file()),
         )
         self.token = access.token_in_use  # what clients send: the tray copies it, the CLI says where it is
-        self.server = Server(
-            create_app(
-                self.manager,
-                max_request_bytes=settings.max_request_bytes,
-                router=Router(self.manager, self.remote),
-                access=access,
-                metrics=self.metrics,
-                metrics_path=metrics_path(settings),
-            ),
-            settings.host,
-            settings.rest_api_port,
-            threads=settings.threads,
-            max_request_body_size=settings.max_request_bytes,
-            connection_limit=settings.connection_limit,
-            channel_timeout=settings.channel_timeout,
-            shutdown_grace_seconds=settings.shutdown_grace_seconds,
-            sock=sock,
-        )
+        self.grpc = self._grpc_server(settings, access) if settings.enable_grpc_api else None
+        try:
+            runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
+            self.preferences = PreferenceStore(paths.preferences_file())
+            self.metrics = Metrics()
+            self.manager = ModelManager(
+                repository,
+                runtime,
+                settings.file_system_poll_wait_seconds,
+                self.preferences,
+                observer=self.metrics.observer,
+                batching=batching_policy(settings),
+                loading=LoadOptions(
+                    settings.num_load_threads, settings.max_num_load_retries, settings.load_retry_interval_micros / 1e6
+                ),
+                allow_labels_for_unavailable=settings.allow_version_labels_for_unavailable_models,
+            )
+            self.config_watcher: ConfigFileWatcher | None = None
+            if settings.model_config_file is not None and settings.model_config_file_poll_wait_seconds > 0:
+                self.config_watcher = ConfigFileWatcher(
+                    settings.model_config_file,
+                    settings.model_config_file_poll_wait_seconds,
+                    lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
+                )
+            self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
+            self.router = Router(self.manager, self.remote)
+            self.server = (
+                Server(
+                    create_app(
+                        self.manager,
+                        max_request_bytes=settings.max_request_bytes,
+                        router=self.router,
+                        access=access,
+                        metrics=self.metrics,
+                        metrics_path=metrics_path(settings),
+                    ),
+                    settings.host,
+                    settings.rest_api_port,
+                    threads=settings.threads,
+                    max_request_body_size=settings.max_request_bytes,
+                    connection_limit=settings.connection_limit,
+                    channel_timeout=settings.channel_timeout,
+                    shutdown_grace_seconds=settings.shutdown_grace_seconds,
+                    sock=sock,
+                )
+                if settings.enable_rest_api
+                else None
+            )
+        except BaseException:
+            if self.grpc is not None:
+                self.grpc.stop(0)
+            raise
         self.autostart = autostart_for_this_platform()
         self._quit_callbacks: list = []
         self._listeners: list = []
+
+    @staticmethod
+    def _grpc_server(settings: Settings, access: AccessPolicy) -> GrpcServer:
+        return GrpcServer(
+            settings.host,
+            settings.port,
+            socket_path=settings.grpc_socket_path,
+            max_threads=settings.grpc_max_threads,
+            channel_arguments=settings.grpc_channel_arguments,
+            ssl_config_file=settings.ssl_config_file,
+            max_message_bytes=settings.max_request_bytes,
+            access=access,
+            health_and_reflection=settings.enable_grpc_healthcheck_service,
+            shutdown_grace_seconds=settings.shutdown_grace_seconds,
+        )
 
     def _local_runtime(self):
         from .serving.runtime.local_tf import LocalTFRuntime  # imports TensorFlow: seconds
@@ -190,8 +224,25 @@ class Application:
         return runtime
 
     @property
-    def url(self) -> str:
-        return self.server.url
+    def url(self) -> str | None:
+        """The REST API's URL, e.g. "http://127.0.0.1:8501"; None with --enable_rest_api=false."""
+        return self.server.url if self.server is not None else None
+
+    @property
+    def grpc_endpoints(self) -> str | None:
+        """Where gRPC listens, e.g. "127.0.0.1:8500 and unix:/run/appliance.sock"; None when it is off."""
+        if self.grpc is None:
+            return None
+        return self.grpc.address + (f" and unix:{self.grpc.socket_path}" if self.grpc.socket_path else "")
+
+    @property
+    def grpc_port(self) -> int | None:
+        return self.grpc.port if self.grpc is not None else None
+
+    @property
+    def grpc_address(self) -> str | None:
+        """Where gRPC clients connect, e.g. "127.0.0.1:8500"; None with --enable_grpc_api=false."""
+        return self.grpc.address if self.grpc is not None else None
 
     @classmethod
     def _remote(cls, remote: RemoteSettings, repository: Repository, threads: int) -> Remote:
@@ -207,15 +258,77 @@ class Application:
         return names
 
     def start(self) -> None:
-        """Start loading models and watching the remote (in the background)."""
+        """Start loading models, watching the remote and serving gRPC (in the background)."""
         self.manager.start()
         if self.config_watcher is not None:
             self.config_watcher.start()
         if self.remote is not None:
             self.remote.start()
+        if self.grpc is not None:
+            threading.Thread(
+                target=self._serve_grpc, args=(self.grpc,), name="appliance-grpc-start", daemon=True
+            ).start()
+
+    def _serve_grpc(self, server: GrpcServer) -> None:
+        try:
+            server.start(self._grpc_services)  # with a tray, the services' imports are TensorFlow's first
+        except Exception:
+            log.exception("the gRPC API could not start")
+            server.stop(0)
+            return
+        self.manager.wait_until_ready()
+        server.set_serving(True)
+
+    def _grpc_services(self, server) -> list[str]:
+        """Add the gRPC API's services to ``server``; returns their full names (for health and reflection)."""
+        # TF Serving's stubs import TensorFlow. The *_service_pb2 modules hold the services' descriptors, which
+        # reflection reads (the *_pb2_grpc ones import only the messages').
+        from tensorflow_serving.apis import model_service_pb2, prediction_service_pb2
+
+        from .api.grpc_model_service import add_model_service
+        from .api.grpc_prediction import add_prediction_service
+
+        add_prediction_service(
+            server,
+            self.manager,
+            router=self.router,
+            metrics=self.metrics,
+            tensor_content=self.settings.enable_serialization_as_tensor_content,
+        )
+        add_model_service(server, self.manager, self.apply_config)
+        return [
+            prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
+            model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+        ]
+
+    def serve_forever(self) -> None:
+        """Serve REST in this thread (or just wait, without REST) until :meth:`stop` has finished."""
+        if self.server is not None:
+            self.server.serve_forever()
+        if self.grpc is not None:
+            self.grpc.wait_stopped()
+
+    def stop(self, timeout: float | None = None, *, wait: bool = True) -> None:
+        """Stop serving REST and gRPC gracefully (see :meth:`Server.stop`); idempotent, from any thread."""
+        for server in (self.server, self.grpc):
+            if server is not None:
+                server.stop(timeout, wait=False)
+        if wait:
+            self.wait_stopped()
+
+    def wait_stopped(self, timeout: float | None = None) -> bool:
+        """Wait until both servers have stopped; False if ``timeout`` passed first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        for server in (self.server, self.grpc):
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if server is not None and not server.wait_stopped(remaining):
+                return False
+        return True
 
     def close(self) -> None:
-        """Unload every model; call once the server has stopped."""
+        """Stop serving gRPC, unload every model; call once the REST server has stopped."""
+        if self.grpc is not None:
+            self.grpc.stop()
         if self.config_watcher is not None:
             self.config_watcher.stop()
         if self.remote is not None:
@@ -252,6 +365,7 @@ class Application:
             status=status,
             detail=detail,
             url=self.url,
+            grpc_address=self.grpc_endpoints,
             device=self.manager.device.describe(),
             backend=self._backend_line(),
             models=tuple(ModelItem(s.name, s.chosen_version, _version_items(s)) for s in summaries),
@@ -287,10 +401,16 @@ class Application:
             log.warning("cannot switch %s to version %d: %s", model, version, getattr(e, "message", e))
 
     def open_docs(self) -> None:
-        open_in_desktop(self.url + "/")
+        if self.url is not None:
+            open_in_desktop(self.url + "/")
 
     def copy_url(self) -> None:
-        copy_text(self.url)
+        if self.url is not None:
+            copy_text(self.url)
+
+    def copy_grpc_address(self) -> None:
+        if self.grpc_address is not None:
+            copy_text(self.grpc_address)
 
     def copy_token(self) -> None:
         if self.token is not None:
@@ -315,6 +435,6 @@ class Application:
     def quit(self) -> None:
         """Stop serving gracefully and end the tray."""
         log.info("quit requested")
-        self.server.stop(wait=False)
+        self.stop(wait=False)
         for callback in self._quit_callbacks:
             callback()

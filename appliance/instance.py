@@ -2,7 +2,7 @@
 
     lock = InstanceLock(instance_lock_file())
     if lock.acquire():
-        write_discovery(discovery_file(), Discovery.for_this_process(url, port, __version__))
+        write_discovery(discovery_file(), Discovery.for_this_process(url, port, __version__, grpc_address, grpc_port))
         ...  # serve; on the way out: remove_discovery(discovery_file()), lock.release()
     else:
         running = find_running_instance(instance_lock_file(), discovery_file())  # -> Discovery(url=...) | None
@@ -92,17 +92,23 @@ def _unlock(fd: int) -> None:
 class Discovery:
     """What a running appliance tells other processes about itself."""
 
-    url: str
-    port: int
+    url: str | None
+    """The REST API's URL; None when it is off (and so is ``port``)."""
+    port: int | None
     pid: int
     version: str
     started_at: str
     """When it started, ISO 8601 in UTC."""
+    grpc_address: str | None = None
+    """Where gRPC clients connect, e.g. "127.0.0.1:8500"; None when the gRPC API is off (and so is ``grpc_port``)."""
+    grpc_port: int | None = None
 
     @classmethod
-    def for_this_process(cls, url: str, port: int, version: str) -> Discovery:
+    def for_this_process(
+        cls, url: str | None, port: int | None, version: str, grpc_address: str | None, grpc_port: int | None
+    ) -> Discovery:
         started_at = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
-        return cls(url=url, port=port, pid=os.getpid(), version=version, started_at=started_at)
+        return cls(url, port, os.getpid(), version, started_at, grpc_address, grpc_port)
 
 
 def write_discovery(path: Path, discovery: Discovery) -> None:

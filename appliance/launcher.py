@@ -29,42 +29,56 @@ log = logging.getLogger("appliance")
 
 
 def _listen(settings: Settings):
-    """The listening socket on --host:--port, or None and the exit status after a one-line error on stderr.
+    """The REST listening socket on --host:--rest_api_port (None with --enable_rest_api=false) and None, or None
+    and the exit status after a one-line error on stderr.
 
     Called before anything slow (TensorFlow's import takes seconds), so a busy port is said at once, and kept
     for the server, so no other process can take the port between this check and serving.
     """
     from .server import PortInUse, listening_socket
 
+    if not settings.enable_rest_api:
+        return None, None
     try:
         return listening_socket(settings.host, settings.rest_api_port), None
     except PortInUse as e:
-        where = f"[{e.host}]:{e.port}" if ":" in e.host else f"{e.host}:{e.port}"
-        print(
-            f"appliance: error: {where} is already in use: stop the program listening there, "
-            "or pass --rest_api_port with another port (0 picks a free one)",
-            file=sys.stderr,
-        )
+        print(f"appliance: error: {_in_use(e, '--rest_api_port')}", file=sys.stderr)
         return None, 2
     except OSError as e:  # e.g. --host names an address this machine does not have
         print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
         return None, 1
 
 
-def _build(settings: Settings, sock: socket.socket, defer_tensorflow: bool = False):
-    """The Application serving on ``sock``, or the exit status and a one-line error on stderr when it cannot start."""
+def _in_use(error, flag: str) -> str:
+    where = f"[{error.host}]:{error.port}" if ":" in error.host else f"{error.host}:{error.port}"
+    return (
+        f"{where} is already in use: stop the program listening there, "
+        f"or pass {flag} with another port (0 picks a free one)"
+    )
+
+
+def _build(settings: Settings, sock: socket.socket | None, defer_tensorflow: bool = False):
+    """The Application serving on ``sock`` (and binding gRPC's port), or the exit status and a one-line error on
+    stderr when it cannot start."""
     from .application import Application
+    from .grpc_server import SocketInUse
+    from .server import PortInUse
 
     try:
         app = Application(settings, defer_tensorflow, sock)
-    except ServingError as e:
-        sock.close()
-        print(f"appliance: error: {e.message}", file=sys.stderr)
-        return None, 2
-    except OSError as e:  # e.g. a models folder that cannot be created
-        sock.close()
-        print(f"appliance: error: {e.strerror or e}", file=sys.stderr)
-        return None, 1
+    except (ServingError, PortInUse, SocketInUse, OSError) as e:
+        if sock is not None:
+            sock.close()
+        if isinstance(e, ServingError):
+            message, status = e.message, 2
+        elif isinstance(e, PortInUse):  # REST's port is bound already: this is gRPC's
+            message, status = _in_use(e, "--port"), 2
+        elif isinstance(e, SocketInUse):
+            message, status = f"{e}: stop the server there, or pass another --grpc_socket_path", 2
+        else:  # e.g. a models folder that cannot be created
+            message, status = str(e.strerror or e), 1
+        print(f"appliance: error: {message}", file=sys.stderr)
+        return None, status
     if app.token and not settings.token:
         from .api.security import is_loopback
         from .paths import token_file
@@ -78,18 +92,25 @@ def _build(settings: Settings, sock: socket.socket, defer_tensorflow: bool = Fal
     return app, None
 
 
+def _say_where(app) -> None:
+    """Print where each API listens, REST's line first (scripts read the first line for the URL), then gRPC's."""
+    rest = f"serving on {app.url}" if app.url else "REST API off (--enable_rest_api=false)"
+    grpc = f"gRPC on {app.grpc_endpoints}" if app.grpc_endpoints else "gRPC API off (--enable_grpc_api=false)"
+    print(f"appliance: {rest}\nappliance: {grpc}", flush=True)
+
+
 def _serve_headless(app) -> None:
     from .server import install_signal_handlers
 
-    install_signal_handlers(app.server)
-    print(f"appliance: serving on {app.url}", flush=True)
-    app.server.serve_forever()
+    install_signal_handlers(app)
+    _say_where(app)
+    app.serve_forever()
 
 
 def serve(settings: Settings) -> int:
     """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status."""
     sock, failed = _listen(settings)
-    if sock is None:
+    if failed is not None:
         return failed
     app, failed = _build(settings, sock)
     if app is None:
@@ -112,11 +133,11 @@ def desktop(settings: Settings, headless: bool) -> int:
     lock = InstanceLock(paths.instance_lock_file())
     if not lock.acquire():
         running = find_running_instance(paths.instance_lock_file(), paths.discovery_file())
-        print(f"appliance: already running at {running.url}" if running else "appliance: already running")
+        print(_already_running(running))
         return 0
     try:
         sock, failed = _listen(settings)
-        if sock is None:
+        if failed is not None:
             return failed
         configure_logging(settings.log_level, paths.log_file())
         # Before the tray probe and TensorFlow start threads, which must not take SIGINT/SIGTERM.
@@ -129,7 +150,9 @@ def desktop(settings: Settings, headless: bool) -> int:
         app, failed = _build(settings, sock, defer_tensorflow=not reason)
         if app is None:
             return failed
-        write_discovery(paths.discovery_file(), Discovery.for_this_process(app.url, app.server.port, __version__))
+        rest_port = app.server.port if app.server is not None else None
+        found_at = Discovery.for_this_process(app.url, rest_port, __version__, app.grpc_address, app.grpc_port)
+        write_discovery(paths.discovery_file(), found_at)
         app.start()
         try:
             if reason:
@@ -146,6 +169,15 @@ def desktop(settings: Settings, headless: bool) -> int:
         lock.release()
 
 
+def _already_running(running) -> str:
+    if running is None:
+        return "appliance: already running"
+    grpc = f"gRPC on {running.grpc_address}" if running.grpc_address else ""
+    if running.url:
+        return f"appliance: already running at {running.url}" + (f" ({grpc})" if grpc else "")
+    return f"appliance: already running, {grpc}"
+
+
 def _run_with_tray(app, signals_blocked: bool) -> None:
     """The tray owns the main thread (GUI toolkits need it); the server runs beside it."""
     from .tray import Tray
@@ -155,13 +187,14 @@ def _run_with_tray(app, signals_blocked: bool) -> None:
     app.on_quit(tray.stop)
     if signals_blocked:
         _await_quit_signals(app)
-    server_thread = app.server.start()
-    print(f"appliance: serving on {app.url}", flush=True)
+    server_thread = threading.Thread(target=app.serve_forever, name="appliance-server", daemon=True)
+    server_thread.start()
+    _say_where(app)
     log.info("tray icon shown %.2f s after launch", time.monotonic() - LAUNCHED)
     try:
         tray.run()
     finally:
-        app.server.stop()
+        app.stop()
         server_thread.join()
 
 

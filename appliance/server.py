@@ -20,6 +20,7 @@ import socket
 import sys
 import threading
 import time
+from typing import Protocol
 
 from waitress import wasyncore
 from waitress.channel import HTTPChannel
@@ -261,7 +262,15 @@ class Server:
             self._in_flight += delta
 
 
-def install_signal_handlers(server: Server) -> None:
+class Stoppable(Protocol):
+    """What :func:`install_signal_handlers` stops: a :class:`Server`, or an application stopping its servers."""
+
+    def stop(self, timeout: float | None = None, *, wait: bool = True) -> None: ...
+
+    def wait_stopped(self, timeout: float | None = None) -> bool: ...
+
+
+def install_signal_handlers(server: Stoppable) -> None:
     """Make SIGINT and SIGTERM call ``server.stop()``; a second signal ends the grace period.
 
     Call from the main thread. The handler only queues the signal: a helper
@@ -287,7 +296,7 @@ def install_signal_handlers(server: Server) -> None:
             server.stop(None if first else 0.0, wait=False)
             first = False
 
-    threading.Thread(target=relay, name=f"appliance-signals-{server.port}", daemon=True).start()
+    threading.Thread(target=relay, name="appliance-signals", daemon=True).start()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda signum, frame: received.put(signum))
 

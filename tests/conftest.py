@@ -1,8 +1,8 @@
 """Shared fixtures: the project's paths, TF Serving's test models, and real appliance processes.
 
 ``ApplianceProcess`` starts ``python -m appliance serve --rest_api_port 0 --port 0 ...`` as a real
-process, reads the URL it prints, and waits for ``/health`` to say the first
-load is done; tests talk to it over real HTTP on loopback.
+process, reads the URL and the gRPC address it prints, and waits for ``/health`` to say the first
+load is done; tests talk to it over real HTTP (or gRPC) on loopback.
 """
 
 from __future__ import annotations
@@ -24,7 +24,8 @@ import requests
 REPO = Path(__file__).resolve().parents[1]
 MODELS = REPO / "models"
 TFSERVING_TESTDATA = REPO.parent / "shared" / "testdata" / "tfserving"
-URL_LINE = re.compile(r"serving on (http://\S+)")
+URL_LINE = re.compile(r"serving on (http://\S+)|REST API off")
+GRPC_LINE = re.compile(r"gRPC on (\S+)|gRPC API off")
 
 
 @pytest.fixture(scope="session")
@@ -81,7 +82,8 @@ class ApplianceProcess:
         self.stderr_lines: list[str] = []
         self._stderr_reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._stderr_reader.start()
-        self.url = self._read_url(timeout)
+        self.url: str | None = self._read_line(URL_LINE, timeout)  # None with --enable_rest_api=false
+        self.grpc_address: str | None = self._read_line(GRPC_LINE, timeout)  # "127.0.0.1:PORT", None when off
         if wait_ready:
             self.wait_ready(timeout)
 
@@ -89,17 +91,18 @@ class ApplianceProcess:
         for line in self.proc.stderr:
             self.stderr_lines.append(line)
 
-    def _read_url(self, timeout: float) -> str:
+    def _read_line(self, pattern: re.Pattern, timeout: float) -> str | None:
+        """The address in the next line ``pattern`` matches (None when it says the API is off)."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             line = self.proc.stdout.readline()
             if not line:
                 self.proc.wait(timeout=10)
                 raise RuntimeError(f"appliance exited ({self.proc.returncode}): {''.join(self.stderr_lines)}")
-            match = URL_LINE.search(line)
+            match = pattern.search(line)
             if match:
                 return match.group(1)
-        raise RuntimeError("appliance printed no URL in time")
+        raise RuntimeError(f"appliance printed no line like {pattern.pattern!r} in time")
 
     def wait_ready(self, timeout: float = 120) -> dict:
         deadline = time.monotonic() + timeout

@@ -6,14 +6,19 @@ Real models, a real manager and server; per-user folders under tmp_path.
 from __future__ import annotations
 
 import shutil
+import socket
+import threading
 import time
 
+import grpc
 import pytest
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.application import Application
 from appliance.config import Settings
+from appliance.errors import InvalidArgument
+from appliance.server import PortInUse
 
 from .conftest import MODELS, user_dirs_env
 
@@ -24,7 +29,7 @@ def app(tmp_path, monkeypatch):
         monkeypatch.setenv(variable, value)
     application = Application(Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0))
     yield application
-    application.server.stop()
+    application.stop()
     application.close()
 
 
@@ -178,6 +183,59 @@ def test_apply_config_takes_base_paths_from_the_working_directory_and_labels_as_
     finally:
         application.server.stop()
         application.close()
+
+
+def test_grpc_is_served_beside_rest_and_healthy_once_the_models_are_loaded(app):
+    from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+    assert app.grpc_port and app.grpc_address == f"127.0.0.1:{app.grpc_port}"
+    assert app.tray_state().grpc_address == app.grpc_address
+    app.start()
+    with grpc.insecure_channel(app.grpc_address) as channel:
+        health = health_pb2_grpc.HealthStub(channel)
+        assert app.manager.wait_until_ready(60)
+        assert wait_for(
+            lambda: (
+                health.Check(health_pb2.HealthCheckRequest(), timeout=30).status
+                == health_pb2.HealthCheckResponse.SERVING
+            )
+        )
+    app.stop()
+    assert app.wait_stopped(0)
+
+
+def test_either_api_can_be_turned_off_but_not_both(tmp_path, monkeypatch):
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    rest_only = Application(Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0, enable_grpc_api=False))
+    try:
+        assert (rest_only.grpc, rest_only.grpc_port, rest_only.grpc_address) == (None, None, None)
+        assert rest_only.tray_state().grpc_address is None and rest_only.url
+    finally:
+        rest_only.stop()
+        rest_only.close()
+    grpc_only = Application(Settings(port=0, rest_api_port=0, file_system_poll_wait_seconds=0, enable_rest_api=False))
+    try:
+        assert grpc_only.server is None and grpc_only.url is None and grpc_only.tray_state().url is None
+        serving = threading.Thread(target=grpc_only.serve_forever)
+        serving.start()
+        grpc_only.quit()  # what the tray's Quit does
+        serving.join(60)
+        assert not serving.is_alive()
+    finally:
+        grpc_only.close()
+    with pytest.raises(InvalidArgument, match="leave nothing to serve"):
+        Application(Settings(port=0, rest_api_port=0, enable_rest_api=False, enable_grpc_api=False))
+
+
+def test_a_busy_grpc_port_raises_port_in_use(tmp_path, monkeypatch):
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    with socket.socket() as holder:
+        holder.bind(("127.0.0.1", 0))
+        holder.listen()
+        with pytest.raises(PortInUse):
+            Application(Settings(port=holder.getsockname()[1], rest_api_port=0))
 
 
 def _application(tmp_path, monkeypatch, **settings) -> Application:

@@ -61,6 +61,8 @@ def test_second_launch_prints_the_running_url_and_exits_zero(tmp_path):
     try:
         found = discovery(tmp_path)
         assert found["url"] == first.url and found["pid"] == first.proc.pid
+        assert found["grpc_address"] == first.grpc_address
+        assert found["grpc_port"] == int(first.grpc_address.rsplit(":", 1)[1]) > 0
         second = subprocess.run(
             [sys.executable, "-m", "appliance", "--rest_api_port", "0", "--port", "0"],
             cwd=REPO,
@@ -70,7 +72,7 @@ def test_second_launch_prints_the_running_url_and_exits_zero(tmp_path):
             env={**os.environ, **user_dirs_env(tmp_path), **HEADLESS_ENV},
         )
         assert second.returncode == 0
-        assert f"already running at {first.url}" in second.stdout
+        assert f"already running at {first.url} (gRPC on {first.grpc_address})" in second.stdout
         assert requests.post(first.url + "/predict", json={"input": [[0.0] * 64]}, timeout=30).status_code == 200
     finally:
         assert first.stop() == 0

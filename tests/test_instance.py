@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import select
@@ -31,7 +32,9 @@ from appliance.instance import Discovery, InstanceLock, write_discovery
 lock_path, discovery_path = map(Path, sys.argv[1:3])
 if not InstanceLock(lock_path).acquire():
     sys.exit("the lock was taken")
-write_discovery(discovery_path, Discovery.for_this_process("http://127.0.0.1:8501", 8501, "0.1.0"))
+write_discovery(
+    discovery_path, Discovery.for_this_process("http://127.0.0.1:8501", 8501, "0.1.0", "127.0.0.1:8500", 8500)
+)
 print("holding", flush=True)
 sys.stdin.read()  # hold the lock until killed
 """
@@ -72,11 +75,13 @@ def test_another_live_process_holds_the_lock_and_is_found(holder, lock_path, dis
     assert not InstanceLock(lock_path).acquire()
     running = find_running_instance(lock_path, discovery_path)
     assert running is not None
-    assert (running.pid, running.url, running.port, running.version) == (
+    assert (running.pid, running.url, running.port, running.version, running.grpc_address, running.grpc_port) == (
         holder.pid,
         "http://127.0.0.1:8501",
         8501,
         "0.1.0",
+        "127.0.0.1:8500",
+        8500,
     )
 
 
@@ -125,7 +130,7 @@ def test_a_held_lock_beside_a_dead_process_discovery_is_stale(lock_path, discove
 
 
 def test_discovery_round_trip(discovery_path):
-    discovery = Discovery.for_this_process("http://127.0.0.1:8501", 8501, "0.1.0")
+    discovery = Discovery.for_this_process("http://127.0.0.1:8501", 8501, "0.1.0", "127.0.0.1:8500", 8500)
     write_discovery(discovery_path, discovery)
     assert read_discovery(discovery_path) == discovery
     assert discovery.pid == os.getpid() and discovery.started_at.endswith("+00:00")
@@ -133,6 +138,25 @@ def test_discovery_round_trip(discovery_path):
     remove_discovery(discovery_path)
     remove_discovery(discovery_path)
     assert read_discovery(discovery_path) is None
+
+
+def test_discovery_with_either_api_off(discovery_path):
+    for discovery in (
+        Discovery.for_this_process(None, None, "0.1.0", "127.0.0.1:8500", 8500),
+        Discovery.for_this_process("http://127.0.0.1:8501", 8501, "0.1.0", None, None),
+    ):
+        write_discovery(discovery_path, discovery)
+        assert read_discovery(discovery_path) == discovery
+    document = json.loads(discovery_path.read_text())
+    assert document["grpc_port"] is None and document["grpc_address"] is None
+
+
+def test_discovery_file_of_an_appliance_without_grpc_reads_as_grpc_off(discovery_path):
+    discovery_path.parent.mkdir(parents=True)
+    older = {"url": "http://127.0.0.1:8501", "port": 8501, "pid": 1, "version": "0.1.0", "started_at": "2024"}
+    discovery_path.write_text(json.dumps(older))
+    found = read_discovery(discovery_path)
+    assert found is not None and (found.url, found.grpc_address, found.grpc_port) == (older["url"], None, None)
 
 
 @pytest.mark.parametrize(

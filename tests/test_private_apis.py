@@ -11,7 +11,8 @@ changed thing, rather than some distant behaviour test (or a user) finding out:
 - pystray's backend modules (appliance/tray/backend.py, installer/appliance.spec);
 - Bottle's error-handler attribute and ``bottle.route`` environ key (appliance/api/app.py, metrics.py);
 - prometheus_client's exposition helpers (appliance/api/metrics.py);
-- ``json.encoder.encode_basestring`` (appliance/api/json_text.py).
+- ``json.encoder.encode_basestring`` (appliance/api/json_text.py);
+- grpcio-health-checking's non-blocking ``HealthServicer.Watch`` (appliance/grpc_server.py ends its streams).
 
 TensorFlow is imported in its one test only; pystray is not imported at all (importing it picks a GUI backend).
 """
@@ -397,6 +398,26 @@ def test_tensorflow_session_make_callable_from_options():
         run = session._make_callable_from_options(options)
         (y,) = run(np.array([1.0, 2.5], dtype=np.float32))
     assert y.tolist() == [2.0, 5.0], says("the callable takes the feeds positionally and returns the fetches")
+
+
+# -- grpcio-health-checking (appliance/grpc_server.py) -----------------------------------------------------------
+
+
+def test_health_servicer_watch_is_non_blocking_and_ended_by_a_none_response():
+    from grpc_health.v1 import health
+
+    def says(what: str) -> str:
+        return relied_on(what, "grpc_server.py", "grpcio-health-checking")
+
+    assert parameters(health.HealthServicer.Watch) == ["self", "request", "context", "send_response_callback"], says(
+        f"HealthServicer.Watch{inspect.signature(health.HealthServicer.Watch)} no longer takes send_response_callback"
+    )
+    servicer = health.HealthServicer()
+    assert getattr(servicer.Watch, "experimental_non_blocking", False), says(
+        "HealthServicer() no longer makes Watch non-blocking (grpcio would not hand it send_response_callback)"
+    )
+    source = inspect.getsource(health._watcher_to_send_response_callback_adapter)
+    assert "response is None" in source, says("send_response_callback(None) no longer ends a Watch stream")
 
 
 # -- pystray (appliance/tray/backend.py, installer/appliance.spec) -----------------------------------------------

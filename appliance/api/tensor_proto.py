@@ -185,7 +185,7 @@ def _from_field(
             f"is {_described(enum, shape)}, {count * numpy_dtype.itemsize >> 20} MiB to fill from its {len(values)} "
             f"values: more than the {_MAX_FILL_BYTES >> 20} MiB a short {field} may fill",
         )
-    filled = np.full(count, b"" if numpy_dtype == object else 0, dtype=numpy_dtype)
+    filled = np.full(count, b"" if numpy_dtype.kind == "O" else 0, dtype=numpy_dtype)
     if len(values):
         filled[: len(values)] = values
         filled[len(values) :] = values[-1]

@@ -27,13 +27,14 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
         digits — v2            ▸   ◉ v2            (radio: the chosen version; clicking one sends
         iris — v1              ▸   ○ v1 (stable)    switch_version(model, version))
         ─────────                   v3 — loading   (disabled, as is "v4 — failed: <error>")
-        Serving http://127.0.0.1:8501     (disabled: the status section)
+        Serving http://127.0.0.1:8501     (disabled: the status section; no Serving line, Open API page or
+        gRPC 127.0.0.1:8500                Copy URL without REST, no gRPC line or Copy gRPC address without gRPC)
         Device: CPU (AMD EPYC)
         Backend: local
         Status: ready: 2 models
         ─────────
-        Open API page / Copy URL / Copy token (only while a token is in use) / Open models folder / View logs /
-        ☐ Start at login
+        Open API page / Copy URL / Copy gRPC address / Copy token (only while a token is in use) /
+        Open models folder / View logs / ☐ Start at login
         ─────────
         Quit
 
@@ -46,13 +47,19 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
         for model in state.models:
             yield _model_item(model, get_state, commands)
         yield Menu.SEPARATOR
-        yield MenuItem(f"Serving {state.url}", None, enabled=False)
+        if state.url:
+            yield MenuItem(f"Serving {state.url}", None, enabled=False)
+        if state.grpc_address:
+            yield MenuItem(f"gRPC {state.grpc_address}", None, enabled=False)
         yield MenuItem(f"Device: {state.device}", None, enabled=False)
         yield MenuItem(f"Backend: {state.backend}", None, enabled=False)
         yield MenuItem(f"Status: {state.detail}", None, enabled=False)
         yield Menu.SEPARATOR
-        yield MenuItem("Open API page", lambda: commands.open_docs())
-        yield MenuItem("Copy URL", lambda: commands.copy_url())
+        if state.url:
+            yield MenuItem("Open API page", lambda: commands.open_docs())
+            yield MenuItem("Copy URL", lambda: commands.copy_url())
+        if state.grpc_address:
+            yield MenuItem("Copy gRPC address", lambda: commands.copy_grpc_address())
         if state.token_in_use:
             yield MenuItem("Copy token", lambda: commands.copy_token())
         yield MenuItem("Open models folder", lambda: commands.open_models_folder())

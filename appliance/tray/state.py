@@ -41,12 +41,13 @@ class TrayState:
 
     status: str  # "loading" | "ready" | "degraded" | "error"
     detail: str  # one line for the tooltip, e.g. "loading digits v2 (1/3)" or "ready: 2 models"
-    url: str  # e.g. "http://127.0.0.1:8501"
+    url: str | None  # e.g. "http://127.0.0.1:8501"; None when the REST API is off
     device: str  # e.g. "CPU (AMD EPYC)" or "GPU (NVIDIA RTX 4090), memory growth on"
     backend: str  # "local" (later "remote"/"local fallback")
     models: tuple[ModelItem, ...]
     start_at_login: bool
     token_in_use: bool = False  # clients need the access token: the menu offers to copy it
+    grpc_address: str | None = None  # e.g. "127.0.0.1:8500" (" and unix:/path" with a socket); None when off
 
 
 class TrayCommands(Protocol):
@@ -61,6 +62,8 @@ class TrayCommands(Protocol):
     def open_docs(self) -> None: ...
 
     def copy_url(self) -> None: ...
+
+    def copy_grpc_address(self) -> None: ...
 
     def copy_token(self) -> None: ...
 

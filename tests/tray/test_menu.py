@@ -68,6 +68,9 @@ class RecordingCommands:
     def copy_url(self) -> None:
         self.calls.append(("copy_url",))
 
+    def copy_grpc_address(self) -> None:
+        self.calls.append(("copy_grpc_address",))
+
     def copy_token(self) -> None:
         self.calls.append(("copy_token",))
 
@@ -255,3 +258,20 @@ def test_copy_token_is_offered_only_while_a_token_is_in_use(state, commands, ico
     assert copy_token.enabled
     copy_token(icon)
     assert commands.calls == [("copy_token",)]
+
+
+def test_the_grpc_address_is_shown_beside_the_url_with_a_copy_item(state, commands, icon):
+    state.value = replace(READY, grpc_address="127.0.0.1:8500 and unix:/run/appliance.sock", token_in_use=True)
+    shown = texts(build_menu(state, commands))
+    assert shown[shown.index("Serving http://127.0.0.1:8501") + 1] == "gRPC 127.0.0.1:8500 and unix:/run/appliance.sock"
+    assert shown[shown.index("Copy URL") :][:3] == ["Copy URL", "Copy gRPC address", "Copy token"]
+    assert not item_named(build_menu(state, commands), "gRPC 127.0.0.1:8500 and unix:/run/appliance.sock").enabled
+    item_named(build_menu(state, commands), "Copy gRPC address")(icon)
+    assert commands.calls == [("copy_grpc_address",)]
+
+
+def test_without_rest_the_menu_offers_only_the_grpc_address(state, commands):
+    state.value = replace(READY, url=None, grpc_address="127.0.0.1:8500")
+    shown = texts(build_menu(state, commands))
+    assert "gRPC 127.0.0.1:8500" in shown and "Copy gRPC address" in shown
+    assert not [text for text in shown if text.startswith("Serving") or text in ("Open API page", "Copy URL")]

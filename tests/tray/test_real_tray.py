@@ -228,8 +228,12 @@ def test_choosing_a_version_in_the_real_apps_tray_changes_what_predict_serves(x_
         close_menus(x_desktop, app.pid)
 
         x_desktop.open_menu(app.pid, icon)
-        x_desktop.keys("Up", "Up", "Up", "Up", "Up", "Return")  # Quit, Start at login, View logs, ..., Copy URL
+        x_desktop.keys("Up", "Up", "Up", "Up", "Up", "Up", "Return")  # Quit, Start at login, ..., Copy URL
         wait_for(lambda: x_desktop.clipboard() == url, 10, f"{url} on the clipboard")
+        x_desktop.open_menu(app.pid, icon)
+        x_desktop.keys("Up", "Up", "Up", "Up", "Up", "Return")  # ..., Open models folder, Copy gRPC address
+        grpc_address = app.wait_for_line(r"gRPC on (\S+)", 10).group(1)
+        wait_for(lambda: x_desktop.clipboard() == grpc_address, 10, f"{grpc_address} on the clipboard")
 
         quit_from_menu(x_desktop, app.pid, icon)
         assert app.wait(60) == 0, app.output
