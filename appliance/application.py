@@ -40,7 +40,8 @@ from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
 from .serving.config_watch import ConfigFileWatcher
 from .serving.manager import LoadOptions, ModelManager, ModelSummary
-from .serving.remote import RemoteTFServing
+from .serving.remote import Remote, RemoteTFServing
+from .serving.remote_grpc import RemoteGrpcTFServing
 from .serving.repository import Repository
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
@@ -155,13 +156,7 @@ class Application:
                     settings.model_config_file_poll_wait_seconds,
                     lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
                 )
-            self.remote = (
-                RemoteTFServing(
-                    settings.remote, self._remote_model_names(settings.remote, repository), settings.threads
-                )
-                if settings.remote
-                else None
-            )
+            self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
             self.router = Router(self.manager, self.remote)
             self.server = (
                 Server(
@@ -248,6 +243,12 @@ class Application:
     def grpc_address(self) -> str | None:
         """Where gRPC clients connect, e.g. "127.0.0.1:8500"; None with --enable_grpc_api=false."""
         return self.grpc.address if self.grpc is not None else None
+
+    @classmethod
+    def _remote(cls, remote: RemoteSettings, repository: Repository, threads: int) -> Remote:
+        """The remote TF Serving of ``remote.url``: over gRPC (grpc://, grpcs://) or over REST."""
+        remote_class = RemoteGrpcTFServing if remote.grpc else RemoteTFServing
+        return remote_class(remote, cls._remote_model_names(remote, repository), threads)
 
     @staticmethod
     def _remote_model_names(remote: RemoteSettings, repository: Repository) -> list[str]:

@@ -29,6 +29,7 @@ from .errors import InvalidArgument
 TENSORFLOW_PLATFORM = "tensorflow"
 DEFAULT_PORT = 8501  # REST
 DEFAULT_GRPC_PORT = 8500
+GRPC_SCHEMES = ("grpc://", "grpcs://")  # a remote TF Serving reached over gRPC (grpcs: TLS)
 DEFAULT_THREADS = 32  # at least the bundled models' max_batch_size, so a full batch can form
 
 
@@ -121,11 +122,12 @@ def setting(default: Any = None, doc: str = "", *, factory: Callable[[], Any] | 
 
 @dataclasses.dataclass(frozen=True)
 class RemoteSettings:
-    """A remote TensorFlow Serving (REST) to proxy to, and how to reach it: ``[remote]`` in settings.toml."""
+    """A remote TensorFlow Serving (REST or gRPC) to proxy to, and how to reach it: ``[remote]`` in settings.toml."""
 
     url: str = setting(
         dataclasses.MISSING,
-        "a TF Serving REST URL to proxy to, falling back to local models when it is down",
+        "a TF Serving to proxy to, falling back to local models when it is down: its REST URL (http://, https://) "
+        "or gRPC address (grpc://host:8500, grpcs:// for TLS)",
         group="remote",
         flag="--remote_url",
         aliases=("--remote-url",),
@@ -171,6 +173,29 @@ class RemoteSettings:
     failures_to_open: int = setting(
         3, "failed calls in a row after which the remote counts as down", group="remote", flag=False, toml=True
     )
+    ssl_ca_file: Path | None = setting(
+        None,
+        "grpcs://: the PEM file of the CA that signed the remote's certificate",
+        group="remote",
+        flag=False,
+        toml=True,
+        default_doc="the system's trusted CAs",
+    )
+    ssl_cert_file: Path | None = setting(
+        None,
+        "grpcs://: a client certificate (PEM) for a remote that verifies its clients; with ssl_key_file",
+        group="remote",
+        flag=False,
+        toml=True,
+    )
+    ssl_key_file: Path | None = setting(
+        None, "grpcs://: the private key (PEM) of ssl_cert_file", group="remote", flag=False, toml=True
+    )
+
+    @property
+    def grpc(self) -> bool:
+        """Whether the remote is reached over gRPC (grpc:// or grpcs://) rather than REST."""
+        return self.url.startswith(GRPC_SCHEMES)
 
     def remote_name(self, model: str) -> str:
         return self.model_names.get(model, model)
@@ -901,15 +926,25 @@ def _remote_from_table(table: Mapping, source: str) -> RemoteSettings:
     unknown = sorted(set(table) - known - {"routing"})
     if unknown:
         raise InvalidArgument(f"{source}: unknown [remote] setting {unknown[0]!r}")
-    if not isinstance(table.get("url"), str) or not table["url"].startswith(("http://", "https://")):
-        raise InvalidArgument(f"{source}: [remote] url must be an http:// or https:// URL")
+    if not isinstance(table.get("url"), str) or not table["url"].startswith(("http://", "https://", *GRPC_SCHEMES)):
+        raise InvalidArgument(
+            f"{source}: [remote] url must be an http://, https://, grpc:// or grpcs:// URL, not {table.get('url')!r}"
+        )
+    files = {}
+    for key in ("ssl_ca_file", "ssl_cert_file", "ssl_key_file"):
+        if key in table:
+            if not isinstance(table[key], str):
+                raise InvalidArgument(f"{source}: [remote] {key} must be the path of a PEM file")
+            files[key] = Path(table[key]).expanduser()
+    if ("ssl_cert_file" in files) != ("ssl_key_file" in files):
+        raise InvalidArgument(f"{source}: [remote] ssl_cert_file and ssl_key_file go together")
     try:
         routing = {model: Routing(mode) for model, mode in dict(table.get("routing", {})).items()}
         default = Routing(routing.pop("*", Routing.PREFER_REMOTE))
     except ValueError as e:
         modes = ", ".join(r.value for r in Routing)
         raise InvalidArgument(f"{source}: {e}; routing modes are {modes}") from None
-    values = {k: v for k, v in table.items() if k != "routing"}
+    values = {k: v for k, v in table.items() if k != "routing"} | files
     return RemoteSettings(**values, routing=routing, default_routing=default)
 
 

@@ -160,7 +160,7 @@ def test_settings_file_values_of_the_wrong_type_are_clear_errors():
     for file_settings, message in (
         ({"cors_allowed_origins": "http://localhost:3000"}, "cors_allowed_origins must be a list of origins"),
         ({"require_token_for_control": "yes"}, "require_token_for_control must be true or false"),
-        ({"remote": {"url": "ftp://nope"}}, "http:// or https://"),
+        ({"remote": {"url": "ftp://nope"}}, "http://, https://, grpc:// or grpcs:// URL"),
         ({"remote": {"url": "http://r:1", "color": 1}}, "unknown [remote] setting 'color'"),
     ):
         with pytest.raises(InvalidArgument, match=re.escape(message)):

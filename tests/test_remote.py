@@ -200,4 +200,4 @@ def test_bad_remote_settings_are_a_clear_error_at_start(tmp_path):
     settings = tmp_path / "settings.toml"
     settings.write_text('[remote]\nurl = "ftp://nope"\n')
     result = run_cli("serve", "--rest_api_port", "0", "--port", "0", "--settings_file", str(settings))
-    assert result.returncode == 2 and "http:// or https://" in result.stderr
+    assert result.returncode == 2 and "http://, https://, grpc:// or grpcs://" in result.stderr

@@ -27,7 +27,7 @@ from prometheus_client.utils import floatToGoString
 from ..errors import ServingError
 from ..serving.manager import ModelManager, ServableHandle, State
 from ..serving.observer import ServingObserver
-from ..serving.remote import RemoteTFServing
+from ..serving.remote import Remote
 from ..serving.routing import LOCAL
 from ..serving.runtime import Servable
 from .responses import HTTP_STATUS, answer_error
@@ -300,7 +300,7 @@ class TFServingNames:
 class ServingState:
     """Collector: each version's state, each model's chosen version and the remote's health, read at scrape time."""
 
-    def __init__(self, manager: ModelManager, remote: RemoteTFServing | None):
+    def __init__(self, manager: ModelManager, remote: Remote | None):
         self._manager = manager
         self._remote = remote
 
@@ -346,7 +346,7 @@ class Metrics:
         self.registry.register(TFServingNames(self.requests, self.observer))
         ProcessCollector(registry=self.registry)
 
-    def watch(self, manager: ModelManager, remote: RemoteTFServing | None) -> None:
+    def watch(self, manager: ModelManager, remote: Remote | None) -> None:
         """Report ``manager``'s versions (and ``remote``'s health) at each scrape; call once."""
         self.registry.register(ServingState(manager, remote))
 

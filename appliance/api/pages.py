@@ -27,7 +27,7 @@ import bottle
 from .. import __version__
 from ..errors import ServingError
 from ..serving.manager import ModelManager, ModelSummary
-from ..serving.remote import RemoteTFServing
+from ..serving.remote import Remote
 from ..serving.runtime import DEFAULT_SIGNATURE, SignatureSpec, TensorSpec
 from .examples import Example, compact_json, example_request, expanded, has_filled, python_expression
 from .responses import dumps, json_response
@@ -51,7 +51,7 @@ def summary_json(summary: ModelSummary) -> dict:
     }
 
 
-def health_document(manager: ModelManager, remote: RemoteTFServing | None = None) -> tuple[int, dict]:
+def health_document(manager: ModelManager, remote: Remote | None = None) -> tuple[int, dict]:
     summaries = manager.summaries()
     unavailable = [s.name for s in summaries if s.chosen_version is None]
     if not manager.ready:
@@ -73,7 +73,7 @@ def health_document(manager: ModelManager, remote: RemoteTFServing | None = None
     return code, document
 
 
-def health(manager: ModelManager, remote: RemoteTFServing | None = None) -> bottle.HTTPResponse:
+def health(manager: ModelManager, remote: Remote | None = None) -> bottle.HTTPResponse:
     code, document = health_document(manager, remote)
     return json_response(dumps(document), code)
 
@@ -161,7 +161,7 @@ LIVE_DOCUMENT = dumps(
 )
 
 
-def index(manager: ModelManager, remote: RemoteTFServing | None = None) -> bottle.HTTPResponse:
+def index(manager: ModelManager, remote: Remote | None = None) -> bottle.HTTPResponse:
     """The start page for a browser, the liveness document for any other client (``Vary: Accept`` tells caches)."""
     if "text/html" not in bottle.request.get_header("Accept", ""):
         return json_response(LIVE_DOCUMENT, Vary="Accept")

@@ -12,13 +12,17 @@ status codes, and anything else under ``/v1/`` is ``400 Malformed request``.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import re
+from collections.abc import Iterable
 from urllib.parse import quote, unquote
 
 import bottle
 
 from ..errors import InvalidArgument, NotFound, ServingError, Unavailable
 from ..serving.manager import ModelManager, VersionStatus
+from ..serving.remote import RemoteTFServing
+from ..serving.remote_grpc import RemoteGrpcTFServing
 from ..serving.routing import LOCAL, REMOTE, Router
 from ..serving.runtime import DEFAULT_SIGNATURE, Servable, signature_list
 from . import codec
@@ -57,7 +61,8 @@ def parse_model_path(http_method: str, path: str) -> ModelPath | None:
     return ModelPath(unquote(name or ""), version, unquote(label) if label else None, action or "")
 
 
-def _status_json(statuses: list[VersionStatus]) -> dict:
+def status_document(statuses: Iterable[VersionStatus]) -> dict:
+    """The status answer's document: each version's state and error."""
     return {
         "model_version_status": [
             {
@@ -71,6 +76,15 @@ def _status_json(statuses: list[VersionStatus]) -> dict:
             for s in statuses
         ]
     }
+
+
+def metadata_document(model: str, version: int, signature_defs: dict) -> str:
+    """The metadata answer's body: the model version and its SignatureDefs (as proto3 JSON)."""
+    document = {
+        "model_spec": {"name": model, "signature_name": "", "version": str(version)},
+        "metadata": {"signature_def": {"signature_def": signature_defs}},
+    }
+    return dumps(document)
 
 
 class TFServingAPI:
@@ -114,22 +128,16 @@ class TFServingAPI:
     ) -> bottle.HTTPResponse:
         """Answer from the backends ``router`` plans, in order; the response names the one that answered."""
         plan = router.plan(target.name, target.version, target.label)
-        remote = router.remote
         failure: ServingError | None = None
         for position, backend in enumerate(plan, 1):
             if backend == REMOTE:
-                assert remote is not None, "the router plans the remote only when there is one"
                 try:
-                    answer = remote.forward(http_method, target.name, self._remote_suffix(router, target), body)
+                    response = self._remote_answer(router, target, http_method, body)
                 except Unavailable as e:  # predict, classify and regress are pure: safe to answer locally
                     failure = e
                     continue
-                response = bottle.HTTPResponse(
-                    body=answer.body,
-                    status=answer.status,
-                    headers={"Content-Type": answer.content_type, BACKEND_HEADER: REMOTE},
-                )
-                if answer.status == 404:  # no version took it
+                response.set_header(BACKEND_HEADER, REMOTE)
+                if response.status_code == 404:  # no version took it
                     return response
                 return served(response, target.name, target.version, REMOTE)
             try:
@@ -142,6 +150,29 @@ class TFServingAPI:
             return response
         assert failure is not None, "a plan names a backend"
         raise failure
+
+    def _remote_answer(
+        self, router: Router, target: ModelPath, http_method: str, body: bytes | None
+    ) -> bottle.HTTPResponse:
+        """The remote's answer, its verdicts included; Unavailable when it gave none."""
+        remote = router.remote
+        assert remote is not None, "the router plans the remote only when there is one"
+        if isinstance(remote, RemoteGrpcTFServing):
+            return self._grpc_remote_rest.answer(
+                target, router.remote_version(target.name, target.version, target.label), body
+            )
+        assert isinstance(remote, RemoteTFServing)
+        answer = remote.forward(http_method, target.name, self._remote_suffix(router, target), body)
+        return bottle.HTTPResponse(
+            body=answer.body, status=answer.status, headers={"Content-Type": answer.content_type}
+        )
+
+    @functools.cached_property
+    def _grpc_remote_rest(self):
+        from .remote_rest import GrpcRemoteREST  # TensorFlow's protos: imported once a gRPC remote is asked
+
+        assert self._router is not None and isinstance(self._router.remote, RemoteGrpcTFServing)
+        return GrpcRemoteREST(self._router.remote)
 
     def _remote_suffix(self, router: Router, target: ModelPath) -> str:
         version = router.remote_version(target.name, target.version, target.label)
@@ -214,7 +245,7 @@ class TFServingAPI:
         if not target.name:
             raise InvalidArgument("Missing model name in request.")
         statuses = self._manager.status(target.name, target.version)  # TF Serving ignores a label here
-        return served(json_response(dumps(_status_json(statuses))), target.name, target.version)
+        return served(json_response(dumps(status_document(statuses))), target.name, target.version)
 
     def metadata(self, target: ModelPath) -> bottle.HTTPResponse:
         if not target.name:
@@ -222,10 +253,6 @@ class TFServingAPI:
         handle = self._manager.acquire(target.name, target.version, target.label)
 
         def encode(signature_defs) -> bottle.HTTPResponse:
-            document = {
-                "model_spec": {"name": target.name, "signature_name": "", "version": str(handle.version)},
-                "metadata": {"signature_def": {"signature_def": signature_defs}},
-            }
-            return json_response(dumps(document))
+            return json_response(metadata_document(target.name, handle.version, signature_defs))
 
         return answered_by(handle, target.name, lambda servable: servable.signature_defs_json(), encode)

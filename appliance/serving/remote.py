@@ -6,11 +6,13 @@
 
 Bodies pass through unchanged over pooled keep-alive connections with timeouts. A circuit breaker opens
 after ``failures_to_open`` consecutive failures (no answer, a timeout, a 5xx, an answer that is not TF
-Serving's JSON) and closes after a successful probe; probes back off while the remote is down.
+Serving's JSON) and closes after a successful probe; probes back off while the remote is down. The breaker,
+the probes and the status are :class:`Remote`'s, which the gRPC remote (:mod:`.remote_grpc`) shares.
 """
 
 from __future__ import annotations
 
+import abc
 import dataclasses
 import json
 import logging
@@ -80,22 +82,17 @@ def _is_json_document(body: bytes) -> bool:
         return False
 
 
-class RemoteTFServing:
-    """A TF Serving REST endpoint that requests can be forwarded to."""
+class Remote(abc.ABC):
+    """A remote TF Serving, whichever protocol reaches it: the circuit breaker, the probe loop, what /health shows.
 
-    def __init__(self, settings: RemoteSettings, models: Iterable[str] = (), pool_size: int = 8):
+    A subclass says how to ask the remote which versions of a model it serves (:meth:`_available_versions`) and
+    counts each call's outcome with :meth:`_succeeded` and :meth:`_failed`.
+    """
+
+    def __init__(self, settings: RemoteSettings, models: Iterable[str] = ()):
         self.settings = settings
         self.url = settings.url.rstrip("/")
         self._models = list(models)
-        headers = {"Content-Type": "application/json", **settings.headers}
-        if settings.token:
-            headers["Authorization"] = f"Bearer {settings.token}"
-        self._pool = urllib3.PoolManager(
-            maxsize=pool_size,
-            retries=False,
-            headers=headers,
-            timeout=urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.timeout_seconds),
-        )
         self.breaker = CircuitBreaker(settings.failures_to_open)
         self._versions: dict[str, frozenset[int]] = {}
         self._latency_ms: float | None = None
@@ -104,26 +101,10 @@ class RemoteTFServing:
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
 
-    # -- forwarding ----------------------------------------------------------
-
-    def forward(self, method: str, model: str, suffix: str, body: bytes | None = None) -> RemoteAnswer:
-        """Send ``/v1/models/<remote name><suffix>`` to the remote; Unavailable when it cannot answer properly.
-
-        A 4xx answer is the remote's verdict on the request and comes back as it is;
-        no answer, a 5xx or a body that is not a JSON object counts as a failure.
-        """
-        url = f"{self.url}/v1/models/{quote(self.settings.remote_name(model), safe='')}{suffix}"
-        started = time.perf_counter()
-        try:
-            response = self._pool.request(method, url, body=body)
-        except urllib3.exceptions.HTTPError as e:
-            raise self._failed(f"no answer from {self.url}: {type(e).__name__}: {e}") from None
-        content_type = response.headers.get("Content-Type", "application/json")
-        if response.status >= 500 or not _is_json_document(response.data):
-            raise self._failed(f"{self.url} answered {response.status} with {response.data[:120]!r}")
+    def _succeeded(self, started: float) -> None:
+        """A call that began at ``started`` (time.perf_counter()) got a proper answer."""
         self.breaker.success()
         self._latency_ms = (time.perf_counter() - started) * 1000
-        return RemoteAnswer(response.status, response.data, content_type)
 
     def _failed(self, message: str) -> Unavailable:
         if self.breaker.failure():
@@ -135,6 +116,10 @@ class RemoteTFServing:
 
     def usable(self) -> bool:
         return not self.breaker.open
+
+    def versions(self, model: str) -> frozenset[int]:
+        """The versions of ``model`` AVAILABLE on the remote, as last probed."""
+        return self._versions.get(model, frozenset())
 
     def serves(self, model: str, version: int | None) -> bool:
         """Whether the remote (as last probed) serves ``model``, and ``version`` of it when one is given."""
@@ -154,19 +139,25 @@ class RemoteTFServing:
             error=self._error if self.breaker.open else None,
         )
 
+    @abc.abstractmethod
+    def _available_versions(self, model: str) -> frozenset[int] | None:
+        """The versions of ``model`` AVAILABLE on the remote; None when it does not serve the model.
+
+        Raises Unavailable when the remote does not answer properly.
+        """
+
     def probe(self) -> bool:
         """Ask the remote for each model's status; True when it answered for at least one."""
         versions: dict[str, frozenset[int]] = {}
         answered = False
         for model in self._models:
             try:
-                answer = self.forward("GET", model, "")
+                available = self._available_versions(model)
             except Unavailable:
                 continue
             answered = True
-            if answer.status == 200:
-                statuses = json.loads(answer.body).get("model_version_status", [])
-                versions[model] = frozenset(int(s["version"]) for s in statuses if s.get("state") == "AVAILABLE")
+            if available is not None:
+                versions[model] = available
         if answered:
             self.breaker.success()
             self._error = None
@@ -197,4 +188,52 @@ class RemoteTFServing:
         self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=self.settings.timeout_seconds + 5)
+        self._close()
+
+    @abc.abstractmethod
+    def _close(self) -> None:
+        """Release the connections; called once the probes have stopped."""
+
+
+class RemoteTFServing(Remote):
+    """A TF Serving REST endpoint that requests can be forwarded to."""
+
+    def __init__(self, settings: RemoteSettings, models: Iterable[str] = (), pool_size: int = 8):
+        super().__init__(settings, models)
+        headers = {"Content-Type": "application/json", **settings.headers}
+        if settings.token:
+            headers["Authorization"] = f"Bearer {settings.token}"
+        self._pool = urllib3.PoolManager(
+            maxsize=pool_size,
+            retries=False,
+            headers=headers,
+            timeout=urllib3.Timeout(connect=settings.connect_timeout_seconds, read=settings.timeout_seconds),
+        )
+
+    def forward(self, method: str, model: str, suffix: str, body: bytes | None = None) -> RemoteAnswer:
+        """Send ``/v1/models/<remote name><suffix>`` to the remote; Unavailable when it cannot answer properly.
+
+        A 4xx answer is the remote's verdict on the request and comes back as it is;
+        no answer, a 5xx or a body that is not a JSON object counts as a failure.
+        """
+        url = f"{self.url}/v1/models/{quote(self.settings.remote_name(model), safe='')}{suffix}"
+        started = time.perf_counter()
+        try:
+            response = self._pool.request(method, url, body=body)
+        except urllib3.exceptions.HTTPError as e:
+            raise self._failed(f"no answer from {self.url}: {type(e).__name__}: {e}") from None
+        content_type = response.headers.get("Content-Type", "application/json")
+        if response.status >= 500 or not _is_json_document(response.data):
+            raise self._failed(f"{self.url} answered {response.status} with {response.data[:120]!r}")
+        self._succeeded(started)
+        return RemoteAnswer(response.status, response.data, content_type)
+
+    def _available_versions(self, model: str) -> frozenset[int] | None:
+        answer = self.forward("GET", model, "")
+        if answer.status != 200:
+            return None
+        statuses = json.loads(answer.body).get("model_version_status", [])
+        return frozenset(int(s["version"]) for s in statuses if s.get("state") == "AVAILABLE")
+
+    def _close(self) -> None:
         self._pool.clear()

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from ..config import Routing
 from .manager import ModelManager
-from .remote import RemoteTFServing
+from .remote import Remote
 
 REMOTE, LOCAL = "remote", "local"
 
@@ -22,7 +22,7 @@ REMOTE, LOCAL = "remote", "local"
 class Router:
     """Plans the backends to try, in order, for one request."""
 
-    def __init__(self, manager: ModelManager, remote: RemoteTFServing | None):
+    def __init__(self, manager: ModelManager, remote: Remote | None):
         self._manager = manager
         self.remote = remote
 
