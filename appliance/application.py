@@ -288,14 +288,14 @@ class Application:
         from .api.grpc_model_service import add_model_service
         from .api.grpc_prediction import add_prediction_service
 
-        add_prediction_service(
+        prediction = add_prediction_service(
             server,
             self.manager,
             router=self.router,
             metrics=self.metrics,
             tensor_content=self.settings.enable_serialization_as_tensor_content,
         )
-        add_model_service(server, self.manager, self.apply_config)
+        add_model_service(server, self.manager, self.apply_config, route_status=prediction.model_status)
         return [
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,

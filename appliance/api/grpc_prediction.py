@@ -23,13 +23,14 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import json_format
 from tensorflow_serving.apis import (
     classification_pb2,
     get_model_metadata_pb2,
+    get_model_status_pb2,
     inference_pb2,
     model_pb2,
     predict_pb2,
@@ -156,6 +157,7 @@ _FORWARDED = {
     "RegressionRequest": ("Regress", regression_pb2.RegressionResponse),
     "MultiInferenceRequest": ("MultiInference", inference_pb2.MultiInferenceResponse),
     "GetModelMetadataRequest": ("GetModelMetadata", get_model_metadata_pb2.GetModelMetadataResponse),
+    "GetModelStatusRequest": ("GetModelStatus", get_model_status_pb2.GetModelStatusResponse),  # ModelService's
 }
 
 
@@ -236,7 +238,8 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         """The remote's answer to ``request``; its verdicts raised as ServingErrors, Unavailable when it gave none."""
         assert self._router is not None, "a remote is planned by a router"
         method, response_type = _FORWARDED[type(request).__name__]
-        wanted = self._router.remote_version(name, version, label)
+        # A status names no version to list every one: the chosen version is for calls that run a model.
+        wanted = version if method == "GetModelStatus" else self._router.remote_version(name, version, label)
         timeout = None if call.deadline is None else max(call.deadline - time.monotonic(), 0.0)
         try:
             response = remote.call(
@@ -253,10 +256,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             raise
         call.sent_to_remote(name, version)
         if remote.settings.remote_name(name) != name:  # the client hears of the model by the name it asked for
-            specs = [r.model_spec for r in response.results] if method == "MultiInference" else [response.model_spec]
-            for spec in specs:
+            for spec in _answered_specs(method, response):
                 spec.name = name
         return response
+
+    def model_status(self, request, context: grpc.ServicerContext, local: Callable[[Any], T]) -> T:
+        """ModelService's GetModelStatus from the backends the Router plans, as this service's calls are answered:
+        ``local(request)`` answers from the local models (see grpc_model_service.add_model_service)."""
+        return self._from_backends(request, context, _Call(_deadline(context)), lambda request, call: local(request))
 
     def _acquire(self, spec: model_pb2.ModelSpec, call: _Call) -> ServableHandle:
         """The local version that answers: the chosen one, or the one the spec names by number or label."""
@@ -362,6 +369,13 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         return response
 
 
+def _answered_specs(method: str, response) -> list[model_pb2.ModelSpec]:
+    """The model_specs of a remote's answer to ``method`` (a status names none)."""
+    if method == "MultiInference":
+        return [result.model_spec for result in response.results]
+    return [] if method == "GetModelStatus" else [response.model_spec]
+
+
 def _check_tasks(tasks, signatures) -> None:
     """TF Serving's checks of a MultiInferenceRequest's tasks, in its order and words, before any runs."""
     model_name = ""
@@ -390,11 +404,12 @@ def add_prediction_service(
     router: Router | None = None,
     metrics: Metrics | None = None,
     tensor_content: bool = False,
-) -> None:
-    """Serve TF Serving's PredictionService for ``manager``'s models on ``server``.
+) -> PredictionService:
+    """Serve TF Serving's PredictionService for ``manager``'s models on ``server``; returns the service.
 
     Every call is counted and timed in ``metrics`` (by default, metrics of its own); ``tensor_content`` writes
     output tensors as raw bytes (``--enable_serialization_as_tensor_content``) rather than typed fields.
     """
     service = PredictionService(manager, router, metrics or Metrics(), tensor_content)
     prediction_service_pb2_grpc.add_PredictionServiceServicer_to_server(service, server)
+    return service
