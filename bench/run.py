@@ -159,7 +159,8 @@ CONTENDERS = [
         "echo-grpc",
         "bench.servers.echo_grpc",
         f"gRPC floor: grpcio sync server (threads={DEFAULT_THREADS}, as the appliance's gRPC port), TF Serving's "
-        "PredictionService stubs, fixed small PredictResponse, no model",
+        "PredictionService stubs, fixed small PredictResponse, no model (its RSS: TensorFlow, which TF Serving's "
+        "protos import)",
         (),
         (None,),
         grpc=True,
