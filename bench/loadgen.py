@@ -1,18 +1,24 @@
 """A small asyncio load generator: N clients, one connection each, one request in flight per client.
 
     result = measure(Target("127.0.0.1", 8501, "/v1/models/digits:predict", body), 32, bounds, probe)
+    result = measure(GrpcTarget("127.0.0.1:8500", PREDICT_METHOD, message), 32, bounds, probe)
 
-Every client sends the same ``POST`` over HTTP/1.1 keep-alive, reconnecting
-only when the server closes the connection (an HTTP/1.0 server does after each
-answer). A level first runs ``warmup_s`` unmeasured, then measures until
+Over HTTP (:class:`Target`), every client sends the same ``POST`` over HTTP/1.1
+keep-alive, reconnecting only when the server closes the connection (an
+HTTP/1.0 server does after each answer). Over gRPC (:class:`GrpcTarget`),
+every client calls the same unary method through a ``grpc.aio`` channel of its
+own, on a connection of its own (as each HTTP client has one), sending the
+serialized request as bytes and taking the answer as bytes, so that the
+client does no protobuf work of its own on the machine it shares with the
+server. A level first runs ``warmup_s`` unmeasured, then measures until
 ``measure_s`` have passed or ``max_requests`` answers have come, whichever is
 first; a server too slow to answer each client once on average in
 ``measure_s`` (as many answers as clients) is measured until it has, for at
 most 30 s more, so that its rate is a rate and not zero. It reports answers
 per second, latency percentiles (send to last byte, reconnects included),
-errors (any status but 200, a failed connection, an answer that never comes;
-warm-up included), and the CPU seconds spent per answer by the server
-(``probe``) and by this client.
+errors (any status but 200, a gRPC status but OK, a failed connection, an
+answer that never comes; warm-up included), and the CPU seconds spent per
+answer by the server (``probe``) and by this client.
 
 A :class:`Tally` adds up several rounds of a level, each with its own warm-up
 (``run_round``), so that servers measured in turn, round after round, share
@@ -26,12 +32,16 @@ import contextlib
 import math
 import time
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
+
+import grpc
 
 _GRACE_SECONDS = 10.0  # how long a level waits for the answers in flight when it ends
 _SLOW_SERVER_SECONDS = 30.0  # how much longer a level waits for a slow server's round of answers
 _RETRY_SECONDS = 0.01  # pause after a failed connection, so a dead server does not spin the client
+# grpcio's channels to one address share one connection by default: a channel of its own per client gets its own.
+_OWN_CONNECTION = [("grpc.use_local_subchannel_pool", 1)]
 
 
 @dataclass(frozen=True)
@@ -49,6 +59,21 @@ class Target:
             f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n"
         )
         return head.encode("ascii") + self.body
+
+    def client(self, window: _Window) -> Coroutine[None, None, None]:
+        return _http_client(self, self.request(), window)
+
+
+@dataclass(frozen=True)
+class GrpcTarget:
+    """A unary gRPC method, where it is served (``host:port``) and the serialized request message it gets."""
+
+    address: str
+    method: str  # "/package.Service/Method"
+    message: bytes
+
+    def client(self, window: _Window) -> Coroutine[None, None, None]:
+        return _grpc_client(self, window)
 
 
 @dataclass(frozen=True)
@@ -117,7 +142,7 @@ def _close(writer: asyncio.StreamWriter | None) -> None:
         writer.close()
 
 
-async def _client(target: Target, request: bytes, window: _Window) -> None:
+async def _http_client(target: Target, request: bytes, window: _Window) -> None:
     reader = writer = None
     try:
         while not window.ended:
@@ -142,6 +167,20 @@ async def _client(target: Target, request: bytes, window: _Window) -> None:
                 writer = None
     finally:
         _close(writer)
+
+
+async def _grpc_client(target: GrpcTarget, window: _Window) -> None:
+    async with grpc.aio.insecure_channel(target.address, options=_OWN_CONNECTION) as channel:
+        call = channel.unary_unary(target.method)  # no (de)serializers: bytes in, bytes out
+        while not window.ended:
+            started = time.perf_counter()
+            try:
+                await call(target.message)
+            except grpc.aio.AioRpcError as e:
+                window.error(f"gRPC {e.code().name}: {e.details()}")
+                await asyncio.sleep(_RETRY_SECONDS)
+                continue
+            window.answer(time.perf_counter() - started)
 
 
 async def _wait_at_most(event: asyncio.Event, seconds: float) -> None:
@@ -175,11 +214,10 @@ class Tally:
         }
 
 
-async def _run_round(target: Target, bounds: Bounds, probe: Callable[[], float], tally: Tally) -> None:
+async def _run_round(target: Target | GrpcTarget, bounds: Bounds, probe: Callable[[], float], tally: Tally) -> None:
     concurrency = tally.concurrency
     window = _Window(bounds.max_requests)
-    request = target.request()
-    clients = [asyncio.create_task(_client(target, request, window)) for _ in range(concurrency)]
+    clients = [asyncio.create_task(target.client(window)) for _ in range(concurrency)]
     await asyncio.sleep(bounds.warmup_s)
     server_cpu, client_cpu, started = probe(), time.process_time(), time.perf_counter()
     window.measuring = True
@@ -203,12 +241,12 @@ async def _run_round(target: Target, bounds: Bounds, probe: Callable[[], float],
     tally.errors += window.errors
 
 
-def run_round(target: Target, bounds: Bounds, probe: Callable[[], float], tally: Tally) -> None:
+def run_round(target: Target | GrpcTarget, bounds: Bounds, probe: Callable[[], float], tally: Tally) -> None:
     """One round of ``tally``'s level: its clients, a warm-up, then a measured window added to ``tally``."""
     asyncio.run(_run_round(target, bounds, probe, tally))
 
 
-def measure(target: Target, concurrency: int, bounds: Bounds, probe: Callable[[], float]) -> dict:
+def measure(target: Target | GrpcTarget, concurrency: int, bounds: Bounds, probe: Callable[[], float]) -> dict:
     """Load ``target`` with ``concurrency`` clients; ``probe()`` returns the server's CPU seconds so far."""
     tally = Tally(concurrency)
     run_round(target, bounds, probe, tally)

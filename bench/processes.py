@@ -16,10 +16,13 @@ import sys
 import time
 from pathlib import Path
 
+import grpc
+
 from bench import procstat
 
 REPO = Path(__file__).resolve().parents[1]
 _URL_LINE = re.compile(r"serving on http://([^:/\s]+):(\d+)")
+_GRPC_LINE = re.compile(r"gRPC on (\S+:\d+)")  # the appliance's "gRPC on 127.0.0.1:8500[ and unix:...]"
 _POLL_SECONDS = 0.01
 _STOP_SECONDS = 30.0
 _USER_DIRS = {
@@ -118,6 +121,21 @@ class ServerProcess:
         )
         return match.group(1), int(match.group(2))
 
+    def wait_for_grpc_address(self, timeout: float) -> str:
+        """The ``host:port`` of the ``gRPC on host:port`` line the appliance prints."""
+        match = self._poll(
+            lambda: _GRPC_LINE.search(self.log_path.read_text(errors="replace")), timeout, "printed no gRPC address"
+        )
+        return match.group(1)
+
+    def wait_first_grpc_answer(self, address: str, method: str, message: bytes, timeout: float) -> float:
+        """Poll until the unary gRPC ``method`` answers ``message`` with one prediction (a ``PredictResponse``
+        whose every output has one row); seconds since the process was started."""
+        with grpc.insecure_channel(address) as channel:
+            call = channel.unary_unary(method)
+            self._poll(lambda: _answers_grpc(call, message), timeout, "gave no gRPC prediction")
+        return time.perf_counter() - self.started
+
     def wait_first_answer(self, host: str, port: int, path: str, body: bytes, timeout: float) -> float:
         """Poll until ``POST path`` answers 200 with one prediction; seconds since the process was started."""
         self._poll(lambda: _answers(host, port, path, body), timeout, "gave no prediction")
@@ -175,3 +193,15 @@ def _answers(host: str, port: int, path: str, body: bytes) -> bool:
     """Whether ``POST path`` answers 200 with TF Serving's ``{"predictions": [one row]}``."""
     answer = _json_answer(host, port, "POST", path, body)
     return answer is not None and len(answer["predictions"]) == 1
+
+
+def _answers_grpc(call: grpc.UnaryUnaryMultiCallable, message: bytes) -> bool:
+    """Whether a ``Predict`` call answers OK with outputs of one row each."""
+    from tensorflow_serving.apis import predict_pb2
+
+    try:
+        answer = predict_pb2.PredictResponse.FromString(call(message, timeout=10))
+    except grpc.RpcError:
+        return False
+    rows = {tensor.tensor_shape.dim[0].size for tensor in answer.outputs.values() if tensor.tensor_shape.dim}
+    return bool(answer.outputs) and rows == {1}

@@ -115,9 +115,35 @@ def _batching_gain(results: dict) -> Comparison:
     return _throughput(results, "appliance-unbatched", "digits")
 
 
+def _grpc_over_rest(results: dict, concurrency: int, measure: tuple[str, str, str, int]) -> Comparison:
+    """The appliance's gRPC row ÷ its REST row (the same process) at one level; ``measure`` is the run's key, what
+    it is called, its unit and the digits it is written with."""
+    key, what, unit, digits = measure
+    grpc_value = find_run(results, "appliance-grpc", "digits", concurrency)[key]
+    rest_value = find_run(results, "appliance", "digits", concurrency)[key]
+    ratio = grpc_value / rest_value if grpc_value is not None and rest_value else None
+    return Comparison(
+        f"c={concurrency}: appliance digits {what}, gRPC ÷ REST",
+        ratio,
+        f"{_number(grpc_value, digits)} ÷ {_number(rest_value, digits)} {unit}",
+    )
+
+
+_GRPC_MEASURES = [("req_per_s", "req/s", "req/s", 0), ("server_cpu_ms_per_req", "server CPU per request", "ms", 3)]
+
+
 def informational(results: dict) -> list[dict]:
-    """Ratios reported without a goal: against Flask calling the signature, and what batching gains at c=32."""
-    return [_informational(_throughput(results, "flask", "digits")), _informational(_batching_gain(results))]
+    """Ratios reported without a goal: against Flask calling the signature, what batching gains at c=32, and the
+    appliance's gRPC against its REST API (throughput and server CPU per request, c=1 and c=32)."""
+    return [
+        _informational(_throughput(results, "flask", "digits")),
+        _informational(_batching_gain(results)),
+        *(
+            _informational(_grpc_over_rest(results, concurrency, measure))
+            for concurrency in (1, 32)
+            for measure in _GRPC_MEASURES
+        ),
+    ]
 
 
 def _number(value: float | None, digits: int) -> str:
@@ -127,7 +153,7 @@ def _number(value: float | None, digits: int) -> str:
 def _load_table(results: dict) -> list[str]:
     bounds = results["settings"]["bounds"]
     lines = [
-        f"Served, batch 1, keep-alive clients; per level {bounds['warmup_s']:g} s warm-up, then "
+        f"Served, batch 1, keep-alive clients (gRPC: a channel each); per level {bounds['warmup_s']:g} s warm-up, then "
         f"{bounds['measure_s']:g} s or {bounds['max_requests']} answers ({results['mode']} run)",
         f"{'server':20}{'model':8}{'c':>4}{'req/s':>10}{'p50 ms':>9}{'p99 ms':>9}{'errors':>8}"
         f"{'srv cpu ms/req':>16}{'cli cpu ms/req':>16}{'srv RSS MiB':>13}",
@@ -250,7 +276,9 @@ def draw(results: dict, path: Path) -> str:
         axes.grid(True, alpha=0.3)
     p99.set_yscale("log")
     throughput.legend()
-    figure.suptitle(f"POST /v1/models/<model>:predict, batch 1 ({results['mode']} run)")
+    figure.suptitle(
+        f"POST /v1/models/<model>:predict (gRPC rows: PredictionService/Predict), batch 1 ({results['mode']} run)"
+    )
     batching = (_batching_latency(results), _batching_gain(results))
     figure.text(
         0.5, 0.01, ";   ".join(f"{each.text} = {_number(each.value, 2)}" for each in batching), ha="center", fontsize=9

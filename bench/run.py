@@ -1,23 +1,29 @@
-"""The benchmark suite: the served API against the raw call, the HTTP floor and the usual alternatives, in one run.
+"""The benchmark suite: the served APIs against the raw call, the HTTP and gRPC floors and the usual alternatives.
 
     python bench/run.py [--quick | --smoke] [--out DIR]          (the same: python -m bench ...)
 
 Every server below is started on a free loopback port and kept running; then,
 at concurrency 1, 8, 32 and 64, keep-alive clients load them with batch-1
-``POST /v1/models/<model>:predict`` (the same body for all) one server at a
-time, in rounds: each round loads every server once, the next round starting
-one server further along, and a level's result adds up its rounds. A shared
-machine's other load comes and goes within minutes; servers measured in
-rounds share it alike, where servers measured one after the other did not
-(between such full runs, the echo's c=32 rate moved by 25%).
+``POST /v1/models/<model>:predict`` (the same body for all; the gRPC rows the
+same instance through ``Predict``) one server at a time, in rounds: each
+round loads every server once, the next round starting one server further
+along, and a level's result adds up its rounds. A shared machine's other load
+comes and goes within minutes; servers measured in rounds share it alike,
+where servers measured one after the other did not (between such full runs,
+the echo's c=32 rate moved by 25%).
 
 - the appliance (``python -m appliance serve --rest_api_port 0 --port 0``, per-user folders of
   its own), for each bundled model, batching concurrent requests as the
   bundled models' ``batching_params.pbtxt`` ask (its default);
+- ``appliance-grpc``: the same appliance process through its gRPC port
+  (TF Serving's ``PredictionService/Predict``, the same digits instance as a
+  serialized ``PredictRequest``), digits only: gRPC beside REST;
 - ``appliance-unbatched``: the same with ``--enable_batching=false``, digits
   only: what batching costs at c=1 and gains at c=32;
 - ``echo``: Bottle+waitress answering a fixed JSON, the HTTP floor, with the
   appliance's worker thread count;
+- ``echo-grpc``: grpcio answering a fixed ``PredictResponse``, the gRPC floor,
+  with the appliance's gRPC worker thread count;
 - ``flask_keras``: the tutorial way, Flask's development server calling Keras'
   ``model.predict(...)`` per request (the SavedModel in a ``TFSMLayer``);
 - ``flask``: the same server calling the SavedModel's signature per request;
@@ -61,12 +67,13 @@ if __package__ in (None, ""):  # run as a script: import bench from the reposito
 
 from appliance.config import DEFAULT_THREADS
 from bench import report
-from bench.bodies import predict_body, predict_path
-from bench.loadgen import Bounds, Tally, Target, run_round
+from bench.bodies import PREDICT_METHOD, predict_body, predict_path, predict_request
+from bench.loadgen import Bounds, GrpcTarget, Tally, Target, run_round
 from bench.processes import REPO, ServerProcess, free_port, time_import_tensorflow, user_dirs_env
 
 LEVELS = [1, 8, 32, 64]
 MODELS = ["digits", "iris"]
+GRPC_MODELS: tuple[str | None, ...] = ("digits",)  # the appliance's gRPC row
 START_TIMEOUT = 180.0  # seconds a server may take to give its first prediction
 
 
@@ -97,6 +104,7 @@ class ApplianceSetup:
     args: tuple[str, ...]
     models: tuple[str, ...]
     description: str
+    grpc_name: str | None = None  # the row of the same process through its gRPC port (GRPC_MODELS), if any
 
 
 _APPLIANCE = f"appliance serve (Bottle + waitress, threads={DEFAULT_THREADS})"
@@ -107,6 +115,7 @@ APPLIANCE_SETUPS = [
         tuple(MODELS),
         f"{_APPLIANCE}, bundled models, batching on (their batching_params.pbtxt: max_batch_size 32, "
         "no timeout, 1 batch thread)",
+        "appliance-grpc",
     ),
     ApplianceSetup(
         "appliance-unbatched",
@@ -125,7 +134,8 @@ class Contender:
     module: str
     description: str
     packages: tuple[str, ...]  # it is skipped when one is not installed
-    models: tuple[str | None, ...]  # None: the echo, which serves no model (it gets the digits request)
+    models: tuple[str | None, ...]  # None: an echo, which serves no model (it gets the digits request)
+    grpc: bool = False  # it serves TF Serving's gRPC Predict, not REST
 
 
 def _fastapi_description() -> str:
@@ -144,6 +154,16 @@ CONTENDERS = [
         f"HTTP floor: Bottle + waitress (threads={DEFAULT_THREADS}, as the appliance), fixed small JSON, no model",
         (),
         (None,),
+    ),
+    Contender(
+        "echo-grpc",
+        "bench.servers.echo_grpc",
+        f"gRPC floor: grpcio sync server (threads={DEFAULT_THREADS}, as the appliance's gRPC port), TF Serving's "
+        "PredictionService stubs, fixed small PredictResponse, no model (its RSS: TensorFlow, which TF Serving's "
+        "protos import)",
+        (),
+        (None,),
+        grpc=True,
     ),
     Contender(
         "flask_keras",
@@ -173,9 +193,31 @@ def request_for(model: str | None) -> tuple[str, bytes]:
     return predict_path(model or "digits"), predict_body(model or "digits")
 
 
+def grpc_request_for(model: str | None) -> bytes:
+    """The serialized ``PredictRequest`` sent for ``model`` over gRPC; the echo (None) gets the digits one."""
+    return predict_request(model or "digits")
+
+
+def http_target(host: str, port: int) -> Callable[[str | None], Target]:
+    return lambda model: Target(host, port, *request_for(model))
+
+
+def grpc_target(address: str) -> Callable[[str | None], GrpcTarget]:
+    return lambda model: GrpcTarget(address, PREDICT_METHOD, grpc_request_for(model))
+
+
 def wait_ready(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...]) -> float:
     """Wait for a prediction from every model; returns the seconds from the start to the first one's."""
     first, *_ = [server.wait_first_answer(host, port, *request_for(model), START_TIMEOUT) for model in models]
+    return first
+
+
+def wait_grpc_ready(server: ServerProcess, address: str, models: tuple[str | None, ...]) -> float:
+    """:func:`wait_ready` through gRPC's ``Predict`` at ``address``."""
+    first, *_ = [
+        server.wait_first_grpc_answer(address, PREDICT_METHOD, grpc_request_for(model), START_TIMEOUT)
+        for model in models
+    ]
     return first
 
 
@@ -191,14 +233,26 @@ def wait_appliance_ready(server: ServerProcess, host: str, port: int, models: tu
 
 @dataclass
 class Served:
-    """A server started for the measurements, ready, and what it measured so far."""
+    """A row of the table: a server started for the measurements, ready, and what it measured so far.
 
+    The appliance's REST and gRPC rows are one process.
+    """
+
+    name: str
     server: ServerProcess
-    host: str
-    port: int
+    target: Callable[[str | None], Target | GrpcTarget]  # what a model's load goes to
     models: tuple[str | None, ...]
     info: dict  # what it is, its start to first prediction and its RSS once ready
     runs: list[dict] = field(default_factory=list)
+
+
+def _info(server: ServerProcess, description: str, startup_s: float) -> dict:
+    return {
+        "description": description,
+        "pid": server.process.pid,
+        "startup_s": startup_s,
+        "rss_ready_mib": server.rss_mib(),
+    }
 
 
 def start_appliance(home: Path, log_path: Path, name: str = "appliance", args: tuple[str, ...] = ()) -> ServerProcess:
@@ -270,39 +324,50 @@ def bench_in_process(mode: Mode) -> dict:
     return json.loads(done.stdout)
 
 
-@dataclass(frozen=True)
-class Launched:
-    """A server process just started, and how to tell when it is ready."""
-
-    server: ServerProcess
-    address: Callable[[], tuple[str, int]]
-    models: tuple[str | None, ...]
-    description: str
-    ready: Callable[[ServerProcess, str, int, tuple], float]
-
-    def wait_served(self) -> Served:
-        """Wait until the server has answered every model; it, with its start-up time and RSS then."""
-        host, port = self.address()
-        startup = self.ready(self.server, host, port, self.models)
-        return Served(
-            self.server,
-            host,
-            port,
-            self.models,
-            {"description": self.description, "startup_s": startup, "rss_ready_mib": self.server.rss_mib()},
+def appliance_served(server: ServerProcess, setup: ApplianceSetup) -> list[Served]:
+    """Wait until the appliance has answered every model and loaded every version; its REST row, then its gRPC
+    row (the same process through its printed gRPC port) when ``setup`` has one."""
+    host, port = server.wait_for_url(START_TIMEOUT)
+    startup = wait_appliance_ready(server, host, port, setup.models)
+    served = [
+        Served(setup.name, server, http_target(host, port), setup.models, _info(server, setup.description, startup))
+    ]
+    if setup.grpc_name is not None:
+        address = server.wait_for_grpc_address(START_TIMEOUT)
+        first = wait_grpc_ready(server, address, GRPC_MODELS)
+        description = (
+            f"the {setup.name} process above through its gRPC port (--port 0; TF Serving's PredictionService/"
+            "Predict, float32 tensor_content; its first answer asked for once REST had answered)"
         )
+        served.append(
+            Served(setup.grpc_name, server, grpc_target(address), GRPC_MODELS, _info(server, description, first))
+        )
+    return served
 
 
-def launches(running: contextlib.ExitStack, home: Path, logs: Path, skipped: dict) -> Iterator[Launched]:
-    """The appliance (batched, then unbatched), then each installed contender, started as they are asked for."""
+def contender_served(server: ServerProcess, contender: Contender, port: int) -> list[Served]:
+    """Wait until ``contender`` has answered every model; its row."""
+    if contender.grpc:
+        address = f"127.0.0.1:{port}"
+        startup = wait_grpc_ready(server, address, contender.models)
+        target: Callable[[str | None], Target | GrpcTarget] = grpc_target(address)
+    else:
+        startup = wait_ready(server, "127.0.0.1", port, contender.models)
+        target = http_target("127.0.0.1", port)
+    return [Served(contender.name, server, target, contender.models, _info(server, contender.description, startup))]
+
+
+def launches(
+    running: contextlib.ExitStack, home: Path, logs: Path, skipped: dict
+) -> Iterator[Callable[[], list[Served]]]:
+    """The appliance (batched, then unbatched), then each installed contender, started as they are asked for;
+    each comes as the call that waits until it is ready and returns its rows."""
     for setup in APPLIANCE_SETUPS:
         say(f"{setup.name}: starting")
         server = running.enter_context(
             start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name, setup.args)
         )
-        yield Launched(
-            server, partial(server.wait_for_url, START_TIMEOUT), setup.models, setup.description, wait_appliance_ready
-        )
+        yield partial(appliance_served, server, setup)
     for contender in CONTENDERS:
         missing = missing_packages(contender)
         if missing:
@@ -319,17 +384,15 @@ def launches(running: contextlib.ExitStack, home: Path, logs: Path, skipped: dic
                 user_dirs_env(home / contender.name),
             )
         )
-        yield Launched(
-            server, lambda port=port: ("127.0.0.1", port), contender.models, contender.description, wait_ready
-        )
+        yield partial(contender_served, server, contender, port)
 
 
 def start_servers(running: contextlib.ExitStack, home: Path, logs: Path, mode: Mode, skipped: dict) -> list[Served]:
     """Every server, ready and left running: started one by one, or all at once and then waited for."""
     started = launches(running, home, logs, skipped)
     if mode.start_together:
-        started = list(started)  # every process started before any is waited for
-    return [launched.wait_served() for launched in started]
+        started = iter(list(started))  # every process started before any is waited for
+    return [one for wait_served in started for one in wait_served()]
 
 
 def load_servers(served: list[Served], mode: Mode) -> None:
@@ -347,15 +410,13 @@ def load_servers(served: list[Served], mode: Mode) -> None:
             for round_ in range(mode.rounds):
                 first = round_ % len(turns)
                 for one, m, tally in turns[first:] + turns[:first]:
-                    run_round(Target(one.host, one.port, *request_for(m)), mode.bounds, one.server.cpu_seconds, tally)
+                    run_round(one.target(m), mode.bounds, one.server.cpu_seconds, tally)
                     one.server.check_running()
             for one, m, tally in turns:
                 result = tally.summary()
-                one.runs.append(
-                    {"server": one.server.name, "model": m, **result, "server_rss_mib": one.server.rss_mib()}
-                )
+                one.runs.append({"server": one.name, "model": m, **result, "server_rss_mib": one.server.rss_mib()})
                 say(
-                    f"  {one.server.name} {m or ''} c={concurrency}: {result['req_per_s']:.0f} req/s, "
+                    f"  {one.name} {m or ''} c={concurrency}: {result['req_per_s']:.0f} req/s, "
                     f"p99 {result['p99_ms'] or float('nan'):.2f} ms, {result['errors']} errors"
                 )
 
@@ -366,7 +427,7 @@ def bench_servers(home: Path, logs: Path, mode: Mode, results: dict) -> None:
         served = start_servers(running, home, logs, mode, results["skipped"])
         load_servers(served, mode)
         for one in served:
-            results["servers"][one.server.name] = {**one.info, "rss_after_load_mib": one.server.rss_mib()}
+            results["servers"][one.name] = {**one.info, "rss_after_load_mib": one.server.rss_mib()}
             results["runs"] += one.runs
 
 

@@ -1,7 +1,8 @@
 """The benchmark suite runs end to end: ``bench/run.py --smoke`` measures every server at every level, error-free.
 
-Every server: the appliance batched and unbatched, the echo floor, Flask with
-Keras, Flask with the signature, FastAPI. The numbers of a smoke run mean
+Every server: the appliance batched (over REST and over gRPC, one process)
+and unbatched, the HTTP and gRPC echo floors, Flask with Keras, Flask with the
+signature, FastAPI. The numbers of a smoke run mean
 nothing; this only checks that the suite works and that what it writes is
 complete.
 """
@@ -18,8 +19,10 @@ from ..conftest import REPO
 LEVELS = [1, 8, 32, 64]
 SERVED = {
     "appliance": ["digits", "iris"],
+    "appliance-grpc": ["digits"],
     "appliance-unbatched": ["digits"],
     "echo": [None],
+    "echo-grpc": [None],
     "flask_keras": ["digits", "iris"],
     "flask": ["digits", "iris"],
     "fastapi": ["digits", "iris"],
@@ -61,6 +64,10 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
     ratios = {ratio["ratio"]: ratio["value"] for ratio in results["informational"]}
     assert ratios["c=32: appliance digits req/s ÷ appliance-unbatched"] > 0
     assert "flask" in results["skipped"] or ratios["c=32: appliance digits req/s ÷ flask"] > 0
+    for level in (1, 32):  # gRPC beside REST, from the same appliance process
+        assert ratios[f"c={level}: appliance digits req/s, gRPC ÷ REST"] > 0
+        assert ratios[f"c={level}: appliance digits server CPU per request, gRPC ÷ REST"] > 0
+    assert results["servers"]["appliance-grpc"]["pid"] == results["servers"]["appliance"]["pid"]
     assert "Goals" in done.stdout and "Also measured (no goal)" in done.stdout
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "bench.png").stat().st_size > 0
