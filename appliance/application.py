@@ -33,7 +33,7 @@ from .config import (
     read_monitoring_config,
 )
 from .desktop import copy_text, open_in_desktop
-from .errors import InvalidArgument
+from .errors import Code, InvalidArgument, ServingError
 from .grpc_server import GrpcServer
 from .preferences import PreferenceStore
 from .server import Server
@@ -48,6 +48,11 @@ from .serving.runtime import DeferredRuntime
 from .tray.state import ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
+
+RELOAD_NEEDS_TOKEN = (
+    "HandleReloadConfigRequest names model folders, so it needs the access token: start the appliance with "
+    "--require_token_for_control (or --token) and send the metadata 'authorization: Bearer <token>'"
+)
 
 
 def model_sources(settings: Settings) -> tuple[list[ModelConfig], list[Path]]:
@@ -339,7 +344,12 @@ class Application:
         """Serve the models of a ``ModelServerConfig`` proto (gRPC's HandleReloadConfigRequest) instead.
 
         Relative base paths are taken from the working directory; see :meth:`ModelManager.reload_config`.
+        Such a request names folders of this machine, so it is carried out only where a token is in use (the gRPC
+        server's interceptor has then checked it): with none, any local program could make the appliance read
+        any folder its user can.
         """
+        if self.token is None:
+            raise ServingError(RELOAD_NEEDS_TOKEN, Code.PERMISSION_DENIED)
         self.manager.reload_config(model_configs(config, Path.cwd(), "the config of the request"))
 
     def on_quit(self, callback) -> None:

@@ -169,6 +169,7 @@ def test_apply_config_takes_base_paths_from_the_working_directory_and_labels_as_
         file_system_poll_wait_seconds=0,
         model_roots=(tmp_path / "empty",),
         allow_version_labels_for_unavailable_models=True,
+        require_token_for_control=True,  # a config naming folders is applied only where a token is in use
     )
     application = Application(settings)
     try:

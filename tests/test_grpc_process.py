@@ -86,6 +86,33 @@ def test_serve_prints_both_addresses_and_both_answer(bundled_server):
     }
 
 
+def test_without_a_token_in_use_a_config_naming_folders_is_refused(tmp_path):
+    """On loopback with no token, no local program may make the appliance serve folders it names."""
+    server = ApplianceProcess("--models_dir", str(MODELS), home=tmp_path)
+    try:
+        config = model_server_config_pb2.ModelServerConfig()
+        config.model_config_list.config.add(name="elsewhere", base_path=str(MODELS / "digits"))
+        with grpc.insecure_channel(server.grpc_address) as channel:
+            try:
+                model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
+                    model_management_pb2.ReloadConfigRequest(config=config), timeout=TIMEOUT
+                )
+            except grpc.RpcError as refused:
+                assert refused.code() == grpc.StatusCode.PERMISSION_DENIED
+                assert "--require_token_for_control" in refused.details()
+            else:
+                raise AssertionError("a config naming folders was applied with no token in use")
+            assert model_status(channel, "iris"), "nothing was changed"
+            try:
+                model_status(channel, "elsewhere")
+            except grpc.RpcError as unknown:
+                assert unknown.code() == grpc.StatusCode.NOT_FOUND
+            else:
+                raise AssertionError("the refused config's model is served")
+    finally:
+        server.stop()
+
+
 def test_require_token_for_control_guards_the_grpc_config_reload(tmp_path):
     served = tmp_path / "models.config"
     served.write_text(

@@ -643,7 +643,13 @@ def config_backend(folder: Path, models: dict[str, Path], poll_seconds: str) -> 
     """An appliance serving ``models`` from ``folder``/model_config.txt, re-read every ``poll_seconds`` (0: never)."""
     config = folder / "model_config.txt"
     config.write_text(model_config_text(models))
-    return ApplianceProcess("--model_config_file", str(config), "--model_config_file_poll_wait_seconds", poll_seconds)
+    return ApplianceProcess(
+        "--model_config_file",
+        str(config),
+        "--model_config_file_poll_wait_seconds",
+        poll_seconds,
+        "--require_token_for_control",  # the appliance reloads a config sent over gRPC only from the token's holder
+    )
 
 
 def served_config(route: str, backend: ApplianceProcess, folder: Path):
@@ -716,9 +722,10 @@ def reload_config(served: Served, models: dict[str, Path]) -> None:
     request = model_management_pb2.ReloadConfigRequest()
     text_format.Parse(model_config_text(models), request.config)
     assert isinstance(request.config, model_server_config_pb2.ModelServerConfig)
+    token = (served.backend.home / "config" / "appliance" / "token").read_text().strip()
     with grpc.insecure_channel(served.backend.grpc_address) as channel:
         response = model_service_pb2_grpc.ModelServiceStub(channel).HandleReloadConfigRequest(
-            request, timeout=RELOAD_TIMEOUT
+            request, timeout=RELOAD_TIMEOUT, metadata=(("authorization", f"Bearer {token}"),)
         )
     assert response.status.error_code == 0, response.status.error_message
 
