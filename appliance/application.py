@@ -11,6 +11,7 @@ touches TensorFlow or HTTP handling.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import socket
 import threading
@@ -140,6 +141,7 @@ class Application:
         self.grpc = self._grpc_server(settings, access) if settings.enable_grpc_api else None
         try:
             runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
+            self._runtime = runtime
             self.preferences = PreferenceStore(paths.preferences_file())
             self.metrics = Metrics()
             self.manager = ModelManager(
@@ -275,8 +277,13 @@ class Application:
             ).start()
 
     def _serve_grpc(self, server: GrpcServer) -> None:
+        if isinstance(self._runtime, DeferredRuntime):
+            # The services' protos import TensorFlow: let one thread import it, not this one and the loading
+            # thread at once (in the frozen app, two threads importing it together failed the first load).
+            with contextlib.suppress(Exception):  # a runtime that cannot be made: the loading thread says why
+                self._runtime.make()
         try:
-            server.start(self._grpc_services)  # with a tray, the services' imports are TensorFlow's first
+            server.start(self._grpc_services)
         except Exception:
             log.exception("the gRPC API could not start")
             server.stop(0)

@@ -175,11 +175,15 @@ class DeferredRuntime(Runtime):
         runtime = self._runtime
         return runtime.device if runtime is not None else STARTING
 
-    def load(self, path: Path) -> Servable:
+    def make(self) -> Runtime:
+        """The runtime, made now (in the calling thread) unless another thread made it or is making it."""
         with self._lock:
             if self._runtime is None:
                 self._runtime = self._make()
-        return self._runtime.load(path)
+            return self._runtime
+
+    def load(self, path: Path) -> Servable:
+        return self.make().load(path)
 
     def reclaim_memory(self) -> None:
         if self._runtime is not None:
