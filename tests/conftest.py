@@ -251,3 +251,14 @@ class PredictLoad:
     def answers_since(self, index: int) -> list[int]:
         """Versions answered after ``index``, skipping the one request per client that may have been running then."""
         return self.versions[index + self.clients :]
+
+
+@pytest.fixture(scope="module")
+def remote(tmp_path_factory):
+    """A second appliance to be the remote TF Serving of the module's front one: digits version 2 and iris."""
+    models = tmp_path_factory.mktemp("remote-models")
+    shutil.copytree(MODELS / "digits" / "2", models / "digits" / "2")
+    shutil.copytree(MODELS / "iris", models / "iris")
+    server = ApplianceProcess("--models_dir", str(models))
+    yield server
+    server.stop()

@@ -8,29 +8,18 @@ iris v1, v2), so version-pinned requests for digits v1 must go local.
 
 from __future__ import annotations
 
-import shutil
 import signal
 import time
 
 import pytest
 import requests
 
-from .conftest import MODELS, ApplianceProcess, PredictLoad
+from .conftest import ApplianceProcess, PredictLoad
 from .faults import FaultyProxy
 
 PROBE_SECONDS = 0.2
 TIMEOUT_SECONDS = 2.0
 ROW = {"instances": [[float(i % 17) for i in range(64)]]}
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    models = tmp_path_factory.mktemp("remote-models")
-    shutil.copytree(MODELS / "digits" / "2", models / "digits" / "2")
-    shutil.copytree(MODELS / "iris", models / "iris")
-    server = ApplianceProcess("--models_dir", str(models))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ models, did the work.
 from __future__ import annotations
 
 import json
-import shutil
 import signal
 import time
 
@@ -48,16 +47,6 @@ def remote_settings(tmp_path, remote_address: str, scheme: str = "grpc", **extra
     path = tmp_path / "settings.toml"
     path.write_text("\n".join(lines) + "\n")
     return str(path)
-
-
-@pytest.fixture(scope="module")
-def remote(tmp_path_factory):
-    models = tmp_path_factory.mktemp("remote-models")
-    shutil.copytree(MODELS / "digits" / "2", models / "digits" / "2")
-    shutil.copytree(MODELS / "iris", models / "iris")
-    server = ApplianceProcess("--models_dir", str(models))
-    yield server
-    server.stop()
 
 
 @pytest.fixture(scope="module")
