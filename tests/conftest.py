@@ -262,3 +262,14 @@ def remote(tmp_path_factory):
     server = ApplianceProcess("--models_dir", str(models))
     yield server
     server.stop()
+
+
+def wait_for(condition, timeout: float = 60, interval: float = 0.1):
+    """``condition()``'s first truthy result within ``timeout`` seconds (asked every ``interval``), else its last."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        result = condition()
+        if result:
+            return result
+        time.sleep(interval)
+    return condition()

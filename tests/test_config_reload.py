@@ -24,7 +24,7 @@ from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 
-from .conftest import MODELS, ApplianceProcess, PredictLoad
+from .conftest import MODELS, ApplianceProcess, PredictLoad, wait_for
 
 X = [[1.0], [5.0]]
 
@@ -73,13 +73,6 @@ def config_text(models: dict[str, Path]) -> str:
 
 def predict(server: ApplianceProcess, name: str) -> requests.Response:
     return requests.post(f"{server.url}/v1/models/{name}:predict", json={"instances": X}, timeout=30)
-
-
-def wait_for(condition, timeout: float = 60) -> bool:
-    deadline = time.monotonic() + timeout
-    while not condition() and time.monotonic() < deadline:
-        time.sleep(0.1)
-    return condition()
 
 
 def test_a_rewritten_model_config_file_is_applied_and_a_broken_one_is_logged_once(tmp_path, tfs_testdata):

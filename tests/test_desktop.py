@@ -12,12 +12,11 @@ import shutil
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import requests
 
-from .conftest import MODELS, REPO, ApplianceProcess, user_dirs_env
+from .conftest import MODELS, REPO, ApplianceProcess, user_dirs_env, wait_for
 
 HEADLESS_ENV = {"DISPLAY": "", "WAYLAND_DISPLAY": ""}
 
@@ -30,16 +29,6 @@ def desktop(home: Path, *args: str) -> ApplianceProcess:
 
 def discovery(home: Path) -> dict:
     return json.loads((home / "runtime" / "appliance" / "appliance.json").read_text())
-
-
-def wait_for(condition, timeout: float = 60, interval: float = 0.1):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        result = condition()
-        if result:
-            return result
-        time.sleep(interval)
-    return condition()
 
 
 def newest_state(app: ApplianceProcess, model: str) -> str | None:

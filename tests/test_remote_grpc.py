@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import signal
-import time
 
 import grpc
 import numpy as np
@@ -25,7 +24,7 @@ from appliance.config import settings_from_sources
 from appliance.errors import InvalidArgument
 from appliance.serving.remote_grpc import channel_target
 
-from .conftest import MODELS, ApplianceProcess
+from .conftest import MODELS, ApplianceProcess, wait_for
 from .test_grpc_server import pki, ssl_config  # noqa: F401  # pki is a fixture
 
 PROBE_SECONDS = 0.2
@@ -59,15 +58,6 @@ def front(remote, tmp_path_factory):
     assert wait_for(lambda: remote_state(server) == "up"), "the remote never came up"
     yield server
     server.stop()
-
-
-def wait_for(condition, timeout: float = 60.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if condition():
-            return True
-        time.sleep(PROBE_SECONDS / 2)
-    return bool(condition())
 
 
 def remote_state(front) -> str:
