@@ -1,0 +1,73 @@
+"""The Open Inference Protocol's tensor datatypes, and how they map to numpy and to TensorFlow's dtypes.
+
+    numpy_dtype("FP32")            # -> dtype('float32')
+    datatype_of("DT_FLOAT")        # -> "FP32" (a signature's dtype, as the metadata and responses name it)
+    array_datatype(np.zeros(2))    # -> "FP64" (what an array is, as a request's input is checked)
+
+BYTES tensors are numpy object arrays of ``bytes`` (as the TF runtime takes DT_STRING); BF16 is ml_dtypes'
+bfloat16. TensorFlow dtypes with no v2 datatype (complex numbers, resources, variants) map to None.
+"""
+
+from __future__ import annotations
+
+import ml_dtypes
+import numpy as np
+
+from ...errors import InvalidArgument
+
+# The v2 datatype of each numpy dtype the appliance sends or takes ("BYTES": an object array of bytes).
+NUMPY_DTYPES: dict[str, np.dtype] = {
+    "BOOL": np.dtype(np.bool_),
+    "UINT8": np.dtype(np.uint8),
+    "UINT16": np.dtype(np.uint16),
+    "UINT32": np.dtype(np.uint32),
+    "UINT64": np.dtype(np.uint64),
+    "INT8": np.dtype(np.int8),
+    "INT16": np.dtype(np.int16),
+    "INT32": np.dtype(np.int32),
+    "INT64": np.dtype(np.int64),
+    "FP16": np.dtype(np.float16),
+    "FP32": np.dtype(np.float32),
+    "FP64": np.dtype(np.float64),
+    "BF16": np.dtype(ml_dtypes.bfloat16),
+    "BYTES": np.dtype(object),
+}
+# A TensorFlow DataType enum name -> its v2 datatype.
+TF_DATATYPES = {
+    "DT_BOOL": "BOOL",
+    "DT_UINT8": "UINT8",
+    "DT_UINT16": "UINT16",
+    "DT_UINT32": "UINT32",
+    "DT_UINT64": "UINT64",
+    "DT_INT8": "INT8",
+    "DT_INT16": "INT16",
+    "DT_INT32": "INT32",
+    "DT_INT64": "INT64",
+    "DT_HALF": "FP16",
+    "DT_FLOAT": "FP32",
+    "DT_DOUBLE": "FP64",
+    "DT_BFLOAT16": "BF16",
+    "DT_STRING": "BYTES",
+}
+_BY_NUMPY = {dtype: name for name, dtype in NUMPY_DTYPES.items()}
+_STRING_KINDS = frozenset("OSU")
+
+
+def numpy_dtype(datatype: str) -> np.dtype:
+    """The numpy dtype a v2 datatype's data is read into; InvalidArgument naming the valid ones otherwise."""
+    dtype = NUMPY_DTYPES.get(datatype)
+    if dtype is None:
+        raise InvalidArgument(f"datatype {datatype!r} is not one of the protocol's: {', '.join(NUMPY_DTYPES)}")
+    return dtype
+
+
+def datatype_of(tf_dtype: str) -> str | None:
+    """The v2 datatype of a TensorFlow dtype ("DT_FLOAT" -> "FP32"); None when the protocol has none."""
+    return TF_DATATYPES.get(tf_dtype)
+
+
+def array_datatype(array: np.ndarray) -> str | None:
+    """The v2 datatype of an array (bytes, str and object arrays are BYTES); None when the protocol has none."""
+    if array.dtype.kind in _STRING_KINDS:
+        return "BYTES"
+    return _BY_NUMPY.get(array.dtype)
