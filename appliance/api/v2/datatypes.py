@@ -3,12 +3,17 @@
     numpy_dtype("FP32")            # -> dtype('float32')
     datatype_of("DT_FLOAT")        # -> "FP32" (a signature's dtype, as the metadata and responses name it)
     array_datatype(np.zeros(2))    # -> "FP64" (what an array is, as a request's input is checked)
+    from_raw(data, "FP32", [1, 64])   # Triton's binary data / gRPC raw contents -> an array (no copy)
+    to_raw(array)                     # an array -> those bytes
 
 BYTES tensors are numpy object arrays of ``bytes`` (as the TF runtime takes DT_STRING); BF16 is ml_dtypes'
 bfloat16. TensorFlow dtypes with no v2 datatype (complex numbers, resources, variants) map to None.
 """
 
 from __future__ import annotations
+
+import math
+import struct
 
 import ml_dtypes
 import numpy as np
@@ -51,6 +56,7 @@ TF_DATATYPES = {
 }
 _BY_NUMPY = {dtype: name for name, dtype in NUMPY_DTYPES.items()}
 _STRING_KINDS = frozenset("OSU")
+_LENGTH = struct.Struct("<I")  # a BYTES element's length before its bytes, in raw data
 
 
 def numpy_dtype(datatype: str) -> np.dtype:
@@ -71,3 +77,58 @@ def array_datatype(array: np.ndarray) -> str | None:
     if array.dtype.kind in _STRING_KINDS:
         return "BYTES"
     return _BY_NUMPY.get(array.dtype)
+
+
+def from_raw(data: bytes | memoryview, datatype: str, shape: list[int] | tuple[int, ...], name: str) -> np.ndarray:
+    """Input ``name``'s raw data (Triton's binary tensor data, gRPC's ``raw_input_contents``) as an array.
+
+    Numbers are little-endian, row-major, read without a copy (the array is read-only); BYTES elements are
+    each a 4-byte little-endian length and that many bytes. InvalidArgument when the size does not fit.
+    """
+    dtype = numpy_dtype(datatype)
+    count = element_count(shape, name)
+    if datatype == "BYTES":
+        return _bytes_from_raw(data, count, shape, name)
+    if len(data) != count * dtype.itemsize:
+        raise InvalidArgument(
+            f"input {name!r} has {len(data)} bytes of data, but {count} {datatype} elements (shape "
+            f"{list(shape)}) take {count * dtype.itemsize}"
+        )
+    return np.frombuffer(data, dtype.newbyteorder("<")).reshape(shape)
+
+
+def _bytes_from_raw(data, count: int, shape, name: str) -> np.ndarray:
+    values = np.empty(count, dtype=object)
+    view = memoryview(data)
+    offset = 0
+    for index in range(count):
+        if offset + 4 > len(view):
+            raise InvalidArgument(f"input {name!r}: its BYTES data ends after {index} of {count} elements")
+        (length,) = _LENGTH.unpack_from(view, offset)
+        offset += 4
+        if offset + length > len(view):
+            raise InvalidArgument(f"input {name!r}: its BYTES element {index} runs past the end of its data")
+        values[index] = bytes(view[offset : offset + length])
+        offset += length
+    if offset != len(view):
+        raise InvalidArgument(f"input {name!r}: {len(view) - offset} bytes of data left after its {count} elements")
+    return values.reshape(shape)
+
+
+def to_raw(array: np.ndarray) -> bytes:
+    """An array as raw data: little-endian numbers, row-major; BYTES elements length-prefixed (str as UTF-8)."""
+    if array.dtype.kind in _STRING_KINDS:
+        parts = []
+        for value in array.reshape(-1):
+            value = value.encode("utf-8") if isinstance(value, str) else bytes(value)
+            parts.append(_LENGTH.pack(len(value)))
+            parts.append(value)
+        return b"".join(parts)
+    return np.ascontiguousarray(array, array.dtype.newbyteorder("<")).tobytes()
+
+
+def element_count(shape, name: str) -> int:
+    """The elements a shape holds; InvalidArgument for a negative dimension."""
+    if any(d < 0 for d in shape):
+        raise InvalidArgument(f"input {name!r} has shape {list(shape)}: a request's dimensions cannot be negative")
+    return math.prod(shape)
