@@ -52,11 +52,13 @@ class Target:
     port: int
     path: str
     body: bytes
+    headers: tuple[tuple[str, str], ...] = (("Content-Type", "application/json"),)
 
     def request(self) -> bytes:
+        lines = "".join(f"{name}: {value}\r\n" for name, value in self.headers)
         head = (
             f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
-            f"Content-Type: application/json\r\nContent-Length: {len(self.body)}\r\n\r\n"
+            f"{lines}Content-Length: {len(self.body)}\r\n\r\n"
         )
         return head.encode("ascii") + self.body
 

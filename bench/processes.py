@@ -6,10 +6,12 @@ that dies is reported with the end of its log.
 
 from __future__ import annotations
 
+import contextlib
 import http.client
 import json
 import os
 import re
+import signal
 import socket
 import subprocess
 import sys
@@ -72,26 +74,37 @@ def time_import_tensorflow(env: dict[str, str]) -> tuple[float, float]:
 
 
 class ServerProcess:
-    """``python <args>`` run from the repository root, with its output in ``log_path``."""
+    """``python <args>`` run from the repository root, with its output in ``log_path``; or ``program <args>`` run
+    in ``cwd``. Its CPU time and memory are those of its whole process tree."""
 
-    def __init__(self, name: str, args: list[str], log_path: Path, env: dict[str, str]):
+    def __init__(
+        self,
+        name: str,
+        args: list[str],
+        log_path: Path,
+        env: dict[str, str],
+        program: Path | str = sys.executable,
+        cwd: Path = REPO,
+    ):
         self.name = name
         self.log_path = log_path
         self.started = time.perf_counter()
         with open(log_path, "wb") as log:
             self.process = subprocess.Popen(
-                [sys.executable, *args],
-                cwd=REPO,
+                [str(program), *args],
+                cwd=cwd,
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONUNBUFFERED": "1", **env},
             )
 
     def cpu_seconds(self) -> float:
-        return procstat.cpu_seconds(self.process.pid)
+        """User + system CPU time of the server's processes alive now (the CPU of one that ended is lost)."""
+        return sum(_alive_or_zero(procstat.cpu_seconds, pid) for pid in procstat.tree(self.process.pid))
 
     def rss_mib(self) -> float:
-        return procstat.rss_mib(self.process.pid)
+        """The RSS of the server's processes added up (pages they share counted in each)."""
+        return sum(_alive_or_zero(procstat.rss_mib, pid) for pid in procstat.tree(self.process.pid))
 
     def log_tail(self, lines: int = 20) -> str:
         return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-lines:])
@@ -100,7 +113,7 @@ class ServerProcess:
         if self.process.poll() is not None:
             raise RuntimeError(f"{self.name} exited with status {self.process.returncode}:\n{self.log_tail()}")
 
-    def _poll(self, probe, timeout: float, failure: str):
+    def poll(self, probe, timeout: float, failure: str):
         """``probe()``'s first true result, polled while the server runs.
 
         Raises RuntimeError(``failure``) after ``timeout``.
@@ -116,14 +129,14 @@ class ServerProcess:
 
     def wait_for_url(self, timeout: float) -> tuple[str, int]:
         """The host and port of the ``serving on http://host:port`` line the server prints."""
-        match = self._poll(
+        match = self.poll(
             lambda: _URL_LINE.search(self.log_path.read_text(errors="replace")), timeout, "printed no URL"
         )
         return match.group(1), int(match.group(2))
 
     def wait_for_grpc_address(self, timeout: float) -> str:
         """The ``host:port`` of the ``gRPC on host:port`` line the appliance prints."""
-        match = self._poll(
+        match = self.poll(
             lambda: _GRPC_LINE.search(self.log_path.read_text(errors="replace")), timeout, "printed no gRPC address"
         )
         return match.group(1)
@@ -133,12 +146,12 @@ class ServerProcess:
         whose every output has one row); seconds since the process was started."""
         with grpc.insecure_channel(address) as channel:
             call = channel.unary_unary(method)
-            self._poll(lambda: _answers_grpc(call, message), timeout, "gave no gRPC prediction")
+            self.poll(lambda: _answers_grpc(call, message), timeout, "gave no gRPC prediction")
         return time.perf_counter() - self.started
 
     def wait_first_answer(self, host: str, port: int, path: str, body: bytes, timeout: float) -> float:
         """Poll until ``POST path`` answers 200 with one prediction; seconds since the process was started."""
-        self._poll(lambda: _answers(host, port, path, body), timeout, "gave no prediction")
+        self.poll(lambda: _answers(host, port, path, body), timeout, "gave no prediction")
         return time.perf_counter() - self.started
 
     def wait_versions_settled(self, host: str, port: int, models: tuple[str, ...], timeout: float) -> None:
@@ -147,25 +160,59 @@ class ServerProcess:
         The chosen versions answer first and the older ones load after them: a
         measurement started before they are done would share the CPU with loading.
         """
-        self._poll(
+        self.poll(
             lambda: all(_versions_settled(host, port, model) for model in models),
             timeout,
             f"had not loaded every version of {', '.join(models)}",
         )
 
     def stop(self) -> None:
+        """SIGTERM; after ``_STOP_SECONDS``, SIGKILL to it and to the worker processes it would have stopped."""
         self.process.terminate()
         try:
             self.process.wait(_STOP_SECONDS)
         except subprocess.TimeoutExpired:
+            workers = procstat.tree(self.process.pid)[1:]
             self.process.kill()
             self.process.wait()
+            for pid in workers:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, signal.SIGKILL)
 
     def __enter__(self) -> ServerProcess:
         return self
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+
+def post(host: str, port: int, path: str, body: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], bytes]:
+    """``POST path``'s status, headers (names in lower case) and body; status 0 when no answer came."""
+    connection = http.client.HTTPConnection(host, port, timeout=10)
+    try:
+        connection.request("POST", path, body, headers)
+        response = connection.getresponse()
+        return response.status, {name.lower(): value for name, value in response.getheaders()}, response.read()
+    except OSError:
+        return 0, {}, b""
+    finally:
+        connection.close()
+
+
+def tfserving_prediction(host: str, port: int, path: str, body: bytes) -> dict:
+    """The one prediction row that TF Serving's ``:predict`` at ``path`` answers ``body`` with."""
+    answer = _json_answer(host, port, "POST", path, body)
+    if answer is None:
+        raise RuntimeError(f"no answer from http://{host}:{port}{path}")
+    (row,) = answer["predictions"]
+    return row
+
+
+def _alive_or_zero(measure, pid: int) -> float:
+    try:
+        return measure(pid)
+    except FileNotFoundError:  # it ended since it was listed
+        return 0.0
 
 
 def _json_answer(host: str, port: int, method: str, path: str, body: bytes | None = None):

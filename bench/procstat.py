@@ -14,6 +14,21 @@ def cpu_seconds(pid: int | str) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICKS_PER_SECOND  # utime, stime: fields 14 and 15
 
 
+def tree(pid: int) -> list[int]:
+    """``pid`` and its descendants, those alive now (a server's worker processes: MLServer runs inference in one)."""
+    found, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        found.append(parent)
+        try:
+            for task in os.listdir(f"/proc/{parent}/task"):
+                with open(f"/proc/{parent}/task/{task}/children") as f:
+                    todo += [int(child) for child in f.read().split()]
+        except FileNotFoundError:  # it ended meanwhile
+            continue
+    return found
+
+
 def rss_mib(pid: int | str) -> float:
     """Resident set size (VmRSS) of ``pid`` in MiB."""
     with open(f"/proc/{pid}/status") as f:

@@ -98,6 +98,32 @@ def _memory(results: dict) -> Comparison:
     )
 
 
+def _row(results: dict, server: str, concurrency: int, key: str) -> float | None:
+    """One measure of a digits row at one level; None when that server was skipped."""
+    run = find_run(results, server, "digits", concurrency)
+    return None if run is None else run[key]
+
+
+def _rows_ratio(
+    results: dict, rows: tuple[str, str], concurrency: int, measure: tuple[str, str, str, int]
+) -> Comparison:
+    """Digits row ``rows[0]`` ÷ row ``rows[1]`` at one level; ``measure`` is the run's key, what it is called, its
+    unit and the digits it is written with."""
+    key, what, unit, digits = measure
+    ours, theirs = (_row(results, row, concurrency, key) for row in rows)
+    text = f"c={concurrency}: digits {what}, {rows[0]} ÷ {rows[1]}"
+    skipped = [row for row in rows if row in results["skipped"]]
+    if skipped:
+        return Comparison(text, None, f"{skipped[0]} skipped: {results['skipped'][skipped[0]]}")
+    ratio = ours / theirs if ours is not None and theirs else None
+    return Comparison(text, ratio, f"{_number(ours, digits)} ÷ {_number(theirs, digits)} {unit}")
+
+
+_REQ_PER_S = ("req_per_s", "req/s", "req/s", 0)
+_P50 = ("p50_ms", "p50", "ms", 3)
+_V2_AGAINST_MLSERVER = ("appliance-v2", "mlserver")
+
+
 def goals(results: dict) -> list[dict]:
     """The issue's goals, computed from this run alone; ``met`` is None when a server needed was skipped."""
     return [
@@ -108,6 +134,8 @@ def goals(results: dict) -> list[dict]:
         _goal(_throughput(results, "fastapi", "digits"), ">=", 2.5),
         _goal(_cold_start(results), "<=", 0.7),
         _goal(_memory(results), "<=", 1.15),
+        _goal(_rows_ratio(results, _V2_AGAINST_MLSERVER, 32, _REQ_PER_S), ">=", 2),
+        _goal(_rows_ratio(results, _V2_AGAINST_MLSERVER, 1, _P50), "<=", 0.5),
     ]
 
 
@@ -129,12 +157,15 @@ def _grpc_over_rest(results: dict, concurrency: int, measure: tuple[str, str, st
     )
 
 
-_GRPC_MEASURES = [("req_per_s", "req/s", "req/s", 0), ("server_cpu_ms_per_req", "server CPU per request", "ms", 3)]
+_GRPC_MEASURES = [_REQ_PER_S, ("server_cpu_ms_per_req", "server CPU per request", "ms", 3)]
+# the v2 API against TF Serving's (the same process), its binary data against its JSON
+_V2_ROWS = [("appliance-v2", "appliance"), ("appliance-v2-binary", "appliance-v2")]
 
 
 def informational(results: dict) -> list[dict]:
-    """Ratios reported without a goal: against Flask calling the signature, what batching gains at c=32, and the
-    appliance's gRPC against its REST API (throughput and server CPU per request, c=1 and c=32)."""
+    """Ratios reported without a goal: against Flask calling the signature, what batching gains at c=32, the
+    appliance's gRPC against its REST API (throughput and server CPU per request, c=1 and c=32), its v2 API against
+    TF Serving's and v2's binary data against JSON (c=1 p50, c=32 throughput)."""
     return [
         _informational(_throughput(results, "flask", "digits")),
         _informational(_batching_gain(results)),
@@ -142,6 +173,11 @@ def informational(results: dict) -> list[dict]:
             _informational(_grpc_over_rest(results, concurrency, measure))
             for concurrency in (1, 32)
             for measure in _GRPC_MEASURES
+        ),
+        *(
+            _informational(_rows_ratio(results, rows, concurrency, measure))
+            for rows in _V2_ROWS
+            for concurrency, measure in ((1, _P50), (32, _REQ_PER_S))
         ),
     ]
 
@@ -190,6 +226,13 @@ def _servers_table(results: dict) -> list[str]:
             f"{server['rss_after_load_mib']:.0f} MiB  {server['description']}"
         )
     lines += [f"  {name:20}skipped: {reason}" for name, reason in results["skipped"].items()]
+    environment = results.get("mlserver_environment")
+    if environment is not None:
+        made = environment["made_s"]
+        lines.append(
+            f"  MLServer's environment: {environment['path']} "
+            + ("(there already)" if made is None else f"(made by this run: {made:.0f} s)")
+        )
     cold = results["cold_start"]
     lines.append(
         f"  python -c 'import tensorflow': import returned after {_seconds(cold['import_tensorflow_s'])}, "
@@ -277,7 +320,8 @@ def draw(results: dict, path: Path) -> str:
     p99.set_yscale("log")
     throughput.legend()
     figure.suptitle(
-        f"POST /v1/models/<model>:predict (gRPC rows: PredictionService/Predict), batch 1 ({results['mode']} run)"
+        f"POST /v1/models/<model>:predict (gRPC rows: PredictionService/Predict; v2 rows: /v2/models/<model>/infer), "
+        f"batch 1 ({results['mode']} run)"
     )
     batching = (_batching_latency(results), _batching_gain(results))
     figure.text(

@@ -18,6 +18,11 @@ the echo's c=32 rate moved by 25%).
 - ``appliance-grpc``: the same appliance process through its gRPC port
   (TF Serving's ``PredictionService/Predict``, the same digits instance as a
   serialized ``PredictRequest``), digits only: gRPC beside REST;
+- ``appliance-v2`` and ``appliance-v2-binary``: the same appliance process
+  through the Open Inference Protocol (KServe v2), ``POST
+  /v2/models/digits/infer`` with the same instance as a 1x64 FP32 tensor, in
+  JSON and in Triton's binary tensor data extension (outputs asked as binary
+  too), digits only;
 - ``appliance-unbatched``: the same with ``--enable_batching=false``, digits
   only: what batching costs at c=1 and gains at c=32;
 - ``echo``: Bottle+waitress answering a fixed JSON, the HTTP floor, with the
@@ -27,7 +32,15 @@ the echo's c=32 rate moved by 25%).
 - ``flask_keras``: the tutorial way, Flask's development server calling Keras'
   ``model.predict(...)`` per request (the SavedModel in a ``TFSMLayer``);
 - ``flask``: the same server calling the SavedModel's signature per request;
-- ``fastapi``: FastAPI + uvicorn calling the signature per request.
+- ``fastapi``: FastAPI + uvicorn calling the signature per request;
+- ``mlserver``: MLServer 1.7.1, the v2 server in Python, serving digits
+  through a minimal custom runtime that calls the signature
+  (``bench/servers/mlserver_runtime.py``), over v2 JSON (it has no binary
+  extension), in an environment of its own that ``bench/mlserver.py`` makes
+  once in the user's cache folder.
+
+Before a server is loaded, its first answer is checked: the v2 rows' outputs
+against the appliance's TF Serving answer to the same instance.
 
 Also measured: the raw in-process signature call (batch 1 and 32), the
 appliance's cold start to its first prediction against ``python -c "import
@@ -41,7 +54,8 @@ logs to ``<out>/logs``.
 started all at once), ``--smoke`` in two or three (for the tests; too short for
 numbers), the full run in about 10. Linux only (it reads
 ``/proc``). Flask, FastAPI and uvicorn come with the ``bench`` extra (Keras
-with TensorFlow); a server whose packages are missing is skipped with a note.
+with TensorFlow); a server whose packages are missing is skipped with a note,
+and so is MLServer when its environment cannot be made (offline).
 """
 
 from __future__ import annotations
@@ -66,14 +80,23 @@ if __package__ in (None, ""):  # run as a script: import bench from the reposito
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # whose profile.py would shadow the standard library's
 
 from appliance.config import DEFAULT_THREADS
-from bench import report
+from bench import mlserver, report, v2
 from bench.bodies import PREDICT_METHOD, predict_body, predict_path, predict_request
 from bench.loadgen import Bounds, GrpcTarget, Tally, Target, run_round
-from bench.processes import REPO, ServerProcess, free_port, time_import_tensorflow, user_dirs_env
+from bench.processes import (
+    REPO,
+    ServerProcess,
+    free_port,
+    post,
+    tfserving_prediction,
+    time_import_tensorflow,
+    user_dirs_env,
+)
 
 LEVELS = [1, 8, 32, 64]
 MODELS = ["digits", "iris"]
 GRPC_MODELS: tuple[str | None, ...] = ("digits",)  # the appliance's gRPC row
+V2_MODELS: tuple[str, ...] = ("digits",)  # the v2 rows: the appliance's and MLServer's
 START_TIMEOUT = 180.0  # seconds a server may take to give its first prediction
 
 
@@ -105,6 +128,7 @@ class ApplianceSetup:
     models: tuple[str, ...]
     description: str
     grpc_name: str | None = None  # the row of the same process through its gRPC port (GRPC_MODELS), if any
+    v2: bool = False  # rows of the same process through v2 REST (V2_MODELS): appliance-v2, appliance-v2-binary
 
 
 _APPLIANCE = f"appliance serve (Bottle + waitress, threads={DEFAULT_THREADS})"
@@ -116,6 +140,7 @@ APPLIANCE_SETUPS = [
         f"{_APPLIANCE}, bundled models, batching on (their batching_params.pbtxt: max_batch_size 32, "
         "no timeout, 1 batch thread)",
         "appliance-grpc",
+        v2=True,
     ),
     ApplianceSetup(
         "appliance-unbatched",
@@ -206,6 +231,20 @@ def grpc_target(address: str) -> Callable[[str | None], GrpcTarget]:
     return lambda model: GrpcTarget(address, PREDICT_METHOD, grpc_request_for(model))
 
 
+def v2_target(host: str, port: int, binary: bool) -> Callable[[str | None], Target]:
+    """v2 REST's ``infer`` of a model's instance: JSON, or Triton's binary tensor data (outputs binary too)."""
+
+    def target(model: str | None) -> Target:
+        model = model or "digits"
+        if not binary:
+            return Target(host, port, v2.infer_path(model), v2.infer_json_body(model))
+        body, header_length = v2.infer_binary_body(model)
+        headers = (("Content-Type", "application/octet-stream"), (v2.HEADER_LENGTH, str(header_length)))
+        return Target(host, port, v2.infer_path(model), body, headers)
+
+    return target
+
+
 def wait_ready(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...]) -> float:
     """Wait for a prediction from every model; returns the seconds from the start to the first one's."""
     first, *_ = [server.wait_first_answer(host, port, *request_for(model), START_TIMEOUT) for model in models]
@@ -219,6 +258,23 @@ def wait_grpc_ready(server: ServerProcess, address: str, models: tuple[str | Non
         for model in models
     ]
     return first
+
+
+def wait_v2_ready(server: ServerProcess, target: Target, expected: dict) -> float:
+    """Poll ``target`` (a v2 ``infer``) until it answers 200, check its outputs against ``expected`` (the
+    appliance's TF Serving prediction of the same instance); seconds from the start to that answer."""
+
+    def answer() -> dict | None:
+        status, headers, body = post(target.host, target.port, target.path, target.body, dict(target.headers))
+        if status != 200:
+            return None
+        length = headers.get(v2.HEADER_LENGTH.lower())
+        return v2.read_answer(body, int(length) if length is not None else None)
+
+    outputs = server.poll(answer, START_TIMEOUT, f"answered no {target.path}")
+    if not v2.matches(outputs, expected):
+        raise RuntimeError(f"{server.name}: {target.path} answered {outputs}, TF Serving's API {expected}")
+    return time.perf_counter() - server.started
 
 
 def wait_appliance_ready(server: ServerProcess, host: str, port: int, models: tuple[str, ...]) -> float:
@@ -324,14 +380,26 @@ def bench_in_process(mode: Mode) -> dict:
     return json.loads(done.stdout)
 
 
-def appliance_served(server: ServerProcess, setup: ApplianceSetup) -> list[Served]:
+def appliance_served(server: ServerProcess, setup: ApplianceSetup, expected: dict[str, dict]) -> list[Served]:
     """Wait until the appliance has answered every model and loaded every version; its REST row, then its gRPC
-    row (the same process through its printed gRPC port) when ``setup`` has one."""
+    row (the same process through its printed gRPC port) when ``setup`` has one, and its v2 rows when it has
+    those. Keeps its TF Serving prediction of each of V2_MODELS in ``expected``, to check v2 answers against."""
     host, port = server.wait_for_url(START_TIMEOUT)
     startup = wait_appliance_ready(server, host, port, setup.models)
+    for model in V2_MODELS:
+        expected.setdefault(model, tfserving_prediction(host, port, *request_for(model)))
     served = [
         Served(setup.name, server, http_target(host, port), setup.models, _info(server, setup.description, startup))
     ]
+    if setup.v2:
+        for binary, name, how in ((False, "appliance-v2", "JSON"), (True, "appliance-v2-binary", "binary")):
+            target = v2_target(host, port, binary)
+            first = max(wait_v2_ready(server, target(model), expected[model]) for model in V2_MODELS)
+            description = (
+                f"the {setup.name} process above through v2 REST, POST /v2/models/<model>/infer, 1x64 FP32 in {how}"
+                + (" (Triton's binary tensor data extension, outputs asked binary_data_output)" if binary else "")
+            )
+            served.append(Served(name, server, target, V2_MODELS, _info(server, description, first)))
     if setup.grpc_name is not None:
         address = server.wait_for_grpc_address(START_TIMEOUT)
         first = wait_grpc_ready(server, address, GRPC_MODELS)
@@ -357,17 +425,61 @@ def contender_served(server: ServerProcess, contender: Contender, port: int) -> 
     return [Served(contender.name, server, target, contender.models, _info(server, contender.description, startup))]
 
 
+def mlserver_served(server: ServerProcess, port: int, expected: dict[str, dict]) -> list[Served]:
+    """Wait until MLServer answers v2 ``infer`` of every model of V2_MODELS as the appliance does; its row."""
+    target = v2_target("127.0.0.1", port, binary=False)
+    startup = max(wait_v2_ready(server, target(model), expected[model]) for model in V2_MODELS)
+    description = (
+        f"MLServer {mlserver.VERSION} (FastAPI + uvicorn; its defaults: 1 parallel inference worker process, "
+        "adaptive batching off; debug off: no access log line per request), custom runtime calling the "
+        "signature (bench/servers/mlserver_runtime.py), v2 JSON; CPU and RSS: its processes added up"
+    )
+    return [Served("mlserver", server, target, V2_MODELS, _info(server, description, startup))]
+
+
+def mlserver_environment(results: dict) -> Path | None:
+    """MLServer's ``mlserver`` program, its environment made first when there is none (before anything is
+    measured: it takes a minute or more); None, with the reason in ``results["skipped"]``, when it cannot be."""
+    try:
+        program, made_s = mlserver.environment(say)
+    except mlserver.Unavailable as e:
+        results["skipped"]["mlserver"] = str(e)
+        say(f"mlserver: skipped, {e}")
+        return None
+    results["mlserver_environment"] = {"path": str(program.parents[1]), "made_s": made_s}
+    if made_s is not None:
+        say(f"mlserver: its environment took {made_s:.0f} s to make")
+    return program
+
+
+def start_mlserver(running: contextlib.ExitStack, program: Path, home: Path, logs: Path) -> tuple[ServerProcess, int]:
+    """``mlserver start`` of a repository serving V2_MODELS on free loopback ports, and its HTTP port."""
+    ports = mlserver.Ports(free_port(), free_port(), free_port())
+    repository = mlserver.write_repository(home / "mlserver" / "repository", V2_MODELS, ports)
+    server = ServerProcess(
+        "mlserver",
+        ["start", str(repository)],
+        logs / "mlserver.log",
+        {**user_dirs_env(home / "mlserver"), **mlserver.runtime_env()},
+        program=program,
+        cwd=repository,
+    )
+    return running.enter_context(server), ports.http
+
+
 def launches(
-    running: contextlib.ExitStack, home: Path, logs: Path, skipped: dict
+    running: contextlib.ExitStack, home: Path, logs: Path, skipped: dict, mlserver_program: Path | None
 ) -> Iterator[Callable[[], list[Served]]]:
-    """The appliance (batched, then unbatched), then each installed contender, started as they are asked for;
-    each comes as the call that waits until it is ready and returns its rows."""
+    """The appliance (batched, then unbatched), then each installed contender, then MLServer, started as they are
+    asked for; each comes as the call that waits until it is ready and returns its rows. The batched appliance
+    comes first: its answers are what the v2 rows' first answers are checked against."""
+    expected: dict[str, dict] = {}
     for setup in APPLIANCE_SETUPS:
         say(f"{setup.name}: starting")
         server = running.enter_context(
             start_appliance(home / setup.name, logs / f"{setup.name}.log", setup.name, setup.args)
         )
-        yield partial(appliance_served, server, setup)
+        yield partial(appliance_served, server, setup, expected)
     for contender in CONTENDERS:
         missing = missing_packages(contender)
         if missing:
@@ -385,11 +497,16 @@ def launches(
             )
         )
         yield partial(contender_served, server, contender, port)
+    if mlserver_program is not None:
+        say("mlserver: starting")
+        yield partial(mlserver_served, *start_mlserver(running, mlserver_program, home, logs), expected)
 
 
-def start_servers(running: contextlib.ExitStack, home: Path, logs: Path, mode: Mode, skipped: dict) -> list[Served]:
+def start_servers(
+    running: contextlib.ExitStack, home: Path, logs: Path, mode: Mode, skipped: dict, mlserver_program: Path | None
+) -> list[Served]:
     """Every server, ready and left running: started one by one, or all at once and then waited for."""
-    started = launches(running, home, logs, skipped)
+    started = launches(running, home, logs, skipped, mlserver_program)
     if mode.start_together:
         started = iter(list(started))  # every process started before any is waited for
     return [one for wait_served in started for one in wait_served()]
@@ -421,10 +538,10 @@ def load_servers(served: list[Served], mode: Mode) -> None:
                 )
 
 
-def bench_servers(home: Path, logs: Path, mode: Mode, results: dict) -> None:
+def bench_servers(home: Path, logs: Path, mode: Mode, results: dict, mlserver_program: Path | None) -> None:
     """Every server started and kept running, then measured in turns (:func:`load_servers`), into ``results``."""
     with contextlib.ExitStack() as running:
-        served = start_servers(running, home, logs, mode, results["skipped"])
+        served = start_servers(running, home, logs, mode, results["skipped"], mlserver_program)
         load_servers(served, mode)
         for one in served:
             results["servers"][one.name] = {**one.info, "rss_after_load_mib": one.server.rss_mib()}
@@ -452,9 +569,10 @@ def run(mode_name: str, out: Path) -> dict:
             "load_average_before": os.getloadavg(),
         },
     }
+    mlserver_program = mlserver_environment(results)
     with tempfile.TemporaryDirectory(prefix="appliance-bench-home-") as home:
         results["cold_start"] = cold_starts(Path(home), logs, mode)
-        bench_servers(Path(home), logs, mode, results)
+        bench_servers(Path(home), logs, mode, results, mlserver_program)
     results["raw"] = bench_in_process(mode)
     results["goals"] = report.goals(results)
     results["informational"] = report.informational(results)
