@@ -201,7 +201,8 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         return response
 
     def _record(self, api: str, call: _Call, code: str, started: float) -> None:
-        self._requests.record(call.model, call.version, api, code, LOCAL, time.perf_counter() - started)
+        backend = LOCAL if call.model else ""  # as a call no model took is labelled
+        self._requests.record(call.model, call.version, api, code, backend, time.perf_counter() - started)
 
     # -- health and metadata ---------------------------------------------------------------------------------
 

@@ -12,6 +12,8 @@ import asyncio
 import functools
 import re
 import threading
+import time
+from concurrent import futures
 from pathlib import Path
 
 import grpc
@@ -41,7 +43,7 @@ from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 
-from ...conftest import MODELS, TFSERVING_TESTDATA
+from ...conftest import MODELS, TFSERVING_TESTDATA, wait_for
 from ...half_models import build_half_model
 
 MULTI_IO = TFSERVING_TESTDATA / "generated" / "multi_io"
@@ -443,19 +445,23 @@ def test_load_and_unload_need_the_control_token(served):
 # -- metrics, concurrency and the asyncio client -----------------------------------------------------------------
 
 
-def requests_counted(metrics: Metrics, **labels) -> float:
-    full = {"model": "", "version": "", "backend": "local"} | labels
-    key = tuple(sorted(full.items()))
+def counted(metrics: Metrics, name: str, **labels) -> float:
+    """The value of sample ``name`` with exactly these labels in a scrape of ``metrics`` (0 when absent)."""
+    key = tuple(sorted(labels.items()))
     for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
         for sample in family.samples:
-            if sample.name == "appliance_requests_total" and tuple(sorted(sample.labels.items())) == key:
+            if sample.name == name and tuple(sorted(sample.labels.items())) == key:
                 return sample.value
     return 0.0
 
 
+def requests_counted(metrics: Metrics, **labels) -> float:
+    return counted(metrics, "appliance_requests_total", **({"model": "", "version": "", "backend": ""} | labels))
+
+
 def test_calls_are_counted_by_api_model_version_and_code(client, served):
     _, metrics = served
-    answered = {"model": "iris", "version": "2", "api": "grpc_v2_infer", "code": "OK"}
+    answered = {"model": "iris", "version": "2", "api": "grpc_v2_infer", "code": "OK", "backend": "local"}
     unknown = {"api": "grpc_v2_infer", "code": "NOT_FOUND"}  # a name no model has is no label
     before = requests_counted(metrics, **answered), requests_counted(metrics, **unknown)
     client.infer("iris", [infer_input("features", RNG.uniform(0, 5, (2, 4)).astype(np.float32), "FP32")])
@@ -467,6 +473,44 @@ def test_calls_are_counted_by_api_model_version_and_code(client, served):
     before_live = requests_counted(metrics, api="grpc_v2_health", code="OK")
     client.is_server_live()
     assert requests_counted(metrics, api="grpc_v2_health", code="OK") == before_live + 1
+
+
+class HoldUntilDeadline(grpc.ServerInterceptor):
+    """Holds each ModelInfer before the servicer until its deadline has passed, as a busy server would."""
+
+    def intercept_service(self, continuation, handler_call_details):
+        handler = continuation(handler_call_details)
+        if not handler_call_details.method.endswith("/ModelInfer"):
+            return handler
+
+        def late(request, context):
+            while context.time_remaining() > 0:
+                time.sleep(0.01)
+            return handler.unary_unary(request, context)
+
+        return grpc.unary_unary_rpc_method_handler(
+            late, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
+        )
+
+
+def test_a_call_past_its_deadline_is_refused_without_running_the_model(served):
+    manager, metrics = served
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[HoldUntilDeadline()])
+    add_inference_service(server, manager, metrics)
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    batches = {"model": "digits", "signature": "serving_default", "version": "2"}
+    ran_before = counted(metrics, "appliance_batch_size_requests_count", **batches)
+    late = {"api": "grpc_v2_infer", "code": "DEADLINE_EXCEEDED"}
+    refused_before = requests_counted(metrics, **late)
+    try:
+        with triton.InferenceServerClient(f"127.0.0.1:{port}") as client:
+            error = refused(client.infer, "digits", [infer_input("pixels", pixels(1), "FP32")], client_timeout=0.3)
+        assert error.status() == "StatusCode.DEADLINE_EXCEEDED"
+        assert wait_for(lambda: requests_counted(metrics, **late) > refused_before), "the servicer never answered"
+        assert counted(metrics, "appliance_batch_size_requests_count", **batches) == ran_before  # digits did not run
+    finally:
+        server.stop(None).wait()
 
 
 def test_concurrent_infers_from_threads_are_each_answered_right(server):
