@@ -442,6 +442,41 @@ def test_load_and_unload_need_the_control_token(served):
         server.stop(0)
 
 
+def test_unload_and_load_over_grpc(tmp_path):
+    """A model unloaded by RepositoryModelUnload is not ready and not served until RepositoryModelLoad."""
+    metrics = Metrics()
+    manager = ModelManager(
+        Repository([ModelConfig("iris", MODELS / "iris")], []),
+        LocalTFRuntime(device="cpu", run_timeout_ms=30_000),
+        poll_seconds=0,
+        observer=metrics.observer,
+    )
+    manager.start()
+    assert manager.wait_until_ready(120)
+    server = start_server(manager, metrics, AccessPolicy(control_token=TOKEN))
+    features = RNG.uniform(0, 5, (2, 4)).astype(np.float32)
+    token = {"authorization": f"Bearer {TOKEN}"}
+    try:
+        with triton.InferenceServerClient(server.address) as client:
+            try:
+                client.unload_model("iris", headers=token)
+            except InferenceServerException as e:
+                if e.status() == "StatusCode.UNIMPLEMENTED":
+                    pytest.skip(f"the model repository extension is not built here: {e.message()}")
+                raise
+            assert not client.is_model_ready("iris")
+            error = refused(client.infer, "iris", [infer_input("features", features, "FP32")])
+            assert error.status() == "StatusCode.NOT_FOUND"
+            client.load_model("iris", headers=token)
+            assert client.is_model_ready("iris")
+            result = client.infer("iris", [infer_input("features", features, "FP32")])
+            expected = in_tf(MODELS / "iris" / "2", features=features)
+            np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=1e-5)
+    finally:
+        server.stop(0)
+        manager.stop()
+
+
 # -- metrics, concurrency and the asyncio client -----------------------------------------------------------------
 
 
