@@ -23,6 +23,7 @@ import pytest
 import tensorflow as tf
 import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
@@ -602,13 +603,17 @@ def test_the_asyncio_client(server):
 
 
 def test_the_appliance_process_serves_it_beside_tf_serving(bundled_server):
-    """`appliance serve` answers v2 calls on its gRPC port, and reflection describes the service (for grpcurl)."""
+    """`appliance serve` answers v2 calls on its gRPC port; the health service and reflection name the service."""
     with triton.InferenceServerClient(bundled_server.grpc_address) as client:
         assert client.is_server_live()
         batch = pixels(2)
         result = client.infer("digits", [infer_input("pixels", batch, "FP32")])
         np.testing.assert_array_equal(result.as_numpy("class"), in_tf(MODELS / "digits" / "2", pixels=batch)["class"])
     with grpc.insecure_channel(bundled_server.grpc_address) as channel:
+        for name in (SERVICE_NAME, "GRPCInferenceService"):  # the full name, and the short one as TF Serving's
+            request = health_pb2.HealthCheckRequest(service=name)
+            status = health_pb2_grpc.HealthStub(channel).Check(request, timeout=60).status
+            assert status == health_pb2.HealthCheckResponse.SERVING, name
         stub = reflection_pb2_grpc.ServerReflectionStub(channel)
         request = reflection_pb2.ServerReflectionRequest(list_services="")
         (listed,) = stub.ServerReflectionInfo(iter([request]), timeout=60)
