@@ -136,9 +136,14 @@ class RequestMetrics:
         children[1].observe(seconds)
         children[2] = time.time()
 
-    def last_requests(self) -> dict[tuple[str, int | None, str, str, str], float]:
-        """(model, version, api, code, backend) -> when the last such request was answered (:func:`time.time`)."""
-        return {key: children[2] for key, children in self._children.copy().items()}
+    def totals(self) -> dict[tuple[str, int | None, str, str, str], tuple[int, float, float]]:
+        """(model, version, api, code, backend) -> (requests, their seconds, :func:`time.time` of the last)."""
+        # Each series' own values: prometheus_client has no public reader for one series, and collect() formats
+        # every bucket of every series (~60 ms for 150 series).
+        return {
+            key: (int(counter._value.get()), histogram._sum.get(), last)
+            for key, (counter, histogram, last) in self._children.copy().items()
+        }
 
 
 class Instrumented:
@@ -400,40 +405,28 @@ class Metrics:
 
     def activity(self) -> dict[tuple[str, int], VersionActivity]:
         """(model, version) -> the inference requests (:data:`INFERENCE_APIS`) that version answered here (the
-        ``local`` backend), for each version that took one. Reads the metrics without holding a lock for long."""
+        ``local`` backend), for each version that took one. Reads the metrics without holding a lock for long
+        (~0.6 ms for 150 series)."""
         activity: dict[tuple[str, int], VersionActivity] = {}
 
-        def of(model: str, version: str | int) -> VersionActivity:
-            key = (model, int(version))
+        def of(model: str, version: int) -> VersionActivity:
+            key = (model, version)
             found = activity.get(key)
             if found is None:
                 found = activity[key] = VersionActivity()
             return found
 
-        for sample in self.requests.durations.collect()[0].samples:
-            labels = sample.labels
-            if (
-                labels["backend"] != LOCAL
-                or labels["api"] not in INFERENCE_APIS
-                or not labels["version"]
-                or sample.name.endswith(("_bucket", "_created"))
-            ):
+        for (model, version, api, code, backend), (count, seconds, last) in self.requests.totals().items():
+            if backend != LOCAL or version is None or api not in INFERENCE_APIS:
                 continue
-            counts = of(labels["model"], labels["version"])
-            succeeded = _succeeded(labels["code"])
-            if sample.name.endswith("_count"):
-                if succeeded:
-                    counts.succeeded += int(sample.value)
-                else:
-                    counts.failed += int(sample.value)
-            elif succeeded:
-                counts.succeeded_seconds += sample.value
+            counts = of(model, version)
+            if _succeeded(code):
+                counts.succeeded += count
+                counts.succeeded_seconds += seconds
             else:
-                counts.failed_seconds += sample.value
-        for (model, version, api, _, backend), last in self.requests.last_requests().items():
-            if backend == LOCAL and version is not None and api in INFERENCE_APIS:
-                counts = of(model, version)
-                counts.last_request = max(counts.last_request, last)
+                counts.failed += count
+                counts.failed_seconds += seconds
+            counts.last_request = max(counts.last_request, last)
         for (model, version), sizes in self.observer.batches().items():
             of(model, version).batches = sizes
         return activity
