@@ -46,9 +46,8 @@ class ModelRepository:
         entries = []
         for summary in sorted(self._manager.summaries(), key=lambda s: s.name):
             if not summary.versions:
-                entries.append(
-                    {"name": summary.name, "state": "UNAVAILABLE", "reason": f"no version under {summary.base_path}"}
-                )
+                why = "unloaded by request" if summary.unloaded else f"no version under {summary.base_path}"
+                entries.append({"name": summary.name, "state": "UNAVAILABLE", "reason": why})
             for status in sorted(summary.versions, key=lambda v: v.version):
                 entries.append(
                     {

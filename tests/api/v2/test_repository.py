@@ -159,6 +159,19 @@ def test_unload_refuses_unknown_parameters(manager, parameters, refusal):
     assert manager.chosen_version("digits") == 2  # still served
 
 
+def test_a_model_without_versions_can_be_unloaded_and_loaded(manager):
+    repository = ModelRepository(manager)
+    repository.unload("empty")
+    assert {"name": "empty", "state": "UNAVAILABLE", "reason": "unloaded by request"} in repository.index()
+    with pytest.raises(NotFound, match="model empty has no version to load under"):
+        repository.load("empty")
+    assert {
+        "name": "empty",
+        "state": "UNAVAILABLE",
+        "reason": f"no version under {manager.summary('empty').base_path}",
+    } in (repository.index())
+
+
 def test_unknown_models_are_not_found(manager):
     repository = ModelRepository(manager)
     with pytest.raises(NotFound, match=r"Models served: digits, empty\."):
