@@ -282,8 +282,11 @@ class ModelManager:
         with self._reconciling:
             self._poll()
 
-    def _poll(self) -> None:
+    def _poll(self, only: str | None = None) -> None:
+        """:meth:`poll`'s pass, under ``_reconciling``; ``only``: for that model alone, the others left as they are."""
         snapshots = self._repository.scan()
+        if only is not None:
+            snapshots = [snapshot for snapshot in snapshots if snapshot.config.name == only]
         to_load: list[tuple[str, _Version]] = []
         to_move: list[tuple[str, _Version, _Version]] = []
         refused: list[tuple[str, int, ServingError]] = []
@@ -294,6 +297,7 @@ class ModelManager:
             to_unload = [
                 (name, v)
                 for name, model in self._models.items()
+                if only is None or name == only
                 for v in model.versions.values()
                 if v.state is State.AVAILABLE and v.number not in aspired.get(name, {})
             ]
@@ -307,7 +311,7 @@ class ModelManager:
         for name, version in to_unload:
             self._unload(name, version)
         with self._lock:
-            gone = [n for n in self._models if n not in aspired]
+            gone = [n for n in self._models if n not in aspired and (only is None or n == only)]
             for name in gone:
                 log.info("model %s: no longer configured or on disk", name)
                 del self._models[name]
@@ -597,7 +601,7 @@ class ModelManager:
                     if version.state is State.END and version.error is not None:
                         del model.versions[number]  # asked for explicitly: tried again, changed files or not
             reloaded = self._reload_versions(name, current)
-            self._poll()  # loads the aspired versions that are not loaded (all of them after an unload)
+            self._poll(only=name)  # loads its aspired versions that are not loaded (all of them after an unload)
             with self._lock:
                 model = self._models.get(name)
                 versions = sorted(model.versions.values(), key=lambda v: v.number, reverse=True) if model else []

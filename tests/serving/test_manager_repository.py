@@ -115,6 +115,23 @@ def test_load_of_a_loaded_model_reads_its_files_again_without_dropping_a_request
     assert states(manager) == {2: State.AVAILABLE, 1: State.AVAILABLE}
 
 
+def test_a_load_changes_that_model_alone(runtime, tmp_path):
+    (tmp_path / "digits").mkdir()
+    add_version(tmp_path / "digits", 1)
+    (tmp_path / "other").mkdir()
+    add_version(tmp_path / "other", 1)
+    configs = [ModelConfig(name, tmp_path / name, policy=ALL_VERSIONS) for name in ("digits", "other")]
+    manager = ModelManager(Repository(configs), runtime, poll_seconds=0)
+    manager.poll()
+    add_version(tmp_path / "digits", 2, source=2)
+    add_version(tmp_path / "other", 2, source=2)  # left for the next poll
+    assert manager.load_model("digits") == [2, 1]
+    assert [s.version for s in manager.status("other")] == [1]
+    manager.poll()
+    assert [s.state for s in manager.status("other")] == [State.AVAILABLE, State.AVAILABLE]
+    manager.stop()
+
+
 def test_unknown_models_are_not_found_naming_those_served(two_versions):
     for call in (two_versions.unload_model, two_versions.load_model):
         with pytest.raises(NotFound, match=r"nope.*Models served: digits\."):
