@@ -369,7 +369,7 @@ class Application:
     # -- what the tray shows ---------------------------------------------
 
     def tray_state(self) -> TrayState:
-        summaries = self.manager.summaries()
+        summaries = [s for s in self.manager.summaries() if not s.unloaded]  # unloaded by request: not a fault
         progress = self.manager.loading_progress()
         unavailable = [s.name for s in summaries if s.chosen_version is None]
         if progress is not None or not self.manager.ready:
