@@ -25,7 +25,7 @@ import numpy as np
 from google.protobuf import json_format
 
 # tritonclient ships no type information (pyproject's mypy section lists the other such packages)
-from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc  # type: ignore[import-untyped]
+from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from ...errors import Code, InvalidArgument, NotFound, ServingError, Unimplemented
 from ...serving.batching import BatchingServable, is_batchable
