@@ -158,14 +158,18 @@ def _grpc_over_rest(results: dict, concurrency: int, measure: tuple[str, str, st
 
 
 _GRPC_MEASURES = [_REQ_PER_S, ("server_cpu_ms_per_req", "server CPU per request", "ms", 3)]
-# the v2 API against TF Serving's (the same process), its binary data against its JSON
-_V2_ROWS = [("appliance-v2", "appliance"), ("appliance-v2-binary", "appliance-v2")]
+# the v2 API against TF Serving's (the same process), its binary data against its JSON, v2 gRPC against MLServer's
+_V2_ROWS = [
+    ("appliance-v2", "appliance"),
+    ("appliance-v2-binary", "appliance-v2"),
+    ("appliance-v2-grpc", "mlserver-grpc"),
+]
 
 
 def informational(results: dict) -> list[dict]:
     """Ratios reported without a goal: against Flask calling the signature, what batching gains at c=32, the
     appliance's gRPC against its REST API (throughput and server CPU per request, c=1 and c=32), its v2 API against
-    TF Serving's and v2's binary data against JSON (c=1 p50, c=32 throughput)."""
+    TF Serving's, v2's binary data against JSON and v2 gRPC against MLServer's (c=1 p50, c=32 throughput)."""
     return [
         _informational(_throughput(results, "flask", "digits")),
         _informational(_batching_gain(results)),

@@ -22,7 +22,8 @@ the echo's c=32 rate moved by 25%).
   through the Open Inference Protocol (KServe v2), ``POST
   /v2/models/digits/infer`` with the same instance as a 1x64 FP32 tensor, in
   JSON and in Triton's binary tensor data extension (outputs asked as binary
-  too), digits only;
+  too), digits only; ``appliance-v2-grpc``: the same through v2's gRPC
+  ``ModelInfer`` on its gRPC port (the tensor in ``raw_input_contents``);
 - ``appliance-unbatched``: the same with ``--enable_batching=false``, digits
   only: what batching costs at c=1 and gains at c=32;
 - ``echo``: Bottle+waitress answering a fixed JSON, the HTTP floor, with the
@@ -36,8 +37,9 @@ the echo's c=32 rate moved by 25%).
 - ``mlserver``: MLServer 1.7.1, the v2 server in Python, serving digits
   through a minimal custom runtime that calls the signature
   (``bench/servers/mlserver_runtime.py``), over v2 JSON (it has no binary
-  extension), in an environment of its own that ``bench/mlserver.py`` makes
-  once in the user's cache folder.
+  extension), and ``mlserver-grpc``, the same process through its v2 gRPC
+  ``ModelInfer``, in an environment of its own that ``bench/mlserver.py``
+  makes once in the user's cache folder.
 
 Before a server is loaded, its first answer is checked: the v2 rows' outputs
 against the appliance's TF Serving answer to the same instance.
@@ -75,6 +77,8 @@ from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from functools import partial
 from pathlib import Path
+
+import grpc
 
 if __package__ in (None, ""):  # run as a script: import bench from the repository, not from this folder
     sys.path[0] = str(Path(__file__).resolve().parents[1])  # whose profile.py would shadow the standard library's
@@ -245,6 +249,11 @@ def v2_target(host: str, port: int, binary: bool) -> Callable[[str | None], Targ
     return target
 
 
+def v2_grpc_target(address: str) -> Callable[[str | None], GrpcTarget]:
+    """v2 gRPC's ``ModelInfer`` of a model's instance, the tensor in ``raw_input_contents``."""
+    return lambda model: GrpcTarget(address, v2.INFER_METHOD, v2.infer_request(model or "digits"))
+
+
 def wait_ready(server: ServerProcess, host: str, port: int, models: tuple[str | None, ...]) -> float:
     """Wait for a prediction from every model; returns the seconds from the start to the first one's."""
     first, *_ = [server.wait_first_answer(host, port, *request_for(model), START_TIMEOUT) for model in models]
@@ -271,9 +280,28 @@ def wait_v2_ready(server: ServerProcess, target: Target, expected: dict) -> floa
         length = headers.get(v2.HEADER_LENGTH.lower())
         return v2.read_answer(body, int(length) if length is not None else None)
 
-    outputs = server.poll(answer, START_TIMEOUT, f"answered no {target.path}")
+    return _checked(server, server.poll(answer, START_TIMEOUT, f"answered no {target.path}"), target.path, expected)
+
+
+def wait_v2_grpc_ready(server: ServerProcess, target: GrpcTarget, expected: dict) -> float:
+    """:func:`wait_v2_ready` through v2 gRPC's ``ModelInfer``."""
+    with grpc.insecure_channel(target.address) as channel:
+        call = channel.unary_unary(target.method)
+
+        def answer() -> dict | None:
+            try:
+                return v2.read_response(call(target.message, timeout=10))
+            except grpc.RpcError:
+                return None
+
+        outputs = server.poll(answer, START_TIMEOUT, f"answered no {target.method}")
+    return _checked(server, outputs, target.method, expected)
+
+
+def _checked(server: ServerProcess, outputs: dict, what: str, expected: dict) -> float:
+    """The seconds since ``server`` started, once its v2 ``outputs`` are found to hold the ``expected`` values."""
     if not v2.matches(outputs, expected):
-        raise RuntimeError(f"{server.name}: {target.path} answered {outputs}, TF Serving's API {expected}")
+        raise RuntimeError(f"{server.name}: {what} answered {outputs}, TF Serving's API {expected}")
     return time.perf_counter() - server.started
 
 
@@ -410,6 +438,14 @@ def appliance_served(server: ServerProcess, setup: ApplianceSetup, expected: dic
         served.append(
             Served(setup.grpc_name, server, grpc_target(address), GRPC_MODELS, _info(server, description, first))
         )
+        if setup.v2:
+            target = v2_grpc_target(address)
+            first = max(wait_v2_grpc_ready(server, target(model), expected[model]) for model in V2_MODELS)
+            description = (
+                f"the {setup.name} process above through its gRPC port, v2's GRPCInferenceService/ModelInfer, "
+                "1x64 FP32 in raw_input_contents"
+            )
+            served.append(Served("appliance-v2-grpc", server, target, V2_MODELS, _info(server, description, first)))
     return served
 
 
@@ -425,16 +461,25 @@ def contender_served(server: ServerProcess, contender: Contender, port: int) -> 
     return [Served(contender.name, server, target, contender.models, _info(server, contender.description, startup))]
 
 
-def mlserver_served(server: ServerProcess, port: int, expected: dict[str, dict]) -> list[Served]:
-    """Wait until MLServer answers v2 ``infer`` of every model of V2_MODELS as the appliance does; its row."""
-    target = v2_target("127.0.0.1", port, binary=False)
+def mlserver_served(server: ServerProcess, ports: mlserver.Ports, expected: dict[str, dict]) -> list[Served]:
+    """Wait until MLServer answers v2 ``infer`` of every model of V2_MODELS as the appliance does, over REST, then
+    over gRPC; its rows."""
+    target = v2_target("127.0.0.1", ports.http, binary=False)
     startup = max(wait_v2_ready(server, target(model), expected[model]) for model in V2_MODELS)
     description = (
         f"MLServer {mlserver.VERSION} (FastAPI + uvicorn; its defaults: 1 parallel inference worker process, "
         "adaptive batching off; debug off: no access log line per request), custom runtime calling the "
         "signature (bench/servers/mlserver_runtime.py), v2 JSON; CPU and RSS: its processes added up"
     )
-    return [Served("mlserver", server, target, V2_MODELS, _info(server, description, startup))]
+    over_grpc = v2_grpc_target(f"127.0.0.1:{ports.grpc}")
+    first = max(wait_v2_grpc_ready(server, over_grpc(model), expected[model]) for model in V2_MODELS)
+    grpc_description = (
+        "the mlserver processes above through their gRPC port, ModelInfer, 1x64 FP32 in raw_input_contents"
+    )
+    return [
+        Served("mlserver", server, target, V2_MODELS, _info(server, description, startup)),
+        Served("mlserver-grpc", server, over_grpc, V2_MODELS, _info(server, grpc_description, first)),
+    ]
 
 
 def mlserver_environment(results: dict) -> Path | None:
@@ -452,8 +497,10 @@ def mlserver_environment(results: dict) -> Path | None:
     return program
 
 
-def start_mlserver(running: contextlib.ExitStack, program: Path, home: Path, logs: Path) -> tuple[ServerProcess, int]:
-    """``mlserver start`` of a repository serving V2_MODELS on free loopback ports, and its HTTP port."""
+def start_mlserver(
+    running: contextlib.ExitStack, program: Path, home: Path, logs: Path
+) -> tuple[ServerProcess, mlserver.Ports]:
+    """``mlserver start`` of a repository serving V2_MODELS on free loopback ports, and those ports."""
     ports = mlserver.Ports(free_port(), free_port(), free_port())
     repository = mlserver.write_repository(home / "mlserver" / "repository", V2_MODELS, ports)
     server = ServerProcess(
@@ -464,7 +511,7 @@ def start_mlserver(running: contextlib.ExitStack, program: Path, home: Path, log
         program=program,
         cwd=repository,
     )
-    return running.enter_context(server), ports.http
+    return running.enter_context(server), ports
 
 
 def launches(

@@ -4,11 +4,16 @@ their answers read back into arrays.
     path, body = infer_path("digits"), infer_json_body("digits")
     body, header_length = infer_binary_body("digits")     # header: Inference-Header-Content-Length
     outputs = read_answer(answer_bytes, header_length)   # {"class": array([[3]]), "probabilities": ...}
+    message = infer_request("digits")                    # gRPC: ModelInfer's request, serialized
+    outputs = read_response(answer_message)
 
 The input is the instance every other row sends (``bench.bodies.INSTANCES``),
 as a 1xN FP32 tensor named as the model's signature input. The binary request
 carries that tensor as N raw little-endian float32 after its JSON header and
-asks for every output as raw bytes (``"binary_data_output": true``).
+asks for every output as raw bytes (``"binary_data_output": true``). Over
+gRPC (``inference.GRPCInferenceService/ModelInfer``, with ``tritonclient``'s
+generated messages), the tensor goes in ``raw_input_contents``, as Triton's
+client sends it.
 """
 
 from __future__ import annotations
@@ -17,13 +22,17 @@ import json
 from collections.abc import Mapping
 
 import numpy as np
+from tritonclient.grpc import service_pb2
 
 from bench.bodies import INPUT_NAMES, INSTANCES
 
 #: The header that says how long the JSON part of a binary request or answer is.
 HEADER_LENGTH = "Inference-Header-Content-Length"
-#: The v2 datatypes the bundled models' outputs come as, and their NumPy types.
+#: The v2 gRPC method, as a channel's unary_unary names it.
+INFER_METHOD = "/inference.GRPCInferenceService/ModelInfer"
+#: The v2 datatypes the bundled models' outputs come as, their NumPy types and their typed gRPC contents.
 _DTYPES = {"FP32": "<f4", "FP64": "<f8", "INT32": "<i4", "INT64": "<i8"}
+_CONTENTS = {"FP32": "fp32_contents", "FP64": "fp64_contents", "INT32": "int_contents", "INT64": "int64_contents"}
 
 
 def infer_path(model: str) -> str:
@@ -66,6 +75,29 @@ def read_answer(body: bytes, header_length: int | None = None) -> dict[str, np.n
             array = np.frombuffer(body[offset : offset + size], dtype)
             offset += size
         outputs[output["name"]] = array.reshape(output["shape"])
+    return outputs
+
+
+def infer_request(model: str) -> bytes:
+    """A serialized ``ModelInferRequest`` of the instance: a 1xN FP32 tensor in ``raw_input_contents``."""
+    request = service_pb2.ModelInferRequest(model_name=model)
+    tensor = _input(model)
+    request.inputs.add(name=tensor["name"], datatype=tensor["datatype"], shape=tensor["shape"])
+    request.raw_input_contents.append(np.asarray(INSTANCES[model], "<f4").tobytes())
+    return request.SerializeToString()
+
+
+def read_response(message: bytes) -> dict[str, np.ndarray]:
+    """A serialized ``ModelInferResponse``'s outputs by name, from ``raw_output_contents`` or typed contents."""
+    response = service_pb2.ModelInferResponse.FromString(message)
+    outputs = {}
+    for i, output in enumerate(response.outputs):
+        dtype = np.dtype(_DTYPES[output.datatype])
+        if response.raw_output_contents:
+            array = np.frombuffer(response.raw_output_contents[i], dtype)
+        else:
+            array = np.asarray(getattr(output.contents, _CONTENTS[output.datatype]), dtype)
+        outputs[output.name] = array.reshape(tuple(output.shape))
     return outputs
 
 

@@ -39,8 +39,11 @@ SERVED = {
     "fastapi": ["digits", "iris"],
     "appliance-v2": ["digits"],
     "appliance-v2-binary": ["digits"],
+    "appliance-v2-grpc": ["digits"],
     "mlserver": ["digits"],
+    "mlserver-grpc": ["digits"],
 }
+MLSERVER = {"mlserver", "mlserver-grpc"}  # skipped when MLServer's environment cannot be made
 OPTIONAL = {"flask_keras", "flask", "fastapi"}  # skipped when their packages are missing
 
 
@@ -60,11 +63,11 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
     assert done.returncode == 0, done.stderr[-3000:]
     results = json.loads((tmp_path / "bench.json").read_text())
 
-    assert set(results["servers"]) | set(results["skipped"]) == set(SERVED)
     assert set(results["skipped"]) <= OPTIONAL | {"mlserver"}  # only a missing package may skip a server
     for server in set(results["skipped"]) - {"mlserver"}:
         assert f"{server}: skipped, not installed" in done.stderr
     assert results["skipped"].get("mlserver") == unavailable
+    assert set(results["servers"]) == set(SERVED) - (MLSERVER if unavailable else set()) - set(results["skipped"])
     measured = {(run["server"], run["model"], run["concurrency"]): run for run in results["runs"]}
     expected = {(server, model, level) for server in results["servers"] for model in SERVED[server] for level in LEVELS}
     assert set(measured) == expected
@@ -87,7 +90,7 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
     for level in (1, 32):  # gRPC beside REST, from the same appliance process
         assert ratios[f"c={level}: appliance digits req/s, gRPC ÷ REST"] > 0
         assert ratios[f"c={level}: appliance digits server CPU per request, gRPC ÷ REST"] > 0
-    for row in ("appliance-grpc", "appliance-v2", "appliance-v2-binary"):
+    for row in ("appliance-grpc", "appliance-v2", "appliance-v2-binary", "appliance-v2-grpc"):
         assert results["servers"][row]["pid"] == results["servers"]["appliance"]["pid"]
     for concurrency, measure in ((32, "req/s"), (1, "p50")):
         against = goals[f"c={concurrency}: digits {measure}, appliance-v2 ÷ mlserver"]
@@ -97,6 +100,9 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
             assert against["value"] > 0 and against["met"] in (True, False)
     for rows in ("appliance-v2 ÷ appliance", "appliance-v2-binary ÷ appliance-v2"):
         assert ratios[f"c=32: digits req/s, {rows}"] > 0 and ratios[f"c=1: digits p50, {rows}"] > 0
+    if not unavailable:
+        assert ratios["c=1: digits p50, appliance-v2-grpc ÷ mlserver-grpc"] > 0
+        assert results["servers"]["mlserver-grpc"]["pid"] == results["servers"]["mlserver"]["pid"]
     assert "Goals" in done.stdout and "Also measured (no goal)" in done.stdout
     if importlib.util.find_spec("matplotlib"):
         assert (tmp_path / "bench.png").stat().st_size > 0
