@@ -302,11 +302,12 @@ def draw(results: dict, path: Path) -> str:
 
     figure, (throughput, p99) = plt.subplots(1, 2, figsize=(12, 5))
     servers = list(dict.fromkeys(run["server"] for run in results["runs"]))
+    colors = matplotlib.colormaps["tab20"]
     for server, model in dict.fromkeys((run["server"], run["model"]) for run in results["runs"]):
         runs = [run for run in results["runs"] if (run["server"], run["model"]) == (server, model)]
         levels = [run["concurrency"] for run in runs]
         style = {
-            "color": f"C{servers.index(server)}",
+            "color": colors(servers.index(server) % colors.N),  # tab20: one color each for up to 20 servers
             "linestyle": "--" if model == "iris" else "-",
             "marker": "o",
             "linewidth": 2.5 if server.startswith("appliance") else 1.5,
@@ -322,7 +323,7 @@ def draw(results: dict, path: Path) -> str:
         axes.set_title(title)
         axes.grid(True, alpha=0.3)
     p99.set_yscale("log")
-    throughput.legend()
+    throughput.legend(fontsize="small")
     figure.suptitle(
         f"POST /v1/models/<model>:predict (gRPC rows: PredictionService/Predict; v2 rows: /v2/models/<model>/infer), "
         f"batch 1 ({results['mode']} run)"
