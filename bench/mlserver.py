@@ -32,7 +32,6 @@ from typing import NamedTuple
 import platformdirs
 
 from bench.processes import REPO
-from bench.servers.models import version_dirs
 
 VERSION = "1.7.1"
 RUNTIME = "bench.servers.mlserver_runtime.SavedModelRuntime"
@@ -98,13 +97,14 @@ def _requirements(tensorflow: str) -> list[str]:
 
 def write_repository(folder: Path, models: tuple[str, ...], ports: Ports) -> Path:
     """A folder for ``mlserver start``: its settings.json (loopback, ``ports``) and a model-settings.json per
-    bundled model of ``models``: its newest version (the one the appliance answers with) behind the runtime."""
+    bundled model of ``models``: its newest version (the one the appliance answers with) behind the runtime.
+    (``bench.servers.models`` lists versions too, but imports TensorFlow.)"""
     folder.mkdir(parents=True, exist_ok=True)
     settings = {"host": "127.0.0.1", "http_port": ports.http, "grpc_port": ports.grpc, "metrics_port": ports.metrics}
     (folder / "settings.json").write_text(json.dumps({**settings, "debug": False}, indent=1))
     for model in models:
         (folder / model).mkdir(exist_ok=True)
-        uri = str(version_dirs(model)[-1])
+        uri = str(max((REPO / "models" / model).glob("[0-9]*"), key=lambda path: int(path.name)))
         model_settings = {"name": model, "implementation": RUNTIME, "parameters": {"uri": uri}}
         (folder / model / "model-settings.json").write_text(json.dumps(model_settings, indent=1))
     return folder

@@ -132,7 +132,7 @@ class ApplianceSetup:
     models: tuple[str, ...]
     description: str
     grpc_name: str | None = None  # the row of the same process through its gRPC port (GRPC_MODELS), if any
-    v2: bool = False  # rows of the same process through v2 REST (V2_MODELS): appliance-v2, appliance-v2-binary
+    v2: bool = False  # rows of the same process through v2 (V2_MODELS): appliance-v2[-binary|-grpc]
 
 
 _APPLIANCE = f"appliance serve (Bottle + waitress, threads={DEFAULT_THREADS})"
@@ -415,7 +415,8 @@ def appliance_served(server: ServerProcess, setup: ApplianceSetup, expected: dic
     host, port = server.wait_for_url(START_TIMEOUT)
     startup = wait_appliance_ready(server, host, port, setup.models)
     for model in V2_MODELS:
-        expected.setdefault(model, tfserving_prediction(host, port, *request_for(model)))
+        if model not in expected:  # the first appliance's answer
+            expected[model] = tfserving_prediction(host, port, *request_for(model))
     served = [
         Served(setup.name, server, http_target(host, port), setup.models, _info(server, setup.description, startup))
     ]
