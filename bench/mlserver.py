@@ -13,7 +13,8 @@ and 2.3 GB the first time here, then reused. Made under a lock, and marked
 complete only at the end, so that two runs never share a half-made one.
 Settings: MLServer's defaults (one parallel inference worker process, adaptive
 batching off), but ``debug`` off, which would write an access log line per
-request where the appliance is measured without one.
+request where the appliance is measured without one; ``parallel_workers`` as
+asked (0: inference in the HTTP process).
 """
 
 from __future__ import annotations
@@ -95,12 +96,15 @@ def _requirements(tensorflow: str) -> list[str]:
     return [f"mlserver=={VERSION}", f"tensorflow=={tensorflow}", "uvloop<0.22"]
 
 
-def write_repository(folder: Path, models: tuple[str, ...], ports: Ports) -> Path:
-    """A folder for ``mlserver start``: its settings.json (loopback, ``ports``) and a model-settings.json per
-    bundled model of ``models``: its newest version (the one the appliance answers with) behind the runtime.
+def write_repository(folder: Path, models: tuple[str, ...], ports: Ports, parallel_workers: int | None = None) -> Path:
+    """A folder for ``mlserver start``: its settings.json (loopback, ``ports``, ``parallel_workers`` unless None:
+    MLServer's default) and a model-settings.json per bundled model of ``models``: its newest version (the one the
+    appliance answers with) behind the runtime.
     (``bench.servers.models`` lists versions too, but imports TensorFlow.)"""
     folder.mkdir(parents=True, exist_ok=True)
     settings = {"host": "127.0.0.1", "http_port": ports.http, "grpc_port": ports.grpc, "metrics_port": ports.metrics}
+    if parallel_workers is not None:
+        settings["parallel_workers"] = parallel_workers
     (folder / "settings.json").write_text(json.dumps({**settings, "debug": False}, indent=1))
     for model in models:
         (folder / model).mkdir(exist_ok=True)

@@ -162,6 +162,7 @@ _GRPC_MEASURES = [_REQ_PER_S, ("server_cpu_ms_per_req", "server CPU per request"
 _V2_ROWS = [
     ("appliance-v2", "appliance"),
     ("appliance-v2-binary", "appliance-v2"),
+    ("appliance-v2", "mlserver-inprocess"),
     ("appliance-v2-grpc", "mlserver-grpc"),
 ]
 
@@ -169,7 +170,8 @@ _V2_ROWS = [
 def informational(results: dict) -> list[dict]:
     """Ratios reported without a goal: against Flask calling the signature, what batching gains at c=32, the
     appliance's gRPC against its REST API (throughput and server CPU per request, c=1 and c=32), its v2 API against
-    TF Serving's, v2's binary data against JSON and v2 gRPC against MLServer's (c=1 p50, c=32 throughput)."""
+    TF Serving's, v2's binary data against JSON, v2 against MLServer inferring in its HTTP process and v2 gRPC
+    against MLServer's (c=1 p50, c=32 throughput)."""
     return [
         _informational(_throughput(results, "flask", "digits")),
         _informational(_batching_gain(results)),

@@ -39,7 +39,9 @@ the echo's c=32 rate moved by 25%).
   (``bench/servers/mlserver_runtime.py``), over v2 JSON (it has no binary
   extension), and ``mlserver-grpc``, the same process through its v2 gRPC
   ``ModelInfer``, in an environment of its own that ``bench/mlserver.py``
-  makes once in the user's cache folder.
+  makes once in the user's cache folder; and ``mlserver-inprocess``, MLServer
+  with ``parallel_workers=0`` (inference in its HTTP process, not in the
+  worker process its default adds), v2 JSON.
 
 Before a server is loaded, its first answer is checked: the v2 rows' outputs
 against the appliance's TF Serving answer to the same instance.
@@ -462,25 +464,54 @@ def contender_served(server: ServerProcess, contender: Contender, port: int) -> 
     return [Served(contender.name, server, target, contender.models, _info(server, contender.description, startup))]
 
 
-def mlserver_served(server: ServerProcess, ports: mlserver.Ports, expected: dict[str, dict]) -> list[Served]:
+@dataclass(frozen=True)
+class MLServerSetup:
+    """MLServer as measured: its row's name, its ``parallel_workers`` (None: its default), whether its gRPC port
+    gets a row (``<name>-grpc``) and how it is described."""
+
+    name: str
+    parallel_workers: int | None
+    grpc: bool
+    description: str
+
+
+_MLSERVER = (
+    f"MLServer {mlserver.VERSION} (FastAPI + uvicorn; adaptive batching off, its default; debug off: no access log "
+    "line per request), custom runtime calling the signature (bench/servers/mlserver_runtime.py), v2 JSON"
+)
+MLSERVER_SETUPS = [
+    MLServerSetup(
+        "mlserver",
+        None,
+        True,
+        f"{_MLSERVER}; its default parallel_workers=1: inference in a worker process beside the HTTP one (CPU and "
+        "RSS: its processes added up)",
+    ),
+    MLServerSetup(
+        "mlserver-inprocess",
+        0,
+        False,
+        f"{_MLSERVER}; parallel_workers=0: inference in the HTTP process, as the appliance does",
+    ),
+]
+
+
+def mlserver_served(
+    server: ServerProcess, ports: mlserver.Ports, setup: MLServerSetup, expected: dict[str, dict]
+) -> list[Served]:
     """Wait until MLServer answers v2 ``infer`` of every model of V2_MODELS as the appliance does, over REST, then
-    over gRPC; its rows."""
+    over gRPC when ``setup`` has that row; its rows."""
     target = v2_target("127.0.0.1", ports.http, binary=False)
     startup = max(wait_v2_ready(server, target(model), expected[model]) for model in V2_MODELS)
-    description = (
-        f"MLServer {mlserver.VERSION} (FastAPI + uvicorn; its defaults: 1 parallel inference worker process, "
-        "adaptive batching off; debug off: no access log line per request), custom runtime calling the "
-        "signature (bench/servers/mlserver_runtime.py), v2 JSON; CPU and RSS: its processes added up"
-    )
-    over_grpc = v2_grpc_target(f"127.0.0.1:{ports.grpc}")
-    first = max(wait_v2_grpc_ready(server, over_grpc(model), expected[model]) for model in V2_MODELS)
-    grpc_description = (
-        "the mlserver processes above through their gRPC port, ModelInfer, 1x64 FP32 in raw_input_contents"
-    )
-    return [
-        Served("mlserver", server, target, V2_MODELS, _info(server, description, startup)),
-        Served("mlserver-grpc", server, over_grpc, V2_MODELS, _info(server, grpc_description, first)),
-    ]
+    served = [Served(setup.name, server, target, V2_MODELS, _info(server, setup.description, startup))]
+    if setup.grpc:
+        over_grpc = v2_grpc_target(f"127.0.0.1:{ports.grpc}")
+        first = max(wait_v2_grpc_ready(server, over_grpc(model), expected[model]) for model in V2_MODELS)
+        description = (
+            f"the {setup.name} processes above through their gRPC port, ModelInfer, 1x64 FP32 in raw_input_contents"
+        )
+        served.append(Served(f"{setup.name}-grpc", server, over_grpc, V2_MODELS, _info(server, description, first)))
+    return served
 
 
 def mlserver_environment(results: dict) -> Path | None:
@@ -499,16 +530,18 @@ def mlserver_environment(results: dict) -> Path | None:
 
 
 def start_mlserver(
-    running: contextlib.ExitStack, program: Path, home: Path, logs: Path
+    running: contextlib.ExitStack, program: Path, setup: MLServerSetup, home: Path, logs: Path
 ) -> tuple[ServerProcess, mlserver.Ports]:
     """``mlserver start`` of a repository serving V2_MODELS on free loopback ports, and those ports."""
     ports = mlserver.Ports(free_port(), free_port(), free_port())
-    repository = mlserver.write_repository(home / "mlserver" / "repository", V2_MODELS, ports)
+    repository = mlserver.write_repository(
+        home / setup.name / "repository", V2_MODELS, ports, parallel_workers=setup.parallel_workers
+    )
     server = ServerProcess(
-        "mlserver",
+        setup.name,
         ["start", str(repository)],
-        logs / "mlserver.log",
-        {**user_dirs_env(home / "mlserver"), **mlserver.runtime_env()},
+        logs / f"{setup.name}.log",
+        {**user_dirs_env(home / setup.name), **mlserver.runtime_env()},
         program=program,
         cwd=repository,
     )
@@ -545,9 +578,10 @@ def launches(
             )
         )
         yield partial(contender_served, server, contender, port)
-    if mlserver_program is not None:
-        say("mlserver: starting")
-        yield partial(mlserver_served, *start_mlserver(running, mlserver_program, home, logs), expected)
+    for mlserver_setup in MLSERVER_SETUPS if mlserver_program is not None else []:
+        say(f"{mlserver_setup.name}: starting")
+        server, ports = start_mlserver(running, mlserver_program, mlserver_setup, home, logs)
+        yield partial(mlserver_served, server, ports, mlserver_setup, expected)
 
 
 def start_servers(

@@ -42,8 +42,9 @@ SERVED = {
     "appliance-v2-grpc": ["digits"],
     "mlserver": ["digits"],
     "mlserver-grpc": ["digits"],
+    "mlserver-inprocess": ["digits"],
 }
-MLSERVER = {"mlserver", "mlserver-grpc"}  # skipped when MLServer's environment cannot be made
+MLSERVER = {"mlserver", "mlserver-grpc", "mlserver-inprocess"}  # skipped when MLServer's environment cannot be made
 OPTIONAL = {"flask_keras", "flask", "fastapi"}  # skipped when their packages are missing
 
 
@@ -102,6 +103,7 @@ def test_smoke_run_measures_every_server_and_level(tmp_path):
         assert ratios[f"c=32: digits req/s, {rows}"] > 0 and ratios[f"c=1: digits p50, {rows}"] > 0
     if not unavailable:
         assert ratios["c=1: digits p50, appliance-v2-grpc ÷ mlserver-grpc"] > 0
+        assert ratios["c=32: digits req/s, appliance-v2 ÷ mlserver-inprocess"] > 0
         assert results["servers"]["mlserver-grpc"]["pid"] == results["servers"]["mlserver"]["pid"]
     assert "Goals" in done.stdout and "Also measured (no goal)" in done.stdout
     if importlib.util.find_spec("matplotlib"):
