@@ -103,7 +103,7 @@ class InferenceProtocol:
         """The model's name, versions (newest first), platform and its signature's inputs and outputs."""
         with self.acquire(name, version) as handle:
             signature = self.signature(handle, {})
-            platform = getattr(handle.servable, "platform", "tensorflow_savedmodel")
+            platform = handle.servable.platform
         versions = [str(s.version) for s in self._manager.status(name) if s.state is State.AVAILABLE]
         return {
             "name": name,
