@@ -124,9 +124,10 @@ class InferenceProtocol:
     @staticmethod
     def signature(handle: ServableHandle, parameters: Mapping[str, object]) -> SignatureSpec:
         """The signature a request runs: ``serving_default``, or the one its ``signature_name`` parameter names."""
-        name = parameters.get(SIGNATURE_PARAMETER) or DEFAULT_SIGNATURE
+        name = parameters.get(SIGNATURE_PARAMETER, "")
         if not isinstance(name, str):
             raise InvalidArgument(f"parameter {SIGNATURE_PARAMETER!r} must be a string")
+        name = name or DEFAULT_SIGNATURE
         signatures = handle.servable.signatures
         signature = signatures.get(name)
         if signature is None:

@@ -166,7 +166,7 @@ def _numbers_array(data, datatype: str, dtype: np.dtype, name: str) -> np.ndarra
             f"input {name!r}: its data is a ragged list; send a regular array or a flat list"
         ) from None
     family = _family(datatype)
-    if array.dtype.kind not in _JSON_KINDS[family]:
+    if array.size and array.dtype.kind not in _JSON_KINDS[family]:  # [] reads as float64
         if not (family == "INT" and array.dtype.kind == "f" and np.array_equal(array, np.trunc(array))):
             expected = {"BOOL": "true or false", "FP": "numbers", "INT": "integers"}[family]
             raise InvalidArgument(f"input {name!r} has datatype {datatype}: its data must be {expected}")

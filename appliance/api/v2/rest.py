@@ -198,7 +198,7 @@ def parse_infer_request(body: bytes, header_length: str | None) -> tuple[InferRe
     parameters = _parameters(document, "the request")
     outputs, binary = _outputs(document.get("outputs", []), _flag(parameters, "binary_data_output", "the request"))
     request_id = document.get("id")
-    if request_id is not None and not isinstance(request_id, str):
+    if "id" in document and not isinstance(request_id, str):
         raise InvalidArgument('"id" must be a string')
     return InferRequest(inputs, outputs, request_id, parameters), binary
 

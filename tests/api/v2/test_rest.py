@@ -20,7 +20,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
 
 from appliance.api.app import create_app
+from appliance.api.metrics import Metrics
+from appliance.api.openapi import openapi_document
 from appliance.api.security import AccessPolicy
+from appliance.api.v2.rest import MODEL_ROUTES, REPOSITORY_PATH, V2RestAPI
 from appliance.server import Server
 from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
@@ -424,11 +427,15 @@ def test_v2_requests_are_counted_with_their_api_and_version(bundled_server):
 # --- an appliance of this module's own: the body limit and the control token ---------------------------------------
 
 
+def empty_manager() -> ModelManager:
+    """A manager of no models, never started: nothing is loaded, TensorFlow is not imported."""
+    return ModelManager(Repository([]), DeferredRuntime(lambda: None), poll_seconds=0)
+
+
 @contextlib.contextmanager
 def serving(**access):
     """An appliance with no models (nothing is loaded), a 1 KiB body limit and ``AccessPolicy(**access)``."""
-    manager = ModelManager(Repository([]), DeferredRuntime(lambda: None), poll_seconds=0)  # type: ignore[arg-type, return-value]
-    server = Server(create_app(manager, max_request_bytes=1024, access=AccessPolicy(**access)), "127.0.0.1", 0)
+    server = Server(create_app(empty_manager(), max_request_bytes=1024, access=AccessPolicy(**access)), "127.0.0.1", 0)
     thread = server.start()
     try:
         yield server.url
@@ -456,3 +463,15 @@ def test_loading_and_unloading_need_the_control_token_when_one_is_set():
             )
             assert allowed.status_code != 401, "the repository extension answers (501 until it is built)"
         assert requests.post(url + "/v2/repository/index", timeout=TIMEOUT).status_code != 401, "reading needs none"
+
+
+def test_every_v2_route_is_documented():
+    """Each path and method the /v2 handler answers has an operation in /openapi.json."""
+    paths = openapi_document()["paths"]
+    api = V2RestAPI(empty_manager(), Metrics(), lambda environ: b"", None)
+    answered = [(path, method) for path, (method, _, _) in api._fixed.items()]
+    for form in ("/v2/models/{name}", "/v2/models/{name}/versions/{version}"):
+        answered += [(form + (f"/{action}" if action else ""), method) for action, (method, _) in MODEL_ROUTES.items()]
+    answered += [(f"/v2/repository/models/{{name}}/{action}", "POST") for action in ("load", "unload")]
+    assert REPOSITORY_PATH.pattern.endswith("(load|unload)")
+    assert [(p, m) for p, m in answered if m.lower() not in paths.get(p, {})] == []
