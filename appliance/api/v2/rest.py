@@ -148,7 +148,11 @@ def _parse_json(text: bytes):
     try:
         return orjson.loads(text)
     except orjson.JSONDecodeError as e:
-        raise InvalidArgument(f"the request is not valid JSON: {e}") from None
+        error = e
+    try:  # NaN and infinities as bare tokens, as Python's json.dumps writes them (and these responses)
+        return json.loads(text)
+    except (ValueError, RecursionError):
+        raise InvalidArgument(f"the request is not valid JSON: {error}") from None
 
 
 def _parameters(document: Mapping, owner: str) -> dict:

@@ -145,6 +145,22 @@ def test_json_inference_flat_and_nested_match_tf_serving(bundled_server):
         np.testing.assert_allclose(got["probabilities"], expected["probabilities"], rtol=1e-6)
 
 
+def test_nan_and_infinities_as_bare_tokens_both_ways(bundled_server):
+    """Python's json.dumps writes NaN as a bare token; outputs that are NaN come back so, as TF Serving writes them."""
+    url = bundled_server.url
+    rows = ROWS.copy()
+    rows[0, :] = np.nan
+    rows[1, 0] = np.inf
+    expected = requests.post(
+        url + "/v1/models/digits:predict", data=json.dumps({"inputs": rows.tolist()}), timeout=TIMEOUT
+    ).json()["outputs"]["probabilities"]
+    body = json.dumps({"inputs": [pixels(rows.tolist())], "outputs": [{"name": "probabilities"}]})
+    response = requests.post(url + "/v2/models/digits/infer", data=body, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    assert b"NaN" in response.content and b"null" not in response.content
+    np.testing.assert_allclose(outputs_of(response.json())["probabilities"], np.array(expected), rtol=1e-6)
+
+
 def test_no_version_means_the_chosen_version_and_a_version_picks_one(bundled_server):
     url = bundled_server.url
     chosen = requests.get(url + "/v1/appliance/models/digits/chosen", timeout=TIMEOUT).json()["chosen_version"]
