@@ -764,7 +764,8 @@ V2_TAG = "Open Inference Protocol"
 DIGITS_V2_REQUEST = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": DIGIT_EIGHT}]}
 V2_FORMS = (("", ("V2ModelName",)), ("/versions/{version}", ("V2ModelName", "Version")))
 V2_ERRORS = (400, 404, *GUARDED)
-EXTENSION_ERRORS = (400, 404, 413, 501, *GUARDED)  # 501: the extension is not available
+EXTENSION_ERRORS = (400, 404, 413, *GUARDED)
+LOAD_ERRORS = (*EXTENSION_ERRORS, 429, 503)  # a load that fails answers with its load error's status
 
 
 def _v2_operation(operation_id: str, summary: str, responses: dict, **more) -> dict:
@@ -896,7 +897,7 @@ def _v2_paths() -> dict:
             "post": _v2_operation(
                 "v2LoadModel",
                 "Load a model (reload it when loaded)",
-                {**_ok("Loaded.", {"type": "object"}), **_errors(EXTENSION_ERRORS)},
+                {**_ok("Loaded.", {"type": "object"}), **_errors(LOAD_ERRORS)},
                 description=change,
                 requestBody=_optional_body({"parameters": {"type": "object"}}, {}),
             ),

@@ -29,7 +29,7 @@ from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
 from appliance.serving.runtime import DeferredRuntime
 
-from ...conftest import MODELS
+from ...conftest import MODELS, ApplianceProcess
 
 TIMEOUT = 30
 DIGITS = json.loads((MODELS / "digits" / "samples" / "serving_default.json").read_text())["instances"]
@@ -477,7 +477,7 @@ def test_loading_and_unloading_need_the_control_token_when_one_is_set():
                 headers={"Authorization": "Bearer s3cret"},
                 timeout=TIMEOUT,
             )
-            assert allowed.status_code != 401, "the repository extension answers (501 until it is built)"
+            assert allowed.status_code == 404, "let through to the repository, which has no digits here"
         assert requests.post(url + "/v2/repository/index", timeout=TIMEOUT).status_code != 401, "reading needs none"
 
 
@@ -491,3 +491,64 @@ def test_every_v2_route_is_documented():
     answered += [(f"/v2/repository/models/{{name}}/{action}", "POST") for action in ("load", "unload")]
     assert REPOSITORY_PATH.pattern.endswith("(load|unload)")
     assert [(p, m) for p, m in answered if m.lower() not in paths.get(p, {})] == []
+
+
+# --- the repository and statistics extensions, through their routes (an appliance of this module's own) ---------
+
+
+@pytest.fixture(scope="module")
+def own_server():
+    """The bundled models in an appliance these tests may unload models from."""
+    server = ApplianceProcess()
+    yield server
+    server.stop()
+
+
+def test_unloading_and_loading_a_model_through_the_repository_routes(own_server):
+    url = own_server.url
+    client = triton_http.InferenceServerClient(url.removeprefix("http://"))
+    index = requests.post(url + "/v2/repository/index", timeout=TIMEOUT).json()
+    statuses = requests.get(url + "/v1/models/iris", timeout=TIMEOUT).json()["model_version_status"]
+    assert sorted(e["version"] for e in index if e["name"] == "iris") == sorted(s["version"] for s in statuses)
+    assert client.get_model_repository_index() == index
+    body = {"inputs": [{"name": "features", "shape": [1, 4], "datatype": "FP32", "data": [5.1, 3.5, 1.4, 0.2]}]}
+    assert infer(url, "iris", body).status_code == 200
+    unloaded = requests.post(url + "/v2/repository/models/iris/unload", timeout=TIMEOUT)
+    assert unloaded.status_code == 200, unloaded.text
+    assert infer(url, "iris", body).status_code == 404
+    assert not client.is_model_ready("iris")
+    ready_only = requests.post(url + "/v2/repository/index", json={"ready": True}, timeout=TIMEOUT).json()
+    assert "iris" not in {e["name"] for e in ready_only} and "digits" in {e["name"] for e in ready_only}
+    loaded = requests.post(url + "/v2/repository/models/iris/load", json={}, timeout=TIMEOUT)
+    assert loaded.status_code == 200, loaded.text
+    assert infer(url, "iris", body).status_code == 200 and client.is_model_ready("iris")
+    client.unload_model("iris")
+    client.load_model("iris")
+    assert client.is_model_ready("iris")
+    unknown = requests.post(url + "/v2/repository/models/nope/load", timeout=TIMEOUT)
+    assert unknown.status_code == 404 and "nope" in unknown.json()["error"]
+    bad = requests.post(url + "/v2/repository/models/iris/load", data=b"[1]", timeout=TIMEOUT)
+    assert bad.status_code == 400 and "JSON object" in bad.json()["error"]
+
+
+def test_statistics_count_the_v2_inferences_of_each_version(own_server):
+    url = own_server.url
+    client = triton_http.InferenceServerClient(url.removeprefix("http://"))
+
+    def successes(version: str) -> int:
+        document = requests.get(f"{url}/v2/models/digits/versions/{version}/stats", timeout=TIMEOUT).json()
+        (stats,) = document["model_stats"]
+        assert (stats["name"], stats["version"]) == ("digits", version)
+        return stats["inference_stats"]["success"]["count"]
+
+    before = successes("1")
+    for _ in range(3):
+        assert infer(url, "digits/versions/1", {"inputs": [pixels(ROWS.tolist())]}).status_code == 200
+    assert successes("1") == before + 3
+    every = requests.get(url + "/v2/models/stats", timeout=TIMEOUT).json()["model_stats"]
+    assert {(s["name"], s["version"]) for s in every} >= {("digits", "1"), ("digits", "2"), ("iris", "2")}
+    assert client.get_inference_statistics("digits", "1")["model_stats"][0]["inference_stats"]["success"]["count"] == (
+        before + 3
+    )
+    assert requests.get(url + "/v2/models/nope/stats", timeout=TIMEOUT).status_code == 404
+    assert requests.get(url + "/v2/models/digits/versions/x/stats", timeout=TIMEOUT).status_code == 400
