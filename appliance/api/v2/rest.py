@@ -1,7 +1,7 @@
 """The Open Inference Protocol's REST routes (``/v2/...``), with Triton's binary tensor data extension.
 
-    api = V2RestAPI(manager, metrics, read_body=lambda: body, control_token=None)
-    response = api.handle("POST", "/v2/models/digits/infer", environ)   # a Bottle response, labelled
+    api = V2RestAPI(manager, metrics, read_body=lambda environ: read_body(environ, limit), control_token=None)
+    response = api.handle(environ, "/v2/models/digits/infer")   # a Bottle response, labelled for the metrics
 
 The app sends every ``/v2`` path here before Bottle's router (see ``app.ModelsFirst``); the paths are matched
 undecoded and the model name percent-decoded, as Triton does. An inference request is a JSON object, or with
@@ -36,8 +36,12 @@ BINARY_TYPE = "application/octet-stream"
 MODEL_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer|stats))?")
 REPOSITORY_PATH = re.compile(r"/v2/repository/models/([^/]+)/(load|unload)")
 # Each model route's method, and its "api" label in the metrics.
-MODEL_ROUTES = {"": ("GET", "v2_metadata"), "ready": ("GET", "v2_ready"), "infer": ("POST", "v2_infer")}
-MODEL_ROUTES["stats"] = ("GET", "v2_stats")
+MODEL_ROUTES = {
+    "": ("GET", "v2_metadata"),
+    "ready": ("GET", "v2_ready"),
+    "infer": ("POST", "v2_infer"),
+    "stats": ("GET", "v2_stats"),
+}
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
 
@@ -282,7 +286,7 @@ def infer_response(result: InferResult, binary: Mapping[str, bool]) -> bottle.HT
             chunks.append(chunk)
         else:
             entry["data"] = data
-            if array.dtype.kind == "f" and not np.isfinite(data).all():
+            if isinstance(data, np.ndarray) and data.dtype.kind == "f" and not np.isfinite(data).all():
                 finite = False
         outputs.append(entry)
     document: dict = {"model_name": result.model_name, "model_version": str(result.model_version)}
@@ -299,7 +303,8 @@ def infer_response(result: InferResult, binary: Mapping[str, bool]) -> bottle.HT
 
 
 def _with_non_finite(document: dict) -> bytes:
-    """JSON with NaN and infinities as the bare tokens Python's and JavaScript's readers take (orjson: null)."""
+    """JSON with NaN and infinities as the bare tokens Python's reader takes, as TF Serving writes them (orjson
+    would write null)."""
     for output in document["outputs"]:
         if isinstance(output.get("data"), np.ndarray):
             output["data"] = output["data"].tolist()

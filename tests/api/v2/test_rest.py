@@ -12,6 +12,7 @@ import contextlib
 import json
 import struct
 
+import ml_dtypes
 import numpy as np
 import pytest
 import requests
@@ -23,7 +24,8 @@ from appliance.api.app import create_app
 from appliance.api.metrics import Metrics
 from appliance.api.openapi import openapi_document
 from appliance.api.security import AccessPolicy
-from appliance.api.v2.rest import MODEL_ROUTES, REPOSITORY_PATH, V2RestAPI
+from appliance.api.v2.dataplane import InferResult
+from appliance.api.v2.rest import MODEL_ROUTES, REPOSITORY_PATH, V2RestAPI, infer_response
 from appliance.server import Server
 from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
@@ -316,6 +318,35 @@ def test_non_utf8_bytes_outputs_come_back_as_binary_data(tfs_direct_server):
     tag_bytes, total = document["outputs"]
     assert "data" not in tag_bytes and tail == raw, "asked for as JSON, sent as binary data: nothing is lost"
     assert total["data"] == [4.0]
+
+
+def test_every_datatype_written_as_json_and_as_binary_reads_back_through_tritonclient():
+    """The response writer alone, read by tritonclient.http's own decoder: JSON, binary, and BYTES that are not
+    UTF-8 (sent as binary data even when asked for as JSON)."""
+    outputs = {
+        "half": np.array([[1.5, np.nan], [-np.inf, 0.25]], np.float16),
+        "brain": np.array([np.inf, 2.0], ml_dtypes.bfloat16),
+        "flags": np.array([True, False]),
+        "small": np.array([[0, 255]], np.uint8),
+        "wide": np.array([2**63 - 1, -(2**63)], np.int64),
+        "text": np.array([b"h\xc3\xa9", b""], dtype=object),
+        "raw": np.array([b"\xff\x00"], dtype=object),
+    }
+    for binary in (False, True):
+        response = infer_response(InferResult("m", 3, outputs, "i"), {"": binary})
+        result = triton_http.InferResult.from_response_body(
+            response.body, header_length=response.headers.get(HEADER) and int(response.headers[HEADER])
+        )
+        assert (result.get_response()["model_version"], result.get_response()["id"]) == ("3", "i")
+        for name, array in outputs.items():
+            got = result.as_numpy(name)
+            if array.dtype == object:  # JSON strings come back as str, binary data as bytes
+                assert [v.encode() if isinstance(v, str) else v for v in got.tolist()] == array.tolist(), name
+            else:
+                np.testing.assert_array_equal(got.astype(np.float64), array.astype(np.float64), err_msg=name)
+                assert got.shape == array.shape
+        raw = next(o for o in result.get_response()["outputs"] if o["name"] == "raw")
+        assert "data" not in raw and raw["parameters"]["binary_data_size"] == 6
 
 
 # --- errors -------------------------------------------------------------------------------------------------------
