@@ -515,6 +515,19 @@ V2_SCHEMAS = {
             },
         },
     },
+    "V2ModelConfig": {
+        "type": "object",
+        "description": "Triton's model configuration, as far as a SavedModel has one.",
+        "required": ["name", "platform", "max_batch_size", "input", "output"],
+        "properties": {
+            "name": {"type": "string"},
+            "platform": {"type": "string"},
+            "backend": {"type": "string"},
+            "max_batch_size": {"type": "integer", "description": "0: not batched; else dims leave the batch out."},
+            "input": {"type": "array", "items": {"type": "object"}},
+            "output": {"type": "array", "items": {"type": "object"}},
+        },
+    },
     "V2RepositoryIndex": {
         "type": "array",
         "items": {
@@ -824,6 +837,14 @@ def _v2_model_paths() -> dict:
                 "parameter). With Triton's binary tensor data extension, the body is "
                 "`Inference-Header-Content-Length` bytes of JSON followed by the inputs' raw data.",
                 requestBody=_json_body("V2InferRequest", DIGITS_V2_REQUEST),
+            ),
+        }
+        paths[base + "/config"] = {
+            "parameters": refs,
+            "get": _v2_operation(
+                f"v2ModelConfig{key}",
+                f"Triton's model configuration of {on}",
+                {**_ok("The configuration.", _schema("V2ModelConfig")), **_errors(V2_ERRORS)},
             ),
         }
         paths[base + "/stats"] = {

@@ -33,7 +33,7 @@ from .statistics import ModelStatistics
 HEADER_LENGTH = "Inference-Header-Content-Length"
 _HEADER_LENGTH_ENVIRON = "HTTP_INFERENCE_HEADER_CONTENT_LENGTH"
 BINARY_TYPE = "application/octet-stream"
-MODEL_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer|stats))?")
+MODEL_PATH = re.compile(r"/v2/models/([^/]+)(?:/versions/([^/]+))?(?:/(ready|infer|stats|config))?")
 REPOSITORY_PATH = re.compile(r"/v2/repository/models/([^/]+)/(load|unload)")
 # Each model route's method, and its "api" label in the metrics.
 MODEL_ROUTES = {
@@ -41,6 +41,7 @@ MODEL_ROUTES = {
     "ready": ("GET", "v2_ready"),
     "infer": ("POST", "v2_infer"),
     "stats": ("GET", "v2_stats"),
+    "config": ("GET", "v2_metadata"),
 }
 _OPTIONS = orjson.OPT_SERIALIZE_NUMPY
 
@@ -101,6 +102,8 @@ class V2RestAPI:
             return served(_json({"name": name, "ready": True}), name, None)
         if action == "stats":
             return _json(self._statistics.models(name, version))
+        if action == "config":
+            return served(_json(self.protocol.model_config(name, version)), name, None)
         return served(_json(self.protocol.model_metadata(name, version)), name, None)
 
     def _server_ready(self, environ: dict) -> bottle.HTTPResponse:

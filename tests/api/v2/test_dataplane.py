@@ -124,3 +124,13 @@ def test_versions_and_readiness(protocol):
     for bad in ("two", "-1", "1.0", "1" * 20):
         with pytest.raises(InvalidArgument, match="version number"):
             version_number(bad)
+
+
+def test_model_config_of_a_batched_version_leaves_the_batch_dimension_out(protocol):
+    own = (MODELS / "digits" / "2" / "batching_params.pbtxt").read_text()
+    config = protocol.model_config("digits", "2")
+    assert f"max_batch_size {{ value: {config['max_batch_size']} }}" in own
+    assert (config["platform"], config["backend"]) == ("tensorflow_savedmodel", "tensorflow")
+    assert config["input"] == [{"name": "pixels", "data_type": "TYPE_FP32", "dims": [64]}]
+    assert {t["name"]: t["dims"] for t in config["output"]} == {"class": [], "probabilities": [10]}
+    assert protocol.model_config("lite", None)["backend"] == "", "Triton has no backend for .tflite here"

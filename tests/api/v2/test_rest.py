@@ -16,6 +16,7 @@ import ml_dtypes
 import numpy as np
 import pytest
 import requests
+import tritonclient.grpc as triton_grpc
 import tritonclient.http as triton_http
 from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.utils import InferenceServerException
@@ -110,6 +111,21 @@ def test_model_metadata_matches_the_tf_serving_signature(bundled_server):
     assert one_version.status_code == 200 and one_version.json()["inputs"] == metadata["inputs"]
     client = triton_http.InferenceServerClient(url.removeprefix("http://"))
     assert client.get_model_metadata("digits") == metadata
+
+
+def test_model_configuration_is_the_one_the_grpc_api_gives(bundled_server):
+    config = requests.get(bundled_server.url + "/v2/models/digits/config", timeout=TIMEOUT).json()
+    grpc_config = triton_grpc.InferenceServerClient(bundled_server.grpc_address).get_model_config(
+        "digits", as_json=True
+    )["config"]
+    for side in ("input", "output"):  # proto3 JSON writes int64 dims as strings, and leaves out empty ones
+        for tensor in grpc_config[side]:
+            tensor["dims"] = [int(d) for d in tensor.get("dims", [])]
+    assert config == {"backend": "", "max_batch_size": 0, **grpc_config}
+    metadata = requests.get(bundled_server.url + "/v2/models/digits", timeout=TIMEOUT).json()
+    batch = 1 if config["max_batch_size"] else 0
+    assert [t["dims"] for t in config["input"]] == [t["shape"][batch:] for t in metadata["inputs"]]
+    assert requests.get(bundled_server.url + "/v2/models/nope/config", timeout=TIMEOUT).status_code == 404
 
 
 def test_model_readiness(bundled_server):
