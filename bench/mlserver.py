@@ -1,15 +1,15 @@
 """MLServer as a peer: its own virtual environment, made once and cached, and a model repository that serves a
 bundled SavedModel through the minimal custom runtime of ``bench/servers/mlserver_runtime.py``.
 
-    program = environment(say)                          # <cache>/mlserver-1.7.1-tensorflow-2.21.0-py3.11/bin/mlserver
+    program, made_s = environment(say)          # <cache>/mlserver-1.7.1-tensorflow-2.21.0-py3.11/bin/mlserver
     folder = write_repository(tmp, ("digits",), Ports(8080, 8081, 8082))
     subprocess.Popen([program, "start", str(folder)], cwd=folder, env={..., **runtime_env()})
 
 MLServer cannot share the appliance's environment (it pins ``fastapi<0.116``,
 which the test extra's kserve outgrows), so it gets one of its own under the
 user's cache folder (platformdirs), with ``mlserver`` and the TensorFlow the
-appliance runs (the same version, so both call the same kernels): about 75 s
-and 2.3 GB the first time here, then reused. Made under a lock, and marked
+appliance runs (the same version, so both call the same kernels) and
+``uvloop<0.22``: about 75 s and 2.3 GB the first time here, then reused. Made under a lock, and marked
 complete only at the end, so that two runs never share a half-made one.
 Settings: MLServer's defaults (one parallel inference worker process, adaptive
 batching off), but ``debug`` off, which would write an access log line per
