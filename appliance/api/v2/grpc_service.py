@@ -28,12 +28,11 @@ from google.protobuf import json_format
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
 from ...errors import Code, InvalidArgument, NotFound, ServingError, Unimplemented
-from ...serving.batching import BatchingServable, is_batchable
 from ...serving.manager import ModelManager
 from ...serving.routing import LOCAL
 from ..metrics import Metrics
 from ..responses import INTERNAL_ERROR
-from .dataplane import InferenceProtocol, InferRequest
+from .dataplane import InferenceProtocol, InferRequest, version_number
 from .datatypes import array_datatype, element_count, from_raw, numpy_dtype, to_raw
 from .repository import ModelRepository
 from .statistics import ModelStatistics
@@ -64,9 +63,6 @@ CONTENTS_FIELDS = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-# Triton's model configuration names each datatype TYPE_<datatype>, but for BYTES.
-CONFIG_TYPES = {"BYTES": model_config_pb2.TYPE_STRING}
-PLATFORM_BACKENDS = {"tensorflow_savedmodel": "tensorflow"}
 _NO_PARAMETERS: Mapping[str, object] = {}
 
 
@@ -149,18 +145,6 @@ def _from_contents(tensor) -> np.ndarray:
 def _tensor_metadata(tensors: list[dict]) -> list:
     TensorMetadata = service_pb2.ModelMetadataResponse.TensorMetadata
     return [TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in tensors]
-
-
-def _config_tensors(message_type, tensors: list[dict], batched: bool) -> list:
-    """Model configuration inputs or outputs: TYPE_* datatypes, and dims without the batch dimension if batched."""
-    return [
-        message_type(
-            name=t["name"],
-            data_type=CONFIG_TYPES.get(t["datatype"]) or model_config_pb2.DataType.Value(f"TYPE_{t['datatype']}"),
-            dims=t["shape"][1:] if batched else t["shape"],
-        )
-        for t in tensors
-    ]
 
 
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
@@ -247,24 +231,10 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         """Triton's model configuration as far as a SavedModel has one: what perf_analyzer and model-analyzer read."""
 
         def config(call: _Call) -> service_pb2.ModelConfigResponse:
-            answer = self._protocol.model_metadata(request.name, request.version)
-            with self._protocol.acquire(request.name, request.version) as handle:
-                servable = handle.servable
-                signature = self._protocol.signature(handle, _NO_PARAMETERS)
-                batching = servable.parameters if isinstance(servable, BatchingServable) else None
-            call.model, call.version = handle.name, handle.version
-            max_batch_size = batching.max_batch_size if batching is not None and is_batchable(signature) else 0
-            batched = max_batch_size > 0
-            platform = answer["platform"]
+            document = self._protocol.model_config(request.name, request.version)
+            call.model, call.version = request.name, version_number(request.version)
             return service_pb2.ModelConfigResponse(
-                config=model_config_pb2.ModelConfig(
-                    name=answer["name"],
-                    platform=platform,
-                    backend=PLATFORM_BACKENDS.get(platform, ""),
-                    max_batch_size=max_batch_size,
-                    input=_config_tensors(model_config_pb2.ModelInput, answer["inputs"], batched),
-                    output=_config_tensors(model_config_pb2.ModelOutput, answer["outputs"], batched),
-                )
+                config=json_format.ParseDict(document, model_config_pb2.ModelConfig())
             )
 
         return self._answer(METADATA, context, config)
