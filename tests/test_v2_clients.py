@@ -1,0 +1,642 @@
+"""Triton's clients, unchanged, against real ``appliance serve`` processes: the Open Inference Protocol (KServe v2).
+
+``tritonclient.http`` and ``tritonclient.grpc``, sync and asyncio: health, server and model metadata, model
+readiness, inference with JSON and with binary data (Triton's binary tensor data extension; gRPC's raw contents),
+outputs asked for by name, versions, request ids, errors, the statistics and model repository extensions, and a
+concurrent load through each client. One process serves the bundled models and one TF Serving's test models, each
+started once for the module. Every answer is checked against the same model called another way: the same
+process's TF Serving REST API (``POST /v1/models/<name>:predict``, ``GET /v1/models/<name>/metadata``),
+TensorFlow itself on the SavedModel, or the digit a sample image shows. (KServe's client:
+tests/test_v2_kserve_client.py.)
+
+    PYTHONPATH=$PWD python -m pytest tests/test_v2_clients.py -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import requests
+import tensorflow as tf
+import tritonclient.grpc as grpcclient
+import tritonclient.grpc.aio as grpcclient_aio
+import tritonclient.http as httpclient
+import tritonclient.http.aio as httpclient_aio
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+
+from .conftest import ApplianceProcess
+from .test_tfserving_example_client import SAMPLES, label_of, pixels_of
+
+TIMEOUT = 30
+UNKNOWN = "no_such_model"
+# The protocol's datatype of each TensorFlow dtype (the Open Inference Protocol's tensor data types).
+V2_DATATYPES = {
+    "DT_BOOL": "BOOL",
+    "DT_UINT8": "UINT8",
+    "DT_INT8": "INT8",
+    "DT_INT16": "INT16",
+    "DT_INT32": "INT32",
+    "DT_INT64": "INT64",
+    "DT_HALF": "FP16",
+    "DT_FLOAT": "FP32",
+    "DT_DOUBLE": "FP64",
+    "DT_STRING": "BYTES",
+}
+CONCURRENCY = 32
+ROUNDS = 3
+
+
+# -- the servers ---------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def bundled(tmp_path_factory):
+    """The bundled models (digits, iris), as ``appliance serve`` serves them by default."""
+    server = ApplianceProcess(home=tmp_path_factory.mktemp("v2-bundled-home"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def tfs(tfs_config, tmp_path_factory):
+    """TF Serving's test models through tests/conftest.py's models.config (default, two_versions, matrix, ...)."""
+    server = ApplianceProcess("--model_config_file", str(tfs_config), home=tmp_path_factory.mktemp("v2-tfs-home"))
+    yield server
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def multi_io(tfs_testdata):
+    """generated/multi_io's serving_default signature, called with TensorFlow directly."""
+    return tf.saved_model.load(str(tfs_testdata / "generated" / "multi_io" / "1")).signatures["serving_default"]
+
+
+def address(server: ApplianceProcess) -> str:
+    """The REST address as tritonclient.http takes it: host:port, no scheme."""
+    return server.url.removeprefix("http://")
+
+
+# -- what the same process says through TF Serving's REST API ------------------------------------------------------
+
+
+def tfs_predict(server: ApplianceProcess, model: str, inputs: dict, signature: str | None = None) -> dict:
+    """``POST /v1/models/<model>:predict`` (columnar ``inputs``): the outputs by name, as arrays."""
+    body: dict = {"inputs": {name: np.asarray(value).tolist() for name, value in inputs.items()}}
+    if signature:
+        body["signature_name"] = signature
+    response = requests.post(f"{server.url}/v1/models/{model}:predict", json=body, timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    outputs = response.json()["outputs"]
+    if not isinstance(outputs, dict):  # a signature with one output: TF Serving answers its value alone
+        (name,) = tfs_signature(server, model, signature or "serving_default")[1]
+        outputs = {name: outputs}
+    return {name: np.asarray(value) for name, value in outputs.items()}
+
+
+def tfs_signature(server: ApplianceProcess, model: str, signature: str = "serving_default") -> tuple[dict, dict]:
+    """The signature's inputs and outputs from ``GET /v1/models/<model>/metadata``: name -> (v2 datatype, shape),
+    the shape None when its rank is unknown."""
+    response = requests.get(f"{server.url}/v1/models/{model}/metadata", timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    definition = response.json()["metadata"]["signature_def"]["signature_def"][signature]
+
+    def tensors(infos: dict) -> dict:
+        described = {}
+        for alias, info in infos.items():
+            shape = info.get("tensor_shape")
+            known = shape is not None and not shape.get("unknown_rank", False)
+            dims = [int(d["size"]) for d in shape.get("dim", [])] if known else None
+            described[alias] = (V2_DATATYPES[info["dtype"]], dims)
+        return described
+
+    return tensors(definition["inputs"]), tensors(definition["outputs"])
+
+
+def available_versions(server: ApplianceProcess, model: str) -> set[str]:
+    """The model's AVAILABLE versions, from ``GET /v1/models/<model>``."""
+    response = requests.get(f"{server.url}/v1/models/{model}", timeout=TIMEOUT)
+    assert response.status_code == 200, response.text
+    return {s["version"] for s in response.json()["model_version_status"] if s["state"] == "AVAILABLE"}
+
+
+def assert_metadata_matches(server: ApplianceProcess, model: str, name, versions, platform, inputs, outputs) -> None:
+    """A v2 model metadata answer (its fields, inputs/outputs as name -> (datatype, shape)) against TF Serving's."""
+    expected_inputs, expected_outputs = tfs_signature(server, model)
+    assert name == model
+    assert set(versions) == available_versions(server, model)
+    assert platform == "tensorflow_savedmodel"
+    for got, expected in ((inputs, expected_inputs), (outputs, expected_outputs)):
+        assert set(got) == set(expected)
+        for tensor, (datatype, shape) in expected.items():
+            assert got[tensor][0] == datatype, tensor
+            if shape is not None:
+                assert got[tensor][1] == shape, tensor
+
+
+# -- requests and their expected answers ---------------------------------------------------------------------------
+
+
+def digit_pixels() -> tuple[np.ndarray, list[int]]:
+    """The digits samples' pixels (one row each) and the digit each shows."""
+    return np.stack([pixels_of(s) for s in SAMPLES]).astype(np.float32), [label_of(s) for s in SAMPLES]
+
+
+def random_pixels(rows: int, seed: int = 7) -> np.ndarray:
+    return np.random.default_rng(seed).uniform(0.0, 16.0, (rows, 64)).astype(np.float32)
+
+
+def tfs_cases(server: ApplianceProcess, multi_io) -> list[tuple[str, dict, dict]]:
+    """(model, inputs, expected outputs) for TF Serving's test models, inputs in several datatypes."""
+    x = np.array([[1.0], [2.0], [-3.5]], np.float32)
+    matrix = np.arange(18, dtype=np.float32).reshape(2, 3, 3)
+    cases = [
+        ("default", {"x": x}, tfs_predict(server, "default", {"x": x})),
+        ("matrix", {"x": matrix}, tfs_predict(server, "matrix", {"x": matrix})),
+        ("half_plus_three", {"x": x}, tfs_predict(server, "half_plus_three", {"x": x})),
+    ]
+    inputs = {
+        "a": np.array([[1.0, 2.5], [-4.0, 0.5], [0.0, 0.0]], np.float32),
+        "b": np.array([3, -7, 0], np.int32),
+        "tag": np.array([b"alpha", "\u00e9t\u00e9".encode(), b""], dtype=object),
+    }
+    computed = multi_io(**{name: tf.constant(value) for name, value in inputs.items()})
+    cases.append(("multi_io", inputs, {name: tensor.numpy() for name, tensor in computed.items()}))
+    return cases
+
+
+def assert_same(name: str, got: np.ndarray | None, expected: np.ndarray) -> None:
+    assert got is not None, f"no output {name!r} in the answer"
+    assert got.shape == expected.shape, name
+    if expected.dtype == object or expected.dtype.kind in "SU":
+        as_bytes = [v.encode() if isinstance(v, str) else bytes(v) for v in got.reshape(-1)]
+        expected_bytes = [v.encode() if isinstance(v, str) else bytes(v) for v in expected.reshape(-1)]
+        assert as_bytes == expected_bytes, name
+    elif expected.dtype.kind == "f":
+        np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-6, err_msg=name)
+    else:
+        np.testing.assert_array_equal(got, expected.astype(got.dtype), err_msg=name)
+
+
+def http_inputs(arrays: dict, binary: bool, module=httpclient) -> list:
+    inputs = []
+    for name, array in arrays.items():
+        tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array, binary_data=binary)
+        inputs.append(tensor)
+    return inputs
+
+
+def grpc_inputs(arrays: dict, module=grpcclient) -> list:
+    inputs = []
+    for name, array in arrays.items():
+        tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+def assert_http_encoding(result, binary: bool) -> None:
+    """Each output of a REST answer came the way it was asked for: raw bytes after the JSON, or JSON ``data``."""
+    for output in result.get_response()["outputs"]:
+        assert ("binary_data_size" in (output.get("parameters") or {})) == binary, output
+        assert ("data" in output) != binary, output
+
+
+# -- tritonclient.http ---------------------------------------------------------------------------------------------
+
+
+def test_http_health_and_server_metadata(bundled):
+    client = httpclient.InferenceServerClient(address(bundled))
+    try:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        metadata = client.get_server_metadata()
+        assert metadata["name"]
+        assert metadata["version"]
+        assert {"binary_tensor_data", "model_repository", "statistics"} <= set(metadata["extensions"])
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize(
+    "served, model",
+    [
+        ("bundled", "digits"),
+        ("bundled", "iris"),
+        ("tfs", "default"),
+        ("tfs", "two_versions"),
+        ("tfs", "matrix"),
+        ("tfs", "multi_io"),
+    ],
+)
+def test_http_model_metadata_and_readiness(request, served, model):
+    server = request.getfixturevalue(served)
+    client = httpclient.InferenceServerClient(address(server))
+    try:
+        metadata = client.get_model_metadata(model)
+        tensors = [{t["name"]: (t["datatype"], t["shape"]) for t in metadata[key]} for key in ("inputs", "outputs")]
+        assert_metadata_matches(server, model, metadata["name"], metadata["versions"], metadata["platform"], *tensors)
+        assert client.is_model_ready(model)
+        for version in available_versions(server, model):
+            assert client.is_model_ready(model, version)
+            assert client.get_model_metadata(model, version)["name"] == model
+        assert not client.is_model_ready(model, "999")
+        assert not client.is_model_ready(UNKNOWN)
+    finally:
+        client.close()
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_http_infer_digits(bundled, binary):
+    """Each sample's digit, and the probabilities TF Serving's API gives for the same rows."""
+    pixels, labels = digit_pixels()
+    expected = tfs_predict(bundled, "digits", {"pixels": pixels})
+    client = httpclient.InferenceServerClient(address(bundled))
+    try:
+        outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "class")]
+        result = client.infer("digits", http_inputs({"pixels": pixels}, binary), outputs=outputs, request_id="r-1")
+    finally:
+        client.close()
+    assert_http_encoding(result, binary)
+    assert result.get_response()["model_name"] == "digits"
+    assert result.get_response()["model_version"] in available_versions(bundled, "digits")
+    assert result.get_response()["id"] == "r-1"
+    assert result.as_numpy("class").tolist() == labels
+    for name, value in expected.items():
+        assert_same(name, result.as_numpy(name), value)
+
+
+def test_http_infer_binary_by_default(bundled):
+    """tritonclient's defaults (binary inputs, no outputs named: ``binary_data_output``) give binary outputs."""
+    pixels = random_pixels(4)
+    client = httpclient.InferenceServerClient(address(bundled))
+    try:
+        inputs = [httpclient.InferInput("pixels", list(pixels.shape), "FP32")]
+        inputs[0].set_data_from_numpy(pixels)
+        result = client.infer("digits", inputs)
+    finally:
+        client.close()
+    assert_http_encoding(result, binary=True)
+    for name, value in tfs_predict(bundled, "digits", {"pixels": pixels}).items():
+        assert_same(name, result.as_numpy(name), value)
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_http_outputs_by_name(bundled, binary):
+    pixels = random_pixels(3)
+    client = httpclient.InferenceServerClient(address(bundled))
+    try:
+        outputs = [httpclient.InferRequestedOutput("class", binary_data=binary)]
+        result = client.infer("digits", http_inputs({"pixels": pixels}, binary), outputs=outputs)
+    finally:
+        client.close()
+    assert [o["name"] for o in result.get_response()["outputs"]] == ["class"]
+    assert result.as_numpy("probabilities") is None
+    assert_same("class", result.as_numpy("class"), tfs_predict(bundled, "digits", {"pixels": pixels})["class"])
+
+
+def test_http_bytes_input_through_another_signature(bundled):
+    """The digits model's ``image`` signature (BYTES: PNG files), named by the ``signature_name`` parameter."""
+    images = np.array([s.read_bytes() for s in SAMPLES], dtype=object)
+    client = httpclient.InferenceServerClient(address(bundled))
+    try:
+        inputs = [httpclient.InferInput("image_bytes", [len(images)], "BYTES")]
+        inputs[0].set_data_from_numpy(images)
+        result = client.infer("digits", inputs, parameters={"signature_name": "image"})
+    finally:
+        client.close()
+    assert result.as_numpy("class").tolist() == [label_of(s) for s in SAMPLES]
+    b64 = [{"b64": base64.b64encode(image).decode()} for image in images]
+    expected = requests.post(
+        f"{bundled.url}/v1/models/digits:predict",
+        json={"signature_name": "image", "inputs": {"image_bytes": b64}},
+        timeout=TIMEOUT,
+    ).json()["outputs"]
+    assert_same("probabilities", result.as_numpy("probabilities"), np.asarray(expected["probabilities"]))
+
+
+@pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
+def test_http_infer_tf_serving_models(tfs, multi_io, binary):
+    """FP32 of several ranks, a TF1 model of unknown shapes, and INT32/BYTES inputs with INT64/BOOL/BYTES outputs."""
+    client = httpclient.InferenceServerClient(address(tfs))
+    try:
+        for model, inputs, expected in tfs_cases(tfs, multi_io):
+            outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in expected]
+            result = client.infer(model, http_inputs(inputs, binary), outputs=outputs)
+            assert_http_encoding(result, binary)
+            for name, value in expected.items():
+                assert_same(f"{model}/{name}", result.as_numpy(name), value)
+    finally:
+        client.close()
+
+
+def test_http_versions(tfs):
+    x = np.array([[1.0], [4.0]], np.float32)
+    client = httpclient.InferenceServerClient(address(tfs))
+    try:
+        for version in ("123", "124"):
+            result = client.infer("two_versions", http_inputs({"x": x}, True), model_version=version)
+            assert result.get_response()["model_version"] == version
+            assert_same("y", result.as_numpy("y"), tfs_predict(tfs, "two_versions", {"x": x})["y"])
+    finally:
+        client.close()
+
+
+def raised(call) -> InferenceServerException:
+    with pytest.raises(InferenceServerException) as caught:
+        call()
+    return caught.value
+
+
+def test_http_errors_and_the_server_keeps_serving(bundled):
+    pixels = random_pixels(2)
+    client = httpclient.InferenceServerClient(address(bundled))
+    try:
+        unknown = raised(lambda: client.infer(UNKNOWN, http_inputs({"pixels": pixels}, True)))
+        assert unknown.status() == "404"
+        assert UNKNOWN in unknown.message()
+        assert raised(lambda: client.get_model_metadata(UNKNOWN)).status() == "404"
+        wrong_type = raised(lambda: client.infer("digits", http_inputs({"pixels": pixels.astype(np.float64)}, True)))
+        assert wrong_type.status() == "400"
+        assert "pixels" in wrong_type.message()
+        assert "FP32" in wrong_type.message()
+        json_type = raised(lambda: client.infer("digits", http_inputs({"pixels": pixels.astype(np.int32)}, False)))
+        assert json_type.status() == "400"
+        assert "FP32" in json_type.message()
+        missing = raised(lambda: client.infer("digits", http_inputs({"other": pixels}, True)))
+        assert missing.status() == "400"
+        assert "pixels" in missing.message()
+        no_output = raised(
+            lambda: client.infer(
+                "digits", http_inputs({"pixels": pixels}, True), outputs=[httpclient.InferRequestedOutput("nope")]
+            )
+        )
+        assert no_output.status() == "400"
+        assert "nope" in no_output.message()
+        version = raised(lambda: client.infer("digits", http_inputs({"pixels": pixels}, True), model_version="999"))
+        assert version.status() == "404"
+        result = client.infer("digits", http_inputs({"pixels": pixels}, True))
+    finally:
+        client.close()
+    assert_same("class", result.as_numpy("class"), tfs_predict(bundled, "digits", {"pixels": pixels})["class"])
+
+
+def test_http_inference_statistics(bundled):
+    """The statistics extension counts each successful request of one row (Triton's ``success.count``)."""
+    client = httpclient.InferenceServerClient(address(bundled))
+
+    def iris_stats() -> dict:
+        return {s["version"]: s for s in client.get_inference_statistics("iris")["model_stats"]}
+
+    try:
+        before = iris_stats()
+        features = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
+        answered = {
+            client.infer("iris", http_inputs({"features": features}, True)).get_response()["model_version"]
+            for _ in range(5)
+        }
+        after = iris_stats()
+        everything = client.get_inference_statistics()
+    finally:
+        client.close()
+    (version,) = answered
+    assert after[version]["name"] == "iris"
+    assert after[version]["inference_count"] - before[version]["inference_count"] == 5
+    success = after[version]["inference_stats"]["success"]
+    assert success["count"] - before[version]["inference_stats"]["success"]["count"] == 5
+    assert success["ns"] > before[version]["inference_stats"]["success"]["ns"]
+    assert {s["name"] for s in everything["model_stats"]} >= {"digits", "iris"}
+
+
+def test_http_model_repository_index(bundled, tfs):
+    """The repository index lists every model served, each available version READY (as /health says)."""
+    for server in (bundled, tfs):
+        client = httpclient.InferenceServerClient(address(server))
+        try:
+            index = client.get_model_repository_index()
+        finally:
+            client.close()
+        models = requests.get(f"{server.url}/health", timeout=TIMEOUT).json()["models"]
+        available = {(m["name"], str(v["version"])) for m in models for v in m["versions"] if v["state"] == "AVAILABLE"}
+        assert {(m["name"], m["version"]) for m in index if m["state"] == "READY"} == available
+        assert {m["name"] for m in index} == {m["name"] for m in models}
+
+
+def test_http_aio_client(bundled, tfs, multi_io):
+    """tritonclient.http.aio: the same calls, then CONCURRENCY requests at once through asyncio.gather, ROUNDS
+    times, each answer the one TF Serving's API gives for its rows."""
+    pixels, labels = digit_pixels()
+    rows = random_pixels(CONCURRENCY * ROUNDS)
+    expected = tfs_predict(bundled, "digits", {"pixels": rows})
+    cases = tfs_cases(tfs, multi_io)
+
+    async def main() -> None:
+        client = httpclient_aio.InferenceServerClient(address(bundled))
+        try:
+            assert await client.is_server_live()
+            assert await client.is_server_ready()
+            assert "binary_tensor_data" in (await client.get_server_metadata())["extensions"]
+            metadata = await client.get_model_metadata("digits")
+            tensors = [{t["name"]: (t["datatype"], t["shape"]) for t in metadata[key]} for key in ("inputs", "outputs")]
+            assert_metadata_matches(
+                bundled, "digits", metadata["name"], metadata["versions"], metadata["platform"], *tensors
+            )
+            assert await client.is_model_ready("digits")
+            assert not await client.is_model_ready(UNKNOWN)
+            for binary in (False, True):
+                outputs = [httpclient_aio.InferRequestedOutput("class", binary_data=binary)]
+                result = await client.infer(
+                    "digits", http_inputs({"pixels": pixels}, binary, httpclient_aio), outputs=outputs
+                )
+                assert_http_encoding(result, binary)
+                assert result.as_numpy("class").tolist() == labels
+                assert result.as_numpy("probabilities") is None
+            with pytest.raises(InferenceServerException) as unknown:
+                await client.infer(UNKNOWN, http_inputs({"pixels": pixels}, True, httpclient_aio))
+            assert unknown.value.status() == "404"
+            with pytest.raises(InferenceServerException) as wrong_type:
+                await client.infer("digits", http_inputs({"pixels": pixels.astype(np.float16)}, True, httpclient_aio))
+            assert wrong_type.value.status() == "400"
+            assert "FP32" in wrong_type.value.message()
+            for round_ in range(ROUNDS):
+                first = round_ * CONCURRENCY
+                calls = [
+                    client.infer("digits", http_inputs({"pixels": rows[i : i + 1]}, i % 2 == 0, httpclient_aio))
+                    for i in range(first, first + CONCURRENCY)
+                ]
+                for i, result in zip(range(first, first + CONCURRENCY), await asyncio.gather(*calls)):
+                    for name, value in expected.items():
+                        assert_same(f"row {i}: {name}", result.as_numpy(name), value[i : i + 1])
+        finally:
+            await client.close()
+        client = httpclient_aio.InferenceServerClient(address(tfs))
+        try:
+            for model, inputs, outputs in cases:
+                result = await client.infer(model, http_inputs(inputs, True, httpclient_aio))
+                for name, value in outputs.items():
+                    assert_same(f"{model}/{name}", result.as_numpy(name), value)
+        finally:
+            await client.close()
+
+    asyncio.run(main())
+
+
+# -- tritonclient.grpc ---------------------------------------------------------------------------------------------
+
+
+def grpc_tensors(metadata) -> list[dict]:
+    """A ModelMetadataResponse's inputs and outputs as name -> (datatype, shape)."""
+    return [{t.name: (t.datatype, list(t.shape)) for t in tensors} for tensors in (metadata.inputs, metadata.outputs)]
+
+
+def test_grpc_health_and_server_metadata(bundled):
+    with grpcclient.InferenceServerClient(bundled.grpc_address) as client:
+        assert client.is_server_live()
+        assert client.is_server_ready()
+        metadata = client.get_server_metadata()
+        assert metadata.name
+        assert metadata.version
+        assert "binary_tensor_data" in metadata.extensions
+
+
+@pytest.mark.parametrize(
+    "served, model",
+    [("bundled", "digits"), ("bundled", "iris"), ("tfs", "default"), ("tfs", "two_versions"), ("tfs", "multi_io")],
+)
+def test_grpc_model_metadata_and_readiness(request, served, model):
+    server = request.getfixturevalue(served)
+    with grpcclient.InferenceServerClient(server.grpc_address) as client:
+        metadata = client.get_model_metadata(model)
+        assert_metadata_matches(
+            server, model, metadata.name, metadata.versions, metadata.platform, *grpc_tensors(metadata)
+        )
+        assert client.is_model_ready(model)
+        for version in available_versions(server, model):
+            assert client.is_model_ready(model, version)
+            assert client.get_model_metadata(model, version).name == model
+        assert not client.is_model_ready(model, "999")
+
+
+def test_grpc_infer(bundled, tfs, multi_io):
+    """Raw input and output contents: the digits samples, outputs by name, a BYTES signature, TF Serving's models,
+    versions and the request id."""
+    pixels, labels = digit_pixels()
+    expected = tfs_predict(bundled, "digits", {"pixels": pixels})
+    with grpcclient.InferenceServerClient(bundled.grpc_address) as client:
+        result = client.infer("digits", grpc_inputs({"pixels": pixels}), request_id="g-1")
+        response = result.get_response()
+        assert (response.model_name, response.id) == ("digits", "g-1")
+        assert response.model_version in available_versions(bundled, "digits")
+        assert result.as_numpy("class").tolist() == labels
+        for name, value in expected.items():
+            assert_same(name, result.as_numpy(name), value)
+        by_name = client.infer(
+            "digits", grpc_inputs({"pixels": pixels}), outputs=[grpcclient.InferRequestedOutput("class")]
+        )
+        assert [o.name for o in by_name.get_response().outputs] == ["class"]
+        assert by_name.as_numpy("class").tolist() == labels
+        images = np.array([s.read_bytes() for s in SAMPLES], dtype=object)
+        image = client.infer("digits", grpc_inputs({"image_bytes": images}), parameters={"signature_name": "image"})
+        assert image.as_numpy("class").tolist() == labels
+    with grpcclient.InferenceServerClient(tfs.grpc_address) as client:
+        for model, inputs, outputs in tfs_cases(tfs, multi_io):
+            result = client.infer(model, grpc_inputs(inputs))
+            for name, value in outputs.items():
+                assert_same(f"{model}/{name}", result.as_numpy(name), value)
+        x = np.array([[1.0], [4.0]], np.float32)
+        for version in ("123", "124"):
+            result = client.infer("two_versions", grpc_inputs({"x": x}), model_version=version)
+            assert result.get_response().model_version == version
+            assert_same("y", result.as_numpy("y"), tfs_predict(tfs, "two_versions", {"x": x})["y"])
+
+
+def test_grpc_errors_and_the_server_keeps_serving(bundled):
+    pixels = random_pixels(2)
+    with grpcclient.InferenceServerClient(bundled.grpc_address) as client:
+        unknown = raised(lambda: client.infer(UNKNOWN, grpc_inputs({"pixels": pixels})))
+        assert unknown.status() == "StatusCode.NOT_FOUND"
+        assert UNKNOWN in unknown.message()
+        assert raised(lambda: client.get_model_metadata(UNKNOWN)).status() == "StatusCode.NOT_FOUND"
+        wrong_type = raised(lambda: client.infer("digits", grpc_inputs({"pixels": pixels.astype(np.float64)})))
+        assert wrong_type.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "pixels" in wrong_type.message()
+        assert "FP32" in wrong_type.message()
+        no_output = raised(
+            lambda: client.infer(
+                "digits", grpc_inputs({"pixels": pixels}), outputs=[grpcclient.InferRequestedOutput("nope")]
+            )
+        )
+        assert no_output.status() == "StatusCode.INVALID_ARGUMENT"
+        assert "nope" in no_output.message()
+        version = raised(lambda: client.infer("digits", grpc_inputs({"pixels": pixels}), model_version="999"))
+        assert version.status() == "StatusCode.NOT_FOUND"
+        result = client.infer("digits", grpc_inputs({"pixels": pixels}))
+    assert_same("class", result.as_numpy("class"), tfs_predict(bundled, "digits", {"pixels": pixels})["class"])
+
+
+def test_grpc_concurrent_load_from_threads(bundled):
+    """CONCURRENCY threads sharing one client, ROUNDS requests each: every answer is its row's."""
+    rows = random_pixels(CONCURRENCY * ROUNDS, seed=11)
+    expected = tfs_predict(bundled, "digits", {"pixels": rows})
+    with grpcclient.InferenceServerClient(bundled.grpc_address) as client:
+
+        def infer(i: int):
+            return client.infer("digits", grpc_inputs({"pixels": rows[i : i + 1]}))
+
+        with ThreadPoolExecutor(CONCURRENCY) as pool:
+            results = list(pool.map(infer, range(len(rows))))
+    for i, result in enumerate(results):
+        for name, value in expected.items():
+            assert_same(f"row {i}: {name}", result.as_numpy(name), value[i : i + 1])
+
+
+def test_grpc_aio_client(bundled, tfs, multi_io):
+    """tritonclient.grpc.aio: the same calls, then CONCURRENCY requests at once through asyncio.gather, ROUNDS times."""
+    pixels, labels = digit_pixels()
+    rows = random_pixels(CONCURRENCY * ROUNDS, seed=13)
+    expected = tfs_predict(bundled, "digits", {"pixels": rows})
+    cases = tfs_cases(tfs, multi_io)
+
+    async def main() -> None:
+        async with grpcclient_aio.InferenceServerClient(bundled.grpc_address) as client:
+            assert await client.is_server_live()
+            assert await client.is_server_ready()
+            assert "binary_tensor_data" in (await client.get_server_metadata()).extensions
+            metadata = await client.get_model_metadata("digits")
+            assert_metadata_matches(
+                bundled, "digits", metadata.name, metadata.versions, metadata.platform, *grpc_tensors(metadata)
+            )
+            assert await client.is_model_ready("digits")
+            result = await client.infer(
+                "digits",
+                grpc_inputs({"pixels": pixels}, grpcclient_aio),
+                outputs=[grpcclient_aio.InferRequestedOutput("class")],
+            )
+            assert result.as_numpy("class").tolist() == labels
+            assert result.as_numpy("probabilities") is None
+            with pytest.raises(InferenceServerException) as unknown:
+                await client.infer(UNKNOWN, grpc_inputs({"pixels": pixels}, grpcclient_aio))
+            assert unknown.value.status() == "StatusCode.NOT_FOUND"
+            with pytest.raises(InferenceServerException) as wrong_type:
+                await client.infer("digits", grpc_inputs({"pixels": pixels.astype(np.int64)}, grpcclient_aio))
+            assert wrong_type.value.status() == "StatusCode.INVALID_ARGUMENT"
+            for round_ in range(ROUNDS):
+                first = round_ * CONCURRENCY
+                calls = [
+                    client.infer("digits", grpc_inputs({"pixels": rows[i : i + 1]}, grpcclient_aio))
+                    for i in range(first, first + CONCURRENCY)
+                ]
+                for i, result in zip(range(first, first + CONCURRENCY), await asyncio.gather(*calls)):
+                    for name, value in expected.items():
+                        assert_same(f"row {i}: {name}", result.as_numpy(name), value[i : i + 1])
+        async with grpcclient_aio.InferenceServerClient(tfs.grpc_address) as client:
+            for model, inputs, outputs in cases:
+                result = await client.infer(model, grpc_inputs(inputs, grpcclient_aio))
+                for name, value in outputs.items():
+                    assert_same(f"{model}/{name}", result.as_numpy(name), value)
+
+    asyncio.run(main())
