@@ -26,7 +26,7 @@ import tritonclient.grpc as grpcclient
 import tritonclient.grpc.aio as grpcclient_aio
 import tritonclient.http as httpclient
 import tritonclient.http.aio as httpclient_aio
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype, triton_to_np_dtype
 
 from .conftest import ApplianceProcess
 from .test_tfserving_example_client import SAMPLES, label_of, pixels_of
@@ -84,17 +84,21 @@ def address(server: ApplianceProcess) -> str:
 
 
 def tfs_predict(server: ApplianceProcess, model: str, inputs: dict, signature: str | None = None) -> dict:
-    """``POST /v1/models/<model>:predict`` (columnar ``inputs``): the outputs by name, as arrays."""
-    body: dict = {"inputs": {name: np.asarray(value).tolist() for name, value in inputs.items()}}
+    """``POST /v1/models/<model>:predict`` (columnar ``inputs``): the outputs by name, as arrays of the dtypes
+    the signature declares."""
+    body: dict = {
+        "inputs": {name: value if isinstance(value, list) else value.tolist() for name, value in inputs.items()}
+    }
     if signature:
         body["signature_name"] = signature
     response = requests.post(f"{server.url}/v1/models/{model}:predict", json=body, timeout=TIMEOUT)
     assert response.status_code == 200, response.text
     outputs = response.json()["outputs"]
+    described = tfs_signature(server, model, signature or "serving_default")[1]
     if not isinstance(outputs, dict):  # a signature with one output: TF Serving answers its value alone
-        (name,) = tfs_signature(server, model, signature or "serving_default")[1]
+        (name,) = described
         outputs = {name: outputs}
-    return {name: np.asarray(value) for name, value in outputs.items()}
+    return {name: np.asarray(value, triton_to_np_dtype(described[name][0])) for name, value in outputs.items()}
 
 
 def tfs_signature(server: ApplianceProcess, model: str, signature: str = "serving_default") -> tuple[dict, dict]:
@@ -171,14 +175,22 @@ def tfs_cases(server: ApplianceProcess, multi_io) -> list[tuple[str, dict, dict]
 def assert_same(name: str, got: np.ndarray | None, expected: np.ndarray) -> None:
     assert got is not None, f"no output {name!r} in the answer"
     assert got.shape == expected.shape, name
-    if expected.dtype == object or expected.dtype.kind in "SU":
+    assert got.dtype == expected.dtype or expected.dtype == object, name
+    if expected.dtype == object:
         as_bytes = [v.encode() if isinstance(v, str) else bytes(v) for v in got.reshape(-1)]
         expected_bytes = [v.encode() if isinstance(v, str) else bytes(v) for v in expected.reshape(-1)]
         assert as_bytes == expected_bytes, name
     elif expected.dtype.kind == "f":
         np.testing.assert_allclose(got, expected, rtol=1e-4, atol=1e-6, err_msg=name)
     else:
-        np.testing.assert_array_equal(got, expected.astype(got.dtype), err_msg=name)
+        np.testing.assert_array_equal(got, expected, err_msg=name)
+
+
+def assert_rows(results, expected: dict, first: int) -> None:
+    """Each answer of a load is the one for its row of ``expected``: row ``first`` for the first answer, on."""
+    for i, result in enumerate(results, first):
+        for name, value in expected.items():
+            assert_same(f"row {i}: {name}", result.as_numpy(name), value[i : i + 1])
 
 
 def http_inputs(arrays: dict, binary: bool, module=httpclient) -> list:
@@ -210,16 +222,13 @@ def assert_http_encoding(result, binary: bool) -> None:
 
 
 def test_http_health_and_server_metadata(bundled):
-    client = httpclient.InferenceServerClient(address(bundled))
-    try:
+    with httpclient.InferenceServerClient(address(bundled)) as client:
         assert client.is_server_live()
         assert client.is_server_ready()
         metadata = client.get_server_metadata()
         assert metadata["name"]
         assert metadata["version"]
         assert {"binary_tensor_data", "model_repository", "statistics"} <= set(metadata["extensions"])
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize(
@@ -235,8 +244,7 @@ def test_http_health_and_server_metadata(bundled):
 )
 def test_http_model_metadata_and_readiness(request, served, model):
     server = request.getfixturevalue(served)
-    client = httpclient.InferenceServerClient(address(server))
-    try:
+    with httpclient.InferenceServerClient(address(server)) as client:
         metadata = client.get_model_metadata(model)
         tensors = [{t["name"]: (t["datatype"], t["shape"]) for t in metadata[key]} for key in ("inputs", "outputs")]
         assert_metadata_matches(server, model, metadata["name"], metadata["versions"], metadata["platform"], *tensors)
@@ -246,8 +254,6 @@ def test_http_model_metadata_and_readiness(request, served, model):
             assert client.get_model_metadata(model, version)["name"] == model
         assert not client.is_model_ready(model, "999")
         assert not client.is_model_ready(UNKNOWN)
-    finally:
-        client.close()
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
@@ -255,12 +261,9 @@ def test_http_infer_digits(bundled, binary):
     """Each sample's digit, and the probabilities TF Serving's API gives for the same rows."""
     pixels, labels = digit_pixels()
     expected = tfs_predict(bundled, "digits", {"pixels": pixels})
-    client = httpclient.InferenceServerClient(address(bundled))
-    try:
+    with httpclient.InferenceServerClient(address(bundled)) as client:
         outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in ("probabilities", "class")]
         result = client.infer("digits", http_inputs({"pixels": pixels}, binary), outputs=outputs, request_id="r-1")
-    finally:
-        client.close()
     assert_http_encoding(result, binary)
     assert result.get_response()["model_name"] == "digits"
     assert result.get_response()["model_version"] in available_versions(bundled, "digits")
@@ -273,13 +276,10 @@ def test_http_infer_digits(bundled, binary):
 def test_http_infer_binary_by_default(bundled):
     """tritonclient's defaults (binary inputs, no outputs named: ``binary_data_output``) give binary outputs."""
     pixels = random_pixels(4)
-    client = httpclient.InferenceServerClient(address(bundled))
-    try:
+    with httpclient.InferenceServerClient(address(bundled)) as client:
         inputs = [httpclient.InferInput("pixels", list(pixels.shape), "FP32")]
         inputs[0].set_data_from_numpy(pixels)
         result = client.infer("digits", inputs)
-    finally:
-        client.close()
     assert_http_encoding(result, binary=True)
     for name, value in tfs_predict(bundled, "digits", {"pixels": pixels}).items():
         assert_same(name, result.as_numpy(name), value)
@@ -288,12 +288,9 @@ def test_http_infer_binary_by_default(bundled):
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_http_outputs_by_name(bundled, binary):
     pixels = random_pixels(3)
-    client = httpclient.InferenceServerClient(address(bundled))
-    try:
+    with httpclient.InferenceServerClient(address(bundled)) as client:
         outputs = [httpclient.InferRequestedOutput("class", binary_data=binary)]
         result = client.infer("digits", http_inputs({"pixels": pixels}, binary), outputs=outputs)
-    finally:
-        client.close()
     assert [o["name"] for o in result.get_response()["outputs"]] == ["class"]
     assert result.as_numpy("probabilities") is None
     assert_same("class", result.as_numpy("class"), tfs_predict(bundled, "digits", {"pixels": pixels})["class"])
@@ -302,48 +299,36 @@ def test_http_outputs_by_name(bundled, binary):
 def test_http_bytes_input_through_another_signature(bundled):
     """The digits model's ``image`` signature (BYTES: PNG files), named by the ``signature_name`` parameter."""
     images = np.array([s.read_bytes() for s in SAMPLES], dtype=object)
-    client = httpclient.InferenceServerClient(address(bundled))
-    try:
+    with httpclient.InferenceServerClient(address(bundled)) as client:
         inputs = [httpclient.InferInput("image_bytes", [len(images)], "BYTES")]
         inputs[0].set_data_from_numpy(images)
         result = client.infer("digits", inputs, parameters={"signature_name": "image"})
-    finally:
-        client.close()
     assert result.as_numpy("class").tolist() == [label_of(s) for s in SAMPLES]
     b64 = [{"b64": base64.b64encode(image).decode()} for image in images]
-    expected = requests.post(
-        f"{bundled.url}/v1/models/digits:predict",
-        json={"signature_name": "image", "inputs": {"image_bytes": b64}},
-        timeout=TIMEOUT,
-    ).json()["outputs"]
-    assert_same("probabilities", result.as_numpy("probabilities"), np.asarray(expected["probabilities"]))
+    expected = tfs_predict(bundled, "digits", {"image_bytes": b64}, signature="image")
+    for name, value in expected.items():
+        assert_same(name, result.as_numpy(name), value)
 
 
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
 def test_http_infer_tf_serving_models(tfs, multi_io, binary):
     """FP32 of several ranks, a TF1 model of unknown shapes, and INT32/BYTES inputs with INT64/BOOL/BYTES outputs."""
-    client = httpclient.InferenceServerClient(address(tfs))
-    try:
+    with httpclient.InferenceServerClient(address(tfs)) as client:
         for model, inputs, expected in tfs_cases(tfs, multi_io):
             outputs = [httpclient.InferRequestedOutput(name, binary_data=binary) for name in expected]
             result = client.infer(model, http_inputs(inputs, binary), outputs=outputs)
             assert_http_encoding(result, binary)
             for name, value in expected.items():
                 assert_same(f"{model}/{name}", result.as_numpy(name), value)
-    finally:
-        client.close()
 
 
 def test_http_versions(tfs):
     x = np.array([[1.0], [4.0]], np.float32)
-    client = httpclient.InferenceServerClient(address(tfs))
-    try:
+    with httpclient.InferenceServerClient(address(tfs)) as client:
         for version in ("123", "124"):
             result = client.infer("two_versions", http_inputs({"x": x}, True), model_version=version)
             assert result.get_response()["model_version"] == version
             assert_same("y", result.as_numpy("y"), tfs_predict(tfs, "two_versions", {"x": x})["y"])
-    finally:
-        client.close()
 
 
 def raised(call) -> InferenceServerException:
@@ -354,8 +339,7 @@ def raised(call) -> InferenceServerException:
 
 def test_http_errors_and_the_server_keeps_serving(bundled):
     pixels = random_pixels(2)
-    client = httpclient.InferenceServerClient(address(bundled))
-    try:
+    with httpclient.InferenceServerClient(address(bundled)) as client:
         unknown = raised(lambda: client.infer(UNKNOWN, http_inputs({"pixels": pixels}, True)))
         assert unknown.status() == "404"
         assert UNKNOWN in unknown.message()
@@ -380,19 +364,16 @@ def test_http_errors_and_the_server_keeps_serving(bundled):
         version = raised(lambda: client.infer("digits", http_inputs({"pixels": pixels}, True), model_version="999"))
         assert version.status() == "404"
         result = client.infer("digits", http_inputs({"pixels": pixels}, True))
-    finally:
-        client.close()
     assert_same("class", result.as_numpy("class"), tfs_predict(bundled, "digits", {"pixels": pixels})["class"])
 
 
 def test_http_inference_statistics(bundled):
     """The statistics extension counts each successful request of one row (Triton's ``success.count``)."""
-    client = httpclient.InferenceServerClient(address(bundled))
+    with httpclient.InferenceServerClient(address(bundled)) as client:
 
-    def iris_stats() -> dict:
-        return {s["version"]: s for s in client.get_inference_statistics("iris")["model_stats"]}
+        def iris_stats() -> dict:
+            return {s["version"]: s for s in client.get_inference_statistics("iris")["model_stats"]}
 
-    try:
         before = iris_stats()
         features = np.array([[5.1, 3.5, 1.4, 0.2]], np.float32)
         answered = {
@@ -401,8 +382,6 @@ def test_http_inference_statistics(bundled):
         }
         after = iris_stats()
         everything = client.get_inference_statistics()
-    finally:
-        client.close()
     (version,) = answered
     assert after[version]["name"] == "iris"
     assert after[version]["inference_count"] - before[version]["inference_count"] == 5
@@ -412,18 +391,39 @@ def test_http_inference_statistics(bundled):
     assert {s["name"] for s in everything["model_stats"]} >= {"digits", "iris"}
 
 
+def assert_index_matches(server: ApplianceProcess, index: list[tuple[str, str, str]]) -> None:
+    """A repository index, as (name, version, state), lists every model served, each available version READY
+    (as /health says)."""
+    models = requests.get(f"{server.url}/health", timeout=TIMEOUT).json()["models"]
+    available = {(m["name"], str(v["version"])) for m in models for v in m["versions"] if v["state"] == "AVAILABLE"}
+    assert {(name, version) for name, version, state in index if state == "READY"} == available
+    assert {name for name, _, _ in index} == {m["name"] for m in models}
+
+
 def test_http_model_repository_index(bundled, tfs):
-    """The repository index lists every model served, each available version READY (as /health says)."""
     for server in (bundled, tfs):
-        client = httpclient.InferenceServerClient(address(server))
-        try:
+        with httpclient.InferenceServerClient(address(server)) as client:
             index = client.get_model_repository_index()
-        finally:
-            client.close()
-        models = requests.get(f"{server.url}/health", timeout=TIMEOUT).json()["models"]
-        available = {(m["name"], str(v["version"])) for m in models for v in m["versions"] if v["state"] == "AVAILABLE"}
-        assert {(m["name"], m["version"]) for m in index if m["state"] == "READY"} == available
-        assert {m["name"] for m in index} == {m["name"] for m in models}
+        assert_index_matches(server, [(m["name"], m.get("version", ""), m["state"]) for m in index])
+
+
+def test_http_unload_and_load_a_model(tfs):
+    """The repository extension through tritonclient: unloaded, a model is not ready and its requests get 404;
+    loaded again, it answers as before."""
+    x = np.array([[1.0], [3.0]], np.float32)
+    expected = tfs_predict(tfs, "mkl", {"x": x})
+    with httpclient.InferenceServerClient(address(tfs)) as client:
+        client.unload_model("mkl")
+        assert not client.is_model_ready("mkl")
+        gone = raised(lambda: client.infer("mkl", http_inputs({"x": x}, True)))
+        assert gone.status() == "404"
+        assert "mkl" in gone.message()
+        assert ("mkl", "READY") not in {(m["name"], m["state"]) for m in client.get_model_repository_index()}
+        client.load_model("mkl")
+        assert client.is_model_ready("mkl")
+        result = client.infer("mkl", http_inputs({"x": x}, True))
+    for name, value in expected.items():
+        assert_same(name, result.as_numpy(name), value)
 
 
 def test_http_aio_client(bundled, tfs, multi_io):
@@ -435,8 +435,7 @@ def test_http_aio_client(bundled, tfs, multi_io):
     cases = tfs_cases(tfs, multi_io)
 
     async def main() -> None:
-        client = httpclient_aio.InferenceServerClient(address(bundled))
-        try:
+        async with httpclient_aio.InferenceServerClient(address(bundled)) as client:
             assert await client.is_server_live()
             assert await client.is_server_ready()
             assert "binary_tensor_data" in (await client.get_server_metadata())["extensions"]
@@ -468,19 +467,12 @@ def test_http_aio_client(bundled, tfs, multi_io):
                     client.infer("digits", http_inputs({"pixels": rows[i : i + 1]}, i % 2 == 0, httpclient_aio))
                     for i in range(first, first + CONCURRENCY)
                 ]
-                for i, result in zip(range(first, first + CONCURRENCY), await asyncio.gather(*calls)):
-                    for name, value in expected.items():
-                        assert_same(f"row {i}: {name}", result.as_numpy(name), value[i : i + 1])
-        finally:
-            await client.close()
-        client = httpclient_aio.InferenceServerClient(address(tfs))
-        try:
+                assert_rows(await asyncio.gather(*calls), expected, first)
+        async with httpclient_aio.InferenceServerClient(address(tfs)) as client:
             for model, inputs, outputs in cases:
                 result = await client.infer(model, http_inputs(inputs, True, httpclient_aio))
                 for name, value in outputs.items():
                     assert_same(f"{model}/{name}", result.as_numpy(name), value)
-        finally:
-            await client.close()
 
     asyncio.run(main())
 
@@ -519,6 +511,7 @@ def test_grpc_model_metadata_and_readiness(request, served, model):
             assert client.is_model_ready(model, version)
             assert client.get_model_metadata(model, version).name == model
         assert not client.is_model_ready(model, "999")
+        assert not client.is_model_ready(UNKNOWN)  # Triton's answer too: not ready, no error
 
 
 def test_grpc_infer(bundled, tfs, multi_io):
@@ -578,6 +571,46 @@ def test_grpc_errors_and_the_server_keeps_serving(bundled):
     assert_same("class", result.as_numpy("class"), tfs_predict(bundled, "digits", {"pixels": pixels})["class"])
 
 
+def test_grpc_statistics_and_repository_index(bundled, tfs):
+    with grpcclient.InferenceServerClient(bundled.grpc_address) as client:
+
+        def iris_stats() -> dict:
+            return {s.version: s for s in client.get_inference_statistics("iris").model_stats}
+
+        before = iris_stats()
+        features = np.array([[6.3, 3.3, 6.0, 2.5]], np.float32)
+        answered = {
+            client.infer("iris", grpc_inputs({"features": features})).get_response().model_version for _ in range(4)
+        }
+        after = iris_stats()
+        names = {s.name for s in client.get_inference_statistics().model_stats}
+        index = client.get_model_repository_index().models
+    (version,) = answered
+    assert after[version].inference_count - before[version].inference_count == 4
+    success = after[version].inference_stats.success
+    assert success.count - before[version].inference_stats.success.count == 4
+    assert success.ns > before[version].inference_stats.success.ns
+    assert names >= {"digits", "iris"}
+    assert_index_matches(bundled, [(m.name, m.version, m.state) for m in index])
+    with grpcclient.InferenceServerClient(tfs.grpc_address) as client:
+        assert_index_matches(tfs, [(m.name, m.version, m.state) for m in client.get_model_repository_index().models])
+
+
+def test_grpc_unload_and_load_a_model(tfs):
+    x = np.array([2.0], np.float32)  # tf2's x: one number
+    expected = tfs_predict(tfs, "tf2", {"x": x})
+    with grpcclient.InferenceServerClient(tfs.grpc_address) as client:
+        client.unload_model("tf2")
+        assert not client.is_model_ready("tf2")
+        gone = raised(lambda: client.infer("tf2", grpc_inputs({"x": x})))
+        assert gone.status() == "StatusCode.NOT_FOUND"
+        client.load_model("tf2")
+        assert client.is_model_ready("tf2")
+        result = client.infer("tf2", grpc_inputs({"x": x}))
+    for name, value in expected.items():
+        assert_same(name, result.as_numpy(name), value)
+
+
 def test_grpc_concurrent_load_from_threads(bundled):
     """CONCURRENCY threads sharing one client, ROUNDS requests each: every answer is its row's."""
     rows = random_pixels(CONCURRENCY * ROUNDS, seed=11)
@@ -589,9 +622,7 @@ def test_grpc_concurrent_load_from_threads(bundled):
 
         with ThreadPoolExecutor(CONCURRENCY) as pool:
             results = list(pool.map(infer, range(len(rows))))
-    for i, result in enumerate(results):
-        for name, value in expected.items():
-            assert_same(f"row {i}: {name}", result.as_numpy(name), value[i : i + 1])
+    assert_rows(results, expected, 0)
 
 
 def test_grpc_aio_client(bundled, tfs, multi_io):
@@ -611,6 +642,7 @@ def test_grpc_aio_client(bundled, tfs, multi_io):
                 bundled, "digits", metadata.name, metadata.versions, metadata.platform, *grpc_tensors(metadata)
             )
             assert await client.is_model_ready("digits")
+            assert not await client.is_model_ready(UNKNOWN)
             result = await client.infer(
                 "digits",
                 grpc_inputs({"pixels": pixels}, grpcclient_aio),
@@ -630,9 +662,7 @@ def test_grpc_aio_client(bundled, tfs, multi_io):
                     client.infer("digits", grpc_inputs({"pixels": rows[i : i + 1]}, grpcclient_aio))
                     for i in range(first, first + CONCURRENCY)
                 ]
-                for i, result in zip(range(first, first + CONCURRENCY), await asyncio.gather(*calls)):
-                    for name, value in expected.items():
-                        assert_same(f"row {i}: {name}", result.as_numpy(name), value[i : i + 1])
+                assert_rows(await asyncio.gather(*calls), expected, first)
         async with grpcclient_aio.InferenceServerClient(tfs.grpc_address) as client:
             for model, inputs, outputs in cases:
                 result = await client.infer(model, grpc_inputs(inputs, grpcclient_aio))
