@@ -299,6 +299,7 @@ class Application:
 
         from .api.grpc_model_service import add_model_service
         from .api.grpc_prediction import add_prediction_service
+        from .api.v2.grpc_service import SERVICE_NAME, add_inference_service
 
         prediction = add_prediction_service(
             server,
@@ -308,9 +309,11 @@ class Application:
             tensor_content=self.settings.enable_serialization_as_tensor_content,
         )
         add_model_service(server, self.manager, self.apply_config, route_status=prediction.model_status)
+        add_inference_service(server, self.manager, self.metrics)  # the Open Inference Protocol (v2)
         return [
             prediction_service_pb2.DESCRIPTOR.services_by_name["PredictionService"].full_name,
             model_service_pb2.DESCRIPTOR.services_by_name["ModelService"].full_name,
+            SERVICE_NAME,
         ]
 
     def serve_forever(self) -> None:
@@ -366,7 +369,7 @@ class Application:
     # -- what the tray shows ---------------------------------------------
 
     def tray_state(self) -> TrayState:
-        summaries = self.manager.summaries()
+        summaries = [s for s in self.manager.summaries() if not s.unloaded]  # unloaded by request: not a fault
         progress = self.manager.loading_progress()
         unavailable = [s.name for s in summaries if s.chosen_version is None]
         if progress is not None or not self.manager.ready:

@@ -6,8 +6,9 @@
 With a token for every request (``--host`` beyond loopback, or ``--token``), every call needs the metadata
 ``authorization: Bearer <token>`` (UNAUTHENTICATED otherwise, with REST's 401 text), except the health service:
 load balancers and orchestrators probe it without credentials, and it tells nothing but up or down. With
-``--require_token_for_control`` only the control call that changes what is served (ModelService's
-HandleReloadConfigRequest) needs it, as only the control API's changes do over REST.
+``--require_token_for_control`` only the control calls that change what is served (ModelService's
+HandleReloadConfigRequest, the Open Inference Protocol's RepositoryModelLoad and RepositoryModelUnload) need it, as
+only the control API's changes do over REST.
 """
 
 from __future__ import annotations
@@ -22,7 +23,13 @@ from .security import TOKEN_MISSING, AccessPolicy
 #: Methods anyone may call: the standard health service.
 OPEN_METHODS = frozenset({"/grpc.health.v1.Health/Check", "/grpc.health.v1.Health/Watch"})
 #: Methods that change what is served: they need the control token (``--require_token_for_control``).
-CONTROL_METHODS = frozenset({"/tensorflow.serving.ModelService/HandleReloadConfigRequest"})
+CONTROL_METHODS = frozenset(
+    {
+        "/tensorflow.serving.ModelService/HandleReloadConfigRequest",
+        "/inference.GRPCInferenceService/RepositoryModelLoad",
+        "/inference.GRPCInferenceService/RepositoryModelUnload",
+    }
+)
 
 
 def token_interceptor(access: AccessPolicy) -> grpc.ServerInterceptor | None:

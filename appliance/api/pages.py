@@ -40,6 +40,7 @@ def summary_json(summary: ModelSummary) -> dict:
         "version_policy": summary.policy,
         "labels": summary.labels,
         "chosen_version": summary.chosen_version,
+        "unloaded": summary.unloaded,
         "versions": [
             {
                 "version": v.version,
@@ -53,7 +54,7 @@ def summary_json(summary: ModelSummary) -> dict:
 
 def health_document(manager: ModelManager, remote: Remote | None = None) -> tuple[int, dict]:
     summaries = manager.summaries()
-    unavailable = [s.name for s in summaries if s.chosen_version is None]
+    unavailable = [s.name for s in summaries if s.chosen_version is None and not s.unloaded]  # not a fault
     if not manager.ready:
         status, code = "loading", 503
     elif unavailable:

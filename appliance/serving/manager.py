@@ -65,6 +65,7 @@ class ModelSummary:
     labels: dict[str, int]
     chosen_version: int | None
     versions: list[VersionStatus]  # newest first
+    unloaded: bool = False  # unloaded by request (:meth:`ModelManager.unload_model`)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,12 +116,13 @@ class _Version:
 
 
 class _Model:
-    __slots__ = ("config", "pinned", "versions")
+    __slots__ = ("config", "pinned", "unloaded", "versions")
 
     def __init__(self, config: ModelConfig, pinned: int | None = None):
         self.config = config
         self.versions: dict[int, _Version] = {}
         self.pinned = pinned  # the version the user chose, if any
+        self.unloaded = False  # unloaded by request: no version aspired until it is loaded again
 
     def chosen(self) -> _Version | None:
         """The pinned version while it is AVAILABLE, else the newest AVAILABLE one."""
@@ -131,7 +133,9 @@ class _Model:
         return max(available, key=lambda v: v.number, default=None)
 
     def aspired(self, snapshot: ModelSnapshot) -> dict[int, Path]:
-        """The policy's versions, plus the pinned one while it is on disk."""
+        """The policy's versions, plus the pinned one while it is on disk; none while unloaded by request."""
+        if self.unloaded:
+            return {}
         versions = snapshot.versions
         pinned = self.pinned
         if pinned is not None and pinned in snapshot.on_disk:
@@ -183,6 +187,11 @@ class ModelManager:
     switch drops nothing. :meth:`reload` loads a model's AVAILABLE versions afresh
     from disk and swaps them in the same way, and :meth:`reload_config` replaces
     the configured models as TF Serving's ReloadConfig does.
+
+    :meth:`unload_model` unloads every version of a model and keeps it unloaded
+    across polls until :meth:`load_model` (Triton's model repository extension);
+    that mark lives in memory only, so a restart serves the model again, as
+    Triton's does, and a config reload that drops the model forgets it.
 
     ``loading`` sets how many versions load at once and how often a failed load is
     retried; ``allow_labels_for_unavailable`` is TF Serving's
@@ -273,8 +282,11 @@ class ModelManager:
         with self._reconciling:
             self._poll()
 
-    def _poll(self) -> None:
+    def _poll(self, only: str | None = None) -> None:
+        """:meth:`poll`'s pass, under ``_reconciling``; ``only``: for that model alone, the others left as they are."""
         snapshots = self._repository.scan()
+        if only is not None:
+            snapshots = [snapshot for snapshot in snapshots if snapshot.config.name == only]
         to_load: list[tuple[str, _Version]] = []
         to_move: list[tuple[str, _Version, _Version]] = []
         refused: list[tuple[str, int, ServingError]] = []
@@ -285,6 +297,7 @@ class ModelManager:
             to_unload = [
                 (name, v)
                 for name, model in self._models.items()
+                if only is None or name == only
                 for v in model.versions.values()
                 if v.state is State.AVAILABLE and v.number not in aspired.get(name, {})
             ]
@@ -298,7 +311,7 @@ class ModelManager:
         for name, version in to_unload:
             self._unload(name, version)
         with self._lock:
-            gone = [n for n in self._models if n not in aspired]
+            gone = [n for n in self._models if n not in aspired and (only is None or n == only)]
             for name in gone:
                 log.info("model %s: no longer configured or on disk", name)
                 del self._models[name]
@@ -508,27 +521,104 @@ class ModelManager:
                 model = self._models.get(name)
                 if model is None:
                     raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
-                current = [v for _, v in sorted(model.versions.items(), reverse=True) if v.state is State.AVAILABLE]
-            if not current:
-                raise FailedPrecondition(f"model {name} has no AVAILABLE version to reload")
-            failures: list[tuple[int, ServingError]] = []
-            for old in current:
-                fresh = _Version(old.number, old.path)  # its own refcount: held handles keep the old one
-                self._load(name, fresh)
-                if fresh.state is not State.AVAILABLE:
-                    assert fresh.error is not None  # _load() sets it whenever the version is not AVAILABLE
-                    failures.append((old.number, fresh.error))
-                    continue
-                if self._swap_in(name, old, fresh):
-                    log.info("model %s version %d: reloaded", name, old.number)
+                current = self._available(model)
+                if not current:
+                    why = self._unloaded_hint(name) if model.unloaded else ""
+                    raise FailedPrecondition(f"model {name} has no AVAILABLE version to reload. {why}".rstrip())
+            failures = self._reload_versions(name, current)
         self._notify()
         if failures:
-            number, error = failures[0]
-            raise ServingError(
-                f"version {number} of model {name} could not be reloaded and keeps serving as it was: {error.message}",
-                error.code,
-            )
+            raise self._reload_failure(name, *failures[0])
         return [v.number for v in current]
+
+    @staticmethod
+    def _available(model: _Model) -> list[_Version]:
+        """``model``'s AVAILABLE versions, newest first (under the lock)."""
+        return [v for _, v in sorted(model.versions.items(), reverse=True) if v.state is State.AVAILABLE]
+
+    def _reload_versions(self, name: str, current: list[_Version]) -> list[tuple[int, ServingError]]:
+        """Load each of ``current`` afresh and swap it in (under ``_reconciling``); the versions that failed."""
+        failures: list[tuple[int, ServingError]] = []
+        for old in current:
+            fresh = _Version(old.number, old.path)  # its own refcount: held handles keep the old one
+            self._load(name, fresh)
+            if fresh.state is not State.AVAILABLE:
+                assert fresh.error is not None  # _load() sets it whenever the version is not AVAILABLE
+                failures.append((old.number, fresh.error))
+                continue
+            if self._swap_in(name, old, fresh):
+                log.info("model %s version %d: reloaded", name, old.number)
+        return failures
+
+    @staticmethod
+    def _reload_failure(name: str, number: int, error: ServingError) -> ServingError:
+        return ServingError(
+            f"version {number} of model {name} could not be reloaded and keeps serving as it was: {error.message}",
+            error.code,
+        )
+
+    # -- unloading and loading by request (Triton's model repository extension) ---------------------------------
+
+    def unload_model(self, name: str) -> list[int]:
+        """Unload every version of model ``name`` and keep it unloaded until :meth:`load_model`.
+
+        New requests get NotFound at once, saying how to load it again; those holding a version finish on it,
+        and this returns once the last has (the versions end END). Returns the versions that were unloaded.
+        """
+        with self._reconciling:
+            with self._lock:
+                model = self._models.get(name)
+                if model is None:
+                    raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
+                model.unloaded = True
+                current = self._available(model)
+                for version in current:  # in the same step as the mark: no request gets a version after it
+                    version.state = State.UNLOADING
+            self._notify()
+            for version in current:
+                self._close_when_released(version)
+                log.info("model %s version %d: unloaded by request", name, version.number)
+        log.info("model %s: unloaded until it is loaded again", name)
+        self._notify()
+        return [v.number for v in current]
+
+    def load_model(self, name: str) -> list[int]:
+        """Serve model ``name``'s aspired versions again: returns their numbers once served, or raises why not.
+
+        An unloaded model (:meth:`unload_model`) loads its versions again; a loaded one reloads them afresh
+        from disk as :meth:`reload` does (requests finish on the old ones), and loads those its policy aspires
+        to that are not loaded; versions that failed to load are tried again. Raises the first failure's
+        error (its code, e.g. NOT_FOUND for a folder without a model), naming the versions that do serve.
+        """
+        with self._reconciling:
+            with self._lock:
+                model = self._models.get(name)
+                if model is None:
+                    raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
+                model.unloaded = False
+                current = self._available(model)
+                for number, version in list(model.versions.items()):
+                    if version.state is State.END and version.error is not None:
+                        del model.versions[number]  # asked for explicitly: tried again, changed files or not
+            reloaded = self._reload_versions(name, current)
+            self._poll(only=name)  # loads its aspired versions that are not loaded (all of them after an unload)
+            with self._lock:
+                model = self._models.get(name)
+                versions = sorted(model.versions.values(), key=lambda v: v.number, reverse=True) if model else []
+                failed = [(v.number, v.error) for v in versions if v.state is State.END and v.error is not None]
+                served = [v.number for v in versions if v.state is State.AVAILABLE]
+                where = model.config.base_path if model else "its base_path"
+        self._notify()
+        if reloaded:
+            raise self._reload_failure(name, *reloaded[0])
+        if failed:
+            number, error = failed[0]
+            serving = f" Versions served: {', '.join(map(str, served))}." if served else ""
+            raise ServingError(f"version {number} of model {name} failed to load: {error.message}{serving}", error.code)
+        if not served:
+            raise NotFound(f"model {name} has no version to load under {where}")
+        log.info("model %s: loaded by request (versions %s)", name, ", ".join(map(str, served)))
+        return served
 
     # -- replacing the configured models -------------------------------------
 
@@ -602,6 +692,8 @@ class ModelManager:
                     raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
                 if version is None:
                     raise InvalidArgument("choose a version by number or label")
+                if model.unloaded:
+                    raise FailedPrecondition(f"model {name} is unloaded. {self._unloaded_hint(name)}")
                 current = model.versions.get(version)
                 ready = current is not None and current.state is State.AVAILABLE
             if not ready:
@@ -703,6 +795,8 @@ class ModelManager:
         """The models served when ``name`` is none of them, else the versions of ``name`` and their states."""
         if model is None:
             return self._models_served()
+        if model.unloaded:
+            return f"Model {name} was unloaded by request. {self._unloaded_hint(name)}"
         if not model.versions:
             return f"Model {name} has no versions yet."
         versions = ", ".join(
@@ -710,6 +804,10 @@ class ModelManager:
             for _, v in sorted(model.versions.items(), reverse=True)
         )
         return f"Versions of model {name}: {versions}."
+
+    @staticmethod
+    def _unloaded_hint(name: str) -> str:
+        return f"Load it again with POST /v2/repository/models/{name}/load."
 
     # -- status ------------------------------------------------------------
 
@@ -761,4 +859,5 @@ class ModelManager:
             labels=dict(model.config.labels),
             chosen_version=chosen.number if chosen else None,
             versions=[v.status() for _, v in sorted(model.versions.items(), reverse=True)],
+            unloaded=model.unloaded,
         )

@@ -52,6 +52,10 @@ def test_health_is_loading_then_ready_then_degraded(tmp_path):
     assert (code, document["status"], document["unavailable_models"]) == (200, "degraded", ["bad"])
     (broken,) = next(m for m in document["models"] if m["name"] == "bad")["versions"]
     assert broken["state"] == "END" and broken["error"]
+    mixed.unload_model("good")  # unloaded by request: listed as such, and no fault
+    code, document = health_document(mixed)
+    assert (code, document["status"], document["unavailable_models"]) == (200, "degraded", ["bad"])
+    assert next(m for m in document["models"] if m["name"] == "good")["unloaded"] is True
     mixed.stop()
 
 
