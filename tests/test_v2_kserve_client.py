@@ -1,11 +1,13 @@
-"""KServe's ``InferenceRESTClient`` with ``RESTConfig(protocol="v2")``, unchanged, against real appliance processes.
+"""KServe's clients, unchanged, against real appliance processes: ``InferenceRESTClient`` with
+``RESTConfig(protocol="v2")`` and ``InferenceGRPCClient`` (whose typed ``contents`` tritonclient never sends).
 
 kserve's generated code (``grpc_predict_v2.proto``) and tritonclient's (``grpc_service.proto``, which the appliance
 serves from and tests/test_v2_clients.py calls through) declare the same ``inference.*`` messages in different
-files, and protobuf refuses to load both into one process. So the client runs in a child process, this module run
+files, and protobuf refuses to load both into one process. So the clients run in a child process, this module run
 as a script, which imports kserve and never tritonclient: it gets the calls as JSON on stdin and prints what it
 got back. The answers are checked here, against the same process's TF Serving REST API, TensorFlow on the
-SavedModel, or the digit each sample image shows.
+SavedModel, or the digit each sample image shows. The servers are tests/conftest.py's shared ones: nothing here
+changes them.
 
     PYTHONPATH=$PWD python -m pytest tests/test_v2_kserve_client.py -q
     echo '{"calls": {"live": {"url": "http://127.0.0.1:8501", "op": "live"}}}' | python -m tests.test_v2_kserve_client
@@ -60,9 +62,9 @@ def from_json(tensor: dict) -> np.ndarray:
     return np.array(tensor["data"], dtype=tensor["dtype"]).reshape(tensor["shape"])
 
 
-async def kserve_infer(client, call: dict) -> dict:
-    """One ``client.infer`` with kserve's InferRequest; inputs as JSON data or binary, outputs asked for by name
-    (binary or not), or all of them (``parameters`` may ask for them binary)."""
+def kserve_request(call: dict):
+    """kserve's InferRequest: inputs as data (JSON; gRPC's typed contents) or binary (raw), outputs asked for
+    by name (binary or not), or all of them (``parameters`` may ask for them binary)."""
     from kserve import InferInput, InferRequest
     from kserve.protocol.infer_type import RequestedOutput
     from kserve.utils.numpy_codec import from_np_dtype
@@ -74,54 +76,99 @@ async def kserve_infer(client, call: dict) -> dict:
         infer_input.set_data_from_numpy(array, binary_data=call["binary"])
         inputs.append(infer_input)
     outputs = [RequestedOutput(name, {"binary_data": call["binary"]}) for name in call.get("outputs") or ()]
-    request = InferRequest(
+    return InferRequest(
         call["model"],
         inputs,
         request_id=call.get("id"),
         parameters=call.get("parameters"),
         request_outputs=outputs or None,
+        model_version=call.get("version"),
     )
-    headers: dict = {}
-    response = await client.infer(call["url"], request, model_name=call["model"], response_headers=headers)
+
+
+def kserve_response(response, binary: bool | None) -> dict:
     return {
         "id": response.id,
-        # kserve turns binary outputs into JSON data as it reads them: the header says how they came
-        "binary": any(key.lower() == "inference-header-content-length" for key in headers),
+        "version": response.model_version,
+        "binary": binary,
         "outputs": {
             output.name: {**to_json(output.as_numpy()), "datatype": output.datatype} for output in response.outputs
         },
     }
 
 
-async def kserve_call(client, call: dict) -> dict:
-    """One call's answer as JSON: ``value``, an inference's ``outputs``, ``error`` (an HTTP error's status and
-    message) or ``exception`` (anything else the client raised)."""
+class KServeClients:
+    """KServe's REST client (protocol v2), and its gRPC client for each address a call names."""
+
+    def __init__(self):
+        from kserve import InferenceRESTClient, RESTConfig
+
+        self.rest = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
+        self._grpc: dict = {}
+
+    def grpc(self, target: str):
+        from kserve import InferenceGRPCClient
+
+        if target not in self._grpc:
+            self._grpc[target] = InferenceGRPCClient(target, timeout=60)
+        return self._grpc[target]
+
+    async def close(self) -> None:
+        await self.rest.close()
+        for client in self._grpc.values():
+            await client.close()
+
+
+async def rest_call(client, call: dict) -> dict:
+    url = call["url"]
+    if call["op"] == "live":
+        return {"value": await client.is_server_live(url)}
+    if call["op"] == "ready":
+        return {"value": await client.is_server_ready(url)}
+    if call["op"] == "model_ready":
+        return {"value": await client.is_model_ready(url, call["model"])}
+    headers: dict = {}
+    response = await client.infer(url, kserve_request(call), model_name=call["model"], response_headers=headers)
+    # kserve turns binary outputs into JSON data as it reads them: the header says how they came
+    return kserve_response(response, any(key.lower() == "inference-header-content-length" for key in headers))
+
+
+async def grpc_call(client, call: dict) -> dict:
+    if call["op"] == "live":
+        return {"value": await client.is_server_live()}
+    if call["op"] == "ready":
+        return {"value": await client.is_server_ready()}
+    if call["op"] == "model_ready":
+        return {"value": await client.is_model_ready(call["model"])}
+    return kserve_response(await client.infer(kserve_request(call)), None)
+
+
+async def kserve_call(clients: KServeClients, call: dict) -> dict:
+    """One call's answer as JSON: ``value``, an inference's ``outputs``, ``error`` (the HTTP status or the gRPC
+    code's name, and the message) or ``exception`` (anything else the client raised)."""
+    import grpc
     import httpx
 
     try:
-        if call["op"] == "live":
-            return {"value": await client.is_server_live(call["url"])}
-        if call["op"] == "ready":
-            return {"value": await client.is_server_ready(call["url"])}
-        if call["op"] == "model_ready":
-            return {"value": await client.is_model_ready(call["url"], call["model"])}
         if call["op"] == "gather":
-            return {"value": await asyncio.gather(*(kserve_call(client, c) for c in call["calls"]))}
-        return await kserve_infer(client, call)
+            return {"value": await asyncio.gather(*(kserve_call(clients, c) for c in call["calls"]))}
+        if "target" in call:
+            return await grpc_call(clients.grpc(call["target"]), call)
+        return await rest_call(clients.rest, call)
     except httpx.HTTPStatusError as error:
         return {"error": {"status": error.response.status_code, "message": str(error)}}
+    except grpc.RpcError as error:
+        return {"error": {"status": error.code().name, "message": error.details()}}
     except Exception as error:
         return {"exception": f"{type(error).__name__}: {error}"}
 
 
 async def kserve_calls(calls: dict) -> dict:
-    from kserve import InferenceRESTClient, RESTConfig
-
-    client = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
+    clients = KServeClients()
     try:
-        return {key: await kserve_call(client, call) for key, call in calls.items()}
+        return {key: await kserve_call(clients, call) for key, call in calls.items()}
     finally:
-        await client.close()
+        await clients.close()
 
 
 # -- pytest's side -------------------------------------------------------------------------------------------------
@@ -142,10 +189,19 @@ def run_kserve(calls: dict) -> dict:
     return json.loads(child.stdout)
 
 
-def infer_call(url: str, model: str, inputs: dict, binary: bool, outputs=None, **more) -> dict:
+WIRES = ["rest", "grpc"]
+ERRORS = {"rest": {"not found": 404, "invalid": 400}, "grpc": {"not found": "NOT_FOUND", "invalid": "INVALID_ARGUMENT"}}
+
+
+def at(server, wire: str) -> dict:
+    """Where a call goes: the REST client's base URL or the gRPC client's address."""
+    return {"url": server.url} if wire == "rest" else {"target": server.grpc_address}
+
+
+def infer_call(where: dict, model: str, inputs: dict, binary: bool, outputs=None, **more) -> dict:
     return {
         "op": "infer",
-        "url": url,
+        **where,
         "model": model,
         "inputs": {name: to_json(array) for name, array in inputs.items()},
         "binary": binary,
@@ -166,54 +222,73 @@ def cases(tfs_direct_server, multi_io):
 
 @pytest.fixture(scope="module")
 def answers(bundled_server, tfs_direct_server, load_rows, cases):
-    """KServe's answers to every call of the module, made in one child process (errors before the load)."""
-    url = bundled_server.url
+    """KServe's answers to every call of the module, by wire then name, made in one child process (on each wire,
+    the errors before the load)."""
     pixels, _ = digit_pixels()
-    calls = {
-        "live": {"op": "live", "url": url},
-        "ready": {"op": "ready", "url": url},
-        "digits ready": {"op": "model_ready", "url": url, "model": "digits"},
-        "unknown ready": {"op": "model_ready", "url": url, "model": UNKNOWN},
-        "unknown model": infer_call(url, UNKNOWN, {"pixels": pixels}, True),
-        "wrong datatype": infer_call(url, "digits", {"pixels": pixels.astype(np.float64)}, False),
-        "by name": infer_call(url, "digits", {"pixels": pixels}, False, ["class"]),
-        "binary outputs": infer_call(url, "digits", {"pixels": pixels}, True, parameters={"binary_data_output": True}),
-    }
-    for binary in (False, True):
-        calls[f"digits {binary}"] = infer_call(
-            url, "digits", {"pixels": pixels}, binary, ["probabilities", "class"], id=f"k-{binary}"
-        )
-        for model, inputs, expected in cases:
-            calls[f"{model} {binary}"] = infer_call(tfs_direct_server.url, model, inputs, binary, list(expected))
-    for round_ in range(ROUNDS):
-        rows = load_rows[round_ * CONCURRENCY : (round_ + 1) * CONCURRENCY]
-        calls[f"load {round_}"] = {
-            "op": "gather",
-            "url": url,
-            "calls": [infer_call(url, "digits", {"pixels": rows[i : i + 1]}, i % 2 == 0) for i in range(len(rows))],
+    calls = {}
+    for wire in WIRES:
+        bundled, tfs = at(bundled_server, wire), at(tfs_direct_server, wire)
+        mine = {
+            "live": {"op": "live", **bundled},
+            "ready": {"op": "ready", **bundled},
+            "digits ready": {"op": "model_ready", **bundled, "model": "digits"},
+            "unknown ready": {"op": "model_ready", **bundled, "model": UNKNOWN},
+            "unknown model": infer_call(bundled, UNKNOWN, {"pixels": pixels}, True),
+            "wrong datatype": infer_call(bundled, "digits", {"pixels": pixels.astype(np.float64)}, False),
+            "by name": infer_call(bundled, "digits", {"pixels": pixels}, False, ["class"]),
+            "binary outputs": infer_call(
+                bundled, "digits", {"pixels": pixels}, True, parameters={"binary_data_output": True}
+            ),
         }
-    return run_kserve(calls)
+        for binary in (False, True):
+            mine[f"digits {binary}"] = infer_call(
+                bundled, "digits", {"pixels": pixels}, binary, ["probabilities", "class"], id=f"k-{binary}"
+            )
+            for model, inputs, expected in cases:
+                mine[f"{model} {binary}"] = infer_call(tfs, model, inputs, binary, list(expected))
+        for round_ in range(ROUNDS):
+            rows = load_rows[round_ * CONCURRENCY : (round_ + 1) * CONCURRENCY]
+            mine[f"load {round_}"] = {
+                "op": "gather",
+                "calls": [
+                    infer_call(bundled, "digits", {"pixels": rows[i : i + 1]}, i % 2 == 0) for i in range(len(rows))
+                ],
+            }
+        calls.update({f"{wire} {key}": call for key, call in mine.items()})
+    x = np.array([[1.0], [4.0]], np.float32)
+    for version in ("123", "124"):
+        calls[f"grpc version {version}"] = infer_call(
+            at(tfs_direct_server, "grpc"), "two_versions", {"x": x}, True, version=version
+        )
+    answered = run_kserve(calls)
+    return {
+        wire: {key.removeprefix(f"{wire} "): a for key, a in answered.items() if key.startswith(wire)} for wire in WIRES
+    }
 
 
 def outputs_of(answer: dict, binary: bool | None = None) -> dict:
-    """The outputs of an inference answer as arrays, checked to have come as binary data or as JSON."""
+    """The outputs of an inference answer as arrays; over REST, checked to have come as binary data or as JSON
+    (gRPC answers raw contents always)."""
     assert "outputs" in answer, answer
-    if binary is not None:
+    if binary is not None and answer["binary"] is not None:
         assert answer["binary"] == binary
     return {name: from_json(output) for name, output in answer["outputs"].items()}
 
 
-def test_kserve_health(answers):
-    assert answers["live"] == {"value": True}
-    assert answers["ready"] == {"value": True}
-    assert answers["digits ready"] == {"value": True}
-    assert answers["unknown ready"] == {"value": False}
+@pytest.mark.parametrize("wire", WIRES)
+def test_kserve_health(answers, wire):
+    assert answers[wire]["live"] == {"value": True}
+    assert answers[wire]["ready"] == {"value": True}
+    assert answers[wire]["digits ready"] == {"value": True}
+    assert answers[wire]["unknown ready"] == {"value": False}
 
 
+@pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_kserve_infer_digits(answers, bundled_server, binary):
+def test_kserve_infer_digits(answers, bundled_server, wire, binary):
+    """REST: JSON data or binary data; gRPC: typed contents or raw contents."""
     pixels, labels = digit_pixels()
-    answer = answers[f"digits {binary}"]
+    answer = answers[wire][f"digits {binary}"]
     outputs = outputs_of(answer, binary)
     assert answer["id"] == f"k-{binary}"
     assert outputs["class"].tolist() == labels
@@ -221,41 +296,53 @@ def test_kserve_infer_digits(answers, bundled_server, binary):
         assert_same(name, outputs[name], value)
 
 
-def test_kserve_outputs_by_name_and_all_binary(answers):
+@pytest.mark.parametrize("wire", WIRES)
+def test_kserve_outputs_by_name_and_all_binary(answers, wire):
     _, labels = digit_pixels()
-    by_name = outputs_of(answers["by name"], binary=False)
+    by_name = outputs_of(answers[wire]["by name"], binary=False)
     assert list(by_name) == ["class"]
     assert by_name["class"].tolist() == labels
-    everything = outputs_of(answers["binary outputs"], binary=True)
+    everything = outputs_of(answers[wire]["binary outputs"], binary=True)
     assert set(everything) == {"probabilities", "class"}
     assert everything["class"].tolist() == labels
 
 
+@pytest.mark.parametrize("wire", WIRES)
 @pytest.mark.parametrize("binary", [False, True], ids=["json", "binary"])
-def test_kserve_infer_tf_serving_models(answers, cases, binary):
+def test_kserve_infer_tf_serving_models(answers, cases, wire, binary):
     for model, _, expected in cases:
-        outputs = outputs_of(answers[f"{model} {binary}"], binary)
+        outputs = outputs_of(answers[wire][f"{model} {binary}"], binary)
         for name, value in expected.items():
             assert_same(f"{model}/{name}", outputs[name], value)
 
 
-def test_kserve_errors(answers):
-    """HTTPStatusError with the status, and the server's ``error`` in its message (KServe reads it from a JSON
-    body); the server goes on answering (the load below runs after these)."""
-    unknown = answers["unknown model"]["error"]
-    assert unknown["status"] == 404
-    assert UNKNOWN in unknown["message"]
-    wrong = answers["wrong datatype"]["error"]
-    assert wrong["status"] == 400
-    assert "pixels" in wrong["message"]
-    assert "FP32" in wrong["message"]
+def test_kserve_grpc_versions(answers, tfs_direct_server):
+    x = np.array([[1.0], [4.0]], np.float32)
+    for version in ("123", "124"):
+        answer = answers["grpc"][f"version {version}"]
+        assert answer.get("version") == version, answer
+        assert_same("y", outputs_of(answer)["y"], tfs_predict(tfs_direct_server, "two_versions", {"x": x})["y"])
 
 
-def test_kserve_concurrent_load(answers, bundled_server, load_rows):
+@pytest.mark.parametrize("wire", WIRES)
+def test_kserve_errors(answers, wire):
+    """The status (HTTPStatusError's, the RpcError's code) and the server's message (over REST, KServe's client
+    reads it from a JSON body); the server goes on answering (the load below runs after these)."""
+    unknown = answers[wire]["unknown model"]
+    assert unknown.get("error", {}).get("status") == ERRORS[wire]["not found"], unknown
+    assert UNKNOWN in unknown["error"]["message"]
+    wrong = answers[wire]["wrong datatype"]
+    assert wrong.get("error", {}).get("status") == ERRORS[wire]["invalid"], wrong
+    assert "pixels" in wrong["error"]["message"]
+    assert "FP32" in wrong["error"]["message"]
+
+
+@pytest.mark.parametrize("wire", WIRES)
+def test_kserve_concurrent_load(answers, bundled_server, load_rows, wire):
     """CONCURRENCY requests at once through asyncio.gather, ROUNDS times: each answer is its row's."""
     expected = tfs_predict(bundled_server, "digits", {"pixels": load_rows})
     for round_ in range(ROUNDS):
-        for offset, answer in enumerate(answers[f"load {round_}"]["value"]):
+        for offset, answer in enumerate(answers[wire][f"load {round_}"]["value"]):
             i = round_ * CONCURRENCY + offset
             outputs = outputs_of(answer)
             for name, value in expected.items():
