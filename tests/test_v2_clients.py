@@ -322,6 +322,35 @@ def test_http_infer_tf_serving_models(tfs, multi_io, binary):
                 assert_same(f"{model}/{name}", result.as_numpy(name), value)
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", None])
+def test_http_compressed_bodies(bundled, algorithm):
+    """tritonclient's request_compression_algorithm (a gzip body) and response_compression_algorithm."""
+    pixels = random_pixels(5, seed=3)
+    with httpclient.InferenceServerClient(address(bundled)) as client:
+        result = client.infer(
+            "digits",
+            http_inputs({"pixels": pixels}, True),
+            request_compression_algorithm=algorithm,
+            response_compression_algorithm="gzip",
+        )
+    for name, value in tfs_predict(bundled, "digits", {"pixels": pixels}).items():
+        assert_same(name, result.as_numpy(name), value)
+
+
+def test_http_concurrent_load_through_async_infer(bundled):
+    """The sync client's own concurrency: ``async_infer`` on a pool of CONCURRENCY connections, ROUNDS times."""
+    rows = random_pixels(CONCURRENCY * ROUNDS, seed=5)
+    expected = tfs_predict(bundled, "digits", {"pixels": rows})
+    with httpclient.InferenceServerClient(address(bundled), concurrency=CONCURRENCY) as client:
+        for round_ in range(ROUNDS):
+            first = round_ * CONCURRENCY
+            pending = [
+                client.async_infer("digits", http_inputs({"pixels": rows[i : i + 1]}, i % 2 == 0))
+                for i in range(first, first + CONCURRENCY)
+            ]
+            assert_rows([p.get_result(timeout=TIMEOUT) for p in pending], expected, first)
+
+
 def test_http_versions(tfs):
     x = np.array([[1.0], [4.0]], np.float32)
     with httpclient.InferenceServerClient(address(tfs)) as client:
