@@ -1,22 +1,17 @@
 """KServe's clients, unchanged, against real appliance processes: ``InferenceRESTClient`` with
 ``RESTConfig(protocol="v2")`` and ``InferenceGRPCClient`` (whose typed ``contents`` tritonclient never sends).
 
-kserve's generated code (``grpc_predict_v2.proto``) and tritonclient's (``grpc_service.proto``, which the appliance
-serves from and tests/test_v2_clients.py calls through) declare the same ``inference.*`` messages in different
-files, and protobuf refuses to load both into one process. So the clients run in a child process, this module run
-as a script, which imports kserve and never tritonclient: it gets the calls as JSON on stdin and prints what it
-got back. The answers are checked here, against the same process's TF Serving REST API, TensorFlow on the
-SavedModel, or the digit each sample image shows. The servers are tests/conftest.py's shared ones: nothing here
-changes them.
+kserve's generated code and tritonclient's declare the same ``inference.*`` messages, which protobuf refuses to
+load into one process; so the clients run in a child process, tests/v2_kserve_calls.py, which gets the calls as
+JSON and prints what it got back. The answers are checked here, against the same process's TF Serving REST API,
+TensorFlow on the SavedModel, or the digit each sample image shows (tests/v2_expected.py). The servers are
+tests/conftest.py's shared ones: nothing here changes them.
 
     PYTHONPATH=$PWD python -m pytest tests/test_v2_kserve_client.py -q
-    echo '{"calls": {"live": {"url": "http://127.0.0.1:8501", "op": "live"}}}' | python -m tests.test_v2_kserve_client
 """
 
 from __future__ import annotations
 
-import asyncio
-import base64
 import json
 import subprocess
 import sys
@@ -25,159 +20,26 @@ import numpy as np
 import pytest
 
 from .conftest import REPO
-
-if __name__ != "__main__":  # pytest's process; the child must not load tritonclient's generated code
-    from .test_v2_clients import (
-        CONCURRENCY,
-        ROUNDS,
-        UNKNOWN,
-        assert_same,
-        digit_pixels,
-        multi_io,  # noqa: F401 (the fixture tfs_cases needs)
-        random_pixels,
-        tfs_cases,
-        tfs_predict,
-    )
+from .v2_expected import (
+    CONCURRENCY,
+    ROUNDS,
+    UNKNOWN,
+    assert_same,
+    digit_pixels,
+    load_multi_io,
+    random_pixels,
+    tfs_cases,
+    tfs_predict,
+)
+from .v2_kserve_calls import from_json, to_json
 
 TIMEOUT = 300
-
-
-# -- the child: KServe's client making the calls -------------------------------------------------------------------
-
-
-def to_json(array: np.ndarray) -> dict:
-    """An array as JSON: its numpy dtype, shape and flat data (BYTES elements base64-encoded)."""
-    if array.dtype == object:
-        data = [base64.b64encode(v.encode() if isinstance(v, str) else bytes(v)).decode() for v in array.reshape(-1)]
-    else:
-        data = array.reshape(-1).tolist()
-    return {"dtype": str(array.dtype), "shape": list(array.shape), "data": data}
-
-
-def from_json(tensor: dict) -> np.ndarray:
-    if tensor["dtype"] == "object":
-        values = np.empty(len(tensor["data"]), dtype=object)
-        values[:] = [base64.b64decode(v) for v in tensor["data"]]
-        return values.reshape(tensor["shape"])
-    return np.array(tensor["data"], dtype=tensor["dtype"]).reshape(tensor["shape"])
-
-
-def kserve_request(call: dict):
-    """kserve's InferRequest: inputs as data (JSON; gRPC's typed contents) or binary (raw), outputs asked for
-    by name (binary or not), or all of them (``parameters`` may ask for them binary)."""
-    from kserve import InferInput, InferRequest
-    from kserve.protocol.infer_type import RequestedOutput
-    from kserve.utils.numpy_codec import from_np_dtype
-
-    inputs = []
-    for name, tensor in call["inputs"].items():
-        array = from_json(tensor)
-        infer_input = InferInput(name, list(array.shape), from_np_dtype(array.dtype))
-        infer_input.set_data_from_numpy(array, binary_data=call["binary"])
-        inputs.append(infer_input)
-    outputs = [RequestedOutput(name, {"binary_data": call["binary"]}) for name in call.get("outputs") or ()]
-    return InferRequest(
-        call["model"],
-        inputs,
-        request_id=call.get("id"),
-        parameters=call.get("parameters"),
-        request_outputs=outputs or None,
-        model_version=call.get("version"),
-    )
-
-
-def kserve_response(response, binary: bool | None) -> dict:
-    return {
-        "id": response.id,
-        "version": response.model_version,
-        "binary": binary,
-        "outputs": {
-            output.name: {**to_json(output.as_numpy()), "datatype": output.datatype} for output in response.outputs
-        },
-    }
-
-
-class KServeClients:
-    """KServe's REST client (protocol v2), and its gRPC client for each address a call names."""
-
-    def __init__(self):
-        from kserve import InferenceRESTClient, RESTConfig
-
-        self.rest = InferenceRESTClient(RESTConfig(protocol="v2", timeout=60))
-        self._grpc: dict = {}
-
-    def grpc(self, target: str):
-        from kserve import InferenceGRPCClient
-
-        if target not in self._grpc:
-            self._grpc[target] = InferenceGRPCClient(target, timeout=60)
-        return self._grpc[target]
-
-    async def close(self) -> None:
-        await self.rest.close()
-        for client in self._grpc.values():
-            await client.close()
-
-
-async def rest_call(client, call: dict) -> dict:
-    url = call["url"]
-    if call["op"] == "live":
-        return {"value": await client.is_server_live(url)}
-    if call["op"] == "ready":
-        return {"value": await client.is_server_ready(url)}
-    if call["op"] == "model_ready":
-        return {"value": await client.is_model_ready(url, call["model"])}
-    headers: dict = {}
-    response = await client.infer(url, kserve_request(call), model_name=call["model"], response_headers=headers)
-    # kserve turns binary outputs into JSON data as it reads them: the header says how they came
-    return kserve_response(response, any(key.lower() == "inference-header-content-length" for key in headers))
-
-
-async def grpc_call(client, call: dict) -> dict:
-    if call["op"] == "live":
-        return {"value": await client.is_server_live()}
-    if call["op"] == "ready":
-        return {"value": await client.is_server_ready()}
-    if call["op"] == "model_ready":
-        return {"value": await client.is_model_ready(call["model"])}
-    return kserve_response(await client.infer(kserve_request(call)), None)
-
-
-async def kserve_call(clients: KServeClients, call: dict) -> dict:
-    """One call's answer as JSON: ``value``, an inference's ``outputs``, ``error`` (the HTTP status or the gRPC
-    code's name, and the message) or ``exception`` (anything else the client raised)."""
-    import grpc
-    import httpx
-
-    try:
-        if call["op"] == "gather":
-            return {"value": await asyncio.gather(*(kserve_call(clients, c) for c in call["calls"]))}
-        if "target" in call:
-            return await grpc_call(clients.grpc(call["target"]), call)
-        return await rest_call(clients.rest, call)
-    except httpx.HTTPStatusError as error:
-        return {"error": {"status": error.response.status_code, "message": str(error)}}
-    except grpc.RpcError as error:
-        return {"error": {"status": error.code().name, "message": error.details()}}
-    except Exception as error:
-        return {"exception": f"{type(error).__name__}: {error}"}
-
-
-async def kserve_calls(calls: dict) -> dict:
-    clients = KServeClients()
-    try:
-        return {key: await kserve_call(clients, call) for key, call in calls.items()}
-    finally:
-        await clients.close()
-
-
-# -- pytest's side -------------------------------------------------------------------------------------------------
 
 
 def run_kserve(calls: dict) -> dict:
     """Each call's answer, made by KServe's client in a child process, in the order given."""
     child = subprocess.run(
-        [sys.executable, "-m", "tests.test_v2_kserve_client"],
+        [sys.executable, "-m", "tests.v2_kserve_calls"],
         cwd=REPO,
         input=json.dumps({"calls": calls}),
         capture_output=True,
@@ -216,8 +78,8 @@ def load_rows():
 
 
 @pytest.fixture(scope="module")
-def cases(tfs_direct_server, multi_io):
-    return tfs_cases(tfs_direct_server, multi_io)
+def cases(tfs_direct_server, tfs_testdata):
+    return tfs_cases(tfs_direct_server, load_multi_io(tfs_testdata))
 
 
 @pytest.fixture(scope="module")
@@ -347,7 +209,3 @@ def test_kserve_concurrent_load(answers, bundled_server, load_rows, wire):
             outputs = outputs_of(answer)
             for name, value in expected.items():
                 assert_same(f"row {i}: {name}", outputs[name], value[i : i + 1])
-
-
-if __name__ == "__main__":
-    print(json.dumps(asyncio.run(kserve_calls(json.load(sys.stdin)["calls"]))))
