@@ -76,6 +76,7 @@ def address(server: ApplianceProcess) -> str:
 
 
 def http_inputs(arrays: dict, binary: bool, module=httpclient) -> list:
+    """tritonclient.http InferInputs (``module``: or .aio's) of arrays by name, each sent as binary data or JSON."""
     inputs = []
     for name, array in arrays.items():
         tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
@@ -85,6 +86,7 @@ def http_inputs(arrays: dict, binary: bool, module=httpclient) -> list:
 
 
 def grpc_inputs(arrays: dict, module=grpcclient) -> list:
+    """tritonclient.grpc InferInputs (``module``: or .aio's) of arrays by name, sent as raw contents."""
     inputs = []
     for name, array in arrays.items():
         tensor = module.InferInput(name, list(array.shape), np_to_triton_dtype(array.dtype))
