@@ -3,9 +3,10 @@
     app = create_app(manager, max_request_bytes=64 << 20, access=AccessPolicy.for_settings(...))
     waitress.serve(app, port=8501)
 
-``/v1/models/...``, TensorFlow Serving's REST API and the hot path, is matched with TF Serving's own patterns
-past Bottle's router; Bottle routes the rest: ``POST /predict``, the control API, ``/health``, ``/``, the API
-reference (``/openapi.json``, ``/docs``) and the metrics. Unknown paths answer 404 and wrong methods 405, in
+``/v1/models/...``, TensorFlow Serving's REST API, and ``/v2/...``, the Open Inference Protocol's, the hot
+paths, are matched with their servers' own patterns past Bottle's router; Bottle routes the rest: ``POST
+/predict``, the control API, ``/health``, ``/``, the API reference (``/openapi.json``, ``/docs``) and the
+metrics. Unknown paths answer 404 and wrong methods 405, in
 TF Serving's ``{"error": "..."}`` format; no traceback ever reaches a client. Request bodies sent with
 ``Content-Encoding: gzip`` are inflated, the size limit applying to what they inflate to.
 """
@@ -30,6 +31,7 @@ from .predict import SimplePredictAPI
 from .responses import INTERNAL_ERROR, JSON_TYPE, answer_error, json_error
 from .security import LOOPBACK_ONLY, AccessPolicy, HostAllowList, TokenRequired, Utf8Paths, token_required
 from .tfserving import TFServingAPI
+from .v2.rest import V2RestAPI
 
 READ_CHUNK = 1 << 20
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
@@ -130,25 +132,33 @@ def _wsgi_answer(response: bottle.HTTPResponse, api: str, environ: dict, start_r
 
 
 class ModelsFirst:
-    """WSGI: ``/v1/models...`` (any case, as TF Serving matches it) to ``v1``, everything else to ``app``'s routes.
+    """WSGI: ``/v1/models...`` (any case, as TF Serving matches it) to ``v1``, ``/v2`` and ``/v2/...`` (as
+    Triton matches them) to ``v2``, everything else to ``app``'s routes.
 
     ``app`` routes the rest of ``/v1/`` to ``v1`` as well, after its own ``/v1/appliance/`` routes; this
-    saves the hot path Bottle's router and plugins. ``v1(environ)`` returns a Bottle response or raises.
+    saves the hot paths Bottle's router and plugins. ``v1(environ)`` and ``v2(environ)`` return a Bottle
+    response or raise.
     The route ``app`` matches is called here, so that its response is at hand: each is answered as Bottle
     would answer it, labelled for the metrics (``route_apis`` names the API of each route rule). A request
     no route takes (404, 405) gets Bottle's own answer.
     """
 
-    def __init__(self, v1, app: bottle.Bottle, route_apis: dict[str, str] | None = None):
+    def __init__(self, v1, app: bottle.Bottle, route_apis: dict[str, str] | None = None, v2=None):
         self._v1 = v1
+        self._v2 = v2
         self._app = app
         self._route_apis = route_apis or {}
 
     def __call__(self, environ, start_response):
-        if environ.get("PATH_INFO", "")[:10].lower() != "/v1/models":
+        path = environ.get("PATH_INFO", "")
+        if path[:10].lower() == "/v1/models":
+            handler = self._v1
+        elif self._v2 is not None and (path[:4] == "/v2/" or path == "/v2"):
+            handler = self._v2
+        else:
             return self._route(environ, start_response)
         bottle.request.bind(environ)  # the handlers read the request through bottle.request
-        return _wsgi_answer(_answer(self._v1, environ), "", environ, start_response)
+        return _wsgi_answer(_answer(handler, environ), "", environ, start_response)
 
     def _route(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
@@ -211,7 +221,9 @@ def create_app(
     is counted and timed in ``metrics`` (by default, metrics of this app's own), which ``GET metrics_path``
     answers (None: no route answers them).
     """
-    if metrics_path is not None and (metrics_path in ROUTE_APIS or metrics_path[:4].lower() == "/v1/"):
+    if metrics_path is not None and (
+        metrics_path in ROUTE_APIS or metrics_path[:4].lower() == "/v1/" or metrics_path[:4] in ("/v2", "/v2/")
+    ):
         raise InvalidArgument(f"the metrics cannot be served at {metrics_path}: the appliance answers that path")
     app = bottle.Bottle(autojson=False)
     app.default_error_handler = _json_error_page
@@ -225,6 +237,11 @@ def create_app(
 
     def body() -> bytes:
         return read_body(bottle.request.environ, max_request_bytes)
+
+    v2_api = V2RestAPI(manager, metrics, lambda environ: read_body(environ, max_request_bytes), access.control_token)
+
+    def v2(environ):
+        return v2_api.handle(environ, _raw_path(environ))
 
     def v1(environ):
         return tf_serving.handle(
@@ -246,7 +263,7 @@ def create_app(
     if metrics_path is not None:
         app.route(metrics_path, "GET", metrics.page)
         route_apis[metrics_path] = "metrics"
-    guarded: Callable[..., Iterable[bytes]] = ModelsFirst(v1, app, route_apis)
+    guarded: Callable[..., Iterable[bytes]] = ModelsFirst(v1, app, route_apis, v2)
     if access.token:
         guarded = TokenRequired(guarded, access.token)
     if access.cors_allowed_origins:  # outside the token: preflights carry none

@@ -41,15 +41,17 @@ DIGIT_EIGHT = [0, 0, 10, 14, 8, 1, 0, 0, 0, 2, 16, 14, 6, 1, 0, 0, 0, 0, 15, 15,
 
 DESCRIPTION = """\
 Serves TensorFlow SavedModels over TensorFlow Serving's REST API (`/v1/models/...`, wire-compatible: the same
-request and response formats, error bodies and status codes) and a simpler `POST /predict`.
+request and response formats, error bodies and status codes), the Open Inference Protocol (`/v2/...`, KServe v2
+as Triton serves it, with its binary tensor data, model repository and statistics extensions) and a simpler
+`POST /predict`.
 
 - Every error body is `{"error": "<message>"}`.
 - Under `/v1/` TF Serving's rules hold: the path is matched case-insensitively, and an unknown path or a method
   not listed here (CORS preflights aside) answers 400 `Malformed request`. Elsewhere an unknown path answers 404
-  and a method not listed here 405.
+  and a method not listed here 405; `/v2` paths are matched as sent, the model name percent-decoded.
 - A request whose `Host` is not an allowed name answers 403; when the appliance listens beyond loopback (or was
   given a token) every request needs `Authorization: Bearer <token>` (401 otherwise), and with
-  `--require_token_for_control` so do choosing and reloading versions.
+  `--require_token_for_control` so do choosing and reloading versions, and loading and unloading models.
 - Browsers may call it only from the origins given with `--cors_allowed_origin`, whose preflights (`OPTIONS`)
   it answers.
 - Request bodies over `--max_request_bytes` answer 413 before they are read; a body sent with
@@ -408,6 +410,145 @@ SCHEMAS = {
     },
 }
 
+# The Open Inference Protocol's documents (KServe v2, as Triton writes them).
+V2_DATATYPES = ["BOOL", "UINT8", "UINT16", "UINT32", "UINT64", "INT8", "INT16", "INT32", "INT64", "FP16", "FP32"]
+V2_DATATYPES += ["FP64", "BF16", "BYTES"]
+_V2_SHAPE = {"type": "array", "items": {"type": "integer", "minimum": 0}}
+_V2_PARAMETERS = {"type": "object", "description": "Parameters; those not listed here are ignored."}
+V2_SCHEMAS = {
+    "V2TensorMetadata": {
+        "type": "object",
+        "required": ["name", "datatype", "shape"],
+        "properties": {
+            "name": {"type": "string"},
+            "datatype": {"type": "string"},
+            "shape": {"type": "array", "items": {"type": "integer"}, "description": "-1: a dimension of any size."},
+        },
+    },
+    "V2ModelMetadata": {
+        "type": "object",
+        "required": ["name", "versions", "platform", "inputs", "outputs"],
+        "properties": {
+            "name": {"type": "string"},
+            "versions": {"type": "array", "items": {"type": "string"}, "description": "AVAILABLE ones, newest first."},
+            "platform": {"enum": ["tensorflow_savedmodel", "tensorflow_lite"]},
+            "inputs": {"type": "array", "items": _schema("V2TensorMetadata")},
+            "outputs": {"type": "array", "items": _schema("V2TensorMetadata")},
+        },
+    },
+    "V2ServerMetadata": {
+        "type": "object",
+        "required": ["name", "version", "extensions"],
+        "properties": {
+            "name": {"type": "string"},
+            "version": {"type": "string"},
+            "extensions": {"type": "array", "items": {"type": "string"}},
+        },
+    },
+    "V2InferInput": {
+        "type": "object",
+        "required": ["name", "shape", "datatype"],
+        "description": "`data` (row-major, flat or nested; BYTES as strings), or with the binary tensor data "
+        "extension a `binary_data_size` parameter and that many bytes after the JSON.",
+        "properties": {
+            "name": {"type": "string"},
+            "shape": _V2_SHAPE,
+            "datatype": {"enum": V2_DATATYPES},
+            "parameters": {
+                **_V2_PARAMETERS,
+                "properties": {"binary_data_size": {"type": "integer", "minimum": 0}},
+            },
+            "data": {"description": "The tensor's elements: numbers, booleans or strings, flat or nested."},
+        },
+    },
+    "V2InferRequest": {
+        "type": "object",
+        "required": ["inputs"],
+        "properties": {
+            "id": {"type": "string", "description": "Echoed in the response."},
+            "parameters": {
+                **_V2_PARAMETERS,
+                "properties": {
+                    "signature_name": {"type": "string", "description": "Default: `serving_default`."},
+                    "binary_data_output": {"type": "boolean", "description": "Every output as binary data."},
+                },
+            },
+            "inputs": {"type": "array", "items": _schema("V2InferInput")},
+            "outputs": {
+                "type": "array",
+                "description": "The outputs to compute (default: all of the signature's).",
+                "items": {
+                    "type": "object",
+                    "required": ["name"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "parameters": {
+                            **_V2_PARAMETERS,
+                            "properties": {"binary_data": {"type": "boolean"}},
+                            "not": {"required": ["classification"]},
+                        },
+                    },
+                },
+            },
+        },
+    },
+    "V2InferResponse": {
+        "type": "object",
+        "required": ["model_name", "model_version", "outputs"],
+        "properties": {
+            "model_name": {"type": "string"},
+            "model_version": {"type": "string", "pattern": "^[0-9]+$"},
+            "id": {"type": "string"},
+            "outputs": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["name", "datatype", "shape"],
+                    "properties": {
+                        "name": {"type": "string"},
+                        "datatype": {"enum": V2_DATATYPES},
+                        "shape": _V2_SHAPE,
+                        "data": {"type": "array", "description": "Flat, row-major; absent for binary data."},
+                        "parameters": {"type": "object", "properties": {"binary_data_size": {"type": "integer"}}},
+                    },
+                },
+            },
+        },
+    },
+    "V2ModelConfig": {
+        "type": "object",
+        "description": "Triton's model configuration, as far as a SavedModel has one.",
+        "required": ["name", "platform", "max_batch_size", "input", "output"],
+        "properties": {
+            "name": {"type": "string"},
+            "platform": {"type": "string"},
+            "backend": {"type": "string"},
+            "max_batch_size": {"type": "integer", "description": "0: not batched; else dims leave the batch out."},
+            "input": {"type": "array", "items": {"type": "object"}},
+            "output": {"type": "array", "items": {"type": "object"}},
+        },
+    },
+    "V2RepositoryIndex": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["name"],
+            "properties": {
+                "name": {"type": "string"},
+                "version": {"type": "string"},
+                "state": {"type": "string"},
+                "reason": {"type": "string"},
+            },
+        },
+    },
+    "V2Statistics": {
+        "type": "object",
+        "required": ["model_stats"],
+        "properties": {"model_stats": {"type": "array", "items": {"type": "object"}}},
+    },
+}
+SCHEMAS.update(V2_SCHEMAS)
+
 # --- responses ----------------------------------------------------------------------------------------------------
 
 ERRORS = {
@@ -472,6 +613,9 @@ PARAMETERS = {
     "ModelName": _path_parameter("name", {"type": "string", "pattern": _SEGMENT}, "The model's name.", "iris"),
     "Version": _path_parameter(
         "version", {"type": "integer", "minimum": 0, "maximum": 2**63 - 1}, "A version number.", 2
+    ),
+    "V2ModelName": _path_parameter(
+        "name", {"type": "string", "pattern": "^[^/]+$"}, "The model's name (percent-encoded).", "digits"
     ),
     "Label": {
         "name": "label",
@@ -629,6 +773,159 @@ def _appliance_paths() -> dict:
     }
 
 
+V2_TAG = "Open Inference Protocol"
+DIGITS_V2_REQUEST = {"inputs": [{"name": "pixels", "shape": [1, 64], "datatype": "FP32", "data": DIGIT_EIGHT}]}
+V2_FORMS = (("", ("V2ModelName",)), ("/versions/{version}", ("V2ModelName", "Version")))
+V2_ERRORS = (400, 404, *GUARDED)
+EXTENSION_ERRORS = (400, 404, 413, *GUARDED)
+LOAD_ERRORS = (*EXTENSION_ERRORS, 429, 503)  # a load that fails answers with its load error's status
+
+
+def _v2_operation(operation_id: str, summary: str, responses: dict, **more) -> dict:
+    return {"tags": [V2_TAG], "operationId": operation_id, "summary": summary, **more, "responses": responses}
+
+
+def _optional_body(properties: dict, example: dict) -> dict:
+    schema = {"type": "object", "properties": properties}
+    return {"required": False, "content": {JSON: {"schema": schema, "example": example}}}
+
+
+def _v2_model_paths() -> dict:
+    paths = {}
+    for suffix, parameters in V2_FORMS:
+        base = "/v2/models/{name}" + suffix
+        refs = [_ref("parameters", p) for p in parameters]
+        on = "one version" if suffix else "the model's chosen version"
+        key = "Version" if suffix else ""
+        paths[base] = {
+            "parameters": refs,
+            "get": _v2_operation(
+                f"v2ModelMetadata{key}",
+                f"Inputs, outputs and platform of {on}",
+                {**_ok("The model metadata.", _schema("V2ModelMetadata")), **_errors(V2_ERRORS)},
+            ),
+        }
+        paths[base + "/ready"] = {
+            "parameters": refs,
+            "get": _v2_operation(
+                f"v2ModelReady{key}",
+                f"Whether {on} is AVAILABLE",
+                {
+                    **_ok("Ready.", {"type": "object", "properties": {"name": {"type": "string"}, "ready": {}}}),
+                    **_errors(V2_ERRORS),
+                },
+                description="200 when ready; 400 when the version is not AVAILABLE; 404 for an unknown model.",
+            ),
+        }
+        paths[base + "/infer"] = {
+            "parameters": refs,
+            "post": _v2_operation(
+                f"v2Infer{key}",
+                f"Inference with {on}",
+                {
+                    "200": {
+                        "description": "The outputs as JSON; with binary outputs, the JSON "
+                        "(`Inference-Header-Content-Length` bytes) then their raw data.",
+                        "content": {
+                            JSON: {"schema": _schema("V2InferResponse")},
+                            "application/octet-stream": {"schema": {"type": "string", "format": "binary"}},
+                        },
+                    },
+                    **_errors(INFERENCE_ERRORS),
+                },
+                description="Runs the `serving_default` signature (another through the `signature_name` "
+                "parameter). With Triton's binary tensor data extension, the body is "
+                "`Inference-Header-Content-Length` bytes of JSON followed by the inputs' raw data.",
+                requestBody=_json_body("V2InferRequest", DIGITS_V2_REQUEST),
+            ),
+        }
+        paths[base + "/config"] = {
+            "parameters": refs,
+            "get": _v2_operation(
+                f"v2ModelConfig{key}",
+                f"Triton's model configuration of {on}",
+                {**_ok("The configuration.", _schema("V2ModelConfig")), **_errors(V2_ERRORS)},
+            ),
+        }
+        paths[base + "/stats"] = {
+            "parameters": refs,
+            "get": _v2_operation(
+                f"v2ModelStatistics{key}",
+                f"Inference statistics of {on}" if suffix else "Inference statistics of every version of a model",
+                {**_ok("Triton's statistics.", _schema("V2Statistics")), **_errors(EXTENSION_ERRORS)},
+            ),
+        }
+    return paths
+
+
+def _v2_paths() -> dict:
+    name = [_ref("parameters", "V2ModelName")]
+    change = "Needs the control token when `--require_token_for_control` is set."
+    return {
+        "/v2/health/live": {
+            "get": _v2_operation(
+                "v2ServerLive",
+                "Liveness",
+                {**_ok("Live.", {"type": "object", "properties": {"live": {"type": "boolean"}}}), **_errors(GUARDED)},
+            )
+        },
+        "/v2/health/ready": {
+            "get": _v2_operation(
+                "v2ServerReady",
+                "Readiness: 200 once the first load of every model has finished, 400 before",
+                {
+                    **_ok("Ready.", {"type": "object", "properties": {"ready": {"type": "boolean"}}}),
+                    **_errors((400, *GUARDED)),
+                },
+            )
+        },
+        "/v2": {
+            "get": _v2_operation(
+                "v2ServerMetadata",
+                "Server name, version and the extensions served",
+                {**_ok("The server metadata.", _schema("V2ServerMetadata")), **_errors(GUARDED)},
+            )
+        },
+        **_v2_model_paths(),
+        "/v2/models/stats": {
+            "get": _v2_operation(
+                "v2Statistics",
+                "Inference statistics of every model",
+                {**_ok("Triton's statistics.", _schema("V2Statistics")), **_errors(EXTENSION_ERRORS)},
+            )
+        },
+        "/v2/repository/index": {
+            "post": _v2_operation(
+                "v2RepositoryIndex",
+                "Every version of every model, and its state",
+                {**_ok("The index.", _schema("V2RepositoryIndex")), **_errors(EXTENSION_ERRORS)},
+                requestBody=_optional_body({"ready": {"type": "boolean"}}, {"ready": True}),
+            )
+        },
+        # unload before load: the docs page's example (and a test sending every example) leaves it loaded
+        "/v2/repository/models/{name}/unload": {
+            "parameters": name,
+            "post": _v2_operation(
+                "v2UnloadModel",
+                "Unload every version of a model",
+                {**_ok("Unloaded.", {"type": "object"}), **_errors(EXTENSION_ERRORS)},
+                description=change,
+                requestBody=_optional_body({"parameters": {"type": "object"}}, {}),
+            ),
+        },
+        "/v2/repository/models/{name}/load": {
+            "parameters": name,
+            "post": _v2_operation(
+                "v2LoadModel",
+                "Load a model (reload it when loaded)",
+                {**_ok("Loaded.", {"type": "object"}), **_errors(LOAD_ERRORS)},
+                description=change,
+                requestBody=_optional_body({"parameters": {"type": "object"}}, {}),
+            ),
+        },
+    }
+
+
 def _server_paths(metrics_path: str | None) -> dict:
     def get(operation_id: str, summary: str, responses: dict) -> dict:
         return {
@@ -696,9 +993,10 @@ def openapi_document(metrics_path: str | None = METRICS_PATH) -> dict:
         "tags": [
             {"name": TFS_TAG, "description": "TensorFlow Serving's REST API, wire-compatible."},
             {"name": APPLIANCE_TAG, "description": "The simple predict endpoint and the control API."},
+            {"name": V2_TAG, "description": "The Open Inference Protocol (KServe v2), as Triton serves it."},
             {"name": SERVER_TAG, "description": "Health, metrics and documentation."},
         ],
-        "paths": {**_tf_serving_paths(), **_appliance_paths(), **_server_paths(metrics_path)},
+        "paths": {**_tf_serving_paths(), **_v2_paths(), **_appliance_paths(), **_server_paths(metrics_path)},
         "components": {
             "schemas": SCHEMAS,
             "parameters": PARAMETERS,

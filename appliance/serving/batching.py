@@ -451,6 +451,7 @@ class BatchingServable(Servable):
         self._servable = servable
         self.parameters = parameters
         self.signatures = servable.signatures
+        self.platform = servable.platform
         self._batchers = {
             name: SignatureBatcher(
                 functools.partial(servable.predict, name), parameters, functools.partial(on_batch, name), wait_seconds

@@ -22,14 +22,19 @@ import numpy as np
 
 from ... import __version__
 from ...errors import InvalidArgument, NotFound
+from ...serving.batching import BatchingServable, is_batchable
 from ...serving.manager import ModelManager, ServableHandle, State
 from ...serving.runtime import DEFAULT_SIGNATURE, Servable, SignatureSpec, TensorSpec, signature_list
-from .datatypes import array_datatype, datatype_of
+from .datatypes import NUMPY_DTYPES, array_datatype, datatype_of
 
 SERVER_NAME = "appliance"
 # The protocol's extensions served (GET /v2 and ServerMetadata list them, as Triton does).
 EXTENSIONS = ("binary_tensor_data", "model_repository", "statistics")
 SIGNATURE_PARAMETER = "signature_name"
+# Triton's model configuration names each datatype TYPE_<datatype>, but BYTES (TYPE_STRING).
+CONFIG_TYPES = {datatype: f"TYPE_{datatype}" for datatype in NUMPY_DTYPES} | {"BYTES": "TYPE_STRING"}
+# Triton's backend for each platform (its model configuration names both).
+PLATFORM_BACKENDS = {"tensorflow_savedmodel": "tensorflow"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,7 +108,7 @@ class InferenceProtocol:
         """The model's name, versions (newest first), platform and its signature's inputs and outputs."""
         with self.acquire(name, version) as handle:
             signature = self.signature(handle, {})
-            platform = getattr(handle.servable, "platform", "tensorflow_savedmodel")
+            platform = handle.servable.platform
         versions = [str(s.version) for s in self._manager.status(name) if s.state is State.AVAILABLE]
         return {
             "name": name,
@@ -111,6 +116,37 @@ class InferenceProtocol:
             "platform": platform,
             "inputs": [_tensor_metadata(spec) for spec in signature.inputs.values()],
             "outputs": [_tensor_metadata(spec) for spec in signature.outputs.values()],
+        }
+
+    def model_config(self, name: str, version: str | None) -> dict:
+        """Triton's model configuration, as far as a SavedModel has one (what perf_analyzer reads), in its JSON
+        form: ``max_batch_size`` is the batching's when the version is batched, and then the dims leave out the
+        batch dimension; 0 and the whole shapes otherwise."""
+        metadata = self.model_metadata(name, version)
+        with self.acquire(name, version) as handle:
+            servable = handle.servable
+            batched = isinstance(servable, BatchingServable) and is_batchable(self.signature(handle, {}))
+            max_batch_size = servable.parameters.max_batch_size if isinstance(servable, BatchingServable) else 0
+        max_batch_size = max_batch_size if batched else 0
+
+        def tensors(entries: list[dict]) -> list[dict]:
+            return [
+                {
+                    "name": t["name"],
+                    "data_type": CONFIG_TYPES.get(t["datatype"], "TYPE_INVALID"),
+                    "dims": t["shape"][1:] if max_batch_size else t["shape"],
+                }
+                for t in entries
+            ]
+
+        platform = metadata["platform"]
+        return {
+            "name": metadata["name"],
+            "platform": platform,
+            "backend": PLATFORM_BACKENDS.get(platform, ""),
+            "max_batch_size": max_batch_size,
+            "input": tensors(metadata["inputs"]),
+            "output": tensors(metadata["outputs"]),
         }
 
     # -- inference ---------------------------------------------------------------------------------------------
@@ -124,9 +160,10 @@ class InferenceProtocol:
     @staticmethod
     def signature(handle: ServableHandle, parameters: Mapping[str, object]) -> SignatureSpec:
         """The signature a request runs: ``serving_default``, or the one its ``signature_name`` parameter names."""
-        name = parameters.get(SIGNATURE_PARAMETER) or DEFAULT_SIGNATURE
+        name = parameters.get(SIGNATURE_PARAMETER, "")
         if not isinstance(name, str):
             raise InvalidArgument(f"parameter {SIGNATURE_PARAMETER!r} must be a string")
+        name = name or DEFAULT_SIGNATURE
         signatures = handle.servable.signatures
         signature = signatures.get(name)
         if signature is None:

@@ -132,3 +132,85 @@ def element_count(shape, name: str) -> int:
     if any(d < 0 for d in shape):
         raise InvalidArgument(f"input {name!r} has shape {list(shape)}: a request's dimensions cannot be negative")
     return math.prod(shape)
+
+
+# The kinds of array numpy reads a JSON ``data`` list of each family of datatypes into ("u": past int64).
+_JSON_KINDS = {"BOOL": "b", "FP": "iuf", "INT": "iu"}
+
+
+def _family(datatype: str) -> str:
+    return "BOOL" if datatype == "BOOL" else "FP" if datatype in ("FP16", "FP32", "FP64", "BF16") else "INT"
+
+
+def from_json(data, datatype: str, shape: list[int] | tuple[int, ...], name: str) -> np.ndarray:
+    """Input ``name``'s JSON ``data`` (flat or nested lists, row-major) as an array of ``datatype``'s dtype.
+
+    Numbers must be numbers (integers for the integer datatypes, within their range), BOOL data true and
+    false, BYTES data strings (taken as UTF-8); the elements must be as many as ``shape`` holds.
+    """
+    dtype = numpy_dtype(datatype)
+    count = element_count(shape, name)
+    array = _strings_array(data, name) if datatype == "BYTES" else _numbers_array(data, datatype, dtype, name)
+    if array.size != count:
+        raise InvalidArgument(
+            f"input {name!r} has {array.size} elements of data, but its shape {list(shape)} holds {count}"
+        )
+    return array.reshape(shape)
+
+
+def _numbers_array(data, datatype: str, dtype: np.dtype, name: str) -> np.ndarray:
+    try:
+        array = np.array(data)
+    except ValueError:
+        raise InvalidArgument(
+            f"input {name!r}: its data is a ragged list; send a regular array or a flat list"
+        ) from None
+    family = _family(datatype)
+    if array.size and array.dtype.kind not in _JSON_KINDS[family]:  # [] reads as float64
+        if not (family == "INT" and array.dtype.kind == "f" and np.array_equal(array, np.trunc(array))):
+            expected = {"BOOL": "true or false", "FP": "numbers", "INT": "integers"}[family]
+            raise InvalidArgument(f"input {name!r} has datatype {datatype}: its data must be {expected}")
+        array = _exact_integers(data, dtype, datatype, name)  # beyond int64: numpy read them as floats
+    if family == "INT" and array.size:
+        info = np.iinfo(dtype)
+        if array.min() < info.min or array.max() > info.max:
+            raise InvalidArgument(f"input {name!r}: its data has values out of range for {datatype}")
+    return array.astype(dtype, copy=False)
+
+
+def _exact_integers(data, dtype: np.dtype, datatype: str, name: str) -> np.ndarray:
+    try:
+        return np.array(data, dtype=dtype)
+    except (OverflowError, ValueError):
+        raise InvalidArgument(f"input {name!r}: its data has values out of range for {datatype}") from None
+
+
+def _strings_array(data, name: str) -> np.ndarray:
+    values: list[bytes] = []
+    stack = [data]
+    while stack:  # depth first, last item first: row-major order, reversed at the end
+        item = stack.pop()
+        if isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, str):
+            values.append(item.encode("utf-8"))
+        else:
+            raise InvalidArgument(f"input {name!r} has datatype BYTES: its data must be strings")
+    values.reverse()
+    array = np.empty(len(values), dtype=object)
+    array[:] = values
+    return array
+
+
+def json_data(array: np.ndarray) -> np.ndarray | list[str] | None:
+    """An output's data for a JSON response, flat: numbers as an array orjson writes (BF16 as FP32), BYTES
+    as strings; None when some BYTES element is not UTF-8 (that output must go as binary data)."""
+    flat = array.reshape(-1)
+    if array.dtype.kind in _STRING_KINDS:
+        try:
+            return [v if isinstance(v, str) else bytes(v).decode("utf-8") for v in flat]
+        except UnicodeDecodeError:
+            return None
+    if array.dtype == NUMPY_DTYPES["BF16"]:
+        return flat.astype(np.float32)
+    return np.ascontiguousarray(flat)

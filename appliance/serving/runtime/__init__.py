@@ -102,6 +102,9 @@ class Servable(abc.ABC):
     """A loaded model version."""
 
     signatures: Mapping[str, SignatureSpec]
+    # The model format, named as the Open Inference Protocol's model metadata names it (Keras files are
+    # served as the SavedModels they export to).
+    platform: str = "tensorflow_savedmodel"
 
     @abc.abstractmethod
     def predict(

@@ -123,6 +123,8 @@ class TFLiteServable(Servable):
     one it already has); one fixed to a batch of 1 takes N rows as N calls, outputs stacked.
     """
 
+    platform = "tensorflow_lite"
+
     def __init__(self, interpreter: Interpreter, file: Path):
         self._file = file
         self._interpreter: Interpreter | None = interpreter
