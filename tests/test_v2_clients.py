@@ -43,6 +43,7 @@ from .v2_expected import (
     random_pixels,
     tfs_cases,
     tfs_predict,
+    tfs_signature,
 )
 
 # -- the servers ---------------------------------------------------------------------------------------------------
@@ -388,6 +389,35 @@ def test_http_aio_client(bundled, tfs, multi_io):
                     assert_same(f"{model}/{name}", result.as_numpy(name), value)
 
     asyncio.run(main())
+
+
+def triton_type(datatype: str) -> str:
+    """A v2 datatype's name in Triton's model configuration (BYTES is TYPE_STRING there)."""
+    return "TYPE_STRING" if datatype == "BYTES" else f"TYPE_{datatype}"
+
+
+def assert_config_matches(server: ApplianceProcess, model: str, config: dict) -> None:
+    """A Triton model configuration (what perf_analyzer reads) against the signature TF Serving's API describes:
+    with a ``max_batch_size``, each tensor's first dimension is the batch and ``dims`` are the others."""
+    assert config["name"] == model
+    assert config["platform"] == "tensorflow_savedmodel"
+    batched = int(config.get("max_batch_size", 0)) > 0
+    for key, expected in zip(("input", "output"), tfs_signature(server, model)):
+        got = {t["name"]: (t["data_type"], [int(d) for d in t.get("dims", [])]) for t in config[key]}
+        assert set(got) == set(expected), key
+        for name, (datatype, shape) in expected.items():
+            if batched:
+                assert shape[0] == -1, f"{name} has no batch dimension, yet max_batch_size is set"
+            assert got[name] == (triton_type(datatype), shape[1:] if batched else shape), name
+
+
+@pytest.mark.parametrize("served, model", [("bundled", "digits"), ("tfs", "multi_io"), ("tfs", "tf2")])
+def test_model_config_over_both_wires(request, served, model):
+    server = request.getfixturevalue(served)
+    with httpclient.InferenceServerClient(address(server)) as client:
+        assert_config_matches(server, model, client.get_model_config(model))
+    with grpcclient.InferenceServerClient(server.grpc_address) as client:
+        assert_config_matches(server, model, client.get_model_config(model, as_json=True)["config"])
 
 
 # -- tritonclient.grpc ---------------------------------------------------------------------------------------------
