@@ -207,9 +207,9 @@ def test_http_infer_tf_serving_models(tfs, multi_io, binary):
                 assert_same(f"{model}/{name}", result.as_numpy(name), value)
 
 
-@pytest.mark.parametrize("algorithm", ["gzip", None])
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate", None])
 def test_http_compressed_bodies(bundled, algorithm):
-    """tritonclient's request_compression_algorithm (a gzip body) and response_compression_algorithm."""
+    """tritonclient's request_compression_algorithm (a gzip or deflate body) and response_compression_algorithm."""
     pixels = random_pixels(5, seed=3)
     with httpclient.InferenceServerClient(address(bundled)) as client:
         result = client.infer(
