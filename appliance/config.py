@@ -244,8 +244,9 @@ class Settings:
     )
     require_token_for_control: bool = setting(
         False,
-        "also on loopback, changes through the control API (PUT .../chosen, POST .../reload) need the token (made "
-        "and kept as for --host beyond loopback); predictions and status stay open",
+        "also on loopback, changes need the token (made and kept as for --host beyond loopback): the control API's "
+        "(PUT .../chosen, POST .../reload) and the v2 model repository's load and unload (REST and gRPC); "
+        "predictions and status stay open",
         group="network",
         toml=True,
     )

@@ -35,12 +35,15 @@ from .v2.rest import V2RestAPI
 
 READ_CHUNK = 1 << 20
 GZIP_WBITS = 16 + zlib.MAX_WBITS  # a gzip header and trailer around the deflate stream
-GZIP = ("gzip", "x-gzip")  # HTTP/1.1 takes x-gzip as gzip
+# Content-Encoding -> zlib's wbits for it: HTTP/1.1 takes x-gzip as gzip; its deflate is the zlib format (RFC 9110),
+# which Triton's clients send (request_compression_algorithm="deflate").
+INFLATED = {"gzip": GZIP_WBITS, "x-gzip": GZIP_WBITS, "deflate": zlib.MAX_WBITS}
+ACCEPTED_ENCODINGS = "gzip, deflate, identity"
 
 
 def read_body(environ: dict, limit: int) -> bytes:
-    """The request body, refusing (413) one larger than ``limit`` bytes before reading it, or, gzipped, one
-    that inflates to more; any other ``Content-Encoding`` but ``identity`` is refused (415)."""
+    """The request body, refusing (413) one larger than ``limit`` bytes before reading it, or, gzipped or
+    deflated, one that inflates to more; any other ``Content-Encoding`` but ``identity`` is refused (415)."""
     encoding = environ.get("HTTP_CONTENT_ENCODING")
     if encoding:  # rare: the plain path pays this one lookup
         return _decoded_body(environ, limit, encoding)
@@ -49,34 +52,35 @@ def read_body(environ: dict, limit: int) -> bytes:
 
 def _decoded_body(environ: dict, limit: int, encoding: str) -> bytes:
     name = encoding.strip().lower()
-    if name in GZIP:
-        return inflate(_raw_body(environ, limit), limit)
+    if name in INFLATED:
+        return inflate(_raw_body(environ, limit), limit, name)
     if name == "identity":
         return _raw_body(environ, limit)
     raise json_error(
         415,
-        f"Content-Encoding {encoding!r} is not supported: send the body as it is or with gzip",
-        **{"Accept-Encoding": "gzip, identity"},  # RFC 7694: what a 415 for a content coding names
+        f"Content-Encoding {encoding!r} is not supported: send the body as it is, gzipped or deflated",
+        **{"Accept-Encoding": ACCEPTED_ENCODINGS},  # RFC 7694: what a 415 for a content coding names
     )
 
 
-def inflate(data: bytes, limit: int) -> bytes:
-    """``data`` gunzipped (each of its gzip members in turn), refusing (413) as soon as it passes ``limit``
-    bytes: ``max_length`` keeps a small body that would inflate into gigabytes from ever being inflated."""
+def inflate(data: bytes, limit: int, encoding: str = "gzip") -> bytes:
+    """``data`` gunzipped (each of its gzip members in turn) or, ``encoding`` "deflate", zlib-inflated,
+    refusing (413) as soon as it passes ``limit`` bytes: ``max_length`` keeps a small body that would inflate
+    into gigabytes from ever being inflated."""
     if not data:
         return data
     parts, size = [], 0
     while True:
-        inflater = zlib.decompressobj(GZIP_WBITS)
+        inflater = zlib.decompressobj(INFLATED[encoding])
         try:
             part = inflater.decompress(data, limit + 1 - size)  # never 0, which would mean no limit
         except zlib.error as e:
-            raise json_error(400, f"request body is not valid gzip: {e}") from None
+            raise json_error(400, f"request body is not valid {encoding}: {e}") from None
         size += len(part)
         if size > limit:
             raise json_error(413, f"request body inflates to more than the limit of {limit} bytes")
         if not inflater.eof:
-            raise json_error(400, "request body is not valid gzip: it ends before its gzip stream does")
+            raise json_error(400, f"request body is not valid {encoding}: it ends before its {encoding} stream does")
         parts.append(part)
         data = inflater.unused_data
         if not data:

@@ -19,7 +19,9 @@ log = logging.getLogger(__name__)
 
 ANY_ORIGIN = "*"
 ALLOWED_METHODS = "GET, POST, PUT, OPTIONS"
-ALLOWED_HEADERS = ("Content-Type", "Authorization")
+# Inference-Header-Content-Length: the v2 API's binary tensor data, in requests and in answers.
+ALLOWED_HEADERS = ("Content-Type", "Authorization", "Inference-Header-Content-Length")
+EXPOSED_HEADERS = "Inference-Header-Content-Length, X-Appliance-Backend"  # answers' headers pages may read
 PREFLIGHT_MAX_AGE_SECONDS = 600
 _ORIGIN = re.compile(r"[a-z][a-z0-9+.-]*://[^/?#\s]+")  # scheme://host[:port], nothing after
 
@@ -38,13 +40,13 @@ def parse_origin(text: str) -> str:
 class Cors:
     """WSGI middleware answering preflights and marking answers for the allowed origins.
 
-    Answers to a listed origin carry ``Access-Control-Allow-Origin: <that origin>`` and
-    ``Vary: Origin``; its preflights (``OPTIONS`` with ``Access-Control-Request-Method``)
-    get 204 with the methods, headers and cache time allowed, without calling the app,
-    so they need no token (browsers never send one with a preflight): the request that
-    follows still does. A preflight from any other origin gets 403, and its other
-    requests get no CORS header. ``*`` (only when listed explicitly) allows every origin
-    and is answered as ``*``, which browsers never combine with credentials;
+    Answers to a listed origin carry ``Access-Control-Allow-Origin: <that origin>``,
+    ``Vary: Origin`` and the appliance's own headers a page may read (Access-Control-Expose-Headers);
+    its preflights (``OPTIONS`` with ``Access-Control-Request-Method``) get 204 with the methods,
+    headers and cache time allowed, without calling the app, so they need no token (browsers never
+    send one with a preflight): the request that follows still does. A preflight from any other
+    origin gets 403, and its other requests get no CORS header. ``*`` (only when listed explicitly)
+    allows every origin and is answered as ``*``, which browsers never combine with credentials;
     ``Access-Control-Allow-Credentials`` is never sent.
     """
 
@@ -66,7 +68,8 @@ class Cors:
             return self._app(environ, start_response)
 
         def start_allowed(status, headers, exc_info=None):
-            return start_response(status, [*headers, *self._origin_headers(allow)], exc_info)
+            exposed = ("Access-Control-Expose-Headers", EXPOSED_HEADERS)
+            return start_response(status, [*headers, *self._origin_headers(allow), exposed], exc_info)
 
         return self._app(environ, start_allowed)
 

@@ -14,7 +14,6 @@ its message, as TF Serving answers it.
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -22,11 +21,9 @@ import grpc
 from tensorflow_serving.apis import get_model_status_pb2, model_management_pb2, model_service_pb2_grpc
 from tensorflow_serving.config import model_server_config_pb2
 
-from ..errors import Code, InvalidArgument, ServingError
+from ..errors import InvalidArgument
 from ..serving.manager import ModelManager, VersionStatus
-from .responses import INTERNAL_ERROR
-
-log = logging.getLogger(__name__)
+from .grpc_calls import abort, serving_error
 
 ApplyConfig = Callable[[model_server_config_pb2.ModelServerConfig], None]  # e.g. Application.apply_config
 # request, context, the local answer -> the planned backends' answer: e.g. PredictionService.model_status
@@ -83,12 +80,8 @@ def _answer(call: Callable, context: grpc.ServicerContext):
     """``call()``'s response; a ServingError becomes the gRPC status of the same name, anything else INTERNAL."""
     try:
         return call()
-    except ServingError as e:
-        code, message = e.code, e.message
-    except Exception:
-        log.exception("unexpected error in a ModelService call")
-        code, message = Code.INTERNAL, INTERNAL_ERROR
-    context.abort(grpc.StatusCode[code.name], message)
+    except Exception as e:
+        abort(context, serving_error(e, "ModelService"))
 
 
 def add_model_service(

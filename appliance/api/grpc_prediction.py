@@ -20,7 +20,6 @@ asked by gRPC calls: they are answered locally.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
@@ -43,8 +42,8 @@ from ..serving.manager import ModelManager, ServableHandle
 from ..serving.remote_grpc import RemoteGrpcTFServing
 from ..serving.routing import LOCAL, REMOTE, Router
 from ..serving.runtime import DEFAULT_SIGNATURE, Features
+from .grpc_calls import abort, check_deadline, client_deadline, serving_error
 from .metrics import Metrics
-from .responses import INTERNAL_ERROR
 from .tensor_proto import from_array, to_array
 
 log = logging.getLogger(__name__)
@@ -57,9 +56,7 @@ MULTI_INFERENCE, GET_MODEL_METADATA = "grpc_multi_inference", "grpc_get_model_me
 
 CLASSIFY_METHOD, REGRESS_METHOD = "tensorflow/serving/classify", "tensorflow/serving/regress"
 SIGNATURE_DEF = "signature_def"
-MESSAGE_LIMIT = 1024  # TF Serving's ToGRPCStatus cuts longer messages there
 BACKEND_METADATA = "x-appliance-backend"  # trailing metadata: the backend that answered, "local" or "remote"
-STATUS = {code: grpc.StatusCode[code.name] for code in Code}
 _FEATURE_KINDS = {"bytes_list": "bytes", "float_list": "float", "int64_list": "int64"}
 
 
@@ -80,24 +77,12 @@ class _Call:
         self.model, self.version, self.backend = model, version, REMOTE
 
 
-def _deadline(context: grpc.ServicerContext) -> float | None:
-    """The client's deadline as a time.monotonic() time; None without one (gRPC says 2**63 s away then)."""
-    remaining = context.time_remaining()
-    return time.monotonic() + remaining if remaining < threading.TIMEOUT_MAX else None
-
-
 def _requested_spec(request) -> model_pb2.ModelSpec | None:
     """The model_spec a request names (a MultiInferenceRequest: its first task's); None without one."""
     if hasattr(request, "tasks"):
         tasks = request.tasks
         return tasks[0].model_spec if tasks and tasks[0].HasField("model_spec") else None
     return request.model_spec if request.HasField("model_spec") else None
-
-
-def _status_details(message: str) -> str:
-    if len(message) > MESSAGE_LIMIT:
-        return message[:MESSAGE_LIMIT] + "...TRUNCATED"
-    return message
 
 
 def _model_spec(request) -> model_pb2.ModelSpec:
@@ -173,20 +158,14 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def _answer(self, api: str, request, context: grpc.ServicerContext, answer: Callable[..., T]) -> T:
         """``answer(request, call)``, or the RPC ended with its error's status; either way recorded as ``api``."""
         started = time.perf_counter()
-        call = _Call(_deadline(context))
+        call = _Call(client_deadline(context))
         try:
-            if call.deadline is not None and call.deadline <= time.monotonic():
-                # It waited for a server thread past its deadline: the client has given up, so nothing runs.
-                raise ServingError("Deadline exceeded before the request was taken up", Code.DEADLINE_EXCEEDED)
+            check_deadline(call.deadline)
             response = self._from_backends(request, context, call, answer)
         except Exception as e:
-            error = e if isinstance(e, ServingError) else None
-            if error is None:  # a bug: its traceback goes to the log, never to the client
-                log.error("unexpected error in gRPC %s", api, exc_info=e)
-                error = ServingError(INTERNAL_ERROR, Code.INTERNAL)
+            error = serving_error(e, api)
             self._record(api, call, error.code.name, started)
-            context.abort(STATUS[error.code], _status_details(error.message))  # raises
-            raise
+            abort(context, error)
         self._record(api, call, "OK", started)
         return response
 
@@ -263,7 +242,9 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
     def model_status(self, request, context: grpc.ServicerContext, local: Callable[[Any], T]) -> T:
         """ModelService's GetModelStatus from the backends the Router plans, as this service's calls are answered:
         ``local(request)`` answers from the local models (see grpc_model_service.add_model_service)."""
-        return self._from_backends(request, context, _Call(_deadline(context)), lambda request, call: local(request))
+        return self._from_backends(
+            request, context, _Call(client_deadline(context)), lambda request, call: local(request)
+        )
 
     def _acquire(self, spec: model_pb2.ModelSpec, call: _Call) -> ServableHandle:
         """The local version that answers: the chosen one, or the one the spec names by number or label."""

@@ -109,14 +109,26 @@ def test_read_body_inflates_gzip_by_any_of_its_names(encoding):
     assert read_body(environ, limit=100) == b'{"instances": [1]}'
 
 
+def test_read_body_inflates_deflate_in_zlib_format_within_the_limit():
+    """HTTP's deflate, as Triton's clients send it (zlib.compress): inflated, bounded like gzip, corrupt is 400."""
+    text = b'{"inputs": []}' * 10
+    body = zlib.compress(text)
+    environ = {"wsgi.input": io.BytesIO(body), "CONTENT_LENGTH": str(len(body)), "HTTP_CONTENT_ENCODING": "deflate"}
+    assert read_body(environ, limit=len(text)) == text
+    assert refused(lambda: inflate(body, limit=len(text) - 1, encoding="deflate"))[0] == 413
+    status, message = refused(lambda: inflate(gzip.compress(text), limit=1000, encoding="deflate"))
+    assert status == 400 and message.startswith("request body is not valid deflate: ")
+
+
 def test_read_body_takes_identity_as_no_encoding_and_refuses_others_naming_what_it_takes():
     environ = {"wsgi.input": io.BytesIO(b"{}"), "CONTENT_LENGTH": "2", "HTTP_CONTENT_ENCODING": "identity"}
     assert read_body(environ, limit=100) == b"{}"
-    for encoding in ("br", "deflate", "gzip, br"):
+    for encoding in ("br", "compress", "gzip, br"):
         environ = {"wsgi.input": io.BytesIO(b"{}"), "CONTENT_LENGTH": "2", "HTTP_CONTENT_ENCODING": encoding}
         with pytest.raises(bottle.HTTPResponse) as answer:
             read_body(environ, limit=100)
-        assert answer.value.status_code == 415 and answer.value.headers["Accept-Encoding"] == "gzip, identity"
+        assert answer.value.status_code == 415
+        assert answer.value.headers["Accept-Encoding"] == "gzip, deflate, identity"
         assert f"Content-Encoding {encoding!r} is not supported" in json.loads(answer.value.body)["error"]
 
 
@@ -171,7 +183,7 @@ def test_bad_and_unknown_encodings_answer_400_and_415_over_http(bundled_server):
     assert corrupt.status_code == 400 and corrupt.json()["error"].startswith("request body is not valid gzip")
     brotli = requests.post(url, data=DIGITS_BODY, headers={"Content-Encoding": "br"}, timeout=30)
     assert brotli.status_code == 415 and "gzip" in brotli.json()["error"]
-    assert brotli.headers["Accept-Encoding"] == "gzip, identity"
+    assert brotli.headers["Accept-Encoding"] == "gzip, deflate, identity"
     identity = requests.post(url, data=DIGITS_BODY, headers={"Content-Encoding": "identity"}, timeout=30)
     assert identity.status_code == 200
 

@@ -17,8 +17,6 @@ import ml_dtypes
 import numpy as np
 import pytest
 import tensorflow as tf
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from tensorflow.core.example import example_pb2
 from tensorflow.core.framework import tensor_pb2, types_pb2
 from tensorflow.core.protobuf import saved_model_pb2
@@ -43,6 +41,7 @@ from appliance.serving.routing import Router
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 
 from ..conftest import MODELS, TFSERVING_TESTDATA
+from ..grpc_testing import HoldUntilDeadline, requests_counted, samples
 from ..half_models import build_half_model
 
 RNG = np.random.default_rng(5)
@@ -554,41 +553,9 @@ def test_metadata_fields_other_than_signature_def(stub, fields, message):
 # -- deadlines and metrics -----------------------------------------------------------------------------------------
 
 
-def samples(metrics: Metrics) -> dict[tuple, float]:
-    """Every sample of a scrape of ``metrics``, keyed by (sample name, sorted labels)."""
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(generate_latest(metrics.registry).decode())
-        for sample in family.samples
-    }
-
-
-def requests_counted(metrics, **labels) -> float:
-    full = {"model": "", "version": "", "backend": ""} | labels
-    return samples(metrics).get(("appliance_requests_total", tuple(sorted(full.items()))), 0.0)
-
-
-class HoldUntilDeadline(grpc.ServerInterceptor):
-    """Holds each Predict before the servicer until its deadline has passed, as a busy server would."""
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if not handler_call_details.method.endswith("/Predict"):
-            return handler
-
-        def late(request, context):
-            while context.time_remaining() > 0:
-                time.sleep(0.01)
-            return handler.unary_unary(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            late, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
-
-
 def test_a_request_past_its_deadline_is_refused_without_running_the_model(served):
     manager, metrics = served
-    server = GrpcServer(manager, metrics, interceptors=[HoldUntilDeadline()])
+    server = GrpcServer(manager, metrics, interceptors=[HoldUntilDeadline("/Predict")])
     batches = (
         "appliance_batch_size_requests_count",
         (("model", "digits"), ("signature", "serving_default"), ("version", "2")),

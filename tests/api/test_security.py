@@ -20,6 +20,7 @@ import uuid
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
+import numpy as np
 import pytest
 import requests
 
@@ -245,7 +246,10 @@ def test_an_allowed_origin_gets_a_preflight_and_marked_answers(manager, origin):
             assert "Origin" in preflight.headers["Vary"]
         answer = requests.post(url + "/predict", json=BODY, timeout=30, headers={"Origin": origin})
         assert answer.status_code == 200
-        assert cors_headers(answer) == {"Access-Control-Allow-Origin": origin}
+        assert cors_headers(answer) == {
+            "Access-Control-Allow-Origin": origin,
+            "Access-Control-Expose-Headers": "Inference-Header-Content-Length, X-Appliance-Backend",
+        }
         assert answer.headers["Vary"] == "Origin"
         failed = requests.get(url + "/v1/models/nope", timeout=30, headers={"Origin": origin})
         assert failed.status_code == 404 and failed.headers["Access-Control-Allow-Origin"] == origin
@@ -259,7 +263,45 @@ def test_preflights_only_allow_the_known_request_headers(manager):
         )
         assert echo.headers["Access-Control-Allow-Headers"] == "content-type"
         default = requests.options(url + "/predict", timeout=30, headers=asked)
-        assert default.headers["Access-Control-Allow-Headers"] == "Content-Type, Authorization"
+        assert default.headers["Access-Control-Allow-Headers"] == (
+            "Content-Type, Authorization, Inference-Header-Content-Length"
+        )
+
+
+def test_pages_may_send_and_read_v2_binary_tensor_data(manager):
+    """A page's binary v2 request: its preflight allows the header, the answer lets the page read the split."""
+    with serving(manager, cors_allowed_origins=(LOCAL_PAGE,)) as url:
+        preflight = requests.options(
+            url + "/v2/models/digits/infer",
+            timeout=30,
+            headers={
+                "Origin": LOCAL_PAGE,
+                "Access-Control-Request-Method": "POST",
+                "Access-Control-Request-Headers": "content-type,inference-header-content-length",
+            },
+        )
+        assert preflight.headers["Access-Control-Allow-Headers"] == "content-type, inference-header-content-length"
+        header = json.dumps(
+            {
+                "inputs": [
+                    {"name": "pixels", "datatype": "FP32", "shape": [1, 64], "parameters": {"binary_data_size": 256}}
+                ],
+                "parameters": {"binary_data_output": True},
+            }
+        ).encode()
+        body = header + np.zeros((1, 64), "<f4").tobytes()
+        answer = requests.post(
+            url + "/v2/models/digits/infer",
+            data=body,
+            timeout=30,
+            headers={"Origin": LOCAL_PAGE, "Inference-Header-Content-Length": str(len(header))},
+        )
+        assert answer.status_code == 200, answer.text
+        assert int(answer.headers["Inference-Header-Content-Length"]) < len(answer.content)
+        exposed = answer.headers["Access-Control-Expose-Headers"].split(", ")
+        assert (
+            "Inference-Header-Content-Length" in exposed and answer.headers["Access-Control-Allow-Origin"] == LOCAL_PAGE
+        )
 
 
 def test_other_origins_get_403_preflights_and_unmarked_answers(manager):

@@ -15,7 +15,6 @@ API does. The local models answer every call: a remote TF Serving speaks no v2.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import TypeVar
@@ -27,13 +26,12 @@ from google.protobuf import json_format
 # tritonclient ships no type information (pyproject's mypy section lists the other such packages)
 from tritonclient.grpc import model_config_pb2, service_pb2, service_pb2_grpc
 
-from ...errors import Code, InvalidArgument, NotFound, ServingError, Unimplemented
-from ...serving.batching import BatchingServable, is_batchable
+from ...errors import InvalidArgument, NotFound, Unimplemented
 from ...serving.manager import ModelManager
 from ...serving.routing import LOCAL
+from ..grpc_calls import abort, check_deadline, client_deadline, serving_error
 from ..metrics import Metrics
-from ..responses import INTERNAL_ERROR
-from .dataplane import InferenceProtocol, InferRequest
+from .dataplane import InferenceProtocol, InferRequest, version_number
 from .datatypes import array_datatype, element_count, from_raw, numpy_dtype, to_raw
 from .repository import ModelRepository
 from .statistics import ModelStatistics
@@ -47,8 +45,6 @@ SERVICE_NAME = service_pb2.DESCRIPTOR.services_by_name["GRPCInferenceService"].f
 INFER, METADATA, READY, HEALTH = "grpc_v2_infer", "grpc_v2_metadata", "grpc_v2_ready", "grpc_v2_health"
 REPOSITORY, STATS = "grpc_v2_repository", "grpc_v2_stats"
 
-STATUS = {code: grpc.StatusCode[code.name] for code in Code}
-MESSAGE_LIMIT = 1024  # as TF Serving's gRPC API cuts messages
 # The InferTensorContents field each datatype's values come in (FP16 and BF16 have none: raw contents only).
 CONTENTS_FIELDS = {
     "BOOL": "bool_contents",
@@ -64,9 +60,6 @@ CONTENTS_FIELDS = {
     "FP64": "fp64_contents",
     "BYTES": "bytes_contents",
 }
-# Triton's model configuration names each datatype TYPE_<datatype>, but for BYTES.
-CONFIG_TYPES = {"BYTES": model_config_pb2.TYPE_STRING}
-PLATFORM_BACKENDS = {"tensorflow_savedmodel": "tensorflow"}
 _NO_PARAMETERS: Mapping[str, object] = {}
 
 
@@ -79,12 +72,6 @@ class _Call:
         self.deadline = deadline  # time.monotonic() at the client's deadline; None: the client set none
         self.model = ""
         self.version: int | None = None
-
-
-def _deadline(context: grpc.ServicerContext) -> float | None:
-    """The client's deadline as a time.monotonic() time; None without one (gRPC says 2**63 s away then)."""
-    remaining = context.time_remaining()
-    return time.monotonic() + remaining if remaining < threading.TIMEOUT_MAX else None
 
 
 def _parameters(parameters) -> Mapping[str, object]:
@@ -151,18 +138,6 @@ def _tensor_metadata(tensors: list[dict]) -> list:
     return [TensorMetadata(name=t["name"], datatype=t["datatype"], shape=t["shape"]) for t in tensors]
 
 
-def _config_tensors(message_type, tensors: list[dict], batched: bool) -> list:
-    """Model configuration inputs or outputs: TYPE_* datatypes, and dims without the batch dimension if batched."""
-    return [
-        message_type(
-            name=t["name"],
-            data_type=CONFIG_TYPES.get(t["datatype"]) or model_config_pb2.DataType.Value(f"TYPE_{t['datatype']}"),
-            dims=t["shape"][1:] if batched else t["shape"],
-        )
-        for t in tensors
-    ]
-
-
 class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
     """The Open Inference Protocol's gRPC calls over one model manager; see :func:`add_inference_service`."""
 
@@ -179,24 +154,14 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         labels must not grow with what clients send.
         """
         started = time.perf_counter()
-        call = _Call(_deadline(context))
+        call = _Call(client_deadline(context))
         try:
-            if call.deadline is not None and call.deadline <= time.monotonic():
-                # It waited for a server thread past its deadline: the client has given up, so nothing runs.
-                raise ServingError("Deadline exceeded before the request was taken up", Code.DEADLINE_EXCEEDED)
+            check_deadline(call.deadline)
             response = answer(call)
         except Exception as e:
-            error = e if isinstance(e, ServingError) else None
-            if error is None:  # a bug: its traceback goes to the log, never to the client
-                log.error("unexpected error in gRPC %s", api, exc_info=e)
-                error = ServingError(INTERNAL_ERROR, Code.INTERNAL)
+            error = serving_error(e, api)
             self._record(api, call, error.code.name, started)
-            message = error.message
-            context.abort(
-                STATUS[error.code],
-                message[:MESSAGE_LIMIT] + "...TRUNCATED" if len(message) > MESSAGE_LIMIT else message,
-            )
-            raise  # abort raised already
+            abort(context, error)
         self._record(api, call, "OK", started)
         return response
 
@@ -247,24 +212,10 @@ class InferenceService(service_pb2_grpc.GRPCInferenceServiceServicer):
         """Triton's model configuration as far as a SavedModel has one: what perf_analyzer and model-analyzer read."""
 
         def config(call: _Call) -> service_pb2.ModelConfigResponse:
-            answer = self._protocol.model_metadata(request.name, request.version)
-            with self._protocol.acquire(request.name, request.version) as handle:
-                servable = handle.servable
-                signature = self._protocol.signature(handle, _NO_PARAMETERS)
-                batching = servable.parameters if isinstance(servable, BatchingServable) else None
-            call.model, call.version = handle.name, handle.version
-            max_batch_size = batching.max_batch_size if batching is not None and is_batchable(signature) else 0
-            batched = max_batch_size > 0
-            platform = answer["platform"]
+            document = self._protocol.model_config(request.name, request.version)
+            call.model, call.version = request.name, version_number(request.version)
             return service_pb2.ModelConfigResponse(
-                config=model_config_pb2.ModelConfig(
-                    name=answer["name"],
-                    platform=platform,
-                    backend=PLATFORM_BACKENDS.get(platform, ""),
-                    max_batch_size=max_batch_size,
-                    input=_config_tensors(model_config_pb2.ModelInput, answer["inputs"], batched),
-                    output=_config_tensors(model_config_pb2.ModelOutput, answer["outputs"], batched),
-                )
+                config=json_format.ParseDict(document, model_config_pb2.ModelConfig())
             )
 
         return self._answer(METADATA, context, config)

@@ -12,7 +12,6 @@ import asyncio
 import functools
 import re
 import threading
-import time
 from concurrent import futures
 from pathlib import Path
 
@@ -25,8 +24,6 @@ import tritonclient.grpc as triton
 import tritonclient.grpc.aio as triton_aio
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from prometheus_client import generate_latest
-from prometheus_client.parser import text_string_to_metric_families
 from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
@@ -45,6 +42,7 @@ from appliance.serving.repository import Repository
 from appliance.serving.runtime.local_tf import LocalTFRuntime
 
 from ...conftest import MODELS, TFSERVING_TESTDATA, wait_for
+from ...grpc_testing import HoldUntilDeadline, counted, requests_counted
 from ...half_models import build_half_model
 
 MULTI_IO = TFSERVING_TESTDATA / "generated" / "multi_io"
@@ -481,20 +479,6 @@ def test_unload_and_load_over_grpc(tmp_path):
 # -- metrics, concurrency and the asyncio client -----------------------------------------------------------------
 
 
-def counted(metrics: Metrics, name: str, **labels) -> float:
-    """The value of sample ``name`` with exactly these labels in a scrape of ``metrics`` (0 when absent)."""
-    key = tuple(sorted(labels.items()))
-    for family in text_string_to_metric_families(generate_latest(metrics.registry).decode()):
-        for sample in family.samples:
-            if sample.name == name and tuple(sorted(sample.labels.items())) == key:
-                return sample.value
-    return 0.0
-
-
-def requests_counted(metrics: Metrics, **labels) -> float:
-    return counted(metrics, "appliance_requests_total", **({"model": "", "version": "", "backend": ""} | labels))
-
-
 def test_calls_are_counted_by_api_model_version_and_code(client, served):
     _, metrics = served
     answered = {"model": "iris", "version": "2", "api": "grpc_v2_infer", "code": "OK", "backend": "local"}
@@ -511,27 +495,9 @@ def test_calls_are_counted_by_api_model_version_and_code(client, served):
     assert requests_counted(metrics, api="grpc_v2_health", code="OK") == before_live + 1
 
 
-class HoldUntilDeadline(grpc.ServerInterceptor):
-    """Holds each ModelInfer before the servicer until its deadline has passed, as a busy server would."""
-
-    def intercept_service(self, continuation, handler_call_details):
-        handler = continuation(handler_call_details)
-        if not handler_call_details.method.endswith("/ModelInfer"):
-            return handler
-
-        def late(request, context):
-            while context.time_remaining() > 0:
-                time.sleep(0.01)
-            return handler.unary_unary(request, context)
-
-        return grpc.unary_unary_rpc_method_handler(
-            late, request_deserializer=handler.request_deserializer, response_serializer=handler.response_serializer
-        )
-
-
 def test_a_call_past_its_deadline_is_refused_without_running_the_model(served):
     manager, metrics = served
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[HoldUntilDeadline()])
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2), interceptors=[HoldUntilDeadline("/ModelInfer")])
     add_inference_service(server, manager, metrics)
     port = server.add_insecure_port("127.0.0.1:0")
     server.start()
