@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import io
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -18,6 +19,7 @@ import sys
 import keras
 import numpy as np
 import requests
+import tritonclient.grpc
 from PIL import Image
 
 from appliance import __version__
@@ -58,8 +60,19 @@ REQUESTS = [
         "/v1/models/iris:regress",
         {"signature_name": "regress", "examples": [{"sepal_length": 6.3, "sepal_width": 3.3, "petal_length": 6.0}]},
     ),
+    ("/v2/models/digits/infer", {"inputs": [{"name": "pixels", "datatype": "FP32", "shape": [4, 64], "data": DIGITS}]}),
     ("/v1/models/iris:predict", {"instances": [[1.0, 2.0]]}),  # an error: same status, same message
 ]
+GRPC_LINE = re.compile(r"gRPC on (\S+)")
+
+
+def _grpc_answers(server: Server) -> tuple[bool, list[int]]:
+    """The server's gRPC port through Triton's client: v2 liveness and the digits' classes."""
+    address = GRPC_LINE.search(server.output).group(1)
+    with tritonclient.grpc.InferenceServerClient(address) as client:
+        pixels = tritonclient.grpc.InferInput("pixels", [len(DIGITS), 64], "FP32")
+        pixels.set_data_from_numpy(np.array(DIGITS, np.float32))
+        return client.is_server_live(), client.infer("digits", [pixels]).as_numpy("class").tolist()
 
 
 def _answers(server: Server) -> list[tuple[int, dict]]:
@@ -78,6 +91,7 @@ def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
         MEASURED["first_predict_frozen_seconds"] = round(frozen.first_predict(DIGITS_BODY), 2)
         frozen_health = frozen.wait_ready()
         frozen_answers = _answers(frozen)
+        frozen_grpc = _grpc_answers(frozen)  # tritonclient's generated code and gRPC, bundled
         frozen_code = frozen.stop()
     finally:
         frozen.kill()
@@ -91,6 +105,7 @@ def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
         MEASURED["first_predict_source_seconds"] = round(source.first_predict(DIGITS_BODY), 2)
         source_health = source.wait_ready()
         source_answers = _answers(source)
+        source_grpc = _grpc_answers(source)
         source.stop()
     finally:
         source.kill()
@@ -109,6 +124,7 @@ def test_frozen_serve_answers_exactly_as_the_source_does(bundle, tmp_path):
     assert [status for status, _ in frozen_answers] == [200] * (len(REQUESTS) - 1) + [400]
     for (path, _), frozen_answer, source_answer in zip(REQUESTS, frozen_answers, source_answers):
         assert frozen_answer == source_answer, path
+    assert frozen_grpc == source_grpc and frozen_grpc[0] is True and frozen_grpc[1][0] == 8
     assert frozen_answers[0][1]["predictions"]["class"][0] == 8  # README's digit
     assert frozen_answers[2][1]["predictions"]["class"] == [8]  # the same digit as a PNG: image ops are bundled
 
