@@ -1,19 +1,53 @@
-"""What the gRPC services' tests share: reading the metrics a call was counted in, and holding a call past its
-deadline as a busy server would.
+"""What the gRPC services' tests share: a loaded manager with its metrics, reading the metrics a call was counted
+in, and holding a call past its deadline as a busy server would.
 
+    with loaded_manager([ModelConfig("half", path)], [MODELS]) as (manager, metrics): ...
     server = grpc.server(pool, interceptors=[HoldUntilDeadline("/Predict")])
     requests_counted(metrics, api="grpc_predict", code="DEADLINE_EXCEEDED")
 """
 
 from __future__ import annotations
 
+import contextlib
 import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
 
 import grpc
 from prometheus_client import generate_latest
 from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.api.metrics import Metrics
+from appliance.config import ModelConfig
+from appliance.serving.batching import BatchingPolicy
+from appliance.serving.manager import ModelManager
+from appliance.serving.repository import Repository
+from appliance.serving.runtime.local_tf import LocalTFRuntime
+
+# As the application batches: each model as its batching_params.pbtxt asks (digits batches).
+AS_THE_APPLICATION = BatchingPolicy(enabled=None, wait_seconds=30)
+
+
+@contextlib.contextmanager
+def loaded_manager(
+    configs: Sequence[ModelConfig], roots: Sequence[Path], batching: BatchingPolicy | None = AS_THE_APPLICATION
+) -> Iterator[tuple[ModelManager, Metrics]]:
+    """A started manager over ``configs`` and the model ``roots``, every version loaded, and the metrics it
+    reports to; stopped on leaving."""
+    metrics = Metrics()
+    manager = ModelManager(
+        Repository(list(configs), list(roots)),
+        LocalTFRuntime(device="cpu", run_timeout_ms=30_000),
+        poll_seconds=0,
+        observer=metrics.observer,
+        batching=batching,
+    )
+    manager.start()
+    try:
+        assert manager.wait_until_ready(120)
+        yield manager, metrics
+    finally:
+        manager.stop()
 
 
 def samples(metrics: Metrics) -> dict[tuple, float]:

@@ -31,17 +31,12 @@ from tensorflow_serving.apis import (
 )
 
 from appliance.api.grpc_prediction import add_prediction_service
-from appliance.api.metrics import Metrics
 from appliance.config import ModelConfig, PolicyKind, RemoteSettings, Routing, VersionPolicy
-from appliance.serving.batching import BatchingPolicy
-from appliance.serving.manager import ModelManager
 from appliance.serving.remote import RemoteTFServing
-from appliance.serving.repository import Repository
 from appliance.serving.routing import Router
-from appliance.serving.runtime.local_tf import LocalTFRuntime
 
 from ..conftest import MODELS, TFSERVING_TESTDATA
-from ..grpc_testing import HoldUntilDeadline, requests_counted, samples
+from ..grpc_testing import HoldUntilDeadline, loaded_manager, requests_counted, samples
 from ..half_models import build_half_model
 
 RNG = np.random.default_rng(5)
@@ -84,18 +79,8 @@ def served(half_model):
             ModelConfig("multi_io", TFSERVING_TESTDATA / "generated" / "multi_io"),
             ModelConfig("tf2", TFSERVING_TESTDATA / "saved_model_half_plus_two_tf2_cpu"),
         ]
-    metrics = Metrics()
-    manager = ModelManager(
-        Repository(configs, [MODELS]),
-        LocalTFRuntime(device="cpu", run_timeout_ms=30_000),
-        poll_seconds=0,
-        observer=metrics.observer,
-        batching=BatchingPolicy(enabled=None, wait_seconds=30),  # as the application: digits batches
-    )
-    manager.start()
-    assert manager.wait_until_ready(120)
-    yield manager, metrics
-    manager.stop()
+    with loaded_manager(configs, [MODELS]) as served:
+        yield served
 
 
 @pytest.fixture(scope="module")

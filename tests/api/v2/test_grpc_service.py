@@ -28,7 +28,6 @@ from tritonclient.grpc import service_pb2, service_pb2_grpc
 from tritonclient.utils import InferenceServerException
 
 from appliance import __version__
-from appliance.api.metrics import Metrics
 from appliance.api.security import TOKEN_MISSING, AccessPolicy
 from appliance.api.v2.grpc_service import SERVICE_NAME, add_inference_service
 from appliance.api.v2.repository import ModelRepository
@@ -36,13 +35,9 @@ from appliance.api.v2.statistics import ModelStatistics
 from appliance.config import ModelConfig
 from appliance.errors import ServingError
 from appliance.grpc_server import GrpcServer
-from appliance.serving.batching import BatchingPolicy
-from appliance.serving.manager import ModelManager
-from appliance.serving.repository import Repository
-from appliance.serving.runtime.local_tf import LocalTFRuntime
 
 from ...conftest import MODELS, TFSERVING_TESTDATA, wait_for
-from ...grpc_testing import HoldUntilDeadline, counted, requests_counted
+from ...grpc_testing import HoldUntilDeadline, counted, loaded_manager, requests_counted
 from ...half_models import build_half_model
 
 MULTI_IO = TFSERVING_TESTDATA / "generated" / "multi_io"
@@ -62,18 +57,8 @@ def served(half_model):
     configs = [ModelConfig("half", half_model)]
     if MULTI_IO.is_dir():
         configs.append(ModelConfig("multi_io", MULTI_IO))
-    metrics = Metrics()
-    manager = ModelManager(
-        Repository(configs, [MODELS]),
-        LocalTFRuntime(device="cpu", run_timeout_ms=30_000),
-        poll_seconds=0,
-        observer=metrics.observer,
-        batching=BatchingPolicy(enabled=None, wait_seconds=30),  # as the application: digits batches
-    )
-    manager.start()
-    assert manager.wait_until_ready(120)
-    yield manager, metrics
-    manager.stop()
+    with loaded_manager(configs, [MODELS]) as served:
+        yield served
 
 
 def start_server(manager, metrics, access: AccessPolicy | None = None) -> GrpcServer:
@@ -441,39 +426,25 @@ def test_load_and_unload_need_the_control_token(served):
         server.stop(0)
 
 
-def test_unload_and_load_over_grpc(tmp_path):
+def test_unload_and_load_over_grpc():
     """A model unloaded by RepositoryModelUnload is not ready and not served until RepositoryModelLoad."""
-    metrics = Metrics()
-    manager = ModelManager(
-        Repository([ModelConfig("iris", MODELS / "iris")], []),
-        LocalTFRuntime(device="cpu", run_timeout_ms=30_000),
-        poll_seconds=0,
-        observer=metrics.observer,
-    )
-    manager.start()
-    assert manager.wait_until_ready(120)
-    server = start_server(manager, metrics, AccessPolicy(control_token=TOKEN))
     features = RNG.uniform(0, 5, (2, 4)).astype(np.float32)
     token = {"authorization": f"Bearer {TOKEN}"}
-    try:
-        with triton.InferenceServerClient(server.address) as client:
-            try:
+    with loaded_manager([ModelConfig("iris", MODELS / "iris")], [], batching=None) as (manager, metrics):
+        server = start_server(manager, metrics, AccessPolicy(control_token=TOKEN))
+        try:
+            with triton.InferenceServerClient(server.address) as client:
                 client.unload_model("iris", headers=token)
-            except InferenceServerException as e:
-                if e.status() == "StatusCode.UNIMPLEMENTED":
-                    pytest.skip(f"the model repository extension is not built here: {e.message()}")
-                raise
-            assert not client.is_model_ready("iris")
-            error = refused(client.infer, "iris", [infer_input("features", features, "FP32")])
-            assert error.status() == "StatusCode.NOT_FOUND"
-            client.load_model("iris", headers=token)
-            assert client.is_model_ready("iris")
-            result = client.infer("iris", [infer_input("features", features, "FP32")])
-            expected = in_tf(MODELS / "iris" / "2", features=features)
-            np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=1e-5)
-    finally:
-        server.stop(0)
-        manager.stop()
+                assert not client.is_model_ready("iris")
+                error = refused(client.infer, "iris", [infer_input("features", features, "FP32")])
+                assert error.status() == "StatusCode.NOT_FOUND"
+                client.load_model("iris", headers=token)
+                assert client.is_model_ready("iris")
+                result = client.infer("iris", [infer_input("features", features, "FP32")])
+                expected = in_tf(MODELS / "iris" / "2", features=features)
+                np.testing.assert_allclose(result.as_numpy("probabilities"), expected["probabilities"], rtol=1e-5)
+        finally:
+            server.stop(0)
 
 
 # -- metrics, concurrency and the asyncio client -----------------------------------------------------------------
