@@ -44,6 +44,7 @@ from .serving.manager import LoadOptions, ModelManager, ModelSummary
 from .serving.remote import Remote, RemoteTFServing
 from .serving.remote_grpc import RemoteGrpcTFServing
 from .serving.repository import Repository
+from .serving.request_log import RequestLog
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
 from .tray.state import ModelItem, TrayState, VersionItem
@@ -125,7 +126,10 @@ class Application:
                 "--enable_rest_api=false and --enable_grpc_api=false leave nothing to serve: keep one of them on"
             )
         self.settings = settings
-        repository = Repository(*model_sources(settings))
+        configs, roots = model_sources(settings)
+        repository = Repository(configs, roots)
+        self.request_log = RequestLog()
+        self._record_requests_of(configs)
         cors_origins = settings.cors_allowed_origins
         if settings.rest_api_enable_cors_support:  # TF Serving's flag: every origin
             cors_origins = (*cors_origins, "*")
@@ -155,13 +159,14 @@ class Application:
                     settings.num_load_threads, settings.max_num_load_retries, settings.load_retry_interval_micros / 1e6
                 ),
                 allow_labels_for_unavailable=settings.allow_version_labels_for_unavailable_models,
+                request_log=self.request_log,
             )
             self.config_watcher: ConfigFileWatcher | None = None
             if settings.model_config_file is not None and settings.model_config_file_poll_wait_seconds > 0:
                 self.config_watcher = ConfigFileWatcher(
                     settings.model_config_file,
                     settings.model_config_file_poll_wait_seconds,
-                    lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
+                    lambda configs: self._reload_config([*configs, *_flag_model(settings)]),
                 )
             self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
             self.router = Router(self.manager, self.remote)
@@ -266,6 +271,7 @@ class Application:
 
     def start(self) -> None:
         """Start loading models, watching the remote and serving gRPC (in the background)."""
+        self.request_log.start()
         self.manager.start()
         if self.config_watcher is not None:
             self.config_watcher.start()
@@ -349,6 +355,7 @@ class Application:
         if self.remote is not None:
             self.remote.stop()
         self.manager.stop()
+        self.request_log.stop()
 
     def apply_config(self, config) -> None:
         """Serve the models of a ``ModelServerConfig`` proto (gRPC's HandleReloadConfigRequest) instead.
@@ -360,7 +367,16 @@ class Application:
         """
         if self.token is None:
             raise ServingError(RELOAD_NEEDS_TOKEN, Code.PERMISSION_DENIED)
-        self.manager.reload_config(model_configs(config, Path.cwd(), "the config of the request"))
+        self._reload_config(model_configs(config, Path.cwd(), "the config of the request"))
+
+    def _reload_config(self, configs: list[ModelConfig]) -> None:
+        self.manager.reload_config(configs)
+        self._record_requests_of(configs)
+
+    def _record_requests_of(self, configs: list[ModelConfig]) -> None:
+        """Record requests as the configs' logging_config and settings.toml's request_log_sampling (which wins) say."""
+        rates = {c.name: c.sampling_rate for c in configs if c.sampling_rate}
+        self.request_log.replace_sampling({**rates, **self.settings.request_log_sampling})
 
     def on_quit(self, callback) -> None:
         """Call ``callback()`` when :meth:`quit` is asked for (e.g. to end the tray's loop)."""

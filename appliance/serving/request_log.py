@@ -139,6 +139,13 @@ class RequestLog:
         else:
             self._rates.pop(model, None)
 
+    def replace_sampling(self, rates: Mapping[str, float | None]) -> None:
+        """Record the models of ``rates`` at their rates, and no other."""
+        for model, rate in rates.items():
+            self.set_sampling(model, rate)  # checks every rate
+        for model in set(self._rates) - set(rates):
+            self._rates.pop(model, None)
+
     def sampling(self) -> dict[str, float]:
         """The sampling rate of each model that is recorded."""
         return dict(self._rates)
