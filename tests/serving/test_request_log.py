@@ -238,3 +238,20 @@ def test_classify_and_regress_records_replay_as_a_warmup_file(request_log, tmp_p
     (version / WARMUP_FILE).parent.mkdir(exist_ok=True)
     (version / WARMUP_FILE).write_bytes(b"".join(p.read_bytes() for p in request_log.files("iris")))
     assert warm_up(iris, version) == 2  # TF Serving's warm-up reader takes the records as they are
+
+
+def test_expired_files_of_models_not_recorded_now_removed_at_start(tmp_path):
+    root = tmp_path / "log"
+    for model, age in (("old", 8 * 24 * 3600), ("recent", 3600)):
+        path = root / model / f"requests-{model}.tfrecord"
+        path.parent.mkdir(parents=True)
+        path.write_bytes(b"")
+        then = time.time() - age
+        os.utime(path, (then, then))
+    recorder = RequestLog(root)  # the default limits: a week
+    recorder.start()
+    try:
+        assert wait_for(lambda: not recorder.files("old"), timeout=10)
+    finally:
+        recorder.stop()
+    assert len(recorder.files("recent")) == 1
