@@ -129,7 +129,7 @@ class Application:
         configs, roots = model_sources(settings)
         repository = Repository(configs, roots)
         self.request_log = RequestLog()
-        self._record_requests_of(configs)
+        self._configured_sampling: dict[str, float] = {}  # models.config's and settings.toml's rates
         cors_origins = settings.cors_allowed_origins
         if settings.rest_api_enable_cors_support:  # TF Serving's flag: every origin
             cors_origins = (*cors_origins, "*")
@@ -147,6 +147,7 @@ class Application:
             runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
             self._runtime = runtime
             self.preferences = PreferenceStore(paths.preferences_file())
+            self._record_requests_of(configs)
             self.metrics = Metrics()
             self.manager = ModelManager(
                 repository,
@@ -374,9 +375,14 @@ class Application:
         self._record_requests_of(configs)
 
     def _record_requests_of(self, configs: list[ModelConfig]) -> None:
-        """Record requests as the configs' logging_config and settings.toml's request_log_sampling (which wins) say."""
+        """Record requests as the configs' logging_config, settings.toml's request_log_sampling and the tray's
+        "Record requests" (each winning over the one before) say."""
         rates = {c.name: c.sampling_rate for c in configs if c.sampling_rate}
-        self.request_log.replace_sampling({**rates, **self.settings.request_log_sampling})
+        self._configured_sampling = {**rates, **self.settings.request_log_sampling}
+        self._apply_sampling()
+
+    def _apply_sampling(self) -> None:
+        self.request_log.replace_sampling({**self._configured_sampling, **self.preferences.request_log_sampling()})
 
     def on_quit(self, callback) -> None:
         """Call ``callback()`` when :meth:`quit` is asked for (e.g. to end the tray's loop)."""
@@ -404,7 +410,10 @@ class Application:
             grpc_address=self.grpc_endpoints,
             device=self.manager.device.describe(),
             backend=self._backend_line(),
-            models=tuple(ModelItem(s.name, s.chosen_version, _version_items(s)) for s in summaries),
+            models=tuple(
+                ModelItem(s.name, s.chosen_version, _version_items(s), self.request_log.recording(s.name))
+                for s in summaries
+            ),
             start_at_login=self.autostart.is_enabled(),
             token_in_use=self.token is not None,
         )
@@ -424,6 +433,19 @@ class Application:
         self.manager.subscribe(listener)
 
     # -- commands ------------------------------------------------------------
+
+    def set_recording(self, model: str, enabled: bool) -> None:
+        """Record ``model``'s requests (at its configured rate, else all of them) or stop; remembered."""
+        rate = (self._configured_sampling.get(model) or 1.0) if enabled else 0.0
+        self.preferences.set_request_log_sampling(model, rate)
+        self._apply_sampling()
+        for listener in self._listeners:
+            listener()
+
+    def delete_recorded_requests(self, model: str) -> None:
+        """Remove every recorded request of ``model`` (recording goes on if it is on)."""
+        removed = self.request_log.delete(model)
+        log.info("deleted the recorded requests of %s (%d files)", model, removed)
 
     def switch_version(self, model: str, version: int) -> None:
         """Serve ``version`` of ``model`` to requests that name no version (loading it first if needed)."""
