@@ -44,6 +44,7 @@ from .serving.manager import LoadOptions, ModelManager, ModelSummary
 from .serving.remote import Remote, RemoteTFServing
 from .serving.remote_grpc import RemoteGrpcTFServing
 from .serving.repository import Repository
+from .serving.request_log import RequestLog
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
 from .tray.state import ModelItem, TrayState, VersionItem
@@ -125,7 +126,10 @@ class Application:
                 "--enable_rest_api=false and --enable_grpc_api=false leave nothing to serve: keep one of them on"
             )
         self.settings = settings
-        repository = Repository(*model_sources(settings))
+        configs, roots = model_sources(settings)
+        repository = Repository(configs, roots)
+        self.request_log = RequestLog()
+        self._configured_sampling: dict[str, float] = {}  # models.config's and settings.toml's rates
         cors_origins = settings.cors_allowed_origins
         if settings.rest_api_enable_cors_support:  # TF Serving's flag: every origin
             cors_origins = (*cors_origins, "*")
@@ -143,6 +147,7 @@ class Application:
             runtime = DeferredRuntime(self._local_runtime) if defer_tensorflow else self._local_runtime()
             self._runtime = runtime
             self.preferences = PreferenceStore(paths.preferences_file())
+            self._record_requests_of(configs)
             self.metrics = Metrics()
             self.manager = ModelManager(
                 repository,
@@ -155,13 +160,14 @@ class Application:
                     settings.num_load_threads, settings.max_num_load_retries, settings.load_retry_interval_micros / 1e6
                 ),
                 allow_labels_for_unavailable=settings.allow_version_labels_for_unavailable_models,
+                request_log=self.request_log,
             )
             self.config_watcher: ConfigFileWatcher | None = None
             if settings.model_config_file is not None and settings.model_config_file_poll_wait_seconds > 0:
                 self.config_watcher = ConfigFileWatcher(
                     settings.model_config_file,
                     settings.model_config_file_poll_wait_seconds,
-                    lambda configs: self.manager.reload_config([*configs, *_flag_model(settings)]),
+                    lambda configs: self._reload_config([*configs, *_flag_model(settings)]),
                 )
             self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
             self.router = Router(self.manager, self.remote)
@@ -266,6 +272,7 @@ class Application:
 
     def start(self) -> None:
         """Start loading models, watching the remote and serving gRPC (in the background)."""
+        self.request_log.start()
         self.manager.start()
         if self.config_watcher is not None:
             self.config_watcher.start()
@@ -349,6 +356,7 @@ class Application:
         if self.remote is not None:
             self.remote.stop()
         self.manager.stop()
+        self.request_log.stop()
 
     def apply_config(self, config) -> None:
         """Serve the models of a ``ModelServerConfig`` proto (gRPC's HandleReloadConfigRequest) instead.
@@ -360,7 +368,21 @@ class Application:
         """
         if self.token is None:
             raise ServingError(RELOAD_NEEDS_TOKEN, Code.PERMISSION_DENIED)
-        self.manager.reload_config(model_configs(config, Path.cwd(), "the config of the request"))
+        self._reload_config(model_configs(config, Path.cwd(), "the config of the request"))
+
+    def _reload_config(self, configs: list[ModelConfig]) -> None:
+        self.manager.reload_config(configs)
+        self._record_requests_of(configs)
+
+    def _record_requests_of(self, configs: list[ModelConfig]) -> None:
+        """Record requests as the configs' logging_config, settings.toml's request_log_sampling and the tray's
+        "Record requests" (each winning over the one before) say."""
+        rates = {c.name: c.sampling_rate for c in configs if c.sampling_rate}
+        self._configured_sampling = {**rates, **self.settings.request_log_sampling}
+        self._apply_sampling()
+
+    def _apply_sampling(self) -> None:
+        self.request_log.replace_sampling({**self._configured_sampling, **self.preferences.request_log_sampling()})
 
     def on_quit(self, callback) -> None:
         """Call ``callback()`` when :meth:`quit` is asked for (e.g. to end the tray's loop)."""
@@ -388,7 +410,10 @@ class Application:
             grpc_address=self.grpc_endpoints,
             device=self.manager.device.describe(),
             backend=self._backend_line(),
-            models=tuple(ModelItem(s.name, s.chosen_version, _version_items(s)) for s in summaries),
+            models=tuple(
+                ModelItem(s.name, s.chosen_version, _version_items(s), self.request_log.recording(s.name))
+                for s in summaries
+            ),
             start_at_login=self.autostart.is_enabled(),
             token_in_use=self.token is not None,
         )
@@ -408,6 +433,19 @@ class Application:
         self.manager.subscribe(listener)
 
     # -- commands ------------------------------------------------------------
+
+    def set_recording(self, model: str, enabled: bool) -> None:
+        """Record ``model``'s requests (at its configured rate, else all of them) or stop; remembered."""
+        rate = (self._configured_sampling.get(model) or 1.0) if enabled else 0.0
+        self.preferences.set_request_log_sampling(model, rate)
+        self._apply_sampling()
+        for listener in self._listeners:
+            listener()
+
+    def delete_recorded_requests(self, model: str) -> None:
+        """Remove every recorded request of ``model`` (recording goes on if it is on)."""
+        removed = self.request_log.delete(model)
+        log.info("deleted the recorded requests of %s (%d files)", model, removed)
 
     def switch_version(self, model: str, version: int) -> None:
         """Serve ``version`` of ``model`` to requests that name no version (loading it first if needed)."""

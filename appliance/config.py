@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import functools
+import logging
 import os
 import sys
 import typing
@@ -25,6 +26,8 @@ from typing import Any
 from google.protobuf import descriptor_pb2, descriptor_pool, message_factory, text_format
 
 from .errors import InvalidArgument
+
+log = logging.getLogger(__name__)
 
 TENSORFLOW_PLATFORM = "tensorflow"
 DEFAULT_PORT = 8501  # REST
@@ -75,6 +78,8 @@ class ModelConfig:
     policy: VersionPolicy = VersionPolicy()
     labels: Mapping[str, int] = dataclasses.field(default_factory=dict)
     platform: str = TENSORFLOW_PLATFORM
+    # logging_config's sampling_config: the share of requests recorded locally (None: not recorded)
+    sampling_rate: float | None = None
 
 
 class Routing(enum.Enum):
@@ -341,6 +346,15 @@ class Settings:
     )
     model_base_path: Path | None = setting(
         None, "folder of that model's numbered versions", group="models", tfserving=True
+    )
+    request_log_sampling: Mapping[str, float] = setting(
+        doc="per model, the share of its answered requests recorded on this machine (0 to 1), e.g. "
+        "{ digits = 1.0 }; wins over models.config's logging_config sampling_rate",
+        group="models",
+        factory=dict,
+        flag=False,
+        toml=True,
+        default_doc="none: no model is recorded",
     )
     model_roots: tuple[Path, ...] = setting(
         (),
@@ -766,7 +780,19 @@ def _from_file(declared: Declared, value: Any, source: str) -> Any:
         return tuple(kind(item) for item in value)
     if kind is bool and not isinstance(value, bool):
         raise InvalidArgument(f"{source}: {key} must be true or false")
+    if key == "request_log_sampling":
+        return _sampling_rates(value, source)
     return value
+
+
+def _sampling_rates(table: Any, source: str) -> dict[str, float]:
+    """settings.toml's ``request_log_sampling``: model name -> a share of requests in [0, 1]."""
+    if not isinstance(table, dict):
+        raise InvalidArgument(f"{source}: request_log_sampling must be a table, e.g. {{ digits = 1.0 }}")
+    for model, rate in table.items():
+        if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
+            raise InvalidArgument(f"{source}: request_log_sampling.{model} must be a number from 0 to 1, not {rate!r}")
+    return {model: float(rate) for model, rate in table.items()}
 
 
 def settings_from_sources(
@@ -854,9 +880,31 @@ def model_configs(proto, base_dir: Path, source: str = "model config") -> list[M
                 policy=_policy_from_proto(entry.model_version_policy),
                 labels=dict(entry.version_labels),
                 platform=entry.model_platform or TENSORFLOW_PLATFORM,
+                sampling_rate=_sampling_rate(entry, source),
             )
         )
     return configs
+
+
+def _sampling_rate(entry, source: str) -> float | None:
+    """A model's ``logging_config`` sampling rate; the log is always written locally, whatever the collector."""
+    if not entry.HasField("logging_config"):
+        return None
+    logging_config = entry.logging_config
+    rate = logging_config.sampling_config.sampling_rate
+    if not 0 <= rate <= 1:
+        raise InvalidArgument(f"{source}: model {entry.name}: sampling_rate must be from 0 to 1, not {rate}")
+    collector = logging_config.log_collector_config
+    if collector.type or collector.filename_prefix:
+        log.warning(
+            "%s: model %s: log_collector_config (type %r, filename_prefix %r) ignored: the appliance records "
+            "requests only on this machine, in its data folder",
+            source,
+            entry.name,
+            collector.type,
+            collector.filename_prefix,
+        )
+    return rate or None
 
 
 def read_model_server_config(path: Path) -> list[ModelConfig]:

@@ -41,6 +41,11 @@ def user_models_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"
 
 
+def request_log_dir() -> Path:
+    """Recorded requests, a folder per model (``~/.local/share/appliance/request-log`` on Linux)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "request-log"
+
+
 def user_config_dir() -> Path:
     """The user's settings (``~/.config/appliance`` on Linux)."""
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))

@@ -31,6 +31,8 @@ class Preferences:
 
     chosen_versions: dict[str, int] = dataclasses.field(default_factory=dict)
     """Model name -> the version the user chose to serve by default."""
+    request_log_sampling: dict[str, float] = dataclasses.field(default_factory=dict)
+    """Model name -> the share of its requests recorded, as the user set it in the tray (0: not recorded)."""
 
 
 def load_preferences(path: Path) -> Preferences:
@@ -47,7 +49,11 @@ def load_preferences(path: Path) -> Preferences:
 
 def save_preferences(path: Path, prefs: Preferences) -> None:
     """Write ``prefs`` to ``path`` atomically (old file or new, never half of one), readable by the owner only."""
-    document = {"format": FORMAT, "chosen_versions": dict(sorted(prefs.chosen_versions.items()))}
+    document = {
+        "format": FORMAT,
+        "chosen_versions": dict(sorted(prefs.chosen_versions.items())),
+        "request_log_sampling": dict(sorted(prefs.request_log_sampling.items())),
+    }
     write_file_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), mode=0o600)
 
 
@@ -60,7 +66,14 @@ def _from_document(document: object) -> Preferences:
     chosen = document.get("chosen_versions", {})
     if not isinstance(chosen, dict) or not all(_is_version(v) for v in chosen.values()):
         raise ValueError('"chosen_versions" must map model names to version numbers')
-    return Preferences(chosen_versions=dict(chosen))
+    sampling = document.get("request_log_sampling", {})  # absent in files of earlier versions
+    if not isinstance(sampling, dict) or not all(_is_rate(v) for v in sampling.values()):
+        raise ValueError('"request_log_sampling" must map model names to numbers from 0 to 1')
+    return Preferences(chosen_versions=dict(chosen), request_log_sampling={k: float(v) for k, v in sampling.items()})
+
+
+def _is_rate(value: object) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and 0 <= value <= 1
 
 
 def _is_version(value: object) -> bool:
@@ -93,6 +106,21 @@ class PreferenceStore:
                 changed.chosen_versions.pop(model, None)
             else:
                 changed.chosen_versions[model] = version
+            save_preferences(self.path, changed)
+            self._prefs = changed
+
+    def request_log_sampling(self) -> dict[str, float]:
+        """The share of requests recorded that the user set per model (0: not recorded)."""
+        with self._lock:
+            return dict(self._prefs.request_log_sampling)
+
+    def set_request_log_sampling(self, model: str, rate: float) -> None:
+        """Remember the share of ``model``'s requests to record (0: none); saved before this returns."""
+        if not _is_rate(rate):
+            raise ValueError(f"a sampling rate is a number from 0 to 1, not {rate!r}")
+        with self._lock:
+            changed = copy.deepcopy(self._prefs)
+            changed.request_log_sampling[model] = float(rate)
             save_preferences(self.path, changed)
             self._prefs = changed
 

@@ -322,3 +322,32 @@ def test_tf_serving_runtime_flags_reach_the_runtime(tmp_path, monkeypatch, tfs_t
     finally:
         app.server.stop()
         app.close()
+
+
+def test_record_requests_command_records_remembers_and_delete_removes(app, tmp_path):
+    from appliance.preferences import PreferenceStore
+    from appliance.serving.request_log import read_records
+
+    app.server.start()
+    app.start()
+    assert app.manager.wait_until_ready(60)
+    changes = []
+    app.subscribe(lambda: changes.append(app.tray_state()))
+    body = {"model": "digits", "input": [[3.0] * 64]}
+    requests.post(app.url + "/predict", json=body, timeout=30).raise_for_status()  # not recorded yet
+    app.set_recording("digits", True)
+    assert {m.name: m.recording for m in changes[-1].models} == {"digits": True, "iris": False}
+    for _ in range(3):
+        requests.post(app.url + "/predict", json=body, timeout=30).raise_for_status()
+    assert app.request_log.flush()
+    files = app.request_log.files("digits")
+    assert files[0].is_relative_to(tmp_path / "data" / "appliance" / "request-log")
+    assert len(list(read_records(files))) == 3
+    assert PreferenceStore(app.preferences.path).request_log_sampling() == {"digits": 1.0}
+
+    app.delete_recorded_requests("digits")
+    assert app.request_log.files("digits") == []
+    app.set_recording("digits", False)
+    requests.post(app.url + "/predict", json=body, timeout=30).raise_for_status()
+    assert app.request_log.flush() and app.request_log.files("digits") == []
+    assert not {m.name: m.recording for m in app.tray_state().models}["digits"]

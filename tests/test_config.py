@@ -231,3 +231,50 @@ def test_monitoring_config_file(tmp_path):
             read_monitoring_config(config)
     with pytest.raises(InvalidArgument, match="cannot read monitoring config file"):
         read_monitoring_config(tmp_path / "none.config")
+
+
+LOGGED_CONFIG = """
+model_config_list {
+  config {
+    name: "digits"
+    base_path: "/srv/digits"
+    logging_config {
+      sampling_config { sampling_rate: 0.1 }
+      log_collector_config { type: "gcs" filename_prefix: "/bucket/logs" }
+    }
+  }
+  config { name: "iris" base_path: "/srv/iris" logging_config { sampling_config { sampling_rate: 1.0 } } }
+  config { name: "plain" base_path: "/srv/plain" }
+}
+"""
+
+
+def test_logging_config_gives_the_sampling_rate_and_a_remote_collector_is_warned_about(caplog):
+    with caplog.at_level("WARNING", logger="appliance.config"):
+        digits, iris, plain = model_configs(parse_model_server_config(LOGGED_CONFIG, "a file"), Path("/"))
+    assert (digits.sampling_rate, iris.sampling_rate, plain.sampling_rate) == (0.1, 1.0, None)
+    (warning,) = caplog.records
+    assert "model digits" in warning.getMessage() and "'gcs'" in warning.getMessage()
+    assert "only on this machine" in warning.getMessage()
+
+
+def test_a_sampling_rate_outside_zero_to_one_is_refused():
+    text = (
+        'model_config_list { config { name: "m" base_path: "/m" '
+        "logging_config { sampling_config { sampling_rate: 2 } } } }"
+    )
+    with pytest.raises(InvalidArgument, match="sampling_rate must be from 0 to 1"):
+        model_configs(parse_model_server_config(text, "a file"), Path("/"))
+
+
+def test_request_log_sampling_in_the_settings_file():
+    assert _settings().request_log_sampling == {}
+    settings = _settings([], {"request_log_sampling": {"digits": 1, "iris": 0.25}})
+    assert settings.request_log_sampling == {"digits": 1.0, "iris": 0.25}
+    for bad, message in (
+        ("digits", "must be a table"),
+        ({"digits": 1.5}, "request_log_sampling.digits must be a number from 0 to 1"),
+        ({"digits": True}, "request_log_sampling.digits must be a number from 0 to 1"),
+    ):
+        with pytest.raises(InvalidArgument, match=re.escape(message)):
+            _settings([], {"request_log_sampling": bad})

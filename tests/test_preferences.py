@@ -174,3 +174,24 @@ def test_kill_9_during_writes_never_leaves_a_corrupt_file(tmp_path, caplog):
         assert all(TEMP_FILE.fullmatch(name) for name in leftovers), leftovers
         assert len(leftovers) <= attempt + 1  # at most one per kill: the temp file it was writing
     assert not caplog.records
+
+
+def test_request_log_sampling_persists_and_older_files_have_none(tmp_path):
+    path = tmp_path / "preferences.json"
+    path.write_text('{"format": 1, "chosen_versions": {"digits": 1}}')  # written before the request log
+    store = PreferenceStore(path)
+    assert store.request_log_sampling() == {}
+    store.set_request_log_sampling("digits", 1.0)
+    store.set_request_log_sampling("iris", 0)
+    assert PreferenceStore(path).request_log_sampling() == {"digits": 1.0, "iris": 0.0}
+    assert PreferenceStore(path).chosen_version("digits") == 1
+    with pytest.raises(ValueError):
+        store.set_request_log_sampling("digits", 2)
+
+
+@pytest.mark.parametrize("sampling", [b'{"digits": 1.5}', b'{"digits": true}', b"[1]"])
+def test_a_bad_request_log_sampling_means_defaults(tmp_path, caplog, sampling):
+    path = tmp_path / "preferences.json"
+    path.write_bytes(b'{"format": 1, "chosen_versions": {}, "request_log_sampling": ' + sampling + b"}")
+    assert load_preferences(path) == Preferences()
+    assert "request_log_sampling" in caplog.text

@@ -284,6 +284,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
             outputs = handle.servable.predict(
                 spec.signature_name, inputs, request.output_filter, deadline=call.deadline
             )
+            handle.record_predict(spec.signature_name, inputs, outputs)
         response = predict_pb2.PredictResponse()
         _fill_model_spec(response.model_spec, spec.name, spec.signature_name, handle.version)
         tensors = response.outputs
@@ -296,6 +297,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         with self._acquire(spec, call) as handle:
             context, examples = _examples(request.input)
             rows = handle.servable.classify(spec.signature_name, context, examples)
+            handle.record_examples("classify", spec.signature_name, context, examples, rows)
         response = classification_pb2.ClassificationResponse()
         _fill_model_spec(response.model_spec, spec.name, spec.signature_name, handle.version)
         _classification_result(response.result, rows)
@@ -306,6 +308,7 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
         with self._acquire(spec, call) as handle:
             context, examples = _examples(request.input)
             values = handle.servable.regress(spec.signature_name, context, examples)
+            handle.record_examples("regress", spec.signature_name, context, examples, values)
         response = regression_pb2.RegressionResponse()
         _fill_model_spec(response.model_spec, spec.name, spec.signature_name, handle.version)
         _regression_result(response.result, values)
@@ -325,9 +328,12 @@ class PredictionService(prediction_service_pb2_grpc.PredictionServiceServicer):
                 signature_name = task.model_spec.signature_name
                 if task.method_name == CLASSIFY_METHOD:
                     rows = servable.classify(signature_name, context, examples)
+                    handle.record_examples("classify", signature_name, context, examples, rows)
                     _classification_result(result.classification_result, rows)
                 else:
-                    _regression_result(result.regression_result, servable.regress(signature_name, context, examples))
+                    values = servable.regress(signature_name, context, examples)
+                    handle.record_examples("regress", signature_name, context, examples, values)
+                    _regression_result(result.regression_result, values)
                 _fill_model_spec(result.model_spec, task.model_spec.name, signature_name, handle.version)
         return response
 

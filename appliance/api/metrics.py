@@ -23,13 +23,14 @@ from typing import TypeVar
 import bottle
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, ProcessCollector, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_PLAIN_0_0_4
-from prometheus_client.metrics_core import GaugeMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.utils import floatToGoString
 
 from ..errors import ServingError
 from ..serving.manager import ModelManager, ServableHandle, State
 from ..serving.observer import ServingObserver
 from ..serving.remote import Remote
+from ..serving.request_log import RequestLog
 from ..serving.routing import LOCAL
 from ..serving.runtime import Servable
 from .responses import HTTP_STATUS, answer_error
@@ -367,10 +368,29 @@ class ServingState:
             )
             up.add_metric([remote.url], float(remote.state == "up"))
             yield up
+        if self._manager.request_log is not None:
+            yield from _request_log_metrics(self._manager.request_log)
         if os.path.isdir("/proc/self/task"):  # Linux, like the process_* metrics
             threads = GaugeMetricFamily("appliance_process_threads", "Threads of this process (TensorFlow's included).")
             threads.add_metric([], len(os.listdir("/proc/self/task")))
             yield threads
+
+
+def _request_log_metrics(request_log: RequestLog):
+    written = CounterMetricFamily(
+        "appliance_request_log_records", "Requests written to the local request log.", labels=["model"]
+    )
+    dropped = CounterMetricFamily(
+        "appliance_request_log_dropped",
+        "Sampled requests not written to the request log: its queue was full (the requests were answered).",
+        labels=["model"],
+    )
+    on_disk = GaugeMetricFamily("appliance_request_log_bytes", "The request log's files, in bytes.", labels=["model"])
+    for model in sorted({*request_log.written, *request_log.dropped, *request_log.sampling()}):
+        written.add_metric([model], request_log.written.get(model, 0))
+        dropped.add_metric([model], request_log.dropped.get(model, 0))
+        on_disk.add_metric([model], request_log.bytes_on_disk(model))
+    yield from (written, dropped, on_disk)
 
 
 @dataclasses.dataclass

@@ -80,7 +80,9 @@ class SimplePredictAPI:
                     f'{e.message.rstrip(".")}. Signature "{signature_name}" of model {model} version '
                     f"{handle.version}: {signature.input_check.expected}."
                 ) from None
-            return servable.predict(signature_name, inputs)
+            outputs = servable.predict(signature_name, inputs)
+            handle.record_predict(signature_name, inputs, outputs)
+            return outputs
 
         def encode(outputs) -> bottle.HTTPResponse:
             predictions = codec.encode_outputs_value(outputs)

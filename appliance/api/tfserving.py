@@ -215,7 +215,9 @@ class TFServingAPI:
                     f'{e.message.rstrip(".")}. Signature "{name}" of model {target.name} version {handle.version}: '
                     f"{signature.input_check.expected}."
                 ) from None
-            return servable.predict(name, inputs), request_format
+            outputs = servable.predict(name, inputs)
+            handle.record_predict(name, inputs, outputs)
+            return outputs, request_format
 
         handle = self._manager.acquire(target.name, target.version, target.label)
         return answered_by(
@@ -228,12 +230,13 @@ class TFServingAPI:
         signature_name = codec.signature_name(document)
         context, examples = codec.decode_examples(document)
         handle = self._manager.acquire(target.name, target.version, target.label)
-        return answered_by(
-            handle,
-            target.name,
-            lambda servable: getattr(servable, method)(signature_name, context, examples),
-            lambda results: json_response(encode(results)),
-        )
+
+        def run(servable: Servable):
+            results = getattr(servable, method)(signature_name, context, examples)
+            handle.record_examples(method, signature_name, context, examples, results)
+            return results
+
+        return answered_by(handle, target.name, run, lambda results: json_response(encode(results)))
 
     def classify(self, target: ModelPath, body: bytes) -> bottle.HTTPResponse:
         return self._run_on_examples(target, body, "classify", codec.encode_classify_response)

@@ -18,17 +18,20 @@ import gc
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from ..config import ModelConfig
 from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from .batching import BatchingPolicy
 from .observer import ServingObserver
 from .repository import ModelSnapshot, Repository, fingerprint, scan_versions, validate_configs
-from .runtime import Runtime, Servable
+from .request_log import RequestLog
+from .runtime import DEFAULT_SIGNATURE, Features, Runtime, Servable
 
 if TYPE_CHECKING:
     from ..preferences import PreferenceStore
@@ -155,6 +158,22 @@ class ServableHandle:
         self.version = version.number
         self.servable: Servable = version.servable  # type: ignore[assignment]  # an AVAILABLE version holds one
 
+    def record_predict(self, signature_name: str, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]):
+        """Hand an answered Predict to the request log (a dict lookup when the model is not recorded)."""
+        request_log = self._manager.request_log
+        if request_log is not None:
+            request_log.record_predict(self.name, self.version, signature_name or DEFAULT_SIGNATURE, inputs, outputs)
+
+    def record_examples(
+        self, kind: str, signature_name: str, context: Features | None, examples: Sequence[Features], answer: Sequence
+    ) -> None:
+        """Hand an answered Classify (``kind`` "classify") or Regress ("regress") to the request log."""
+        request_log = self._manager.request_log
+        if request_log is not None:
+            request_log.record_examples(
+                kind, self.name, self.version, signature_name or DEFAULT_SIGNATURE, context, examples, answer
+            )
+
     def release(self) -> None:
         if self._version is not None:
             self._manager._release(self._version)
@@ -208,7 +227,9 @@ class ModelManager:
         batching: BatchingPolicy | None = None,
         loading: LoadOptions | None = None,
         allow_labels_for_unavailable: bool = False,
+        request_log: RequestLog | None = None,
     ):
+        self.request_log = request_log  # what the APIs record answered requests into (see ServableHandle)
         self._repository = repository
         self._loading = loading or LoadOptions()
         self._allow_labels_for_unavailable = allow_labels_for_unavailable

@@ -26,7 +26,10 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
 
         digits — v2            ▸   ◉ v2            (radio: the chosen version; clicking one sends
         iris — v1              ▸   ○ v1 (stable)    switch_version(model, version))
-        ─────────                   v3 — loading   (disabled, as is "v4 — failed: <error>")
+                                    v3 — loading   (disabled, as is "v4 — failed: <error>")
+        Record requests        ▸   ☑ digits  ☐ iris  (set_recording(model, on))
+        Delete recorded requests ▸ digits  iris      (delete_recorded_requests(model))
+        ─────────
         Serving http://127.0.0.1:8501     (disabled: the status section; no Serving line, Open API page or
         gRPC 127.0.0.1:8500                Copy URL without REST, no gRPC line or Copy gRPC address without gRPC)
         Device: CPU (AMD EPYC)
@@ -46,6 +49,8 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
         state = get_state()
         for model in state.models:
             yield _model_item(model, get_state, commands)
+        if state.models:
+            yield from _request_log_items(state, get_state, commands)
         yield Menu.SEPARATOR
         if state.url:
             yield MenuItem(f"Serving {state.url}", None, enabled=False)
@@ -115,6 +120,26 @@ def _model_item(model: ModelItem, get_state: Callable[[], TrayState], commands: 
     if not versions:
         versions.append(MenuItem("no versions", None, enabled=False))
     return MenuItem(model_title(model), Menu(*versions))
+
+
+def _request_log_items(
+    state: TrayState, get_state: Callable[[], TrayState], commands: TrayCommands
+) -> Iterator[MenuItem]:
+    def recording(model: str) -> bool:
+        return any(m.name == model and m.recording for m in get_state().models)
+
+    def toggle(model: str) -> Callable[[], None]:
+        return lambda: commands.set_recording(model, not recording(model))
+
+    def delete(model: str) -> Callable[[], None]:
+        return lambda: commands.delete_recorded_requests(model)
+
+    names = [model.name for model in state.models]
+    yield MenuItem(
+        "Record requests",
+        Menu(*(MenuItem(name, toggle(name), checked=lambda item, name=name: recording(name)) for name in names)),
+    )
+    yield MenuItem("Delete recorded requests", Menu(*(MenuItem(name, delete(name)) for name in names)))
 
 
 def _switch(commands: TrayCommands, model: str, version: int) -> Callable[[], None]:

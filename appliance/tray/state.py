@@ -33,6 +33,7 @@ class ModelItem:
     name: str
     chosen_version: int | None
     versions: tuple[VersionItem, ...]
+    recording: bool = False  # its requests are recorded in the local request log
 
 
 @dataclass(frozen=True)
@@ -72,5 +73,9 @@ class TrayCommands(Protocol):
     def view_logs(self) -> None: ...
 
     def set_start_at_login(self, enabled: bool) -> None: ...
+
+    def set_recording(self, model: str, enabled: bool) -> None: ...
+
+    def delete_recorded_requests(self, model: str) -> None: ...
 
     def quit(self) -> None: ...

@@ -84,6 +84,14 @@ class RecordingCommands:
         self.calls.append(("set_start_at_login", enabled))
         self._state.value = replace(self._state.value, start_at_login=enabled)
 
+    def set_recording(self, model: str, enabled: bool) -> None:
+        self.calls.append(("set_recording", model, enabled))
+        models = tuple(replace(m, recording=enabled) if m.name == model else m for m in self._state.value.models)
+        self._state.value = replace(self._state.value, models=models)
+
+    def delete_recorded_requests(self, model: str) -> None:
+        self.calls.append(("delete_recorded_requests", model))
+
     def quit(self) -> None:
         self.calls.append(("quit",))
 
@@ -115,6 +123,8 @@ def test_the_menu_lists_models_then_the_status_section_then_actions(state, comma
     assert texts(build_menu(state, commands)) == [
         "digits — v2",
         "iris — v1",
+        "Record requests",
+        "Delete recorded requests",
         "---",
         "Serving http://127.0.0.1:8501",
         "Device: CPU (AMD EPYC)",
@@ -275,3 +285,19 @@ def test_without_rest_the_menu_offers_only_the_grpc_address(state, commands):
     shown = texts(build_menu(state, commands))
     assert "gRPC 127.0.0.1:8500" in shown and "Copy gRPC address" in shown
     assert not [text for text in shown if text.startswith("Serving") or text in ("Open API page", "Copy URL")]
+
+
+def test_record_requests_toggles_each_model_and_delete_names_it(state, commands, icon):
+    record = item_named(build_menu(state, commands), "Record requests").submenu
+    assert texts(record) == ["digits", "iris"]
+    assert [item.checked for item in record] == [False, False]
+    item_named(record, "iris")(icon)
+    assert [item.checked for item in record] == [False, True]  # the check reads the state as it is now
+    item_named(record, "iris")(icon)
+    delete = item_named(build_menu(state, commands), "Delete recorded requests").submenu
+    item_named(delete, "digits")(icon)
+    assert commands.calls == [
+        ("set_recording", "iris", True),
+        ("set_recording", "iris", False),
+        ("delete_recorded_requests", "digits"),
+    ]

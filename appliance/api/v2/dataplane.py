@@ -200,4 +200,5 @@ class InferenceProtocol:
                     f"output {name!r} of model {handle.name} is {array.dtype}, which the Open Inference Protocol has "
                     "no datatype for: ask for the other outputs by name, or use the TF Serving API"
                 )
+        handle.record_predict(signature.name, request.inputs, outputs)
         return InferResult(handle.name, handle.version, outputs, request.id)
