@@ -539,9 +539,7 @@ class ModelManager:
         """
         with self._reconciling:
             with self._lock:
-                model = self._models.get(name)
-                if model is None:
-                    raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
+                model = self._configured(name)
                 current = self._available(model)
                 if not current:
                     why = self._unloaded_hint(name) if model.unloaded else ""
@@ -588,9 +586,7 @@ class ModelManager:
         """
         with self._reconciling:
             with self._lock:
-                model = self._models.get(name)
-                if model is None:
-                    raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
+                model = self._configured(name)
                 model.unloaded = True
                 current = self._available(model)
                 for version in current:  # in the same step as the mark: no request gets a version after it
@@ -613,9 +609,7 @@ class ModelManager:
         """
         with self._reconciling:
             with self._lock:
-                model = self._models.get(name)
-                if model is None:
-                    raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
+                model = self._configured(name)
                 model.unloaded = False
                 current = self._available(model)
                 for number, version in list(model.versions.items()):
@@ -624,11 +618,11 @@ class ModelManager:
             reloaded = self._reload_versions(name, current)
             self._poll(only=name)  # loads its aspired versions that are not loaded (all of them after an unload)
             with self._lock:
-                model = self._models.get(name)
-                versions = sorted(model.versions.values(), key=lambda v: v.number, reverse=True) if model else []
+                polled = self._models.get(name)  # a poll may have found it gone from disk
+                versions = sorted(polled.versions.values(), key=lambda v: v.number, reverse=True) if polled else []
                 failed = [(v.number, v.error) for v in versions if v.state is State.END and v.error is not None]
                 served = [v.number for v in versions if v.state is State.AVAILABLE]
-                where = model.config.base_path if model else "its base_path"
+                where = polled.config.base_path if polled else "its base_path"
         self._notify()
         if reloaded:
             raise self._reload_failure(name, *reloaded[0])
@@ -804,6 +798,13 @@ class ModelManager:
             raise InvalidArgument(f"Unrecognized servable version label: {label}. {hint}")
         return labels[label]
 
+    def _configured(self, name: str) -> _Model:
+        """Model ``name``, or NotFound naming the models served (under the lock)."""
+        model = self._models.get(name)
+        if model is None:
+            raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
+        return model
+
     # Hints added to TF Serving's messages, which clients may match on, so they follow its first sentence.
     # Called with the lock held.
 
@@ -865,9 +866,7 @@ class ModelManager:
 
     def summary(self, name: str) -> ModelSummary:
         with self._lock:
-            model = self._models.get(name)
-            if model is None:
-                raise NotFound(f"Could not find any versions of model {name}. {self._models_served()}")
+            model = self._configured(name)
             return self._summary(name, model)
 
     @staticmethod
