@@ -22,8 +22,8 @@ from ..errors import InvalidArgument
 from ..serving.manager import ModelManager
 from ..serving.routing import Router
 from . import openapi, pages
+from .control import COMPARE_PATH, RELOAD_PATH, ControlAPI
 from .control import PATH as CONTROL_PATH
-from .control import RELOAD_PATH, ControlAPI
 from .cors import Cors
 from .metrics import PATH as METRICS_PATH
 from .metrics import LabelledBody, Metrics, labelled_body
@@ -201,6 +201,7 @@ def _json_error_page(error: bottle.HTTPError) -> bytes:
 ROUTE_APIS = {
     CONTROL_PATH: "control",
     RELOAD_PATH: "control",
+    COMPARE_PATH: "control",
     "/predict": "simple_predict",
     "/health": "health",
     "/": "index",
@@ -256,6 +257,9 @@ def create_app(
     changes = [token_required(access.control_token)] if access.control_token else []
     app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()), apply=changes)
     app.route(RELOAD_PATH, "POST", lambda name: control.reload(name, body()), apply=changes)
+    app.route(COMPARE_PATH, "POST", lambda name: control.compare(name, body()), apply=changes)
+    app.route(COMPARE_PATH, "GET", control.comparison)
+    app.route(COMPARE_PATH, "DELETE", control.cancel_comparison, apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
         app.route(prefix + "<rest:path>", "ANY", lambda rest: v1(bottle.request.environ))
     app.route("/predict", "POST", lambda: simple.handle(body()))

@@ -12,6 +12,9 @@ requests fail on one version only, and each version's latency.
     comparison.start()
     comparison.progress            # -> (120, 500)
     comparison.wait().summary()    # -> "v1 agrees with v2 on 96.8% of 500 requests; 3 fail on v1"
+
+    comparisons = Comparisons(manager)           # one comparison per model at a time, for the API and the tray
+    comparisons.start("digits", 1, 2)            # the model's recorded requests, else its warm-up files
 """
 
 from __future__ import annotations
@@ -24,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import InvalidArgument, ServingError
+from ..errors import Code, InvalidArgument, NotFound, ServingError
 from .manager import ModelManager
 from .runtime import DEFAULT_SIGNATURE
-from .runtime.warmup import read_prediction_logs
+from .runtime.warmup import WARMUP_FILE, read_prediction_logs
 
 DEFAULT_CPU_SHARE = 0.25  # of one core, averaged over the run
 DEFAULT_LIMIT = 500  # the most recent predict requests replayed
@@ -64,14 +67,20 @@ def read_predict_requests(paths: Iterable[Path], model: str | None = None, limit
 
 @dataclasses.dataclass(frozen=True)
 class OutputReport:
-    """How one output differs between the versions, over the requests both answered."""
+    """How one output of one signature differs between the versions, over the requests both answered."""
 
+    signature: str
     name: str
     predictions: int  # rows compared (a request of n rows makes n predictions)
     agreeing: int | None  # rows whose predicted class (argmax, or the value itself) is the same; None: not a class
-    mean_abs_diff: float | None  # over every element; None for strings, booleans or no comparable answer
+    mean_abs_diff: float | None  # over every element of a float output; None for others
     max_abs_diff: float | None
     shape_mismatches: int  # requests whose output shapes differ (their rows count as disagreeing)
+
+    @property
+    def label(self) -> str:
+        """The output's name, after its signature's unless that is serving_default: "class", "image/class"."""
+        return self.name if self.signature == DEFAULT_SIGNATURE else f"{self.signature}/{self.name}"
 
     @property
     def agreement(self) -> float | None:
@@ -112,11 +121,11 @@ class ComparisonResult:
             worst = min(classes, key=lambda o: o.agreement or 0.0)  # the output that tells them apart most
             rows = worst.predictions
             of = done if rows == answered else f"{rows} predictions in {done}"
-            named = f" ({worst.name})" if len({o.agreement for o in classes}) > 1 else ""
+            named = f" ({worst.label})" if len({o.agreement for o in classes}) > 1 else ""
             text = f"v{v} agrees with v{a}{named} on {_percent(worst.agreeing or 0, rows)} of {of}"
         elif any(o.max_abs_diff is not None for o in self.outputs):
             largest = max(self.outputs, key=lambda o: o.max_abs_diff or 0.0)
-            text = f"v{v} differs from v{a} by at most {largest.max_abs_diff:.3g} ({largest.name}) over {done}"
+            text = f"v{v} differs from v{a} by at most {largest.max_abs_diff:.3g} ({largest.label}) over {done}"
         else:
             text = f"no request of {self.requests} was answered by both v{v} and v{a}"
         fails = [f"{r.fails_alone} fail on v{r.version}" for r in (self.version, self.against) if r.fails_alone]
@@ -127,7 +136,7 @@ class ComparisonResult:
     def to_json(self) -> dict:
         document = dataclasses.asdict(self)
         for output, report in zip(document["outputs"], self.outputs, strict=True):
-            output["agreement"] = report.agreement
+            output["agreement"], output["label"] = report.agreement, report.label
         document["summary"] = self.summary()
         return document
 
@@ -195,15 +204,15 @@ class _Tally:
             classes = (a.argmax(axis=-1), b.argmax(axis=-1)) if a.dtype.kind == "f" else (a, b)
             same = (classes[0] == classes[1]).reshape(rows, -1).all(axis=1)
             self.agreeing = (self.agreeing or 0) + int(same.sum())
-        if a.dtype.kind in "iuf" and b.dtype.kind in "iuf" and a.size:
+        if a.dtype.kind == "f" and b.dtype.kind == "f" and a.size:  # differences of class numbers mean nothing
             diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
             self.abs_sum += float(diff.sum())
             self.abs_count += diff.size
             self.abs_max = max(self.abs_max or 0.0, float(diff.max()))
 
-    def report(self, name: str) -> OutputReport:
+    def report(self, signature: str, name: str) -> OutputReport:
         mean = self.abs_sum / self.abs_count if self.abs_count else None
-        return OutputReport(name, self.predictions, self.agreeing, mean, self.abs_max, self.shape_mismatches)
+        return OutputReport(signature, name, self.predictions, self.agreeing, mean, self.abs_max, self.shape_mismatches)
 
 
 def _is_class_output(value: np.ndarray) -> bool:
@@ -245,11 +254,12 @@ class Comparison:
             manager.acquire(name, number).release()  # NotFound now, rather than in the worker
         self._manager = manager
         self.name = name
+        self.version, self.against = version, against
         self._requests = requests
         self._skipped = skipped
         self.budget = CpuBudget(cpu_share)
         self._sides = (_Side(version), _Side(against))
-        self._tallies: dict[str, _Tally] = {}
+        self._tallies: dict[tuple[str, str], _Tally] = {}  # by signature and output
         self._both_failed = 0
         self._done = 0
         self._cancel = threading.Event()
@@ -314,8 +324,11 @@ class Comparison:
             return
         first, second = answers
         assert isinstance(first, dict) and isinstance(second, dict)
+        signature = request.signature_name or DEFAULT_SIGNATURE
         for alias in sorted(first.keys() & second.keys()):
-            self._tallies.setdefault(alias, _Tally()).add(np.asarray(first[alias]), np.asarray(second[alias]))
+            self._tallies.setdefault((signature, alias), _Tally()).add(
+                np.asarray(first[alias]), np.asarray(second[alias])
+            )
 
     def _predict(self, version: int, request: PredictRequest) -> dict[str, np.ndarray] | str:
         """The outputs, or the error's message; a version no longer served stops the run (NotFound)."""
@@ -331,10 +344,88 @@ class Comparison:
             side.latencies.append(time.perf_counter() - started)
             return outputs
 
+    def to_json(self) -> dict:
+        """The state, progress and (once finished) result, as the control API answers them."""
+        done, total = self.progress
+        result = self.result
+        return {
+            "model": self.name,
+            "version": self.version,
+            "against": self.against,
+            "state": self.state,
+            "done": done,
+            "total": total,
+            "error": self.error.message if self.error else None,
+            "summary": result.summary() if result else None,
+            "result": result.to_json() if result else None,
+        }
+
     def _result(self) -> ComparisonResult:
         version, against = (side.report() for side in self._sides)
-        outputs = tuple(self._tallies[alias].report(alias) for alias in sorted(self._tallies))
+        outputs = tuple(self._tallies[key].report(*key) for key in sorted(self._tallies))
         cancelled = self._cancel.is_set() and self._done < len(self._requests)
         return ComparisonResult(
             self.name, version, against, self._done, self._both_failed, self._skipped, outputs, cancelled
         )
+
+
+def warmup_files(base_path: Path, versions: Iterable[int]) -> list[Path]:
+    """The warm-up files (``assets.extra/tf_serving_warmup_requests``) of those versions that have one."""
+    wanted = set(versions)
+    folders = sorted(p for p in Path(base_path).iterdir() if p.name.isdigit() and int(p.name) in wanted)
+    return [folder / WARMUP_FILE for folder in folders if (folder / WARMUP_FILE).is_file()]
+
+
+class Comparisons:
+    """The latest comparison of each model; at most one runs per model at a time."""
+
+    def __init__(self, manager: ModelManager, cpu_share: float = DEFAULT_CPU_SHARE):
+        self._manager = manager
+        self._cpu_share = cpu_share
+        self._lock = threading.Lock()
+        self._latest: dict[str, Comparison] = {}
+
+    def start(
+        self, name: str, version: int, against: int, log: Path | None = None, limit: int = DEFAULT_LIMIT
+    ) -> Comparison:
+        """Start replaying ``log`` (by default the model's warm-up files) against the two versions."""
+        with self._lock:
+            running = self._latest.get(name)
+            if running is not None and running.state == "running":
+                raise ServingError(
+                    f"a comparison of {name} (v{running.version} with v{running.against}) is running: "
+                    "wait for it or cancel it first",
+                    Code.ALREADY_EXISTS,
+                )
+            paths = self._sources(name, version, against, log)
+            try:
+                requests, skipped = read_predict_requests(paths, name, limit)
+            except Exception as e:  # not a TFRecord file, records that are not PredictionLog protos
+                raise InvalidArgument(f"cannot read the requests in {', '.join(map(str, paths))}: {e}") from None
+            comparison = Comparison(
+                self._manager, name, version, against, requests, skipped=skipped, cpu_share=self._cpu_share
+            )
+            self._latest[name] = comparison.start()
+            return comparison
+
+    def _sources(self, name: str, version: int, against: int, log: Path | None) -> list[Path]:
+        if log is not None:
+            if not Path(log).is_file():
+                raise NotFound(f"no request log file at {log}")
+            return [Path(log)]
+        # TODO(item 1): the model's recorded requests come first, once the request log exists.
+        found = warmup_files(self._manager.summary(name).base_path, (version, against))
+        if not found:
+            raise InvalidArgument(
+                f"model {name} has no recorded requests and versions {version} and {against} have no warm-up "
+                "requests: record some, or give a request log file"
+            )
+        return found
+
+    def latest(self, name: str) -> Comparison:
+        """The running or last comparison of ``name``; NotFound when none ran since the appliance started."""
+        with self._lock:
+            comparison = self._latest.get(name)
+        if comparison is None:
+            raise NotFound(f"no comparison of model {name} has run: start one with POST")
+        return comparison
