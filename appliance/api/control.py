@@ -6,6 +6,7 @@
     POST /v1/appliance/models/digits/reload  (empty body or {})  -> the same document
     POST /v1/appliance/models/digits/compare {"version": 1, "against": 2}   (optional "limit", "log": a file path)
     GET  /v1/appliance/models/digits/compare  -> {"state": "running", "done": 120, "total": 500, "result": null, ...}
+                                                 ("state": "none" before the first comparison)
     DELETE /v1/appliance/models/digits/compare   (cancels it; the figures so far become its result)
 
 The tray's version menu and this endpoint make the same call on the model
@@ -22,7 +23,7 @@ from pathlib import Path
 
 import bottle
 
-from ..errors import InvalidArgument
+from ..errors import InvalidArgument, NotFound
 from ..serving.compare import DEFAULT_LIMIT, Comparisons
 from ..serving.manager import ModelManager
 from . import codec
@@ -33,6 +34,17 @@ from .responses import dumps, json_response
 PATH = "/v1/appliance/models/<name>/chosen"
 RELOAD_PATH = "/v1/appliance/models/<name>/reload"
 COMPARE_PATH = "/v1/appliance/models/<name>/compare"
+# GET .../compare before any comparison of the model ran.
+NO_COMPARISON = {
+    "version": None,
+    "against": None,
+    "state": "none",
+    "done": 0,
+    "total": 0,
+    "error": None,
+    "summary": None,
+    "result": None,
+}
 
 
 class ControlAPI:
@@ -77,17 +89,21 @@ class ControlAPI:
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise InvalidArgument(f"'limit' must be a positive number of requests, not {json.dumps(limit)}")
         log = document.get("log")
-        if log is not None and (not isinstance(log, str) or not Path(log).is_absolute()):
+        if "log" in document and (not isinstance(log, str) or not Path(log).is_absolute()):
             raise InvalidArgument(f"'log' must be the absolute path of a request log file, not {json.dumps(log)}")
         version, against = (_version(document, key) for key in ("version", "against"))
-        comparison = self._comparisons.start(name, version, against, Path(log) if log else None, limit)
+        comparison = self._comparisons.start(name, version, against, Path(log) if isinstance(log, str) else None, limit)
         return served(json_response(dumps(comparison.to_json()), 202), name, None)
 
     def comparison(self, name: str) -> bottle.HTTPResponse:
-        return served(json_response(dumps(self._comparisons.latest(name).to_json())), name, None)
+        comparison = self._comparisons.latest(name)
+        document = comparison.to_json() if comparison else {**NO_COMPARISON, "model": name}
+        return served(json_response(dumps(document)), name, None)
 
     def cancel_comparison(self, name: str) -> bottle.HTTPResponse:
         comparison = self._comparisons.latest(name)
+        if comparison is None:
+            raise NotFound(f"no comparison of model {name} has run: start one with POST")
         comparison.cancel()
         comparison.wait(10)  # the request being replayed finishes first
         return served(json_response(dumps(comparison.to_json())), name, None)

@@ -572,9 +572,12 @@ SCHEMAS.update(
             "required": ["model", "version", "against", "state", "done", "total", "error", "summary", "result"],
             "properties": {
                 "model": {"type": "string"},
-                "version": {"type": "integer"},
-                "against": {"type": "integer"},
-                "state": {"enum": ["running", "done", "cancelled", "failed"]},
+                "version": _nullable({"type": "integer"}),
+                "against": _nullable({"type": "integer"}),
+                "state": {
+                    "enum": ["none", "running", "done", "cancelled", "failed"],
+                    "description": "none: no comparison of the model has run since the appliance started.",
+                },
                 "done": {"type": "integer", "description": "Requests replayed so far."},
                 "total": {"type": "integer"},
                 "error": {**_nullable({"type": "string"}), "description": "Why a failed comparison stopped."},

@@ -275,7 +275,7 @@ class Comparison:
 
     @property
     def state(self) -> str:
-        """ "running", "done", "cancelled" or "failed"."""
+        """ "running", "done", "cancelled" or "failed"."""  # and "none" in the API, before any comparison
         if not self._finished.is_set():
             return "running"
         if self.error is not None:
@@ -422,10 +422,9 @@ class Comparisons:
             )
         return found
 
-    def latest(self, name: str) -> Comparison:
-        """The running or last comparison of ``name``; NotFound when none ran since the appliance started."""
+    def latest(self, name: str) -> Comparison | None:
+        """The running or last comparison of ``name``, None when none ran since the appliance started; NotFound
+        when no such model is served."""
+        self._manager.summary(name)
         with self._lock:
-            comparison = self._latest.get(name)
-        if comparison is None:
-            raise NotFound(f"no comparison of model {name} has run: start one with POST")
-        return comparison
+            return self._latest.get(name)

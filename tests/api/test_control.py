@@ -61,6 +61,22 @@ def directly(signature: str, inputs: list[dict]) -> tuple[int, int]:
     return same, rows
 
 
+def test_before_any_comparison(server):
+    assert requests.get(compare_url(server, "sqrt"), timeout=10).json() == {
+        "model": "sqrt",
+        "version": None,
+        "against": None,
+        "state": "none",
+        "done": 0,
+        "total": 0,
+        "error": None,
+        "summary": None,
+        "result": None,
+    }
+    nothing = requests.delete(compare_url(server, "sqrt"), timeout=10)
+    assert nothing.status_code == 404 and "no comparison of model sqrt has run" in nothing.json()["error"]
+
+
 def test_a_comparison_on_the_versions_warm_up_requests(server):
     logs = [
         log.predict_log.request
@@ -132,10 +148,11 @@ def test_fails_on_one_version_and_cancel(server, tmp_path):
         ("post", "digits", {"version": 1, "against": "two"}, 400, "'against' must be a positive integer"),
         ("post", "digits", {"version": 1, "against": 2, "limit": 0}, 400, "'limit' must be a positive number"),
         ("post", "digits", {"version": 1, "against": 2, "log": "relative.tfrecord"}, 400, "absolute path"),
+        ("post", "digits", {"version": 1, "against": 2, "log": None}, 400, "absolute path"),
         ("post", "digits", {"version": 1, "against": 2, "log": "/no/such/file"}, 404, "no request log file"),
         ("post", "digits", {"version": 1, "against": 2, "log": "/etc/hostname"}, 400, "no recorded predict requests"),
-        ("get", "iris", None, 404, "no comparison of model iris has run"),
-        ("delete", "iris", None, 404, "no comparison of model iris has run"),
+        ("get", "iris", None, 404, "iris"),
+        ("delete", "iris", None, 404, "iris"),
     ],
 )
 def test_bad_requests(server, method, model, body, status, message):

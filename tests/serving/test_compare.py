@@ -4,6 +4,7 @@ against both versions' signatures run in TensorFlow directly on the same inputs.
 from __future__ import annotations
 
 import shutil
+import time
 
 import numpy as np
 import pytest
@@ -123,3 +124,18 @@ def test_bad_comparisons_are_refused(manager, digits_log):
         Comparison(manager, "digits", 1, 2, [])
     with pytest.raises(InvalidArgument, match="CPU share"):
         Comparison(manager, "digits", 1, 2, requests, cpu_share=0)
+
+
+def test_the_comparison_keeps_within_its_share_of_the_cpu(manager, digits_log):
+    """The process's whole CPU time over a run (the comparison's TensorFlow threads included) stays under the
+    share of the wall time the run took, the pauses making up the rest."""
+    requests, _ = read_predict_requests([digits_log], "digits")
+    share = 0.2
+    comparison = Comparison(manager, "digits", 1, 2, requests * 3, cpu_share=share)
+    wall, cpu = time.monotonic(), time.process_time()
+    comparison.run()
+    wall, cpu = time.monotonic() - wall, time.process_time() - cpu
+
+    assert 0 < cpu <= comparison.budget.busy_seconds + 0.05 * wall  # the work's cost covers the process's CPU
+    assert cpu <= share * 1.1 * wall
+    assert wall >= 0.99 * comparison.budget.busy_seconds / share  # paused for the rest
