@@ -2,8 +2,10 @@
 
 A :class:`Comparison` runs in one background thread, off the request path: it
 acquires each version per request (so a comparison never holds a version that
-the manager wants to unload) and pauses between requests so that its CPU use
-stays under ``cpu_share`` of one core (see :class:`CpuBudget`). Its progress
+the manager wants to unload), pauses between requests so that its CPU use
+stays under ``cpu_share`` of one core (see :class:`CpuBudget`), and yields to
+live requests: each replayed request first waits for a quiet moment (no request
+served for ``quiet_seconds``, waiting ``max_yield_seconds`` at most). Its progress
 is readable while it runs and it can be cancelled; the result says per output
 how often the predicted class agrees, how far numeric outputs differ, which
 requests fail on one version only, and each version's latency.
@@ -34,6 +36,8 @@ from .runtime.warmup import WARMUP_FILE, read_prediction_logs
 
 DEFAULT_CPU_SHARE = 0.25  # of one core, averaged over the run
 DEFAULT_LIMIT = 500  # the most recent predict requests replayed
+QUIET_SECONDS = 0.005  # a replayed request waits for this long without a live request...
+MAX_YIELD_SECONDS = 1.0  # ...but no longer than this, so that a busy appliance still makes progress
 
 
 @dataclasses.dataclass(frozen=True)
@@ -245,6 +249,8 @@ class Comparison:
         *,
         skipped: int = 0,
         cpu_share: float = DEFAULT_CPU_SHARE,
+        quiet_seconds: float = QUIET_SECONDS,
+        max_yield_seconds: float = MAX_YIELD_SECONDS,
     ):
         if version == against:
             raise InvalidArgument(f"compare two different versions, not version {version} with itself")
@@ -258,6 +264,7 @@ class Comparison:
         self._requests = requests
         self._skipped = skipped
         self.budget = CpuBudget(cpu_share)
+        self._quiet_seconds, self._max_yield_seconds = quiet_seconds, max_yield_seconds
         self._sides = (_Side(version), _Side(against))
         self._tallies: dict[tuple[str, str], _Tally] = {}  # by signature and output
         self._both_failed = 0
@@ -298,6 +305,7 @@ class Comparison:
         """Replay every request in the calling thread; returns (and keeps in :attr:`result`) what it found."""
         try:
             for request in self._requests:
+                self._yield_to_live_requests()
                 if self._cancel.is_set():
                     break
                 started = self.budget.mark()
@@ -309,6 +317,13 @@ class Comparison:
         self.result = self._result()
         self._finished.set()
         return self.result
+
+    def _yield_to_live_requests(self) -> None:
+        deadline = time.monotonic() + self._max_yield_seconds
+        while time.monotonic() < deadline:
+            seen = self._manager.acquisitions
+            if self._cancel.wait(self._quiet_seconds) or self._manager.acquisitions == seen:
+                return
 
     def _replay(self, request: PredictRequest) -> None:
         answers = [self._predict(side.version, request) for side in self._sides]

@@ -4,6 +4,7 @@ against both versions' signatures run in TensorFlow directly on the same inputs.
 from __future__ import annotations
 
 import shutil
+import threading
 import time
 
 import numpy as np
@@ -139,3 +140,28 @@ def test_the_comparison_keeps_within_its_share_of_the_cpu(manager, digits_log):
     assert 0 < cpu <= comparison.budget.busy_seconds + 0.05 * wall  # the work's cost covers the process's CPU
     assert cpu <= share * 1.1 * wall
     assert wall >= 0.99 * comparison.budget.busy_seconds / share  # paused for the rest
+
+
+def test_the_comparison_waits_while_live_requests_flow(manager, digits_log):
+    requests, _ = read_predict_requests([digits_log], "digits")
+    stop = threading.Event()
+
+    def live() -> None:  # a client sending request after request, as fast as they are answered
+        while not stop.is_set():
+            with manager.acquire("digits") as handle:
+                handle.servable.predict("serving_default", DIGITS_REQUESTS[0])
+
+    client = threading.Thread(target=live)
+    client.start()
+    try:
+        wait_for(lambda: manager.acquisitions > 0)
+        comparison = Comparison(
+            manager, "digits", 1, 2, requests, cpu_share=1.0, quiet_seconds=0.2, max_yield_seconds=60
+        )
+        comparison.start()
+        time.sleep(1)  # five quiet windows, none quiet
+        assert comparison.progress[0] == 0
+    finally:
+        stop.set()
+        client.join()
+    assert comparison.wait(60).requests == len(requests)  # and once they stop, it runs
