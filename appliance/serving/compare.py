@@ -16,7 +16,7 @@ requests fail on one version only, and each version's latency.
     comparison.wait().summary()    # -> "v1 agrees with v2 on 96.8% of 500 requests; 3 fail on v1"
 
     comparisons = Comparisons(manager)           # one comparison per model at a time, for the API and the tray
-    comparisons.start("digits", 1, 2)            # the model's recorded requests, else its warm-up files
+    comparisons.start("digits", 1, 2)            # the model's recorded requests, else its versions' warm-up files
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from __future__ import annotations
 import dataclasses
 import threading
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -392,10 +392,20 @@ def warmup_files(base_path: Path, versions: Iterable[int]) -> list[Path]:
 
 
 class Comparisons:
-    """The latest comparison of each model; at most one runs per model at a time."""
+    """The latest comparison of each model; at most one runs per model at a time.
 
-    def __init__(self, manager: ModelManager, cpu_share: float = DEFAULT_CPU_SHARE):
+    ``recorded(name)`` lists a model's recorded request files, oldest first (the request log's ``files``):
+    a comparison given no log replays those, else its two versions' warm-up requests.
+    """
+
+    def __init__(
+        self,
+        manager: ModelManager,
+        cpu_share: float = DEFAULT_CPU_SHARE,
+        recorded: Callable[[str], list[Path]] = lambda name: [],
+    ):
         self._manager = manager
+        self._recorded = recorded
         self._cpu_share = cpu_share
         self._lock = threading.Lock()
         self._latest: dict[str, Comparison] = {}
@@ -403,7 +413,8 @@ class Comparisons:
     def start(
         self, name: str, version: int, against: int, log: Path | None = None, limit: int = DEFAULT_LIMIT
     ) -> Comparison:
-        """Start replaying ``log`` (by default the model's warm-up files) against the two versions."""
+        """Start replaying ``log`` (by default the model's recorded requests, else the versions' warm-up requests)
+        against the two versions."""
         with self._lock:
             running = self._latest.get(name)
             if running is not None and running.state == "running":
@@ -428,7 +439,9 @@ class Comparisons:
             if not Path(log).is_file():
                 raise NotFound(f"no request log file at {log}")
             return [Path(log)]
-        # TODO(item 1): the model's recorded requests come first, once the request log exists.
+        recorded = self._recorded(name)
+        if recorded:
+            return recorded
         found = warmup_files(self._manager.summary(name).base_path, (version, against))
         if not found:
             raise InvalidArgument(

@@ -12,10 +12,11 @@ import pytest
 import tensorflow as tf
 
 from appliance.errors import InvalidArgument, NotFound
-from appliance.serving.compare import Comparison, PredictRequest, read_predict_requests
+from appliance.serving.compare import Comparison, Comparisons, PredictRequest, read_predict_requests
 from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
 from appliance.serving.runtime.local_tf import LocalTFRuntime
+from appliance.serving.runtime.warmup import WARMUP_FILE, read_prediction_logs
 from tests.compare_models import NEGATIVE_INPUT_MESSAGE, build_sqrt_model, write_request_log
 
 from ..conftest import MODELS, wait_for
@@ -165,3 +166,23 @@ def test_the_comparison_waits_while_live_requests_flow(manager, digits_log):
         stop.set()
         client.join()
     assert comparison.wait(60).requests == len(requests)  # and once they stop, it runs
+
+
+def test_comparisons_replay_the_recorded_requests_first_then_the_warm_up_requests(manager, digits_log):
+    recorded = Comparisons(manager, recorded=lambda name: [digits_log] if name == "digits" else [])
+    assert recorded.latest("digits") is None
+    assert recorded.start("digits", 1, 2).wait(60).requests == len(DIGITS_REQUESTS)
+    with pytest.raises(InvalidArgument, match="no recorded requests and versions 1 and 2 have no warm-up"):
+        recorded.start("sqrt", 1, 2)  # nothing recorded, no warm-up files
+
+    warm_up = Comparisons(manager)
+    comparison = warm_up.start("digits", 1, 2)
+    assert warm_up.latest("digits") is comparison
+    warm_up_requests = sum(
+        log.WhichOneof("log_type") == "predict_log"
+        for version in (1, 2)
+        for log in read_prediction_logs(MODELS / "digits" / str(version) / WARMUP_FILE)
+    )
+    assert comparison.wait(60).requests == warm_up_requests
+    with pytest.raises(NotFound):
+        warm_up.latest("nope")
