@@ -50,23 +50,36 @@ class PredictRequest:
 
 
 def read_predict_requests(paths: Iterable[Path], model: str | None = None, limit: int = DEFAULT_LIMIT):
-    """The last ``limit`` predict requests of the ``PredictionLog`` TFRecord files ``paths`` (oldest first),
-    and how many records were skipped (other kinds, other models). A torn last record is skipped."""
+    """The last ``limit`` predict requests of the ``PredictionLog`` TFRecord files ``paths`` (oldest first), and how
+    many records read were skipped (other kinds, other models, beyond the limit). A torn last record is skipped.
+
+    Files are read newest first, and only until ``limit`` requests are found; only those are decoded into arrays.
+    """
     import tensorflow as tf
 
-    requests: list[PredictRequest] = []
+    kept: list = []  # PredictRequest protos, oldest first
     skipped = 0
-    for path in paths:
+    for path in reversed(list(paths)):
+        if len(kept) >= limit:
+            break
+        in_file = []
         for logged in read_prediction_logs(path, skip_torn_tail=True):
             request = logged.predict_log.request
             named = request.model_spec.name
             if logged.WhichOneof("log_type") != "predict_log" or (model and named and named != model):
                 skipped += 1
-                continue
-            inputs = {alias: tf.make_ndarray(tensor) for alias, tensor in request.inputs.items()}
-            requests.append(PredictRequest(request.model_spec.signature_name, inputs, tuple(request.output_filter)))
-    skipped += max(len(requests) - limit, 0)
-    return requests[-limit:] if limit else [], skipped
+            else:
+                in_file.append(request)
+        kept = in_file + kept
+    skipped += max(len(kept) - limit, 0)
+    return [
+        PredictRequest(
+            request.model_spec.signature_name,
+            {alias: tf.make_ndarray(tensor) for alias, tensor in request.inputs.items()},
+            tuple(request.output_filter),
+        )
+        for request in (kept[-limit:] if limit > 0 else [])
+    ], skipped
 
 
 @dataclasses.dataclass(frozen=True)

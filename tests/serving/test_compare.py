@@ -102,6 +102,8 @@ def test_a_torn_last_record_and_other_models_records_are_skipped(tmp_path):
     last_two, skipped = read_predict_requests([log], "digits", limit=2)
     assert len(last_two) == 2 and skipped == 3
     np.testing.assert_array_equal(last_two[-1].inputs["pixels"], DIGITS_REQUESTS[4]["pixels"])
+    newest_only, skipped = read_predict_requests([other, log], "digits", limit=3)
+    assert len(newest_only) == 3 and skipped == 2  # enough in the newest file: the older one is not read
 
 
 def test_progress_while_running_and_cancel(manager, digits_log):
