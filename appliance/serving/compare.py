@@ -10,8 +10,8 @@ is readable while it runs and it can be cancelled; the result says per output
 how often the predicted class agrees, how far numeric outputs differ, which
 requests fail on one version only, and each version's latency.
 
-    comparison = Comparison(manager, "digits", 1, 2, read_predict_requests([Path("requests.tfrecord")]))
-    comparison.start()
+    requests, skipped = read_predict_requests([Path("requests.tfrecord")], "digits")
+    comparison = Comparison(manager, "digits", 1, 2, requests, skipped=skipped).start()
     comparison.progress            # -> (120, 500)
     comparison.wait().summary()    # -> "v1 agrees with v2 on 96.8% of 500 requests; 3 fail on v1"
 
@@ -22,6 +22,7 @@ requests fail on one version only, and each version's latency.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import threading
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -33,6 +34,8 @@ from ..errors import Code, InvalidArgument, NotFound, ServingError
 from .manager import ModelManager
 from .runtime import DEFAULT_SIGNATURE
 from .runtime.warmup import WARMUP_FILE, read_prediction_logs
+
+log = logging.getLogger(__name__)
 
 DEFAULT_CPU_SHARE = 0.25  # of one core, averaged over the run
 DEFAULT_LIMIT = 500  # the most recent predict requests replayed
@@ -295,7 +298,7 @@ class Comparison:
 
     @property
     def state(self) -> str:
-        """ "running", "done", "cancelled" or "failed"."""  # and "none" in the API, before any comparison
+        """ "running", "done", "cancelled" or "failed"."""
         if not self._finished.is_set():
             return "running"
         if self.error is not None:
@@ -327,6 +330,9 @@ class Comparison:
                 self.budget.pause_after(started, self._cancel)
         except ServingError as e:  # a version went away mid-run: the figures so far are kept
             self.error = e
+        except Exception as e:  # a bug: say so rather than run forever
+            log.exception("comparison of %s v%d with v%d failed", self.name, self.version, self.against)
+            self.error = ServingError(f"the comparison failed: {type(e).__name__}: {e}", Code.INTERNAL)
         self.result = self._result()
         self._finished.set()
         return self.result

@@ -188,3 +188,17 @@ def test_comparisons_replay_the_recorded_requests_first_then_the_warm_up_request
     assert comparison.wait(60).requests == warm_up_requests
     with pytest.raises(NotFound):
         warm_up.latest("nope")
+
+
+def test_a_version_unloaded_mid_run_ends_the_comparison_with_its_figures_so_far(manager):
+    requests = [PredictRequest("serving_default", {"x": np.array([float(i)], np.float32)}) for i in range(500)]
+    comparison = Comparison(manager, "sqrt", 1, 2, requests, cpu_share=0.05).start()
+    try:
+        wait_for(lambda: comparison.progress[0] >= 1)
+        manager.unload_model("sqrt")
+        result = comparison.wait(60)
+    finally:
+        manager.load_model("sqrt")
+        manager.choose("sqrt", 1)
+    assert comparison.state == "failed" and "sqrt" in comparison.error.message
+    assert 1 <= result.requests < len(requests) and result.outputs[0].predictions == result.requests
