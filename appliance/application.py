@@ -39,6 +39,7 @@ from .grpc_server import GrpcServer
 from .preferences import PreferenceStore
 from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
+from .serving.compare import Comparisons
 from .serving.config_watch import ConfigFileWatcher
 from .serving.manager import LoadOptions, ModelManager, ModelSummary
 from .serving.remote import Remote, RemoteTFServing
@@ -171,6 +172,7 @@ class Application:
                 )
             self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
             self.router = Router(self.manager, self.remote)
+            self.comparisons = Comparisons(self.manager, recorded=self.request_log.files)
             self.server = (
                 Server(
                     create_app(
@@ -180,6 +182,7 @@ class Application:
                         access=access,
                         metrics=self.metrics,
                         metrics_path=metrics_path(settings),
+                        comparisons=self.comparisons,
                     ),
                     settings.host,
                     settings.rest_api_port,
@@ -355,6 +358,7 @@ class Application:
             self.config_watcher.stop()
         if self.remote is not None:
             self.remote.stop()
+        self.comparisons.cancel_all()
         self.manager.stop()
         self.request_log.stop()
 

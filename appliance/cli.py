@@ -5,6 +5,7 @@
     appliance serve --model_config_file models.config
     appliance models                                 # what a running appliance serves
     appliance predict digits --input '[[0, 0, 5, 13, 9, 1, 0, 0, ...]]'   # one line of JSON; --pretty: indented
+    appliance compare digits --version 1 --against 2   # replay recorded requests on both versions, in the appliance
 
 Serving flags follow ``tensorflow_model_server``'s names where they exist (see :mod:`appliance.config`).
 """
@@ -165,6 +166,21 @@ def _parser() -> argparse.ArgumentParser:
     predict.add_argument("--signature_name", help="signature to run (default: serving_default)")
     predict.add_argument("--url", default=DEFAULT_URL, help="the appliance to ask (default: %(default)s)")
     predict.add_argument("--pretty", action="store_true", help="print the answer indented (default: one line of JSON)")
+    compare = commands.add_parser(
+        "compare",
+        help="compare two versions of a model on recorded requests, in a running appliance",
+        description="Replay the model's recorded requests (or its versions' warm-up requests, or --log) against "
+        "both versions in the running appliance, in the background with a bounded share of the CPU, and print "
+        "how their answers differ: agreement on the predicted class, absolute differences, requests that fail on "
+        "one version only, and latency.",
+    )
+    compare.add_argument("model", help="model name, e.g. digits")
+    compare.add_argument("--version", type=int, dest="model_version", required=True, help="the version to compare")
+    compare.add_argument("--against", type=int, required=True, help="the version to compare it with")
+    compare.add_argument("--log", type=Path, help="a request log or warm-up file (TFRecord of PredictionLog)")
+    compare.add_argument("--limit", type=int, help="replay at most this many of the latest requests (default: 500)")
+    compare.add_argument("--json", action="store_true", help="print the result as JSON")
+    compare.add_argument("--url", default=DEFAULT_URL, help="the appliance to ask (default: %(default)s)")
     return parser
 
 
@@ -195,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
         configure_logging("WARNING")
         if args.command == "models":
             return client.list_models(args.url)
+        if args.command == "compare":
+            return client.compare(
+                args.url, args.model, args.model_version, args.against, args.log, args.limit, args.json
+            )
         return client.predict(
             args.url, args.model, args.input, args.model_version, args.label, args.signature_name, args.pretty
         )

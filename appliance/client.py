@@ -2,12 +2,14 @@
 
 list_models("http://127.0.0.1:8501")                       # `appliance models`
 predict("http://127.0.0.1:8501", "digits", "[[0, 0, 5, ...]]")  # `appliance predict digits --input ...`: one line
+compare("http://127.0.0.1:8501", "digits", 1, 2)           # `appliance compare digits --version 1 --against 2`
 """
 
 from __future__ import annotations
 
 import json
 import sys
+import time
 import urllib.error
 import urllib.request
 from pathlib import Path
@@ -78,3 +80,69 @@ def predict(
         return 1
     print(json.dumps(answer, indent=2) if pretty else json.dumps(answer, separators=(",", ":")))
     return 0
+
+
+def compare(
+    url: str,
+    model: str,
+    version: int,
+    against: int,
+    log: Path | None = None,
+    limit: int | None = None,
+    as_json: bool = False,
+) -> int:
+    """Have the appliance at ``url`` compare two versions of ``model`` on its recorded requests (or ``log``),
+    show its progress on stderr, then print the summary and the figures (the result's JSON with ``as_json``)."""
+    body: dict = {"version": version, "against": against}
+    if log is not None:
+        body["log"] = str(log.resolve())
+    if limit is not None:
+        body["limit"] = limit
+    endpoint = f"{url.rstrip('/')}/v1/appliance/models/{model}/compare"
+    status, answer = _http(endpoint, body)
+    while status in (200, 202):
+        progress = f"v{version} with v{against}: {answer['done']}/{answer['total']} requests"
+        if answer["state"] != "running":
+            print(f"\rcompared {progress}, {answer['state']}", file=sys.stderr)
+            break
+        print(f"\rcomparing {progress}", end="", file=sys.stderr)
+        time.sleep(0.2)
+        status, answer = _http(endpoint)
+    if status not in (200, 202):
+        print(f"appliance: error {status}: {answer.get('error', answer)}", file=sys.stderr)
+        return 1
+    if as_json:
+        print(json.dumps(answer["result"], indent=2))
+    else:
+        _print_comparison(answer["result"])
+    if answer["error"]:
+        print(f"appliance: the comparison stopped early: {answer['error']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _print_comparison(result: dict) -> None:
+    print(result["summary"])
+    rows = [("OUTPUT", "PREDICTIONS", "AGREEMENT", "MEAN |DIFF|", "MAX |DIFF|")]
+    for output in result["outputs"]:
+        agreement = output["agreement"]
+        rows.append(
+            (
+                output["label"],
+                str(output["predictions"]),
+                "-" if agreement is None else f"{100 * agreement:.1f}%",
+                _number(output["mean_abs_diff"]),
+                _number(output["max_abs_diff"]),
+            )
+        )
+    rows.append(("VERSION", "P50", "P95", "FAIL ALONE", "SAMPLE ERROR"))
+    for side in (result["version"], result["against"]):
+        p50, p95 = (_number(side[key], " ms") for key in ("p50_ms", "p95_ms"))
+        rows.append((f"v{side['version']}", p50, p95, str(side["fails_alone"]), side["sample_error"] or ""))
+    widths = [max(len(row[i]) for row in rows) for i in range(4)]
+    for row in rows:
+        print("  ".join(cell.ljust(width) for cell, width in zip(row, widths)) + "  " + row[4])
+
+
+def _number(value: float | None, unit: str = "") -> str:
+    return "-" if value is None else f"{value:.4g}{unit}"

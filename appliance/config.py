@@ -250,8 +250,8 @@ class Settings:
     require_token_for_control: bool = setting(
         False,
         "also on loopback, changes need the token (made and kept as for --host beyond loopback): the control API's "
-        "(PUT .../chosen, POST .../reload) and the v2 model repository's load and unload (REST and gRPC); "
-        "predictions and status stay open",
+        "(PUT .../chosen, POST .../reload, POST and DELETE .../compare) and the v2 model repository's load and "
+        "unload (REST and gRPC); predictions and status stay open",
         group="network",
         toml=True,
     )

@@ -142,6 +142,52 @@ def test_predict_command_reads_a_file_and_reports_errors(bundled_server, tmp_pat
     assert failed.returncode == 1 and "404" in failed.stderr and "nope" in failed.stderr
 
 
+def test_compare_command_prints_the_summary_and_figures(bundled_server, tmp_path):
+    import numpy as np
+
+    from tests.compare_models import write_request_log
+
+    rows = np.random.default_rng(22).uniform(0, 16, (40, 64)).astype(np.float32)
+    log = write_request_log(tmp_path / "requests.tfrecord", "digits", [{"pixels": row[None]} for row in rows])
+    classes = []
+    for version in (1, 2):  # the same rows through the server's TF Serving API
+        url = f"{bundled_server.url}/v1/models/digits/versions/{version}:predict"
+        answer = requests.post(url, json={"instances": rows.tolist()}, timeout=60).json()
+        classes.append([p["class"] for p in answer["predictions"]])
+    same = sum(a == b for a, b in zip(*classes, strict=True))
+
+    result = run_cli(
+        "compare", "digits", "--version", "1", "--against", "2", "--log", str(log), "--url", bundled_server.url
+    )
+    assert result.returncode == 0, result.stderr
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("v1 agrees with v2") and "of 40 requests" in lines[0]
+    table = {line.split()[0]: line.split()[1:] for line in lines[1:]}
+    assert table["class"] == ["40", f"{100 * same / 40:.1f}%", "-", "-"]  # no differences of class numbers
+    assert table["probabilities"][:2] == ["40", f"{100 * same / 40:.1f}%"] and float(table["probabilities"][3]) > 0
+    assert table["v1"][1] == table["v2"][1] == "ms" and table["v1"][4] == table["v2"][4] == "0"  # p50, p95, fails
+    assert "compared v1 with v2: 40/40 requests, done" in result.stderr
+
+    as_json = run_cli(
+        "compare",
+        "digits",
+        "--version",
+        "1",
+        "--against",
+        "2",
+        "--log",
+        str(log),
+        "--json",
+        "--url",
+        bundled_server.url,
+    )
+    outputs = {o["label"]: o for o in json.loads(as_json.stdout)["outputs"]}
+    assert outputs["class"]["agreeing"] == same and outputs["class"]["predictions"] == 40
+
+    refused = run_cli("compare", "digits", "--version", "1", "--against", "1", "--url", bundled_server.url)
+    assert refused.returncode == 1 and "error 400" in refused.stderr and "with itself" in refused.stderr
+
+
 def test_client_commands_without_a_server_say_so():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))

@@ -19,11 +19,12 @@ from collections.abc import Callable, Iterable
 import bottle
 
 from ..errors import InvalidArgument
+from ..serving.compare import Comparisons
 from ..serving.manager import ModelManager
 from ..serving.routing import Router
 from . import openapi, pages
+from .control import COMPARE_PATH, RELOAD_PATH, ControlAPI
 from .control import PATH as CONTROL_PATH
-from .control import RELOAD_PATH, ControlAPI
 from .cors import Cors
 from .metrics import PATH as METRICS_PATH
 from .metrics import LabelledBody, Metrics, labelled_body
@@ -201,6 +202,7 @@ def _json_error_page(error: bottle.HTTPError) -> bytes:
 ROUTE_APIS = {
     CONTROL_PATH: "control",
     RELOAD_PATH: "control",
+    COMPARE_PATH: "control",
     "/predict": "simple_predict",
     "/health": "health",
     "/": "index",
@@ -217,13 +219,15 @@ def create_app(
     access: AccessPolicy = LOOPBACK_ONLY,
     metrics: Metrics | None = None,
     metrics_path: str | None = METRICS_PATH,
+    comparisons: Comparisons | None = None,
 ):
     """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``).
 
     Request bodies over ``max_request_bytes`` get 413. ``access`` says which Host names are answered and
     which requests need a token (401 without it); by default, loopback's names and no token. Every request
     is counted and timed in ``metrics`` (by default, metrics of this app's own), which ``GET metrics_path``
-    answers (None: no route answers them).
+    answers (None: no route answers them). ``comparisons`` runs the control API's version comparisons (by
+    default, on warm-up requests or a given log only).
     """
     if metrics_path is not None and (
         metrics_path in ROUTE_APIS or metrics_path[:4].lower() == "/v1/" or metrics_path[:4] in ("/v2", "/v2/")
@@ -235,7 +239,7 @@ def create_app(
     tf_serving = TFServingAPI(manager, router)
     remote = router.remote if router else None
     simple = SimplePredictAPI(manager)
-    control = ControlAPI(manager)
+    control = ControlAPI(manager, comparisons)
     metrics = metrics or Metrics()
     metrics.watch(manager, remote)
 
@@ -256,6 +260,9 @@ def create_app(
     changes = [token_required(access.control_token)] if access.control_token else []
     app.route(CONTROL_PATH, "PUT", lambda name: control.choose(name, body()), apply=changes)
     app.route(RELOAD_PATH, "POST", lambda name: control.reload(name, body()), apply=changes)
+    app.route(COMPARE_PATH, "POST", lambda name: control.compare(name, body()), apply=changes)
+    app.route(COMPARE_PATH, "GET", control.comparison)
+    app.route(COMPARE_PATH, "DELETE", control.cancel_comparison, apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
         app.route(prefix + "<rest:path>", "ANY", lambda rest: v1(bottle.request.environ))
     app.route("/predict", "POST", lambda: simple.handle(body()))

@@ -547,7 +547,54 @@ V2_SCHEMAS = {
         "properties": {"model_stats": {"type": "array", "items": {"type": "object"}}},
     },
 }
+_FIGURE = {"oneOf": [{"type": "number"}, {"type": "null"}]}
 SCHEMAS.update(V2_SCHEMAS)
+SCHEMAS.update(
+    {
+        "CompareRequest": {
+            "type": "object",
+            "required": ["version", "against"],
+            "properties": {
+                "version": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]+$"}]},
+                "against": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]+$"}]},
+                "limit": {"type": "integer", "minimum": 1, "description": "The latest requests replayed (500)."},
+                "log": {
+                    "type": "string",
+                    "description": "The absolute path of a request log or warm-up file (a TFRecord of "
+                    "PredictionLog) on the appliance's machine; by default the model's recorded requests, else "
+                    "its two versions' warm-up requests.",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Comparison": {
+            "type": "object",
+            "required": ["model", "version", "against", "state", "done", "total", "error", "summary", "result"],
+            "properties": {
+                "model": {"type": "string"},
+                "version": _nullable({"type": "integer"}),
+                "against": _nullable({"type": "integer"}),
+                "state": {
+                    "enum": ["none", "running", "done", "cancelled", "failed"],
+                    "description": "none: no comparison of the model has run since the appliance started.",
+                },
+                "done": {"type": "integer", "description": "Requests replayed so far."},
+                "total": {"type": "integer"},
+                "error": {**_nullable({"type": "string"}), "description": "Why a failed comparison stopped."},
+                "summary": {
+                    **_nullable({"type": "string"}),
+                    "examples": ["v1 agrees with v2 on 96.8% of 500 requests; 3 fail on v1"],
+                },
+                "result": {
+                    **_nullable({"type": "object"}),
+                    "description": "Once finished: per output `predictions`, `agreeing`, `agreement`, "
+                    "`mean_abs_diff`, `max_abs_diff`; per version (`version`, `against`) `fails_alone`, "
+                    "`sample_error`, `p50_ms`, `p95_ms`; `requests`, `both_failed`, `skipped`, `cancelled`.",
+                },
+            },
+        },
+    }
+)
 
 # --- responses ----------------------------------------------------------------------------------------------------
 
@@ -556,6 +603,7 @@ ERRORS = {
     401: ("Unauthorized", "A token is required and the request has none, or the wrong one."),
     403: ("Forbidden", "The `Host` header names a host this server does not answer to."),
     404: ("NotFound", "No such model or version."),
+    409: ("Conflict", "A comparison of this model is running already."),
     413: ("PayloadTooLarge", "The request body is larger than `--max_request_bytes`."),
     429: ("ResourceExhausted", "The model ran out of resources (e.g. memory) for this request."),
     500: ("InternalError", "The server failed; its log says why."),
@@ -768,6 +816,33 @@ def _appliance_paths() -> dict:
                     },
                 },
                 "responses": {**summary, **_errors((400, 404, 413, *GUARDED))},
+            },
+        },
+        "/v1/appliance/models/{name}/compare": {
+            "parameters": [digits],
+            "post": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "compareVersions",
+                "summary": "Compare two versions on recorded requests, in the background",
+                "description": "Replays the requests against both versions with a bounded share of the CPU; "
+                "GET follows its progress and gives the result.",
+                "requestBody": _json_body("CompareRequest", {"version": 1, "against": 2}),
+                "responses": {
+                    "202": {"description": "Started.", "content": {JSON: {"schema": _schema("Comparison")}}},
+                    **_errors((400, 404, 409, 413, *GUARDED)),
+                },
+            },
+            "get": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "getComparison",
+                "summary": "The running or last comparison of a model: progress, then result",
+                "responses": {**_ok("The comparison.", _schema("Comparison")), **_errors((404, *GUARDED))},
+            },
+            "delete": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "cancelComparison",
+                "summary": "Cancel the running comparison (its figures so far become its result)",
+                "responses": {**_ok("The comparison.", _schema("Comparison")), **_errors((404, *GUARDED))},
             },
         },
     }

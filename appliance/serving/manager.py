@@ -244,6 +244,7 @@ class ModelManager:
         self._lock = threading.Lock()
         self._released = threading.Condition(self._lock)
         self._models: dict[str, _Model] = {}
+        self._acquisitions = 0  # handles given out so far: background work watches it for live traffic
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
@@ -777,7 +778,13 @@ class ModelManager:
                         f"Servable not found for request: Specific({name}, {version}). {self._hint(name, model)}"
                     )
             found.refs += 1
+            self._acquisitions += 1
         return ServableHandle(self, name, found)
+
+    @property
+    def acquisitions(self) -> int:
+        """How many handles :meth:`acquire` has given out: unchanged over a while means no request was served."""
+        return self._acquisitions
 
     def _release(self, version: _Version) -> None:
         with self._lock:

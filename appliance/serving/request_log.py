@@ -36,6 +36,7 @@ import numpy as np
 
 from .. import paths
 from .runtime import Features
+from .runtime.warmup import read_prediction_logs
 
 log = logging.getLogger(__name__)
 
@@ -99,18 +100,14 @@ def model_dir(root: Path, model: str) -> Path:
 
 def read_records(files: Iterable[Path]) -> Iterator:
     """The ``PredictionLog`` protos in ``files``, in order; a file's torn or corrupt tail (a crash mid-write) ends
-    that file's records and is skipped."""
+    that file's records and is skipped, and a file rotated away meanwhile is skipped."""
     import tensorflow as tf
-    from tensorflow_serving.apis import prediction_log_pb2
 
     for path in files:
         try:
-            for record in tf.compat.v1.io.tf_record_iterator(str(path)):
-                yield prediction_log_pb2.PredictionLog.FromString(record)
-        except tf.errors.DataLossError as e:
-            log.info("request log %s ends in a torn record, skipped: %s", path, e.message)
+            yield from read_prediction_logs(path, skip_torn_tail=True)
         except tf.errors.NotFoundError:
-            continue  # rotated away while reading
+            continue
 
 
 class RequestLog:

@@ -385,6 +385,19 @@ def test_control_token_guards_changes_only(manager):
         assert manager.chosen_version("digits") == 2
 
 
+def test_control_token_guards_starting_and_cancelling_comparisons(manager):
+    compare = "/v1/appliance/models/digits/compare"
+    token = {"Authorization": "Bearer s3cret"}
+    with serving(manager, control_token="s3cret") as url:
+        for method, body in (("POST", {"version": 1, "against": 2}), ("DELETE", None)):
+            refused = requests.request(method, url + compare, json=body, timeout=60)
+            assert refused.status_code == 401 and "Bearer" in refused.json()["error"]
+        assert requests.get(url + compare, timeout=30).json()["state"] == "none"  # reading stays open
+        started = requests.post(url + compare, json={"version": 1, "against": 2}, timeout=60, headers=token)
+        assert started.status_code == 202, started.text
+        assert requests.delete(url + compare, timeout=60, headers=token).json()["state"] in ("cancelled", "done")
+
+
 # -- the whole appliance ---------------------------------------------------------
 
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import re
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -58,19 +59,37 @@ def broken_model_error(error: ServingError) -> FailedPrecondition | None:
     )
 
 
-def _replay(servable: Servable, path: Path, iterations: int) -> int:
+def read_prediction_logs(path: Path, *, skip_torn_tail: bool = False) -> Iterator:
+    """The ``PredictionLog`` protos of a TFRecord file (a warm-up file, a request log), in order.
+
+    With ``skip_torn_tail``, a last record cut short (a writer killed mid-record) ends the file quietly;
+    otherwise it raises, as a damaged warm-up file must fail the load.
+    """
     import tensorflow as tf
     from tensorflow_serving.apis import prediction_log_pb2
 
+    records = tf.compat.v1.io.tf_record_iterator(str(path))
+    while True:
+        try:
+            record = next(records)
+        except StopIteration:
+            return
+        except tf.errors.DataLossError:
+            if skip_torn_tail:
+                return
+            raise
+        yield prediction_log_pb2.PredictionLog.FromString(record)
+
+
+def _replay(servable: Servable, path: Path, iterations: int) -> int:
     count = 0
     try:
-        for record in tf.compat.v1.io.tf_record_iterator(str(path)):
+        for logged in read_prediction_logs(path):
             count += 1
             if count > MAX_RECORDS:
                 raise ServingError(
                     f"Number of warmup records exceeds the maximum ({MAX_RECORDS}) at {path}", Code.INVALID_ARGUMENT
                 )
-            logged = prediction_log_pb2.PredictionLog.FromString(record)
             for _ in range(iterations):
                 _run_logged_request(servable, logged)
     except ServingError as e:

@@ -1,0 +1,67 @@
+"""What the comparison tests replay: request logs of predict requests, and a model whose versions disagree on
+which inputs they accept.
+
+    sqrt/1   serving_default  x float32 [None] -> y = 2 * sqrt(x); fails ("x must be non-negative") when an x < 0
+    sqrt/2   serving_default  x float32 [None] -> y = 2 * sqrt(|x|); answers every input
+
+    write_request_log(path, "digits", [rows, rows, ...])   # a TFRecord of PredictionLog, one predict per item
+
+Usage (the models):
+
+    python tests/compare_models.py --out DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+
+import numpy as np
+import tensorflow as tf
+from tensorflow_serving.apis import prediction_log_pb2
+
+from tests.faulty_models import NEGATIVE_INPUT_MESSAGE, SCALE, CheckedSqrt
+
+__all__ = ["NEGATIVE_INPUT_MESSAGE", "SCALE", "build_sqrt_model", "write_request_log"]
+
+
+class LenientSqrt(tf.Module):
+    """SCALE * sqrt(|x|): the version that answers what CheckedSqrt refuses."""
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(self, x):
+        return {"y": SCALE * tf.sqrt(tf.abs(x))}
+
+
+def build_sqrt_model(out: Path) -> Path:
+    """Write sqrt/1 and sqrt/2 under ``out``; returns ``out``."""
+    for version, module in ((1, CheckedSqrt()), (2, LenientSqrt())):
+        path = Path(out) / "sqrt" / str(version)
+        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(out)
+
+
+def write_request_log(path: Path, model: str, requests: Iterable[Mapping[str, np.ndarray]], version: int = 1) -> Path:
+    """A TFRecord file of one ``PredictionLog`` per request (inputs by alias), as the request log records them."""
+    with tf.io.TFRecordWriter(str(path)) as writer:
+        for inputs in requests:
+            log = prediction_log_pb2.PredictionLog()
+            request = log.predict_log.request
+            request.model_spec.name = model
+            request.model_spec.version.value = version
+            request.model_spec.signature_name = "serving_default"
+            for alias, value in inputs.items():
+                request.inputs[alias].CopyFrom(tf.make_tensor_proto(value))
+            writer.write(log.SerializeToString())
+    return Path(path)
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, required=True, help="folder to write the models into")
+    build_sqrt_model(parser.parse_args(argv).out)
+
+
+if __name__ == "__main__":
+    main()
