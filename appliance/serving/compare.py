@@ -280,7 +280,15 @@ class Comparison:
         if not requests:
             raise InvalidArgument(f"there are no recorded predict requests of model {name} to replay")
         for number in (version, against):
-            manager.acquire(name, number).release()  # NotFound now, rather than in the worker
+            try:
+                manager.acquire(name, number).release()  # NotFound now, rather than in the worker
+            except NotFound as e:
+                if not e.message.startswith("Servable not found"):
+                    raise
+                raise NotFound(
+                    f"{e.message} Both versions must be loaded to compare them (a version policy of all or of "
+                    "specific versions keeps older ones loaded)."
+                ) from None
         self._manager = manager
         self.name = name
         self.version, self.against = version, against
