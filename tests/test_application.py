@@ -406,3 +406,30 @@ def test_a_refused_comparison_is_shown_until_another_starts(app):
     app.compare_versions("digits", 1)  # nothing recorded: the versions' warm-up requests
     assert wait_for(lambda: _digits(app.tray_state()).comparison.state == "done")
     assert _digits(app.tray_state()).comparison.summary.startswith("v1 ")
+
+
+def test_cancel_comparison_command_stops_the_running_comparison(app):
+    import numpy as np
+
+    app.server.start()
+    app.start()
+    assert app.manager.wait_until_ready(60)
+    app.set_recording("digits", True)
+    rng = np.random.default_rng(21)
+    with requests.Session() as session:
+        for _ in range(300):
+            body = {"model": "digits", "input": rng.uniform(0, 16, (1, 64)).tolist()}
+            session.post(app.url + "/predict", json=body, timeout=30).raise_for_status()
+    assert app.request_log.flush()
+    notes = []
+    app.on_notification(notes.append)
+    app.cancel_comparison("digits")  # none running: nothing happens
+    app.compare_versions("digits", 1)
+    assert wait_for(lambda: app.comparisons.latest("digits") is not None)
+    app.cancel_comparison("digits")
+    comparison = app.comparisons.latest("digits")
+    comparison.wait(60)
+    assert comparison.state == "cancelled" and comparison.progress[0] < 300
+    item = _digits(app.tray_state()).comparison
+    assert (item.state, item.done, item.total) == ("cancelled", comparison.progress[0], 300)
+    assert notes == []  # the user cancelled it: no notification
