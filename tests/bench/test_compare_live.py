@@ -9,11 +9,12 @@ import sys
 
 from ..conftest import REPO
 
+ARGUMENTS = ("--calls", "60", "--rounds", "1", "--replayed", "300", "--pauses-ms", "0,20")
+
 
 def test_a_short_run_prints_both_pauses_and_replays_in_the_gaps():
     done = subprocess.run(
-        [sys.executable, "bench/compare_live.py", "--calls", "60", "--rounds", "1", "--replayed", "300"]
-        + ["--pauses-ms", "0,20"],
+        [sys.executable, "bench/compare_live.py", *ARGUMENTS],
         cwd=REPO,
         capture_output=True,
         text=True,
