@@ -34,6 +34,8 @@ class ModelItem:
     chosen_version: int | None
     versions: tuple[VersionItem, ...]
     recording: bool = False  # its requests are recorded in the local request log
+    warmup_from_recent_requests: bool = False  # its new versions warm up with its recent recorded requests
+    has_recorded_requests: bool = False  # recorded requests (or a warm-up snapshot of them) are on disk
 
 
 @dataclass(frozen=True)
@@ -77,5 +79,7 @@ class TrayCommands(Protocol):
     def set_recording(self, model: str, enabled: bool) -> None: ...
 
     def delete_recorded_requests(self, model: str) -> None: ...
+
+    def set_warmup_from_recent_requests(self, model: str, enabled: bool) -> None: ...
 
     def quit(self) -> None: ...
