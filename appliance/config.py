@@ -359,7 +359,7 @@ class Settings:
     warmup_from_recent_requests: tuple[str, ...] = setting(
         (),
         "models whose new versions are warmed up, after their own warm-up, with their 100 most recent recorded "
-        'requests (see request_log_sampling), e.g. ["digits"]',
+        'requests (see request_log_sampling), e.g. ["digits"]; the tray\'s choice wins',
         group="models",
         flag=False,
         toml=True,
