@@ -635,8 +635,8 @@ SCHEMAS.update(
                             },
                         }
                     ),
-                    "description": "The last version warmed up so since the appliance started: the requests it ran "
-                    "and those it refused (skipped, as a changed signature refuses them).",
+                    "description": "The last version warmed up with it since the appliance started: the requests "
+                    "it ran and those it refused (skipped, as a changed signature refuses them).",
                 },
             },
         },

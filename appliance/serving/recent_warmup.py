@@ -99,12 +99,15 @@ class RecentRequestWarmup:
                     '("Record requests" in the tray, or request_log_sampling in settings.toml), send it some '
                     "requests, then turn this on"
                 )
-        else:
-            self.delete_snapshot(model)
-            records = 0
+            self._remember(model, limit)
+            return records
+        self._remember(model, 0)  # first, so that a version starting to load now leaves the snapshot alone
+        self.delete_snapshot(model)
+        return 0
+
+    def _remember(self, model: str, limit: int) -> None:
         if self._preferences is not None:
             self._preferences.set_warmup_from_recent_requests(model, limit)
-        return records
 
     # --- the snapshot --------------------------------------------------------------------------------------------
 
@@ -124,10 +127,13 @@ class RecentRequestWarmup:
     def refresh(self, model: str, limit: int | None = None) -> int:
         """Write ``model``'s snapshot from its newest ``limit`` recorded requests (by default, its setting's);
         with none recorded, the snapshot is kept as it is. Returns how many records the snapshot holds."""
+        as_set = limit is None
         limit = self.limit(model) if limit is None else limit
         self._request_log.flush(5)  # what was answered before now is in the files
         newest = _newest_records(self._request_log.files(model), limit)
         with self._lock:
+            if as_set and not self.enabled(model):
+                return 0  # turned off while the records were read: no snapshot is left behind
             if not newest:
                 return self.records(model)
             _write_atomically(self.snapshot_path(model), newest, self.root)

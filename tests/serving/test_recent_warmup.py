@@ -20,7 +20,7 @@ from appliance.config import ModelConfig, PolicyKind, VersionPolicy
 from appliance.errors import FailedPrecondition, InvalidArgument
 from appliance.preferences import PreferenceStore
 from appliance.serving.manager import ModelManager, State
-from appliance.serving.recent_warmup import DEFAULT_LIMIT, RecentRequestWarmup
+from appliance.serving.recent_warmup import DEFAULT_LIMIT, LastReplay, RecentRequestWarmup
 from appliance.serving.repository import Repository
 from appliance.serving.request_log import Limits, RequestLog
 from appliance.serving.runtime.local_tf import LocalTFRuntime
@@ -191,14 +191,20 @@ def test_records_a_version_refuses_are_skipped_and_counted_never_failing_the_loa
     write_request_log(path, "counter", requests)
     warmup.set("counter", 100)  # nothing recorded: on with the snapshot that is there
 
-    servable = runtime.load(built / "1")
-    before = count(servable)
-    assert warmup.replay("counter", 1, servable) == (2, 2)
-    assert count(servable) - before == 1.0 + 3.0 + 4.0
-    assert warmup.last_replay["counter"].skipped == 2
+    base = tmp_path / "models" / "counter"
+    shutil.copytree(built / "1", base / "1")
+    manager = ModelManager(Repository([ModelConfig(name="counter", base_path=base)]), runtime, recent_warmup=warmup)
+    manager.poll()
+    try:
+        assert [s.state for s in manager.status("counter")] == [State.AVAILABLE]
+        with manager.acquire("counter", 1) as handle:
+            assert count(handle.servable) == 1.0 + 3.0 + 4.0  # the accepted records ran, once each
+        assert warmup.last_replay["counter"] == LastReplay(version=1, replayed=2, skipped=2)
+    finally:
+        manager.stop()
 
     warmup.set("counter", 1)  # the limit caps the replay too
-    assert warmup.replay("counter", 1, servable) == (1, 0)
+    assert warmup.replay("counter", 1, runtime.load(built / "1")) == (1, 0)
 
 
 def test_a_model_it_is_off_for_replays_nothing(runtime, built, warmup):
