@@ -16,6 +16,7 @@ import logging
 import socket
 import threading
 import time
+import weakref
 from pathlib import Path
 
 from . import paths
@@ -39,7 +40,7 @@ from .grpc_server import GrpcServer
 from .preferences import PreferenceStore
 from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
-from .serving.compare import Comparisons
+from .serving.compare import Comparison, Comparisons
 from .serving.config_watch import ConfigFileWatcher
 from .serving.manager import LoadOptions, ModelManager, ModelSummary
 from .serving.recent_warmup import DEFAULT_LIMIT as DEFAULT_WARMUP_LIMIT
@@ -50,9 +51,11 @@ from .serving.repository import Repository
 from .serving.request_log import RequestLog
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
-from .tray.state import ModelItem, TrayState, VersionItem
+from .tray.state import ComparisonItem, ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
+
+RECORDED_SIZE_POLL_SECONDS = 5.0  # how often the tray's sizes of recorded requests are brought up to date
 
 RELOAD_NEEDS_TOKEN = (
     "HandleReloadConfigRequest names model folders, so it needs the access token: start the appliance with "
@@ -112,6 +115,16 @@ def _version_items(summary: ModelSummary) -> tuple[VersionItem, ...]:
         VersionItem(v.version, v.state.value, v.error.message if v.error else None, tuple(labels.get(v.version, ())))
         for v in summary.versions
     )
+
+
+def _comparing_detail(models: tuple[ModelItem, ...]) -> str | None:
+    """ "comparing digits v1 with v2: 24%" for each running comparison, or None."""
+    running = [
+        f"comparing {m.name} v{c.version} with v{c.against}: {100 * c.done // max(c.total, 1)}%"
+        for m in models
+        if (c := m.comparison) is not None and c.state == "running"
+    ]
+    return "; ".join(running) or None
 
 
 class Application:
@@ -210,6 +223,14 @@ class Application:
         self.autostart = autostart_for_this_platform()
         self._quit_callbacks: list = []
         self._listeners: list = []
+        self._notification_callbacks: list = []
+        # A comparison the tray asked for and the comparisons refused, by model, with the comparison that was the
+        # latest then: shown until another one starts.
+        self._compare_refusals: dict[str, tuple[Comparison | None, ComparisonItem]] = {}
+        self._notified: weakref.WeakSet[Comparison] = weakref.WeakSet()
+        self.comparisons.subscribe(self._comparison_changed)
+        self._closing = threading.Event()
+        self._size_watcher: threading.Thread | None = None
 
     @staticmethod
     def _grpc_server(settings: Settings, access: AccessPolicy) -> GrpcServer:
@@ -365,6 +386,7 @@ class Application:
             self.config_watcher.stop()
         if self.remote is not None:
             self.remote.stop()
+        self._closing.set()
         self.comparisons.cancel_all()
         self.manager.stop()
         self.request_log.stop()
@@ -414,6 +436,23 @@ class Application:
             status, detail = "degraded", f"unavailable: {', '.join(unavailable)}"
         else:
             status, detail = "ready", f"ready: {len(summaries)} model{'s' * (len(summaries) != 1)}"
+        models = tuple(
+            ModelItem(
+                s.name,
+                s.chosen_version,
+                _version_items(s),
+                self.request_log.recording(s.name),
+                comparison=self._comparison_item(s.name),
+                **self._recorded_size(s.name),
+                warmup_from_recent_requests=self.recent_warmup.enabled(s.name),
+                has_recorded_requests=bool(self.request_log.files(s.name))
+                or self.recent_warmup.snapshot_path(s.name).is_file(),
+            )
+            for s in summaries
+        )
+        comparing = _comparing_detail(models)
+        if comparing:
+            detail = comparing if status == "ready" else f"{detail}; {comparing}"
         return TrayState(
             status=status,
             detail=detail,
@@ -421,21 +460,37 @@ class Application:
             grpc_address=self.grpc_endpoints,
             device=self.manager.device.describe(),
             backend=self._backend_line(),
-            models=tuple(
-                ModelItem(
-                    s.name,
-                    s.chosen_version,
-                    _version_items(s),
-                    self.request_log.recording(s.name),
-                    warmup_from_recent_requests=self.recent_warmup.enabled(s.name),
-                    has_recorded_requests=bool(self.request_log.files(s.name))
-                    or self.recent_warmup.snapshot_path(s.name).is_file(),
-                )
-                for s in summaries
-            ),
+            models=models,
             start_at_login=self.autostart.is_enabled(),
             token_in_use=self.token is not None,
         )
+
+    def _comparison_item(self, name: str) -> ComparisonItem | None:
+        """The model's running or last comparison, or the refusal of the one the tray asked for since."""
+        try:
+            latest = self.comparisons.latest(name)
+        except ServingError:  # no longer served
+            return None
+        refusal = self._compare_refusals.get(name)
+        if refusal is not None and refusal[0] is latest and (latest is None or latest.state != "running"):
+            return refusal[1]
+        if latest is None:
+            return None
+        done, total = latest.progress
+        result = latest.result
+        return ComparisonItem(
+            latest.version,
+            latest.against,
+            latest.state,
+            done,
+            total,
+            summary=result.summary() if result is not None else None,
+            error=latest.error.message if latest.error is not None else None,
+        )
+
+    def _recorded_size(self, name: str) -> dict[str, int]:
+        files = self.request_log.files(name)
+        return {"recorded_bytes": self.request_log.bytes_on_disk(name), "recorded_files": len(files)}
 
     def _backend_line(self) -> str:
         if self.remote is None:
@@ -450,6 +505,44 @@ class Application:
         """Call ``listener()`` whenever models, versions, chosen versions or settings change."""
         self._listeners.append(listener)
         self.manager.subscribe(listener)
+        if self._size_watcher is None:
+            self._size_watcher = threading.Thread(
+                target=self._watch_recorded_sizes, name="appliance-recorded-sizes", daemon=True
+            )
+            self._size_watcher.start()
+
+    def on_notification(self, callback) -> None:
+        """Call ``callback(message)`` with news worth a desktop notification (a comparison has finished)."""
+        self._notification_callbacks.append(callback)
+
+    def _notify_listeners(self) -> None:
+        for listener in self._listeners:
+            listener()
+
+    def _watch_recorded_sizes(self) -> None:
+        """Tell the listeners when the recorded requests' sizes change (the tray shows them), while recording."""
+        sizes: dict[str, int] = {}  # of the models recorded, or with records, when last looked at
+        while not self._closing.wait(RECORDED_SIZE_POLL_SECONDS):
+            recording = self.request_log.sampling()
+            now = {name: self.request_log.bytes_on_disk(name) for name in {*recording, *sizes}}
+            if now != sizes:
+                self._notify_listeners()
+            sizes = {name: size for name, size in now.items() if size or name in recording}
+
+    def _comparison_changed(self, comparison: Comparison) -> None:
+        """A comparison started, moved on or ended: redraw the tray; once it has ended, say how it went."""
+        self._notify_listeners()
+        if comparison.state in ("running", "cancelled") or comparison in self._notified:
+            return
+        self._notified.add(comparison)
+        pair = f"{comparison.name} v{comparison.version} with v{comparison.against}"
+        if comparison.error is not None:
+            message = f"Comparison of {pair} failed: {comparison.error.message}"
+        else:
+            message = comparison.result.summary() if comparison.result is not None else ""
+            log.info("compared %s: %s", pair, message)
+        for callback in self._notification_callbacks:
+            callback(message)
 
     # -- commands ------------------------------------------------------------
 
@@ -466,8 +559,39 @@ class Application:
         removed = self.request_log.delete(model)
         self.recent_warmup.delete_snapshot(model)  # it holds recorded requests too
         log.info("deleted the recorded requests of %s (%d files)", model, removed)
-        for listener in self._listeners:
-            listener()
+        self._notify_listeners()  # the tray shows their size
+
+    def compare_versions(self, model: str, version: int) -> None:
+        """Compare ``version`` of ``model`` with its chosen version on its recorded requests, in the background;
+        a refusal is logged and shown in the tray."""
+        # Reading the recorded requests takes a while and the tray calls from its GUI thread.
+        threading.Thread(
+            target=self._compare, args=(model, version), name="appliance-compare-start", daemon=True
+        ).start()
+
+    def _compare(self, model: str, version: int) -> None:
+        latest = None
+        chosen = None
+        try:
+            latest = self.comparisons.latest(model)
+            chosen = self.manager.chosen_version(model)
+            if chosen is None:
+                raise ServingError(f"model {model} has no chosen version to compare with", Code.FAILED_PRECONDITION)
+            self.comparisons.start(model, version, chosen)
+        except Exception as e:
+            message = getattr(e, "message", None) or str(e)
+            log.warning("cannot compare %s v%d with the chosen version: %s", model, version, message)
+            refusal = ComparisonItem(version, chosen if chosen is not None else version, "refused", error=message)
+            self._compare_refusals[model] = (latest, refusal)
+            self._notify_listeners()
+
+    def cancel_comparison(self, model: str) -> None:
+        """Cancel the running comparison of ``model``, if any (the figures so far are kept)."""
+        with contextlib.suppress(ServingError):
+            comparison = self.comparisons.latest(model)
+            if comparison is not None and comparison.state == "running":
+                comparison.cancel()
+                log.info("cancelled the comparison of %s v%d with v%d", model, comparison.version, comparison.against)
 
     def set_warmup_from_recent_requests(self, model: str, enabled: bool) -> None:
         """Warm ``model``'s new versions up with its most recent recorded requests, or stop; remembered."""
@@ -482,8 +606,7 @@ class Application:
             log.info("warm-up from recent requests of %s: %s", model, f"{records} records" if enabled else "off")
         except Exception as e:  # shown in the log; the setting stays as it was
             log.warning("cannot change the warm-up from recent requests of %s: %s", model, getattr(e, "message", e))
-        for listener in self._listeners:
-            listener()
+        self._notify_listeners()
 
     def switch_version(self, model: str, version: int) -> None:
         """Serve ``version`` of ``model`` to requests that name no version (loading it first if needed)."""

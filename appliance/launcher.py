@@ -185,6 +185,7 @@ def _run_with_tray(app, signals_blocked: bool) -> None:
     tray = Tray(app.tray_state, app)
     app.subscribe(tray.refresh)
     app.on_quit(tray.stop)
+    app.on_notification(tray.notify)
     if signals_blocked:
         _await_quit_signals(app)
     server_thread = threading.Thread(target=app.serve_forever, name="appliance-server", daemon=True)

@@ -28,7 +28,8 @@ def percentile(samples: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, int(q * len(ordered)))]
 
 
-def time_http(url: str, path: str, body: bytes, calls: int) -> list[float]:
+def time_http(url: str, path: str, body: bytes, calls: int, pause: float = 0.0) -> list[float]:
+    """Latencies of ``calls`` sequential POSTs (after a tenth more to warm up), ``pause`` seconds apart."""
     parts = urlsplit(url)
     connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=30)
     headers = {"Content-Type": "application/json"}
@@ -43,6 +44,8 @@ def time_http(url: str, path: str, body: bytes, calls: int) -> list[float]:
             raise RuntimeError(f"{path} answered {response.status}")
         if i >= calls // 10:  # the first tenth warms up
             samples.append(elapsed)
+        if pause:
+            time.sleep(pause)
     connection.close()
     return samples
 

@@ -19,6 +19,7 @@ from appliance.application import Application
 from appliance.config import Settings
 from appliance.errors import InvalidArgument
 from appliance.server import PortInUse
+from appliance.tray.state import ComparisonItem
 
 from .conftest import MODELS, user_dirs_env
 
@@ -351,6 +352,87 @@ def test_record_requests_command_records_remembers_and_delete_removes(app, tmp_p
     requests.post(app.url + "/predict", json=body, timeout=30).raise_for_status()
     assert app.request_log.flush() and app.request_log.files("digits") == []
     assert not {m.name: m.recording for m in app.tray_state().models}["digits"]
+
+
+def _digits(state):
+    return {m.name: m for m in state.models}["digits"]
+
+
+def test_compare_command_shows_progress_in_the_tray_then_notifies_its_summary(app):
+    import numpy as np
+
+    app.server.start()
+    app.start()
+    assert app.manager.wait_until_ready(60)
+    app.set_recording("digits", True)
+    rng = np.random.default_rng(20)
+    for _ in range(20):
+        body = {"model": "digits", "input": rng.uniform(0, 16, (1, 64)).tolist()}
+        requests.post(app.url + "/predict", json=body, timeout=30).raise_for_status()
+    assert app.request_log.flush()
+    files = app.request_log.files("digits")
+    assert files and _digits(app.tray_state()).recorded_files == len(files)
+    assert _digits(app.tray_state()).recorded_bytes == sum(f.stat().st_size for f in files)
+
+    states, notes = [], []
+    app.subscribe(lambda: states.append(app.tray_state()))
+    app.on_notification(notes.append)
+    app.compare_versions("digits", 1)  # against the chosen version, 2
+    assert wait_for(lambda: notes)
+    comparison = app.comparisons.latest("digits")
+    assert (comparison.version, comparison.against, comparison.state) == (1, 2, "done")
+    assert comparison.progress == (20, 20)
+    assert notes == [comparison.result.summary()]
+
+    running = [s for s in states if (c := _digits(s).comparison) is not None and c.state == "running"]
+    assert running, "the tray heard the comparison start"
+    assert running[0].detail.startswith("comparing digits v1 with v2: ") and running[0].detail.endswith("%")
+    done = app.tray_state()
+    assert done.detail == "ready: 2 models"
+    assert _digits(done).comparison == ComparisonItem(1, 2, "done", 20, 20, summary=notes[0])
+
+
+def test_a_refused_comparison_is_shown_until_another_starts(app):
+    app.start()
+    assert app.manager.wait_until_ready(60)
+    changes = []
+    app.subscribe(lambda: changes.append(True))
+    app.compare_versions("digits", 7)  # no such version
+    assert wait_for(lambda: _digits(app.tray_state()).comparison is not None)
+    refused = _digits(app.tray_state()).comparison
+    assert (refused.state, refused.version, refused.against) == ("refused", 7, 2)
+    assert "7" in refused.error and changes
+
+    app.compare_versions("digits", 1)  # nothing recorded: the versions' warm-up requests
+    assert wait_for(lambda: _digits(app.tray_state()).comparison.state == "done")
+    assert _digits(app.tray_state()).comparison.summary.startswith("v1 ")
+
+
+def test_cancel_comparison_command_stops_the_running_comparison(app):
+    import numpy as np
+
+    app.server.start()
+    app.start()
+    assert app.manager.wait_until_ready(60)
+    app.set_recording("digits", True)
+    rng = np.random.default_rng(21)
+    with requests.Session() as session:
+        for _ in range(300):
+            body = {"model": "digits", "input": rng.uniform(0, 16, (1, 64)).tolist()}
+            session.post(app.url + "/predict", json=body, timeout=30).raise_for_status()
+    assert app.request_log.flush()
+    notes = []
+    app.on_notification(notes.append)
+    app.cancel_comparison("digits")  # none running: nothing happens
+    app.compare_versions("digits", 1)
+    assert wait_for(lambda: app.comparisons.latest("digits") is not None)
+    app.cancel_comparison("digits")
+    comparison = app.comparisons.latest("digits")
+    comparison.wait(60)
+    assert comparison.state == "cancelled" and comparison.progress[0] < 300
+    item = _digits(app.tray_state()).comparison
+    assert (item.state, item.done, item.total) == ("cancelled", comparison.progress[0], 300)
+    assert notes == []  # the user cancelled it: no notification
 
 
 def test_warmup_from_recent_requests_command_writes_remembers_and_delete_removes_the_snapshot(app, tmp_path):

@@ -28,7 +28,7 @@ from .conftest import MODELS, ApplianceProcess, PredictLoad, wait_for
 IRIS = {"sepal_length": 5.1, "sepal_width": 3.4, "petal_length": 1.5, "petal_width": 0.2}
 MODELS_CONFIG = f"""
 model_config_list {{
-  config {{ name: "digits" base_path: "{MODELS / "digits"}" }}
+  config {{ name: "digits" base_path: "{MODELS / "digits"}" model_version_policy {{ all {{}} }} }}
   config {{
     name: "iris"
     base_path: "{MODELS / "iris"}"
@@ -148,3 +148,41 @@ def test_kill_9_under_load_keeps_the_written_records_readable(home):
     assert before_kill <= len(records) <= answered
     assert all(r.log_metadata.model_spec.name == "digits" for r in records)
     np.testing.assert_array_equal(tf.make_ndarray(records[-1].predict_log.request.inputs["pixels"]), [[3.0] * 64])
+
+
+def test_comparing_versions_on_the_recorded_requests_matches_running_both_directly(home):
+    """Requests recorded from live traffic (two APIs, one and three rows) are replayed against digits v1 and v2;
+    the agreement reported is the one TensorFlow gives on the same inputs, run directly on both versions."""
+    rng = np.random.default_rng(20)
+    batches = [rng.uniform(0, 16, (1 + 2 * (i % 4 == 0), 64)).astype(np.float32) for i in range(60)]
+    server = _start(home)
+    try:
+        for i, rows in enumerate(batches):
+            if i % 2:
+                answer = requests.post(f"{server.url}/predict", json={"model": "digits", "input": rows.tolist()})
+            else:
+                answer = requests.post(f"{server.url}/v1/models/digits:predict", json={"instances": rows.tolist()})
+            assert answer.status_code == 200, answer.text
+        wait_for(lambda: len(_records(home, "digits")) == len(batches), timeout=30)
+
+        compare = f"{server.url}/v1/appliance/models/digits/compare"
+        started = requests.post(compare, json={"version": 1, "against": 2}, timeout=30)
+        assert started.status_code == 202, started.text
+        assert started.json()["total"] == len(batches)
+        document = wait_for(
+            lambda: (d := requests.get(compare, timeout=10).json())["state"] != "running" and d, timeout=120
+        )
+    finally:
+        server.stop()
+
+    classes = []
+    for version in (1, 2):
+        signature = tf.saved_model.load(str(MODELS / "digits" / str(version))).signatures["serving_default"]
+        classes.append(np.concatenate([signature(pixels=tf.constant(b))["class"].numpy() for b in batches]))
+    agreeing = int((classes[0] == classes[1]).sum())
+    assert 0 < agreeing < len(classes[0]), "the two versions should disagree on some of these inputs"
+
+    assert document["state"] == "done" and document["done"] == len(batches), document
+    (output,) = [o for o in document["result"]["outputs"] if o["label"] == "class"]
+    assert (output["agreeing"], output["predictions"]) == (agreeing, len(classes[0]))
+    assert f"{100 * agreeing / len(classes[0]):.1f}%" in document["summary"]

@@ -17,6 +17,7 @@ requests fail on one version only, and each version's latency.
 
     comparisons = Comparisons(manager)           # one comparison per model at a time, for the API and the tray
     comparisons.start("digits", 1, 2)            # the model's recorded requests, else its versions' warm-up files
+    comparisons.subscribe(lambda c: print(c.progress))  # at start, about once a second while it runs, at the end
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ DEFAULT_CPU_SHARE = 0.25  # of one core, averaged over the run
 DEFAULT_LIMIT = 500  # the most recent predict requests replayed
 QUIET_SECONDS = 0.005  # a replayed request waits for this long without a live request...
 MAX_YIELD_SECONDS = 1.0  # ...but no longer than this, so that a busy appliance still makes progress
+PROGRESS_INTERVAL = 1.0  # seconds between two progress reports to ``on_change``
 
 
 @dataclasses.dataclass(frozen=True)
@@ -268,13 +270,25 @@ class Comparison:
         cpu_share: float = DEFAULT_CPU_SHARE,
         quiet_seconds: float = QUIET_SECONDS,
         max_yield_seconds: float = MAX_YIELD_SECONDS,
+        on_change: Callable[[Comparison], None] | None = None,
+        progress_interval: float = PROGRESS_INTERVAL,
     ):
+        """``on_change(comparison)`` is called from the worker thread as progress moves (at most once every
+        ``progress_interval`` seconds) and once it has finished."""
         if version == against:
             raise InvalidArgument(f"compare two different versions, not version {version} with itself")
         if not requests:
             raise InvalidArgument(f"there are no recorded predict requests of model {name} to replay")
         for number in (version, against):
-            manager.acquire(name, number).release()  # NotFound now, rather than in the worker
+            try:
+                manager.acquire(name, number).release()  # NotFound now, rather than in the worker
+            except NotFound as e:
+                if not e.message.startswith("Servable not found"):
+                    raise
+                raise NotFound(
+                    f"{e.message} Both versions must be loaded to compare them (a version policy of all or of "
+                    "specific versions keeps older ones loaded)."
+                ) from None
         self._manager = manager
         self.name = name
         self.version, self.against = version, against
@@ -291,6 +305,8 @@ class Comparison:
         self._thread: threading.Thread | None = None
         self.result: ComparisonResult | None = None
         self.error: ServingError | None = None  # why the run stopped, when it could not go on
+        self._on_change = on_change
+        self._progress_interval = progress_interval
 
     @property
     def progress(self) -> tuple[int, int]:
@@ -320,6 +336,7 @@ class Comparison:
 
     def run(self) -> ComparisonResult:
         """Replay every request in the calling thread; returns (and keeps in :attr:`result`) what it found."""
+        next_report = time.monotonic() + self._progress_interval
         try:
             for request in self._requests:
                 self._yield_to_live_requests()
@@ -329,6 +346,9 @@ class Comparison:
                 self._replay(request)
                 self._done += 1
                 self.budget.pause_after(started, self._cancel)
+                if time.monotonic() >= next_report:
+                    self._report_change()
+                    next_report = time.monotonic() + self._progress_interval
         except ServingError as e:  # a version went away mid-run: the figures so far are kept
             self.error = e
         except Exception as e:  # a bug: say so rather than run forever
@@ -336,7 +356,16 @@ class Comparison:
             self.error = ServingError(f"the comparison failed: {type(e).__name__}: {e}", Code.INTERNAL)
         self.result = self._result()
         self._finished.set()
+        self._report_change()
         return self.result
+
+    def _report_change(self) -> None:
+        if self._on_change is None:
+            return
+        try:
+            self._on_change(self)
+        except Exception:  # a listener's bug must not end the run
+            log.exception("a listener of the comparison of %s failed", self.name)
 
     def _yield_to_live_requests(self) -> None:
         deadline = time.monotonic() + self._max_yield_seconds
@@ -429,6 +458,7 @@ class Comparisons:
         self._cpu_share = cpu_share
         self._lock = threading.Lock()
         self._latest: dict[str, Comparison] = {}
+        self._listeners: list[Callable[[Comparison], None]] = []
 
     def start(
         self, name: str, version: int, against: int, log: Path | None = None, limit: int = DEFAULT_LIMIT
@@ -449,10 +479,30 @@ class Comparisons:
             except Exception as e:  # not a TFRecord file, records that are not PredictionLog protos
                 raise InvalidArgument(f"cannot read the requests in {', '.join(map(str, paths))}: {e}") from None
             comparison = Comparison(
-                self._manager, name, version, against, requests, skipped=skipped, cpu_share=self._cpu_share
+                self._manager,
+                name,
+                version,
+                against,
+                requests,
+                skipped=skipped,
+                cpu_share=self._cpu_share,
+                on_change=self._changed,
             )
             self._latest[name] = comparison.start()
-            return comparison
+        self._changed(comparison)
+        return comparison
+
+    def subscribe(self, listener: Callable[[Comparison], None]) -> None:
+        """Call ``listener(comparison)`` when a comparison starts, as its progress moves (about once a second)
+        and when it ends; from the thread that started it, then from its worker thread."""
+        self._listeners.append(listener)
+
+    def _changed(self, comparison: Comparison) -> None:
+        for listener in self._listeners:
+            try:
+                listener(comparison)
+            except Exception:
+                log.exception("a listener of the comparison of %s failed", comparison.name)
 
     def _sources(self, name: str, version: int, against: int, log: Path | None) -> list[Path]:
         if log is not None:

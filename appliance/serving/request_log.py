@@ -131,6 +131,7 @@ class RequestLog:
         self._count_lock = threading.Lock()
         self._files_lock = threading.Lock()  # the open files and the folders on disk
         self._models: dict[str, _ModelFiles] = {}
+        self._deleted_at: dict[str, float] = {}  # records answered before a delete are not written after it
         self._sequence = 0
         self._thread: threading.Thread | None = None
         self.written: dict[str, int] = {}
@@ -256,6 +257,7 @@ class RequestLog:
     def delete(self, model: str) -> int:
         """Remove every recorded request of ``model``; returns how many files went."""
         with self._files_lock:
+            self._deleted_at[model] = time.time()
             self._close(model)
             removed = 0
             for path in self.files(model):
@@ -309,6 +311,8 @@ class RequestLog:
         size = len(data) + _FRAMING
         model = pending.model
         with self._files_lock:
+            if pending.timestamp <= self._deleted_at.get(model, 0.0):
+                return
             files = self._models.get(model)
             if files is None:  # its files of earlier runs count towards its cap
                 files = self._models[model] = _ModelFiles([(path, _size(path)) for path in self.files(model)])

@@ -12,10 +12,11 @@ Importing this package never imports pystray (which fails without a display): th
 from __future__ import annotations
 
 from .backend import TrayUnavailable, load_pystray
-from .state import ModelItem, TrayCommands, TrayState, VersionItem
+from .state import ComparisonItem, ModelItem, TrayCommands, TrayState, VersionItem
 from .tray import Tray
 
 __all__ = [
+    "ComparisonItem",
     "ModelItem",
     "Tray",
     "TrayCommands",

@@ -11,14 +11,17 @@ its backend: import it once :func:`appliance.tray.backend.load_pystray` has succ
 
 from __future__ import annotations
 
+import textwrap
 from collections.abc import Callable, Iterator
 
 from pystray import Menu, MenuItem
 
-from .state import ModelItem, TrayCommands, TrayState, VersionItem
+from .state import ComparisonItem, ModelItem, TrayCommands, TrayState, VersionItem
 
 PENDING_STATES = {"START": "queued", "LOADING": "loading", "UNLOADING": "unloading"}
 MAX_ERROR_CHARS = 60
+MAX_LINE_CHARS = 60  # a longer comparison summary goes over several disabled lines
+COMPARE_TEXT = "Compare with the chosen version"
 
 
 def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Menu:
@@ -27,8 +30,10 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
         digits — v2            ▸   ◉ v2            (radio: the chosen version; clicking one sends
         iris — v1              ▸   ○ v1 (stable)    switch_version(model, version))
                                     v3 — loading   (disabled, as is "v4 — failed: <error>")
+                                    ─────────      (the comparison section, see _comparison_items)
+                                    Compare with the chosen version ▸ v1 (stable)
         Record requests        ▸   ☑ digits  ☐ iris  (set_recording(model, on))
-        Delete recorded requests ▸ digits  iris      (delete_recorded_requests(model))
+        Delete recorded requests ▸ digits (12 MiB, 3 files)  iris (nothing recorded)
         Use recent requests as warm-up ▸ ☑ digits  ☐ iris   (set_warmup_from_recent_requests(model, on); a model
                                                               with nothing recorded and off is disabled)
         ─────────
@@ -122,7 +127,76 @@ def _model_item(model: ModelItem, get_state: Callable[[], TrayState], commands: 
             versions.append(MenuItem(text, None, enabled=False))
     if not versions:
         versions.append(MenuItem("no versions", None, enabled=False))
+    comparing = _comparison_items(model, commands)
+    if comparing:
+        versions += [Menu.SEPARATOR, *comparing]
     return MenuItem(model_title(model), Menu(*versions))
+
+
+def _comparison_items(model: ModelItem, commands: TrayCommands) -> list[MenuItem]:
+    """The model submenu's comparison section: what to compare, then the running or last comparison.
+
+        Compare with the chosen version ▸ v1      (the other available versions: compare_versions(model, 1))
+        Comparing v1 with v2: 120 of 500         (disabled, while it runs; the Compare item is then hidden)
+        Cancel comparison                        (cancel_comparison(model))
+
+    and once it is done, its summary over as many disabled lines as it needs, then "Switch to v1" while v1 is
+    available and not the chosen version. A failed, cancelled or refused comparison leaves one line saying so.
+    """
+    comparison = model.comparison
+    running = comparison is not None and comparison.state == "running"
+    available = [v for v in model.versions if v.state == "AVAILABLE"]
+    others = [v for v in available if v.version != model.chosen_version]
+    items = []
+    if others and model.chosen_version is not None and not running:
+        choices = (MenuItem(version_text(v), _compare(commands, model.name, v.version)) for v in others)
+        items.append(MenuItem(COMPARE_TEXT, Menu(*choices)))
+    if comparison is None:
+        return items
+    items += [MenuItem(line, None, enabled=False) for line in comparison_lines(comparison)]
+    if running:
+        items.append(MenuItem("Cancel comparison", _cancel_comparison(commands, model.name)))
+    elif (
+        comparison.state == "done"
+        and comparison.version != model.chosen_version
+        and any(v.version == comparison.version for v in available)
+    ):
+        items.append(MenuItem(f"Switch to v{comparison.version}", _switch(commands, model.name, comparison.version)))
+    return items
+
+
+def comparison_lines(comparison: ComparisonItem) -> list[str]:
+    """The comparison's disabled lines: its progress, its summary (wrapped, never cut), or why it stopped."""
+    pair = f"v{comparison.version} with v{comparison.against}"
+    if comparison.state == "running":
+        return [f"Comparing {pair}: {comparison.done} of {comparison.total}"]
+    if comparison.state == "done" and comparison.summary:
+        return textwrap.wrap(comparison.summary, MAX_LINE_CHARS, break_long_words=False)
+    if comparison.state == "cancelled":
+        return [f"Comparison of {pair} cancelled after {comparison.done} of {comparison.total}"]
+    if comparison.state == "refused":
+        return [f"Cannot compare: {_shorten(comparison.error or '')}"]
+    return [f"Comparison of {pair} failed: {_shorten(comparison.error or '')}"]
+
+
+def recorded_text(model: ModelItem) -> str:
+    """ "digits (12 MiB, 3 files)", or "digits (nothing recorded)"."""
+    if not model.recorded_files:
+        return f"{model.name} (nothing recorded)"
+    files = f"{model.recorded_files} file{'s' * (model.recorded_files != 1)}"
+    return f"{model.name} ({_size_text(model.recorded_bytes)}, {files})"
+
+
+def _size_text(size: int) -> str:
+    """ "512 B", "3.4 KiB", "12 MiB": one decimal below 10 of the unit."""
+    value, unit = float(size), "B"
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if value < 1024 or unit == "TiB":
+            break
+        value /= 1024
+    if unit == "B" or value >= 10:
+        return f"{value:.0f} {unit}"
+    return f"{value:.1f} {unit}"
 
 
 def _request_log_items(
@@ -142,7 +216,10 @@ def _request_log_items(
         "Record requests",
         Menu(*(MenuItem(name, toggle(name), checked=lambda item, name=name: recording(name)) for name in names)),
     )
-    yield MenuItem("Delete recorded requests", Menu(*(MenuItem(name, delete(name)) for name in names)))
+    # pystray has no dialogs to confirm with: the size says what goes.
+    yield MenuItem(
+        "Delete recorded requests", Menu(*(MenuItem(recorded_text(m), delete(m.name)) for m in state.models))
+    )
 
 
 def _recent_warmup_item(state: TrayState, get_state: Callable[[], TrayState], commands: TrayCommands) -> MenuItem:
@@ -166,6 +243,14 @@ def _recent_warmup_item(state: TrayState, get_state: Callable[[], TrayState], co
 
 def _switch(commands: TrayCommands, model: str, version: int) -> Callable[[], None]:
     return lambda: commands.switch_version(model, version)
+
+
+def _compare(commands: TrayCommands, model: str, version: int) -> Callable[[], None]:
+    return lambda: commands.compare_versions(model, version)
+
+
+def _cancel_comparison(commands: TrayCommands, model: str) -> Callable[[], None]:
+    return lambda: commands.cancel_comparison(model)
 
 
 def _is_chosen(get_state: Callable[[], TrayState], model: str, version: int) -> Callable[[MenuItem], bool]:

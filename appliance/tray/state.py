@@ -27,6 +27,19 @@ class VersionItem:
 
 
 @dataclass(frozen=True)
+class ComparisonItem:
+    """A model's running or last comparison of two versions on recorded requests, or why one was refused."""
+
+    version: int  # the version compared...
+    against: int  # ...with this one (the chosen version when the tray started it)
+    state: str  # "running" | "done" | "cancelled" | "failed" | "refused"
+    done: int = 0  # requests replayed so far
+    total: int = 0  # requests to replay
+    summary: str | None = None  # once finished, e.g. "v1 agrees with v2 on 96.8% of 500 requests; 3 fail on v1"
+    error: str | None = None  # why it failed or was refused
+
+
+@dataclass(frozen=True)
 class ModelItem:
     """One served model, its chosen version (the one ``/predict`` uses) and its versions, newest first."""
 
@@ -34,6 +47,9 @@ class ModelItem:
     chosen_version: int | None
     versions: tuple[VersionItem, ...]
     recording: bool = False  # its requests are recorded in the local request log
+    comparison: ComparisonItem | None = None  # its running or last comparison of two versions
+    recorded_bytes: int = 0  # the size of its recorded requests on disk
+    recorded_files: int = 0
     warmup_from_recent_requests: bool = False  # its new versions warm up with its recent recorded requests
     has_recorded_requests: bool = False  # recorded requests (or a warm-up snapshot of them) are on disk
 
@@ -79,6 +95,10 @@ class TrayCommands(Protocol):
     def set_recording(self, model: str, enabled: bool) -> None: ...
 
     def delete_recorded_requests(self, model: str) -> None: ...
+
+    def compare_versions(self, model: str, version: int) -> None: ...
+
+    def cancel_comparison(self, model: str) -> None: ...
 
     def set_warmup_from_recent_requests(self, model: str, enabled: bool) -> None: ...
 

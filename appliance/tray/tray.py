@@ -3,6 +3,7 @@
     tray = Tray(app.tray_state, app)    # raises TrayUnavailable when no tray can be shown
     app.subscribe(tray.refresh)         # any thread: redraw icon, title and menu from app.tray_state()
     app.on_quit(tray.stop)              # any thread: end run()
+    app.on_notification(tray.notify)    # any thread: a desktop notification, where the desktop shows them
     tray.run()                          # on the main thread; blocks until stop()
 
 With pystray's GTK and AppIndicator backends the icon lives in a GLib main loop on the thread that calls
@@ -73,6 +74,21 @@ class Tray:
                 return
             self._refresh_pending = True
         self._call_in_gui(self._apply_state)
+
+    def notify(self, message: str) -> None:
+        """Show ``message`` as a desktop notification where the backend has them; safe from any thread.
+
+        Where no notification service runs (Xvfb, minimal desktops) nothing is shown and nothing fails: the
+        GLib backends drop the failed D-Bus call, and any other backend's error is logged here.
+        """
+        if self._icon.HAS_NOTIFICATION:
+            self._call_in_gui(lambda: self._notify(message))
+
+    def _notify(self, message: str) -> None:
+        try:
+            self._icon.notify(message, ICON_NAME)
+        except Exception:
+            log.debug("no desktop notification could be shown", exc_info=True)
 
     def stop(self) -> None:
         """End :meth:`run`; safe from any thread (with the GLib backends also before ``run()`` starts the loop)."""

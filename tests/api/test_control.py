@@ -141,7 +141,13 @@ def test_fails_on_one_version_and_cancel(server, tmp_path):
     ("method", "model", "body", "status", "message"),
     [
         ("post", "digits", {"version": 1, "against": 1}, 400, "not version 1 with itself"),
-        ("post", "digits", {"version": 1, "against": 9}, 404, "Specific(digits, 9)"),
+        (
+            "post",
+            "digits",
+            {"version": 1, "against": 9},
+            404,
+            "Specific(digits, 9). Versions of model digits: 2, 1. Both",
+        ),
         ("post", "nope", {"version": 1, "against": 2}, 404, "nope"),
         ("post", "digits", {"version": 1}, 400, '"against"'),
         ("post", "digits", {"version": 1, "against": 2, "extra": 1}, 400, "unknown: extra"),

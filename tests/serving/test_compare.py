@@ -202,3 +202,64 @@ def test_a_version_unloaded_mid_run_ends_the_comparison_with_its_figures_so_far(
         manager.choose("sqrt", 1)
     assert comparison.state == "failed" and "sqrt" in comparison.error.message
     assert 1 <= result.requests < len(requests) and result.outputs[0].predictions == result.requests
+
+
+def test_on_change_hears_each_step_of_progress_then_the_end(manager, digits_log):
+    requests, _ = read_predict_requests([digits_log], "digits")
+    heard = []
+    comparison = Comparison(
+        manager,
+        "digits",
+        1,
+        2,
+        requests,
+        cpu_share=1.0,
+        on_change=lambda c: heard.append((c.state, c.progress)),
+        progress_interval=0,  # every request
+    )
+    result = comparison.run()
+    assert heard[:-1] == [("running", (n, len(requests))) for n in range(1, len(requests) + 1)]
+    assert heard[-1] == ("done", (len(requests), len(requests))) and result is comparison.result
+
+
+def test_progress_reports_are_throttled_and_the_end_is_always_reported(manager, digits_log):
+    requests, _ = read_predict_requests([digits_log], "digits")
+    heard = []
+    comparison = Comparison(
+        manager,
+        "digits",
+        1,
+        2,
+        requests,
+        cpu_share=1.0,
+        on_change=lambda c: heard.append(c.state),
+        progress_interval=3600,
+    )
+    comparison.run()
+    assert heard == ["done"]
+
+
+def test_a_failing_listener_does_not_stop_the_comparison(manager, digits_log):
+    requests, _ = read_predict_requests([digits_log], "digits")
+
+    def broken(comparison):
+        raise RuntimeError("a listener's bug")
+
+    comparison = Comparison(manager, "digits", 1, 2, requests, cpu_share=1.0, on_change=broken, progress_interval=0)
+    assert comparison.run().requests == len(requests) and comparison.state == "done"
+
+
+def test_comparisons_listeners_hear_the_start_and_the_end_of_each_comparison(manager, digits_log):
+    comparisons = Comparisons(manager, cpu_share=1.0, recorded=lambda name: [digits_log])
+    heard = []
+    comparisons.subscribe(lambda c: heard.append((c, c.state)))
+    comparisons.subscribe(lambda c: 1 / 0)  # a broken listener stops neither the others nor the run
+    first = comparisons.start("digits", 1, 2)
+    assert heard[0][0] is first  # told before start() returns
+    first.wait(60)
+    wait_for(lambda: heard[-1] == (first, "done"))
+    second = comparisons.start("digits", 2, 1)
+    second.cancel()
+    second.wait(60)
+    wait_for(lambda: heard[-1] == (second, "cancelled"))
+    assert {c for c, _ in heard} == {first, second}

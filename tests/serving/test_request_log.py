@@ -177,6 +177,15 @@ def test_delete_removes_a_models_records_and_recording_goes_on(request_log, digi
     assert len(list(read_records(request_log.files("digits")))) == 1
 
 
+def test_records_still_queued_at_a_delete_are_not_written_after_it(request_log, digits):
+    request_log.set_sampling("digits", 1.0)
+    for seed in range(20):  # the writer takes its queue every 50 ms: most are still queued at the delete
+        _predict_and_record(request_log, digits, _rows(1, seed=seed))
+    request_log.delete("digits")
+    assert request_log.flush()
+    assert request_log.files("digits") == []
+
+
 def test_torn_last_record_skipped_earlier_ones_read(request_log, digits, tmp_path):
     request_log.set_sampling("digits", 1.0)
     for seed in range(5):

@@ -14,9 +14,9 @@ with pytest.MonkeyPatch.context() as patch:
     patch.setenv("PYSTRAY_BACKEND", "dummy")  # read once, when pystray is first imported
     import pystray
 
-    from appliance.tray.menu import MAX_ERROR_CHARS, build_menu
+    from appliance.tray.menu import COMPARE_TEXT, MAX_ERROR_CHARS, MAX_LINE_CHARS, build_menu
 
-from appliance.tray.state import ModelItem, TrayState, VersionItem
+from appliance.tray.state import ComparisonItem, ModelItem, TrayState, VersionItem
 
 READY = TrayState(
     status="ready",
@@ -98,6 +98,12 @@ class RecordingCommands:
         models = tuple(replace(m, warmup_from_recent_requests=enabled) if m.name == model else m for m in models)
         self._state.value = replace(self._state.value, models=models)
 
+    def compare_versions(self, model: str, version: int) -> None:
+        self.calls.append(("compare_versions", model, version))
+
+    def cancel_comparison(self, model: str) -> None:
+        self.calls.append(("cancel_comparison", model))
+
     def quit(self) -> None:
         self.calls.append(("quit",))
 
@@ -161,8 +167,14 @@ def test_the_status_section_is_disabled_and_the_actions_are_not(state, commands)
         assert item_named(menu, text).enabled
 
 
+def versions_of(menu, title: str) -> list:
+    """A model submenu's version items: those before its comparison section."""
+    items = list(item_named(menu, title).submenu)
+    return items[: items.index(pystray.Menu.SEPARATOR)] if pystray.Menu.SEPARATOR in items else items
+
+
 def test_a_model_submenu_shows_available_versions_as_radios_with_their_labels(state, commands):
-    versions = list(item_named(build_menu(state, commands), "digits — v2").submenu)
+    versions = versions_of(build_menu(state, commands), "digits — v2")
     assert [v.text for v in versions] == [
         "v4 — failed: Failed to load SavedModel: saved_model.pb is truncated",
         "v3 (canary) — loading",
@@ -233,7 +245,7 @@ def test_the_menu_follows_the_state_each_time_it_is_read(state, commands):
 
 
 def test_the_radio_check_follows_the_chosen_version(state, commands):
-    versions = list(item_named(build_menu(state, commands), "digits — v2").submenu)
+    versions = versions_of(build_menu(state, commands), "digits — v2")
     state.value = replace(READY, models=(replace(READY.models[0], chosen_version=1), READY.models[1]))
     assert [v.checked for v in versions[2:]] == [False, True]
 
@@ -302,7 +314,7 @@ def test_record_requests_toggles_each_model_and_delete_names_it(state, commands,
     assert [item.checked for item in record] == [False, True]  # the check reads the state as it is now
     item_named(record, "iris")(icon)
     delete = item_named(build_menu(state, commands), "Delete recorded requests").submenu
-    item_named(delete, "digits")(icon)
+    item_named(delete, "digits (nothing recorded)")(icon)
     assert commands.calls == [
         ("set_recording", "iris", True),
         ("set_recording", "iris", False),
@@ -333,3 +345,113 @@ def test_a_model_warming_up_from_an_earlier_snapshot_can_be_turned_off(state, co
     assert [(item.enabled, item.checked) for item in warmup] == [(False, False), (True, True)]
     item_named(warmup, "iris")(icon)
     assert commands.calls == [("set_warmup_from_recent_requests", "iris", False)]
+
+
+def test_delete_recorded_requests_says_how_much_goes(state, commands, icon):
+    digits, iris = READY.models
+    mib = 1024 * 1024
+    state.value = replace(
+        READY, models=(replace(digits, recorded_bytes=12 * mib + 3, recorded_files=3), replace(iris, recorded_files=1))
+    )
+    delete = item_named(build_menu(state, commands), "Delete recorded requests").submenu
+    assert texts(delete) == ["digits (12 MiB, 3 files)", "iris (0 B, 1 file)"]
+    for size, shown in (
+        (512, "512 B"),
+        (3 * 1024 + 400, "3.4 KiB"),
+        (int(1.5 * mib), "1.5 MiB"),
+        (5 * 1024 * mib, "5.0 GiB"),
+    ):
+        state.value = replace(READY, models=(replace(digits, recorded_bytes=size, recorded_files=2),))
+        (item,) = item_named(build_menu(state, commands), "Delete recorded requests").submenu
+        assert item.text == f"digits ({shown}, 2 files)"
+    item(icon)
+    assert commands.calls == [("delete_recorded_requests", "digits")]
+
+
+NO_REQUESTS = "model digits has no recorded requests and versions 1 and 2 have no warm-up requests"
+
+
+def with_comparison(comparison: ComparisonItem | None, chosen: int = 2) -> TrayState:
+    """READY, digits choosing ``chosen`` with versions 2 and 1 available and that comparison."""
+    return replace(READY, models=(replace(READY.models[0], chosen_version=chosen, comparison=comparison),))
+
+
+def digits_submenu(state, commands) -> list:
+    return list(next(iter(build_menu(state, commands))).submenu)
+
+
+def comparison_section(state, commands) -> list:
+    """The digits submenu's items after its separator."""
+    items = digits_submenu(state, commands)
+    return items[items.index(pystray.Menu.SEPARATOR) + 1 :]
+
+
+def test_compare_offers_the_other_available_versions_and_sends_compare_versions(state, commands, icon):
+    (compare,) = comparison_section(state, commands)  # nothing compared yet
+    assert compare.text == COMPARE_TEXT and compare.enabled
+    assert texts(compare.submenu) == ["v1 (stable, old)"]  # v2 is the chosen one; v3 is loading
+    compare.submenu.items[0](icon)
+    assert commands.calls == [("compare_versions", "digits", 1)]
+
+    state.value = with_comparison(None, chosen=1)
+    (compare,) = comparison_section(state, commands)
+    assert texts(compare.submenu) == ["v2"]
+
+
+def test_a_model_with_one_available_version_has_no_comparison_section(state, commands):
+    assert [item.text for item in item_named(build_menu(state, commands), "iris — v1").submenu] == ["v2 — queued", "v1"]
+
+
+def test_a_running_comparison_shows_its_progress_and_offers_to_cancel(state, commands, icon):
+    state.value = with_comparison(ComparisonItem(1, 2, "running", done=120, total=500))
+    progress, cancel = comparison_section(state, commands)  # no second comparison while one runs
+    assert (progress.text, progress.enabled) == ("Comparing v1 with v2: 120 of 500", False)
+    assert (cancel.text, cancel.enabled) == ("Cancel comparison", True)
+    cancel(icon)
+    assert commands.calls == [("cancel_comparison", "digits")]
+
+
+def test_a_finished_comparison_shows_its_summary_and_offers_to_switch(state, commands, icon):
+    summary = "v1 agrees with v2 on 96.8% of 500 requests"
+    state.value = with_comparison(ComparisonItem(1, 2, "done", 500, 500, summary=summary))
+    compare, line, switch = comparison_section(state, commands)
+    assert compare.text == COMPARE_TEXT and (line.text, line.enabled) == (summary, False)
+    assert (switch.text, switch.enabled) == ("Switch to v1", True)
+    switch(icon)
+    assert commands.calls == [("switch_version", "digits", 1)]
+
+    state.value = with_comparison(ComparisonItem(1, 2, "done", 500, 500, summary=summary), chosen=1)
+    assert texts(comparison_section(state, commands)) == [COMPARE_TEXT, summary]  # v1 is chosen now: no switch
+
+
+def test_a_long_summary_is_wrapped_over_disabled_lines_not_cut(state, commands):
+    summary = (
+        "v1 agrees with v2 (probabilities) on 96.8% of 1200 predictions in 500 requests; 3 fail on v1; 1 fail on both"
+    )
+    assert len(summary) > MAX_LINE_CHARS
+    state.value = with_comparison(ComparisonItem(1, 2, "done", 500, 500, summary=summary))
+    lines = comparison_section(state, commands)[1:-1]
+    assert len(lines) >= 2 and not any(line.enabled for line in lines)
+    assert all(len(line.text) <= MAX_LINE_CHARS for line in lines)
+    assert " ".join(line.text for line in lines) == summary
+
+
+@pytest.mark.parametrize(
+    ("comparison", "line"),
+    [
+        (ComparisonItem(1, 2, "cancelled", 120, 500), "Comparison of v1 with v2 cancelled after 120 of 500"),
+        (
+            ComparisonItem(1, 2, "failed", 3, 500, error="model digits has no version 1"),
+            "Comparison of v1 with v2 failed: model digits has no version 1",
+        ),
+        (
+            ComparisonItem(1, 2, "refused", error=NO_REQUESTS + "\nsecond line"),
+            "Cannot compare: " + NO_REQUESTS[: MAX_ERROR_CHARS - 1] + "…",
+        ),
+    ],
+)
+def test_a_comparison_that_did_not_finish_says_why_and_offers_no_switch(state, commands, comparison, line):
+    state.value = with_comparison(comparison)
+    compare, shown = comparison_section(state, commands)
+    assert compare.text == COMPARE_TEXT  # another try is offered
+    assert (shown.text, shown.enabled) == (line, False)

@@ -23,7 +23,7 @@ from PIL import Image
 from appliance.tray.icon import STATUS_COLOURS
 
 from ..conftest import user_dirs_env
-from .conftest import TrayProcess, Window, XDesktop, wait_for
+from .conftest import PANEL_HEIGHT, TrayProcess, Window, XDesktop, wait_for
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -281,3 +281,86 @@ def test_the_tray_icon_shows_loading_before_tensorflow_is_imported(x_desktop, tm
         assert app.wait(60) == 0, app.output
     finally:
         app.stop()
+
+
+def served_models(url: str) -> list[dict]:
+    """The models the tray lists, in its order, as /health describes them."""
+    return [m for m in requests.get(url + "/health", timeout=10).json()["models"] if not m["unloaded"]]
+
+
+def recorded_predict_requests(log_root: Path, model: str) -> int:
+    from appliance.serving.request_log import RequestLog, read_records
+
+    return sum(1 for _ in read_records(RequestLog(root=log_root).files(model)))
+
+
+def test_record_compare_and_switch_through_the_real_apps_tray(x_desktop, tmp_path):
+    """The issue's tray flow: record digits' requests, compare v1 with the chosen v2, read the summary, switch."""
+    env = {**x_desktop.env, **user_dirs_env(tmp_path), "PYTHONUNBUFFERED": "1"}
+    args = [sys.executable, "-m", "appliance", "--rest_api_port", "0", "--port", "0", "--log_level", "INFO"]
+    app = TrayProcess(args, env, cwd=REPO)
+    try:
+        url = app.wait_for_line(r"serving on (http://\S+)", 120).group(1)
+        wait_for(
+            lambda: requests.get(url + "/health", timeout=10).json()["status"] != "loading",
+            120,
+            "the bundled models to load",
+        )
+        models = served_models(url)
+        names = [m["name"] for m in models]
+        digits = models[names.index("digits")]
+        assert digits["chosen_version"] == 2
+        # The keyboard counts the enabled items: each model, then "Record requests"; in digits' submenu its
+        # available versions (radios), then "Compare with the chosen version", later "Switch to v1".
+        available = [v["version"] for v in digits["versions"] if v["state"] == "AVAILABLE"]
+        others = [v for v in available if v != 2]
+        icon = x_desktop.icon_window(app.pid)
+
+        x_desktop.open_menu(app.pid, icon)
+        x_desktop.keys(*["Down"] * (len(names) + 1), "Right", *["Down"] * names.index("digits"), "Return")
+        rng = np.random.default_rng(20)
+        for _ in range(50):
+            body = {"model": "digits", "input": rng.uniform(0, 16, (1, 64)).tolist()}
+            assert requests.post(url + "/predict", json=body, timeout=30).status_code == 200
+        log_root = tmp_path / "data" / "appliance" / "request-log"
+        wait_for(lambda: recorded_predict_requests(log_root, "digits") == 50, 30, "the 50 requests to be recorded")
+
+        open_digits_submenu_of(x_desktop, app.pid, icon, names.index("digits"))
+        x_desktop.keys(*["Down"] * len(available), "Right")  # digits ▸ Compare with the chosen version ▸
+        wait_for(lambda: len(open_menus(x_desktop, app.pid)) >= 3, 10, "the compare submenu to open")
+        x_desktop.keys(*["Down"] * others.index(1), "Return")  # ▸ v1
+
+        def comparison():
+            return requests.get(url + "/v1/appliance/models/digits/compare", timeout=10).json()
+
+        seen = wait_for(lambda: (c := comparison())["state"] != "none" and c, 30, "the comparison to start")
+        assert (seen["version"], seen["against"], seen["total"]) == (1, 2, 50)
+        done = wait_for(lambda: (c := comparison())["state"] != "running" and c, 120, "the comparison to finish")
+        assert done["state"] == "done" and done["done"] == 50 and done["summary"].startswith("v1 ")
+        # What the tray shows is the summary the application logs and the API gives.
+        logged = app.wait_for_line(r"compared digits v1 with v2: (.+)$", 10).group(1)
+        assert logged == done["summary"]
+
+        open_digits_submenu_of(x_desktop, app.pid, icon, names.index("digits"))
+        shot = x_desktop.screenshot("compare-summary")
+        assert shot.stat().st_size > 0
+        x_desktop.keys(*["Down"] * (len(available) + 1), "Return")  # past the radios and Compare: Switch to v1
+        wait_for(lambda: predicted_version(url) == 1, 60, "POST /predict to answer with version 1")
+
+        quit_from_menu(x_desktop, app.pid, icon)
+        assert app.wait(60) == 0, app.output
+        assert "Traceback" not in app.output, app.output
+    finally:
+        app.stop()
+
+
+def open_digits_submenu_of(desktop: XDesktop, pid: int, icon, index: int) -> None:
+    """Open the menu, then the submenu of the model at ``index``, from the keyboard."""
+    desktop.open_menu(pid, icon)
+    desktop.keys(*["Down"] * (index + 1), "Right")
+    wait_for(lambda: len(desktop.menu_windows(pid)) >= 2, 10, "the model's submenu to open")
+
+
+def open_menus(desktop: XDesktop, pid: int) -> list[Window]:
+    """The open (sub)menus of process ``pid``, also a one-item submenu (lower than menu_windows counts)."""
+    return [w for w in desktop.visible_windows(pid) if w.y >= PANEL_HEIGHT - 2 and w.height >= 20]
