@@ -43,6 +43,8 @@ from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_
 from .serving.compare import Comparison, Comparisons
 from .serving.config_watch import ConfigFileWatcher
 from .serving.manager import LoadOptions, ModelManager, ModelSummary
+from .serving.recent_warmup import DEFAULT_LIMIT as DEFAULT_WARMUP_LIMIT
+from .serving.recent_warmup import RecentRequestWarmup
 from .serving.remote import Remote, RemoteTFServing
 from .serving.remote_grpc import RemoteGrpcTFServing
 from .serving.repository import Repository
@@ -162,6 +164,9 @@ class Application:
             self._runtime = runtime
             self.preferences = PreferenceStore(paths.preferences_file())
             self._record_requests_of(configs)
+            self.recent_warmup = RecentRequestWarmup(
+                self.request_log, self.preferences, settings.warmup_from_recent_requests
+            )
             self.metrics = Metrics()
             self.manager = ModelManager(
                 repository,
@@ -175,6 +180,7 @@ class Application:
                 ),
                 allow_labels_for_unavailable=settings.allow_version_labels_for_unavailable_models,
                 request_log=self.request_log,
+                recent_warmup=self.recent_warmup if settings.enable_model_warmup else None,
             )
             self.config_watcher: ConfigFileWatcher | None = None
             if settings.model_config_file is not None and settings.model_config_file_poll_wait_seconds > 0:
@@ -196,6 +202,7 @@ class Application:
                         metrics=self.metrics,
                         metrics_path=metrics_path(settings),
                         comparisons=self.comparisons,
+                        recent_warmup=self.recent_warmup,
                     ),
                     settings.host,
                     settings.rest_api_port,
@@ -437,6 +444,9 @@ class Application:
                 self.request_log.recording(s.name),
                 comparison=self._comparison_item(s.name),
                 **self._recorded_size(s.name),
+                warmup_from_recent_requests=self.recent_warmup.enabled(s.name),
+                has_recorded_requests=bool(self.request_log.files(s.name))
+                or self.recent_warmup.snapshot_path(s.name).is_file(),
             )
             for s in summaries
         )
@@ -547,6 +557,7 @@ class Application:
     def delete_recorded_requests(self, model: str) -> None:
         """Remove every recorded request of ``model`` (recording goes on if it is on)."""
         removed = self.request_log.delete(model)
+        self.recent_warmup.delete_snapshot(model)  # it holds recorded requests too
         log.info("deleted the recorded requests of %s (%d files)", model, removed)
         self._notify_listeners()  # the tray shows their size
 
@@ -581,6 +592,21 @@ class Application:
             if comparison is not None and comparison.state == "running":
                 comparison.cancel()
                 log.info("cancelled the comparison of %s v%d with v%d", model, comparison.version, comparison.against)
+
+    def set_warmup_from_recent_requests(self, model: str, enabled: bool) -> None:
+        """Warm ``model``'s new versions up with its most recent recorded requests, or stop; remembered."""
+        # Writing the snapshot reads the request log: off the tray's GUI thread.
+        threading.Thread(
+            target=self._set_warmup, args=(model, enabled), name="appliance-warmup-setting", daemon=True
+        ).start()
+
+    def _set_warmup(self, model: str, enabled: bool) -> None:
+        try:
+            records = self.recent_warmup.set(model, DEFAULT_WARMUP_LIMIT if enabled else 0)
+            log.info("warm-up from recent requests of %s: %s", model, f"{records} records" if enabled else "off")
+        except Exception as e:  # shown in the log; the setting stays as it was
+            log.warning("cannot change the warm-up from recent requests of %s: %s", model, getattr(e, "message", e))
+        self._notify_listeners()
 
     def switch_version(self, model: str, version: int) -> None:
         """Serve ``version`` of ``model`` to requests that name no version (loading it first if needed)."""

@@ -356,6 +356,16 @@ class Settings:
         toml=True,
         default_doc="none: no model is recorded",
     )
+    warmup_from_recent_requests: tuple[str, ...] = setting(
+        (),
+        "models whose new versions are warmed up, after their own warm-up, with their 100 most recent recorded "
+        'requests (see request_log_sampling), e.g. ["digits"]; the tray\'s choice wins',
+        group="models",
+        flag=False,
+        toml=True,
+        metavar="MODEL",
+        default_doc="none",
+    )
     model_roots: tuple[Path, ...] = setting(
         (),
         "a folder whose sub-folders are models (<name>/<version>/saved_model.pb); repeatable",

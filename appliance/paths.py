@@ -46,6 +46,11 @@ def request_log_dir() -> Path:
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "request-log"
 
 
+def recent_warmup_dir() -> Path:
+    """Warm-up files made from recent requests, a folder per model (``~/.local/share/appliance/warmup``)."""
+    return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "warmup"
+
+
 def user_config_dir() -> Path:
     """The user's settings (``~/.config/appliance`` on Linux)."""
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))

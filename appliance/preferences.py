@@ -33,6 +33,8 @@ class Preferences:
     """Model name -> the version the user chose to serve by default."""
     request_log_sampling: dict[str, float] = dataclasses.field(default_factory=dict)
     """Model name -> the share of its requests recorded, as the user set it in the tray (0: not recorded)."""
+    warmup_from_recent_requests: dict[str, int] = dataclasses.field(default_factory=dict)
+    """Model name -> how many of its recent requests warm its new versions up, as the user set it (0: off)."""
 
 
 def load_preferences(path: Path) -> Preferences:
@@ -53,6 +55,7 @@ def save_preferences(path: Path, prefs: Preferences) -> None:
         "format": FORMAT,
         "chosen_versions": dict(sorted(prefs.chosen_versions.items())),
         "request_log_sampling": dict(sorted(prefs.request_log_sampling.items())),
+        "warmup_from_recent_requests": dict(sorted(prefs.warmup_from_recent_requests.items())),
     }
     write_file_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), mode=0o600)
 
@@ -69,7 +72,14 @@ def _from_document(document: object) -> Preferences:
     sampling = document.get("request_log_sampling", {})  # absent in files of earlier versions
     if not isinstance(sampling, dict) or not all(_is_rate(v) for v in sampling.values()):
         raise ValueError('"request_log_sampling" must map model names to numbers from 0 to 1')
-    return Preferences(chosen_versions=dict(chosen), request_log_sampling={k: float(v) for k, v in sampling.items()})
+    warmup = document.get("warmup_from_recent_requests", {})  # absent in files of earlier versions
+    if not isinstance(warmup, dict) or not all(_is_version(v) for v in warmup.values()):
+        raise ValueError('"warmup_from_recent_requests" must map model names to numbers of requests (0: off)')
+    return Preferences(
+        chosen_versions=dict(chosen),
+        request_log_sampling={k: float(v) for k, v in sampling.items()},
+        warmup_from_recent_requests=dict(warmup),
+    )
 
 
 def _is_rate(value: object) -> bool:
@@ -121,6 +131,22 @@ class PreferenceStore:
         with self._lock:
             changed = copy.deepcopy(self._prefs)
             changed.request_log_sampling[model] = float(rate)
+            save_preferences(self.path, changed)
+            self._prefs = changed
+
+    def warmup_from_recent_requests(self) -> dict[str, int]:
+        """How many recent requests warm each model's new versions up, as the user set it (0: off)."""
+        with self._lock:
+            return dict(self._prefs.warmup_from_recent_requests)
+
+    def set_warmup_from_recent_requests(self, model: str, limit: int) -> None:
+        """Remember how many of ``model``'s recent requests warm its new versions up (0: off); saved before this
+        returns."""
+        if not _is_version(limit):
+            raise ValueError(f"a number of requests is a non-negative integer, not {limit!r}")
+        with self._lock:
+            changed = copy.deepcopy(self._prefs)
+            changed.warmup_from_recent_requests[model] = limit
             save_preferences(self.path, changed)
             self._prefs = changed
 

@@ -433,3 +433,35 @@ def test_cancel_comparison_command_stops_the_running_comparison(app):
     item = _digits(app.tray_state()).comparison
     assert (item.state, item.done, item.total) == ("cancelled", comparison.progress[0], 300)
     assert notes == []  # the user cancelled it: no notification
+
+
+def test_warmup_from_recent_requests_command_writes_remembers_and_delete_removes_the_snapshot(app, tmp_path):
+    from appliance.preferences import PreferenceStore
+
+    app.server.start()
+    app.start()
+    assert app.manager.wait_until_ready(60)
+    changes = []
+    app.subscribe(lambda: changes.append(app.tray_state()))
+    digits = {m.name: m for m in app.tray_state().models}["digits"]
+    assert not digits.has_recorded_requests and not digits.warmup_from_recent_requests
+
+    app.set_recording("digits", True)
+    body = {"model": "digits", "input": [[3.0] * 64]}
+    for _ in range(3):
+        requests.post(app.url + "/predict", json=body, timeout=30).raise_for_status()
+    app.set_warmup_from_recent_requests("digits", True)  # in the background, then the tray is told
+    assert wait_for(lambda: changes and {m.name: m for m in changes[-1].models}["digits"].warmup_from_recent_requests)
+    snapshot = app.recent_warmup.snapshot_path("digits")
+    assert snapshot.is_relative_to(tmp_path / "data" / "appliance" / "warmup")
+    assert app.recent_warmup.records("digits") == 3
+    assert PreferenceStore(app.preferences.path).warmup_from_recent_requests() == {"digits": 100}
+
+    app.delete_recorded_requests("digits")  # the snapshot holds recorded requests too
+    assert not snapshot.exists() and app.request_log.files("digits") == []
+    digits = {m.name: m for m in changes[-1].models}["digits"]
+    assert digits.warmup_from_recent_requests and not digits.has_recorded_requests  # on, so it can be turned off
+    count = len(changes)
+    app.set_warmup_from_recent_requests("digits", False)
+    assert wait_for(lambda: len(changes) > count)
+    assert not {m.name: m for m in changes[-1].models}["digits"].warmup_from_recent_requests

@@ -278,3 +278,10 @@ def test_request_log_sampling_in_the_settings_file():
     ):
         with pytest.raises(InvalidArgument, match=re.escape(message)):
             _settings([], {"request_log_sampling": bad})
+
+
+def test_warmup_from_recent_requests_in_the_settings_file():
+    assert _settings().warmup_from_recent_requests == ()
+    assert _settings([], {"warmup_from_recent_requests": ["digits"]}).warmup_from_recent_requests == ("digits",)
+    with pytest.raises(InvalidArgument, match=re.escape("warmup_from_recent_requests must be a list of models")):
+        _settings([], {"warmup_from_recent_requests": "digits"})

@@ -195,3 +195,16 @@ def test_a_bad_request_log_sampling_means_defaults(tmp_path, caplog, sampling):
     path.write_bytes(b'{"format": 1, "chosen_versions": {}, "request_log_sampling": ' + sampling + b"}")
     assert load_preferences(path) == Preferences()
     assert "request_log_sampling" in caplog.text
+
+
+def test_warmup_from_recent_requests_is_remembered_and_a_bad_value_means_defaults(tmp_path, caplog):
+    path = tmp_path / "preferences.json"
+    PreferenceStore(path).set_warmup_from_recent_requests("digits", 50)
+    PreferenceStore(path).set_warmup_from_recent_requests("iris", 0)
+    assert PreferenceStore(path).warmup_from_recent_requests() == {"digits": 50, "iris": 0}
+    with pytest.raises(ValueError, match="non-negative integer"):
+        PreferenceStore(path).set_warmup_from_recent_requests("digits", -1)
+    path.write_text('{"format": 1, "warmup_from_recent_requests": {"digits": "all"}}')
+    with caplog.at_level(logging.WARNING, logger="appliance.preferences"):
+        assert load_preferences(path) == Preferences()
+    assert "warmup_from_recent_requests" in caplog.text

@@ -21,9 +21,10 @@ import bottle
 from ..errors import InvalidArgument
 from ..serving.compare import Comparisons
 from ..serving.manager import ModelManager
+from ..serving.recent_warmup import RecentRequestWarmup
 from ..serving.routing import Router
 from . import openapi, pages
-from .control import COMPARE_PATH, RELOAD_PATH, ControlAPI
+from .control import COMPARE_PATH, RELOAD_PATH, WARMUP_PATH, ControlAPI
 from .control import PATH as CONTROL_PATH
 from .cors import Cors
 from .metrics import PATH as METRICS_PATH
@@ -203,6 +204,7 @@ ROUTE_APIS = {
     CONTROL_PATH: "control",
     RELOAD_PATH: "control",
     COMPARE_PATH: "control",
+    WARMUP_PATH: "control",
     "/predict": "simple_predict",
     "/health": "health",
     "/": "index",
@@ -220,6 +222,7 @@ def create_app(
     metrics: Metrics | None = None,
     metrics_path: str | None = METRICS_PATH,
     comparisons: Comparisons | None = None,
+    recent_warmup: RecentRequestWarmup | None = None,
 ):
     """The WSGI application serving ``manager``'s models (and a remote TF Serving's, through ``router``).
 
@@ -227,7 +230,8 @@ def create_app(
     which requests need a token (401 without it); by default, loopback's names and no token. Every request
     is counted and timed in ``metrics`` (by default, metrics of this app's own), which ``GET metrics_path``
     answers (None: no route answers them). ``comparisons`` runs the control API's version comparisons (by
-    default, on warm-up requests or a given log only).
+    default, on warm-up requests or a given log only); ``recent_warmup`` is the control API's warm-up from recent
+    requests (by default, one that the preferences do not remember).
     """
     if metrics_path is not None and (
         metrics_path in ROUTE_APIS or metrics_path[:4].lower() == "/v1/" or metrics_path[:4] in ("/v2", "/v2/")
@@ -239,7 +243,7 @@ def create_app(
     tf_serving = TFServingAPI(manager, router)
     remote = router.remote if router else None
     simple = SimplePredictAPI(manager)
-    control = ControlAPI(manager, comparisons)
+    control = ControlAPI(manager, comparisons, recent_warmup)
     metrics = metrics or Metrics()
     metrics.watch(manager, remote)
 
@@ -263,6 +267,8 @@ def create_app(
     app.route(COMPARE_PATH, "POST", lambda name: control.compare(name, body()), apply=changes)
     app.route(COMPARE_PATH, "GET", control.comparison)
     app.route(COMPARE_PATH, "DELETE", control.cancel_comparison, apply=changes)
+    app.route(WARMUP_PATH, "GET", control.warmup)
+    app.route(WARMUP_PATH, "PUT", lambda name: control.set_warmup(name, body()), apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
         app.route(prefix + "<rest:path>", "ANY", lambda rest: v1(bottle.request.environ))
     app.route("/predict", "POST", lambda: simple.handle(body()))

@@ -8,12 +8,16 @@
     GET  /v1/appliance/models/digits/compare  -> {"state": "running", "done": 120, "total": 500, "result": null, ...}
                                                  ("state": "none" before the first comparison)
     DELETE /v1/appliance/models/digits/compare   (cancels it; the figures so far become its result)
+    PUT /v1/appliance/models/digits/warmup   {"from_recent_requests": true}   (optional "limit": 1 to 1000, 100)
+    GET /v1/appliance/models/digits/warmup
+    -> {"model": "digits", "from_recent_requests": true, "limit": 100, "records": 100, "last_load": {...} | null}
 
 The tray's version menu and this endpoint make the same call on the model
 manager; the choice is remembered across restarts. A reload loads every
 AVAILABLE version afresh from disk and swaps it in without failing a request. A comparison replays recorded
 requests (or the versions' warm-up requests) against two versions in the background (see
-:mod:`appliance.serving.compare`); GET follows its progress and gives its result.
+:mod:`appliance.serving.compare`); GET follows its progress and gives its result. Warm-up from recent requests
+(see :mod:`appliance.serving.recent_warmup`) warms each new version with the model's newest recorded requests.
 """
 
 from __future__ import annotations
@@ -26,6 +30,10 @@ import bottle
 from ..errors import InvalidArgument, NotFound
 from ..serving.compare import DEFAULT_LIMIT, Comparisons
 from ..serving.manager import ModelManager
+from ..serving.recent_warmup import DEFAULT_LIMIT as DEFAULT_WARMUP_LIMIT
+from ..serving.recent_warmup import RecentRequestWarmup
+from ..serving.request_log import RequestLog
+from ..serving.runtime.warmup import MAX_RECORDS
 from . import codec
 from .metrics import served
 from .pages import summary_json
@@ -34,6 +42,7 @@ from .responses import dumps, json_response
 PATH = "/v1/appliance/models/<name>/chosen"
 RELOAD_PATH = "/v1/appliance/models/<name>/reload"
 COMPARE_PATH = "/v1/appliance/models/<name>/compare"
+WARMUP_PATH = "/v1/appliance/models/<name>/warmup"
 # GET .../compare before any comparison of the model ran.
 NO_COMPARISON = {
     "version": None,
@@ -50,9 +59,15 @@ NO_COMPARISON = {
 class ControlAPI:
     """Reading and changing a model's chosen version, and reloading a model, over HTTP."""
 
-    def __init__(self, manager: ModelManager, comparisons: Comparisons | None = None):
+    def __init__(
+        self,
+        manager: ModelManager,
+        comparisons: Comparisons | None = None,
+        recent_warmup: RecentRequestWarmup | None = None,
+    ):
         self._manager = manager
         self._comparisons = comparisons or Comparisons(manager)
+        self._recent_warmup = recent_warmup or RecentRequestWarmup(manager.request_log or RequestLog())
 
     def chosen(self, name: str) -> bottle.HTTPResponse:
         summary = self._manager.summary(name)
@@ -107,6 +122,40 @@ class ControlAPI:
         comparison.cancel()
         comparison.wait(10)  # the request being replayed finishes first
         return served(json_response(dumps(comparison.to_json())), name, None)
+
+    def warmup(self, name: str) -> bottle.HTTPResponse:
+        self._manager.summary(name)  # NotFound for a model not served
+        warmup = self._recent_warmup
+        last = warmup.last_replay.get(name)
+        document = {
+            "model": name,
+            "from_recent_requests": warmup.enabled(name),
+            "limit": warmup.limit(name),
+            "records": warmup.records(name),
+            "last_load": None
+            if last is None
+            else {"version": last.version, "replayed": last.replayed, "skipped": last.skipped},
+        }
+        return served(json_response(dumps(document)), name, None)
+
+    def set_warmup(self, name: str, body: bytes) -> bottle.HTTPResponse:
+        document = codec.parse_document(body)
+        unknown = sorted(set(document) - {"from_recent_requests", "limit"})
+        enabled = document.get("from_recent_requests")
+        if unknown or not isinstance(enabled, bool):
+            raise InvalidArgument(
+                'send {"from_recent_requests": true} or {"from_recent_requests": false}, optionally with '
+                f'"limit": <number of requests, 1 to {MAX_RECORDS}>'
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        limit = document.get("limit", DEFAULT_WARMUP_LIMIT)
+        if not isinstance(limit, int) or isinstance(limit, bool) or not 1 <= limit <= MAX_RECORDS:
+            raise InvalidArgument(
+                f"'limit' must be a number of requests from 1 to {MAX_RECORDS}, not {json.dumps(limit)}"
+            )
+        self._manager.summary(name)
+        self._recent_warmup.set(name, limit if enabled else 0)
+        return self.warmup(name)
 
 
 def _version(document: dict, key: str) -> int:

@@ -595,6 +595,53 @@ SCHEMAS.update(
         },
     }
 )
+SCHEMAS.update(
+    {
+        "WarmupRequest": {
+            "type": "object",
+            "required": ["from_recent_requests"],
+            "properties": {
+                "from_recent_requests": {
+                    "type": "boolean",
+                    "description": "Warm each new version of the model up with its most recent recorded requests "
+                    "(after the version's own warm-up); false removes the snapshot of them.",
+                },
+                "limit": {
+                    "type": "integer",
+                    "minimum": 1,
+                    "maximum": 1000,
+                    "description": "How many of the most recent recorded requests (100).",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Warmup": {
+            "type": "object",
+            "required": ["model", "from_recent_requests", "limit", "records", "last_load"],
+            "properties": {
+                "model": {"type": "string"},
+                "from_recent_requests": {"type": "boolean"},
+                "limit": {"type": "integer", "description": "0 while it is off."},
+                "records": {"type": "integer", "description": "Requests in the snapshot new versions replay."},
+                "last_load": {
+                    **_nullable(
+                        {
+                            "type": "object",
+                            "required": ["version", "replayed", "skipped"],
+                            "properties": {
+                                "version": {"type": "integer"},
+                                "replayed": {"type": "integer"},
+                                "skipped": {"type": "integer"},
+                            },
+                        }
+                    ),
+                    "description": "The last version warmed up with it since the appliance started: the requests "
+                    "it ran and those it refused (skipped, as a changed signature refuses them).",
+                },
+            },
+        },
+    }
+)
 
 # --- responses ----------------------------------------------------------------------------------------------------
 
@@ -843,6 +890,26 @@ def _appliance_paths() -> dict:
                 "operationId": "cancelComparison",
                 "summary": "Cancel the running comparison (its figures so far become its result)",
                 "responses": {**_ok("The comparison.", _schema("Comparison")), **_errors((404, *GUARDED))},
+            },
+        },
+        "/v1/appliance/models/{name}/warmup": {
+            "parameters": [digits],
+            "get": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "getWarmup",
+                "summary": "Whether new versions of a model warm up with its recent recorded requests",
+                "responses": {**_ok("The setting.", _schema("Warmup")), **_errors((404, *GUARDED))},
+            },
+            "put": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "setWarmup",
+                "summary": "Warm new versions of a model up with its recent recorded requests, or stop",
+                "description": "Turning it on writes a snapshot of the model's most recent recorded requests (400 "
+                "when none are recorded) in the appliance's data folder, never in the model's; each version that "
+                "loads refreshes it and replays it after its own warm-up, skipping the requests it refuses. "
+                "Remembered across restarts.",
+                "requestBody": _json_body("WarmupRequest", {"from_recent_requests": False}),
+                "responses": {**_ok("The setting.", _schema("Warmup")), **_errors((400, 404, 413, *GUARDED))},
             },
         },
     }

@@ -29,6 +29,7 @@ from ..config import ModelConfig
 from ..errors import Code, FailedPrecondition, InvalidArgument, NotFound, ServingError
 from .batching import BatchingPolicy
 from .observer import ServingObserver
+from .recent_warmup import RecentRequestWarmup
 from .repository import ModelSnapshot, Repository, fingerprint, scan_versions, validate_configs
 from .request_log import RequestLog
 from .runtime import DEFAULT_SIGNATURE, Features, Runtime, Servable
@@ -228,8 +229,10 @@ class ModelManager:
         loading: LoadOptions | None = None,
         allow_labels_for_unavailable: bool = False,
         request_log: RequestLog | None = None,
+        recent_warmup: RecentRequestWarmup | None = None,
     ):
         self.request_log = request_log  # what the APIs record answered requests into (see ServableHandle)
+        self._recent_warmup = recent_warmup  # replayed by each version after its own warm-up
         self._repository = repository
         self._loading = loading or LoadOptions()
         self._allow_labels_for_unavailable = allow_labels_for_unavailable
@@ -432,6 +435,8 @@ class ModelManager:
             version.state = State.LOADING
         self._notify()
         started = time.perf_counter()
+        if self._recent_warmup is not None:
+            self._recent_warmup.before_load(name)
         servable, error = self._try_load(name, version)
         for attempt in range(1, self._loading.retries + 1):
             if error is None:
@@ -466,6 +471,8 @@ class ModelManager:
         try:
             servable = self._runtime.load(version.path)
             try:
+                if self._recent_warmup is not None:
+                    self._recent_warmup.replay(name, version.number, servable)
                 return self._batching.wrap(servable, version.path, name, version.number, self.observer), None
             except BaseException:
                 servable.close()

@@ -34,6 +34,8 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
                                     Compare with the chosen version ▸ v1 (stable)
         Record requests        ▸   ☑ digits  ☐ iris  (set_recording(model, on))
         Delete recorded requests ▸ digits (12 MiB, 3 files)  iris (nothing recorded)
+        Use recent requests as warm-up ▸ ☑ digits  ☐ iris   (set_warmup_from_recent_requests(model, on); a model
+                                                              with nothing recorded and off is disabled)
         ─────────
         Serving http://127.0.0.1:8501     (disabled: the status section; no Serving line, Open API page or
         gRPC 127.0.0.1:8500                Copy URL without REST, no gRPC line or Copy gRPC address without gRPC)
@@ -56,6 +58,7 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
             yield _model_item(model, get_state, commands)
         if state.models:
             yield from _request_log_items(state, get_state, commands)
+            yield _recent_warmup_item(state, get_state, commands)
         yield Menu.SEPARATOR
         if state.url:
             yield MenuItem(f"Serving {state.url}", None, enabled=False)
@@ -217,6 +220,25 @@ def _request_log_items(
     yield MenuItem(
         "Delete recorded requests", Menu(*(MenuItem(recorded_text(m), delete(m.name)) for m in state.models))
     )
+
+
+def _recent_warmup_item(state: TrayState, get_state: Callable[[], TrayState], commands: TrayCommands) -> MenuItem:
+    def warming(model: str) -> bool:
+        return any(m.name == model and m.warmup_from_recent_requests for m in get_state().models)
+
+    def toggle(model: str) -> Callable[[], None]:
+        return lambda: commands.set_warmup_from_recent_requests(model, not warming(model))
+
+    items = (
+        MenuItem(
+            model.name,
+            toggle(model.name),
+            checked=lambda item, name=model.name: warming(name),
+            enabled=model.warmup_from_recent_requests or model.has_recorded_requests,
+        )
+        for model in state.models
+    )
+    return MenuItem("Use recent requests as warm-up", Menu(*items))
 
 
 def _switch(commands: TrayCommands, model: str, version: int) -> Callable[[], None]:

@@ -50,6 +50,8 @@ class ModelItem:
     comparison: ComparisonItem | None = None  # its running or last comparison of two versions
     recorded_bytes: int = 0  # the size of its recorded requests on disk
     recorded_files: int = 0
+    warmup_from_recent_requests: bool = False  # its new versions warm up with its recent recorded requests
+    has_recorded_requests: bool = False  # recorded requests (or a warm-up snapshot of them) are on disk
 
 
 @dataclass(frozen=True)
@@ -97,5 +99,7 @@ class TrayCommands(Protocol):
     def compare_versions(self, model: str, version: int) -> None: ...
 
     def cancel_comparison(self, model: str) -> None: ...
+
+    def set_warmup_from_recent_requests(self, model: str, enabled: bool) -> None: ...
 
     def quit(self) -> None: ...

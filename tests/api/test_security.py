@@ -33,7 +33,7 @@ from appliance.server import Server
 from appliance.serving.manager import ModelManager
 from appliance.serving.repository import Repository
 
-from ..conftest import MODELS, ApplianceProcess
+from ..conftest import MODELS, ApplianceProcess, user_dirs_env
 
 BODY = {"input": [[0.0] * 64]}
 
@@ -396,6 +396,19 @@ def test_control_token_guards_starting_and_cancelling_comparisons(manager):
         started = requests.post(url + compare, json={"version": 1, "against": 2}, timeout=60, headers=token)
         assert started.status_code == 202, started.text
         assert requests.delete(url + compare, timeout=60, headers=token).json()["state"] in ("cancelled", "done")
+
+
+def test_control_token_guards_changing_the_warmup_from_recent_requests(manager, tmp_path, monkeypatch):
+    for variable, value in user_dirs_env(tmp_path).items():  # the default snapshot folder is the user's
+        monkeypatch.setenv(variable, value)
+    warmup = "/v1/appliance/models/digits/warmup"
+    token = {"Authorization": "Bearer s3cret"}
+    with serving(manager, control_token="s3cret") as url:
+        refused = requests.put(url + warmup, json={"from_recent_requests": False}, timeout=60)
+        assert refused.status_code == 401 and "Bearer" in refused.json()["error"]
+        assert requests.get(url + warmup, timeout=30).json()["from_recent_requests"] is False  # reading stays open
+        changed = requests.put(url + warmup, json={"from_recent_requests": False}, timeout=60, headers=token)
+        assert changed.status_code == 200 and changed.json()["model"] == "digits"
 
 
 # -- the whole appliance ---------------------------------------------------------

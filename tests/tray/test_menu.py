@@ -92,6 +92,12 @@ class RecordingCommands:
     def delete_recorded_requests(self, model: str) -> None:
         self.calls.append(("delete_recorded_requests", model))
 
+    def set_warmup_from_recent_requests(self, model: str, enabled: bool) -> None:
+        self.calls.append(("set_warmup_from_recent_requests", model, enabled))
+        models = self._state.value.models
+        models = tuple(replace(m, warmup_from_recent_requests=enabled) if m.name == model else m for m in models)
+        self._state.value = replace(self._state.value, models=models)
+
     def compare_versions(self, model: str, version: int) -> None:
         self.calls.append(("compare_versions", model, version))
 
@@ -131,6 +137,7 @@ def test_the_menu_lists_models_then_the_status_section_then_actions(state, comma
         "iris — v1",
         "Record requests",
         "Delete recorded requests",
+        "Use recent requests as warm-up",
         "---",
         "Serving http://127.0.0.1:8501",
         "Device: CPU (AMD EPYC)",
@@ -313,6 +320,31 @@ def test_record_requests_toggles_each_model_and_delete_names_it(state, commands,
         ("set_recording", "iris", False),
         ("delete_recorded_requests", "digits"),
     ]
+
+
+def test_use_recent_requests_as_warmup_toggles_each_model_with_recorded_requests(state, commands, icon):
+    models = tuple(replace(m, has_recorded_requests=m.name == "digits") for m in READY.models)
+    state.value = replace(READY, models=models)
+    warmup = item_named(build_menu(state, commands), "Use recent requests as warm-up").submenu
+    assert texts(warmup) == ["digits", "iris"]
+    assert [item.enabled for item in warmup] == [True, False]  # iris has nothing recorded to warm up with
+    item_named(warmup, "digits")(icon)
+    assert [item.checked for item in warmup] == [True, False]
+    warmup = item_named(build_menu(state, commands), "Use recent requests as warm-up").submenu
+    item_named(warmup, "digits")(icon)
+    assert commands.calls == [
+        ("set_warmup_from_recent_requests", "digits", True),
+        ("set_warmup_from_recent_requests", "digits", False),
+    ]
+
+
+def test_a_model_warming_up_from_an_earlier_snapshot_can_be_turned_off(state, commands, icon):
+    models = tuple(replace(m, warmup_from_recent_requests=m.name == "iris") for m in READY.models)
+    state.value = replace(READY, models=models)
+    warmup = item_named(build_menu(state, commands), "Use recent requests as warm-up").submenu
+    assert [(item.enabled, item.checked) for item in warmup] == [(False, False), (True, True)]
+    item_named(warmup, "iris")(icon)
+    assert commands.calls == [("set_warmup_from_recent_requests", "iris", False)]
 
 
 def test_delete_recorded_requests_says_how_much_goes(state, commands, icon):

@@ -176,3 +176,22 @@ def _synthetic(servable: Servable) -> int:
             continue
         count += 1
     return count
+
+
+def replay_leniently(servable: Servable, path: Path, limit: int = MAX_RECORDS) -> tuple[int, int]:
+    """Run up to ``limit`` records of the warm-up file ``path``, skipping (and logging) each one the servable refuses;
+    returns (how many ran, how many were skipped). Nothing here fails a load: an unreadable file ends the replay."""
+    ran = skipped = 0
+    try:
+        for logged in read_prediction_logs(path, skip_torn_tail=True):
+            if ran + skipped >= min(limit, MAX_RECORDS):
+                break
+            try:
+                _run_logged_request(servable, logged)
+                ran += 1
+            except Exception as e:  # a changed signature or shape refuses a request recorded for an older version
+                skipped += 1
+                log.info("warm-up record %d of %s skipped: %s", ran + skipped, path, getattr(e, "message", e))
+    except Exception as e:  # removed meanwhile, or damaged: the records that ran are warm-up enough
+        log.warning("warm-up from %s stopped after %d records: %s: %s", path, ran + skipped, type(e).__name__, e)
+    return ran, skipped
