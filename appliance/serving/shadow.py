@@ -67,6 +67,7 @@ class ShadowFigures:
         self.model = model
         self.config = config
         self.since = time.time()
+        self.active = True  # False once turned off (or replaced by another candidate)
         self.compared = 0  # requests both answered and compared
         self.fails_on_candidate = 0  # requests the live version answered and the candidate failed
         self.sample_error: str | None = None  # the candidate's first error
@@ -143,6 +144,7 @@ class ShadowFigures:
         compared, fails, sample_error, dropped, unavailable = counts
         return {
             "model": self.model,
+            "active": self.active,
             "version": self.version,
             "share": self.config.share,
             "compared": compared,
@@ -183,6 +185,7 @@ def off_json(model: str) -> dict:
     """``GET .../shadow`` of a model without shadow traffic."""
     return {
         "model": model,
+        "active": False,
         "version": None,
         "share": None,
         "compared": 0,
@@ -250,6 +253,8 @@ class ShadowTraffic:
                 current.config = config
                 figures = current
             else:
+                if current is not None:
+                    current.active = False
                 figures = self._active[model] = ShadowFigures(model, config)
             if self._thread is None:
                 self._thread = threading.Thread(target=self._work, name="appliance-shadow", daemon=True)
@@ -262,6 +267,7 @@ class ShadowTraffic:
         with self._lock:
             figures = self._active.pop(model, None)
         if figures is not None:
+            figures.active = False
             log.info("model %s: shadow traffic to version %d off", model, figures.version)
         return figures
 
