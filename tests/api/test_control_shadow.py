@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 import requests
 import tensorflow as tf
+from prometheus_client.parser import text_string_to_metric_families
 
 from appliance.api.app import create_app
 from appliance.api.security import AccessPolicy
@@ -61,7 +62,9 @@ def test_shadow_traffic_reports_the_agreement_of_both_versions(server):
         predict = f"{server.url}/v1/models/digits/versions/1:predict"
         assert requests.post(predict, json={"instances": [row.tolist()]}, timeout=10).status_code == 200
         wait_for(lambda i=i: requests.get(shadow_url(server), timeout=10).json()["compared"] == i + 1)
-    requests.post(f"{server.url}/v1/models/digits/versions/2:predict", json={"instances": [ROWS[0].tolist()]})
+    requests.post(
+        f"{server.url}/v1/models/digits/versions/2:predict", json={"instances": [ROWS[0].tolist()]}, timeout=10
+    )
 
     figures = requests.get(shadow_url(server), timeout=10).json()
     same = classes_agreeing(ROWS)
@@ -86,6 +89,15 @@ def test_shadow_traffic_reports_the_agreement_of_both_versions(server):
     assert compared and float(compared.group(1)) == len(ROWS)
     ratio = re.search(r'appliance_shadow_agreement_ratio\{candidate="2",model="digits",output="class"\} (\S+)', metrics)
     assert ratio and float(ratio.group(1)) == pytest.approx(same / len(ROWS))
+    answered_by_v2 = sum(
+        sample.value
+        for family in text_string_to_metric_families(metrics)
+        for sample in family.samples
+        if sample.name == "appliance_requests_total"
+        and sample.labels.get("model") == "digits"
+        and sample.labels.get("version") == "2"
+    )
+    assert answered_by_v2 == 1  # the shadow calls are not live requests: only the one sent to v2 counts
 
     same_candidate = requests.put(shadow_url(server), json={"version": "2", "share": 0.5}, timeout=10).json()
     assert same_candidate["compared"] == len(ROWS) and same_candidate["share"] == 0.5  # the figures stay
