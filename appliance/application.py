@@ -51,6 +51,7 @@ from .serving.repository import Repository
 from .serving.request_log import RequestLog
 from .serving.routing import Router
 from .serving.runtime import DeferredRuntime
+from .serving.shadow import DEFAULT_SHARE, ShadowConfig
 from .tray.state import ComparisonItem, ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
@@ -192,6 +193,8 @@ class Application:
             self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
             self.router = Router(self.manager, self.remote)
             self.comparisons = Comparisons(self.manager, recorded=self.request_log.files)
+            self._shadow_refresh = threading.Event()  # set: the figures in the tray stop being refreshed
+            self._apply_shadow()
             self.server = (
                 Server(
                     create_app(
@@ -313,6 +316,7 @@ class Application:
             threading.Thread(
                 target=self._serve_grpc, args=(self.grpc,), name="appliance-grpc-start", daemon=True
             ).start()
+        threading.Thread(target=self._refresh_shadow_figures, name="appliance-shadow-figures", daemon=True).start()
 
     def _serve_grpc(self, server: GrpcServer) -> None:
         if isinstance(self._runtime, DeferredRuntime):
@@ -388,6 +392,7 @@ class Application:
             self.remote.stop()
         self._closing.set()
         self.comparisons.cancel_all()
+        self._shadow_refresh.set()
         self.manager.stop()
         self.request_log.stop()
 
@@ -447,6 +452,8 @@ class Application:
                 warmup_from_recent_requests=self.recent_warmup.enabled(s.name),
                 has_recorded_requests=bool(self.request_log.files(s.name))
                 or self.recent_warmup.snapshot_path(s.name).is_file(),
+                shadow_version=self._shadow_version(s.name),
+                shadow_summary=self._shadow_summary(s.name),
             )
             for s in summaries
         )
@@ -607,6 +614,38 @@ class Application:
         except Exception as e:  # shown in the log; the setting stays as it was
             log.warning("cannot change the warm-up from recent requests of %s: %s", model, getattr(e, "message", e))
         self._notify_listeners()
+
+    def set_shadow(self, model: str, version: int | None) -> None:
+        """Send a share of ``model``'s live requests also to ``version`` (None: off); remembered. The share is the
+        one in force, else settings.toml's, else 10%."""
+        current = self.manager.shadow.figures(model)
+        share = current.config.share if current else self.settings.shadow.get(model, {}).get("share", DEFAULT_SHARE)
+        self.preferences.set_shadow(model, version, share)
+        self._apply_shadow()
+        for listener in self._listeners:
+            listener()
+
+    def _apply_shadow(self) -> None:
+        """Shadow traffic as settings.toml's ``shadow`` and the tray's choices (winning over it) say."""
+        wanted = {**self.settings.shadow, **self.preferences.shadow()}
+        self.manager.shadow.replace(
+            {model: ShadowConfig(int(c["version"]), c["share"]) for model, c in wanted.items() if c is not None}
+        )
+
+    def _shadow_version(self, model: str) -> int | None:
+        figures = self.manager.shadow.figures(model)
+        return figures.version if figures else None
+
+    def _shadow_summary(self, model: str) -> str | None:
+        figures = self.manager.shadow.figures(model)
+        return figures.summary() if figures else None
+
+    def _refresh_shadow_figures(self, interval: float = 5.0) -> None:
+        """While some model is shadowed, redraw the tray every ``interval`` seconds: its figures move."""
+        while not self._shadow_refresh.wait(interval):
+            if self.manager.shadow.active():
+                for listener in self._listeners:
+                    listener()
 
     def switch_version(self, model: str, version: int) -> None:
         """Serve ``version`` of ``model`` to requests that name no version (loading it first if needed)."""

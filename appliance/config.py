@@ -506,6 +506,16 @@ class Settings:
     log_level: str = setting(
         "INFO", "the least severe log records written", group="runtime", choices=("DEBUG", "INFO", "WARNING", "ERROR")
     )
+    shadow: Mapping[str, Mapping[str, float]] = setting(
+        doc="per model, a candidate version that also gets a share (0 to 1, 0.1 by default) of the live requests "
+        "answered by its other versions, in the background, to compare its answers: e.g. "
+        "{ digits = { version = 2, share = 0.1 } }; the tray's choice wins over it",
+        group="models",
+        factory=dict,
+        flag=False,
+        toml=True,
+        default_doc="none: no shadow traffic",
+    )
 
     def op_parallelism(self) -> tuple[int, int]:
         """The (intra-op, inter-op) threads of the model sessions: TF Serving's precedence of the three flags.
@@ -792,6 +802,8 @@ def _from_file(declared: Declared, value: Any, source: str) -> Any:
         raise InvalidArgument(f"{source}: {key} must be true or false")
     if key == "request_log_sampling":
         return _sampling_rates(value, source)
+    if key == "shadow":
+        return _shadow_table(value, source)
     return value
 
 
@@ -803,6 +815,25 @@ def _sampling_rates(table: Any, source: str) -> dict[str, float]:
         if isinstance(rate, bool) or not isinstance(rate, (int, float)) or not 0 <= rate <= 1:
             raise InvalidArgument(f"{source}: request_log_sampling.{model} must be a number from 0 to 1, not {rate!r}")
     return {model: float(rate) for model, rate in table.items()}
+
+
+def _shadow_table(table: Any, source: str) -> dict[str, dict[str, float]]:
+    """settings.toml's ``shadow``: model name -> {"version": a positive integer, "share": a number in (0, 1]}."""
+    example = "{ digits = { version = 2, share = 0.1 } }"
+    if not isinstance(table, dict):
+        raise InvalidArgument(f"{source}: shadow must be a table, e.g. {example}")
+    shadowed = {}
+    for model, entry in table.items():
+        version = entry.get("version") if isinstance(entry, dict) else None
+        share = entry.get("share", 0.1) if isinstance(entry, dict) else None
+        if not isinstance(entry, dict) or set(entry) - {"version", "share"}:
+            raise InvalidArgument(f"{source}: shadow.{model} must be a table of version and share, e.g. {example}")
+        if isinstance(version, bool) or not isinstance(version, int) or version < 1:
+            raise InvalidArgument(f"{source}: shadow.{model}.version must be a positive integer, not {version!r}")
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise InvalidArgument(f"{source}: shadow.{model}.share must be a number in (0, 1], not {share!r}")
+        shadowed[model] = {"version": version, "share": float(share)}
+    return shadowed
 
 
 def settings_from_sources(

@@ -35,6 +35,8 @@ class Preferences:
     """Model name -> the share of its requests recorded, as the user set it in the tray (0: not recorded)."""
     warmup_from_recent_requests: dict[str, int] = dataclasses.field(default_factory=dict)
     """Model name -> how many of its recent requests warm its new versions up, as the user set it (0: off)."""
+    shadow: dict[str, dict[str, float] | None] = dataclasses.field(default_factory=dict)
+    """Model name -> its shadow traffic as the user set it in the tray: {"version": 2, "share": 0.1}, or None: off."""
 
 
 def load_preferences(path: Path) -> Preferences:
@@ -56,6 +58,7 @@ def save_preferences(path: Path, prefs: Preferences) -> None:
         "chosen_versions": dict(sorted(prefs.chosen_versions.items())),
         "request_log_sampling": dict(sorted(prefs.request_log_sampling.items())),
         "warmup_from_recent_requests": dict(sorted(prefs.warmup_from_recent_requests.items())),
+        "shadow": dict(sorted(prefs.shadow.items())),
     }
     write_file_atomically(path, (json.dumps(document, indent=2) + "\n").encode("utf-8"), mode=0o600)
 
@@ -75,10 +78,26 @@ def _from_document(document: object) -> Preferences:
     warmup = document.get("warmup_from_recent_requests", {})  # absent in files of earlier versions
     if not isinstance(warmup, dict) or not all(_is_version(v) for v in warmup.values()):
         raise ValueError('"warmup_from_recent_requests" must map model names to numbers of requests (0: off)')
+    shadow = document.get("shadow", {})  # absent in files of earlier versions
+    if not isinstance(shadow, dict) or not all(entry is None or _is_shadow(entry) for entry in shadow.values()):
+        raise ValueError('"shadow" must map model names to null or {"version": <number>, "share": <0 to 1>}')
     return Preferences(
         chosen_versions=dict(chosen),
         request_log_sampling={k: float(v) for k, v in sampling.items()},
         warmup_from_recent_requests=dict(warmup),
+        shadow={
+            k: None if v is None else {"version": v["version"], "share": float(v["share"])} for k, v in shadow.items()
+        },
+    )
+
+
+def _is_shadow(value: object) -> bool:
+    return (
+        isinstance(value, dict)
+        and set(value) == {"version", "share"}
+        and _is_version(value["version"])
+        and _is_rate(value["share"])
+        and value["share"] > 0
     )
 
 
@@ -147,6 +166,22 @@ class PreferenceStore:
         with self._lock:
             changed = copy.deepcopy(self._prefs)
             changed.warmup_from_recent_requests[model] = limit
+            save_preferences(self.path, changed)
+            self._prefs = changed
+
+    def shadow(self) -> dict[str, dict[str, float] | None]:
+        """The shadow traffic the user set per model: {"version": 2, "share": 0.1}, or None for off."""
+        with self._lock:
+            return copy.deepcopy(self._prefs.shadow)
+
+    def set_shadow(self, model: str, version: int | None, share: float = 0.1) -> None:
+        """Remember ``model``'s shadow traffic to ``version`` (None: off); saved before this returns."""
+        entry = None if version is None else {"version": version, "share": float(share)}
+        if entry is not None and not _is_shadow(entry):
+            raise ValueError(f"shadow traffic needs a version and a share in (0, 1], not {version!r}, {share!r}")
+        with self._lock:
+            changed = copy.deepcopy(self._prefs)
+            changed.shadow[model] = entry
             save_preferences(self.path, changed)
             self._prefs = changed
 

@@ -3,6 +3,8 @@ which inputs they accept.
 
     sqrt/1   serving_default  x float32 [None] -> y = 2 * sqrt(x); fails ("x must be non-negative") when an x < 0
     sqrt/2   serving_default  x float32 [None] -> y = 2 * sqrt(|x|); answers every input
+    slow/1   serving_default  x float32 [None] -> y = 2 * x
+    slow/2   the same, after sleeping at least SLOW_SECONDS (in a TensorFlow op: the GIL is free meanwhile)
 
     write_request_log(path, "digits", [rows, rows, ...])   # a TFRecord of PredictionLog, one predict per item
 
@@ -23,7 +25,14 @@ from tensorflow_serving.apis import prediction_log_pb2
 
 from tests.faulty_models import NEGATIVE_INPUT_MESSAGE, SCALE, CheckedSqrt
 
-__all__ = ["NEGATIVE_INPUT_MESSAGE", "SCALE", "build_sqrt_model", "write_request_log"]
+__all__ = [
+    "NEGATIVE_INPUT_MESSAGE",
+    "SCALE",
+    "SLOW_SECONDS",
+    "build_slow_model",
+    "build_sqrt_model",
+    "write_request_log",
+]
 
 
 class LenientSqrt(tf.Module):
@@ -38,6 +47,34 @@ def build_sqrt_model(out: Path) -> Path:
     """Write sqrt/1 and sqrt/2 under ``out``; returns ``out``."""
     for version, module in ((1, CheckedSqrt()), (2, LenientSqrt())):
         path = Path(out) / "sqrt" / str(version)
+        tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
+    return Path(out)
+
+
+SLOW_SECONDS = 0.25
+
+
+class Doubling(tf.Module):
+    """2 * x, optionally after sleeping ``seconds``."""
+
+    def __init__(self, seconds: float = 0.0):
+        super().__init__()
+        self.microseconds = int(seconds * 1e6)
+
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.float32, name="x")])
+    def serve(self, x):
+        if self.microseconds:
+            # A dataset op that sleeps: unlike tf.py_function, it survives saving and loading.
+            from tensorflow.python.data.experimental.ops.testing import sleep
+
+            x = tf.data.Dataset.from_tensors(x).apply(sleep(self.microseconds)).get_single_element()
+        return {"y": 2 * x}
+
+
+def build_slow_model(out: Path) -> Path:
+    """Write slow/1 (quick) and slow/2 (sleeps) under ``out``; returns ``out``."""
+    for version, module in ((1, Doubling()), (2, Doubling(SLOW_SECONDS))):
+        path = Path(out) / "slow" / str(version)
         tf.saved_model.save(module, str(path), signatures={"serving_default": module.serve})
     return Path(out)
 

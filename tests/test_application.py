@@ -465,3 +465,40 @@ def test_warmup_from_recent_requests_command_writes_remembers_and_delete_removes
     app.set_warmup_from_recent_requests("digits", False)
     assert wait_for(lambda: len(changes) > count)
     assert not {m.name: m for m in changes[-1].models}["digits"].warmup_from_recent_requests
+
+
+def test_shadow_traffic_from_the_settings_file_then_the_tray_which_is_remembered(tmp_path, monkeypatch):
+    from appliance.preferences import PreferenceStore
+
+    for variable, value in user_dirs_env(tmp_path).items():
+        monkeypatch.setenv(variable, value)
+    settings = Settings(
+        port=0, rest_api_port=0, file_system_poll_wait_seconds=0, shadow={"digits": {"version": 1, "share": 1.0}}
+    )
+    app = Application(settings)
+    try:
+        app.server.start()
+        app.start()
+        assert app.manager.wait_until_ready(60)
+        assert app.manager.shadow.figures("digits").version == 1
+        requests.post(app.url + "/predict", json={"model": "digits", "input": [[3.0] * 64]}, timeout=30)
+        assert wait_for(lambda: app.manager.shadow.figures("digits").compared == 1)  # v2 answered, v1 shadowed
+        (digits,) = [m for m in app.tray_state().models if m.name == "digits"]
+        assert digits.shadow_version == 1 and digits.shadow_summary.startswith("v1 agrees on")
+        changes = []
+        app.subscribe(lambda: changes.append(app.tray_state()))
+
+        app.set_shadow("digits", None)
+        assert app.manager.shadow.figures("digits") is None and changes[-1].models[0].shadow_version is None
+        app.set_shadow("digits", 2)
+        assert app.manager.shadow.figures("digits").config.share == 1.0  # settings.toml's share
+        assert PreferenceStore(app.preferences.path).shadow() == {"digits": {"version": 2, "share": 1.0}}
+    finally:
+        app.stop()
+        app.close()
+    again = Application(settings)  # the tray's choice wins over the settings file's
+    try:
+        assert again.manager.shadow.figures("digits").version == 2
+    finally:
+        again.stop()
+        again.close()

@@ -285,3 +285,20 @@ def test_warmup_from_recent_requests_in_the_settings_file():
     assert _settings([], {"warmup_from_recent_requests": ["digits"]}).warmup_from_recent_requests == ("digits",)
     with pytest.raises(InvalidArgument, match=re.escape("warmup_from_recent_requests must be a list of models")):
         _settings([], {"warmup_from_recent_requests": "digits"})
+
+
+def test_shadow_traffic_in_the_settings_file():
+    assert _settings().shadow == {}
+    settings = _settings([], {"shadow": {"digits": {"version": 2}, "iris": {"version": 1, "share": 1}}})
+    assert settings.shadow == {"digits": {"version": 2, "share": 0.1}, "iris": {"version": 1, "share": 1.0}}
+    for bad, message in (
+        ("digits", "shadow must be a table"),
+        ({"digits": 2}, "shadow.digits must be a table of version and share"),
+        ({"digits": {"version": 2, "rate": 1}}, "shadow.digits must be a table of version and share"),
+        ({"digits": {"share": 0.5}}, "shadow.digits.version must be a positive integer"),
+        ({"digits": {"version": True}}, "shadow.digits.version must be a positive integer"),
+        ({"digits": {"version": 2, "share": 0}}, "shadow.digits.share must be a number in (0, 1]"),
+        ({"digits": {"version": 2, "share": 1.5}}, "shadow.digits.share must be a number in (0, 1]"),
+    ):
+        with pytest.raises(InvalidArgument, match=re.escape(message)):
+            _settings([], {"shadow": bad})

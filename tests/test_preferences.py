@@ -208,3 +208,27 @@ def test_warmup_from_recent_requests_is_remembered_and_a_bad_value_means_default
     with caplog.at_level(logging.WARNING, logger="appliance.preferences"):
         assert load_preferences(path) == Preferences()
     assert "warmup_from_recent_requests" in caplog.text
+
+
+def test_shadow_traffic_persists_off_included_and_older_files_have_none(tmp_path):
+    path = tmp_path / "preferences.json"
+    path.write_text('{"format": 1, "chosen_versions": {"digits": 1}, "request_log_sampling": {}}')
+    store = PreferenceStore(path)
+    assert store.shadow() == {}
+    store.set_shadow("digits", 2, 0.25)
+    store.set_shadow("iris", None)  # off, winning over settings.toml
+    assert PreferenceStore(path).shadow() == {"digits": {"version": 2, "share": 0.25}, "iris": None}
+    assert PreferenceStore(path).chosen_version("digits") == 1
+    for version, share in ((2, 0), (2, 1.5), (-1, 0.1)):
+        with pytest.raises(ValueError):
+            store.set_shadow("digits", version, share)
+
+
+@pytest.mark.parametrize(
+    "shadow", [b'{"digits": {"version": 2}}', b'{"digits": {"version": 2, "share": 0}}', b'{"digits": 2}', b"[1]"]
+)
+def test_a_bad_shadow_entry_means_defaults(tmp_path, caplog, shadow):
+    path = tmp_path / "preferences.json"
+    path.write_bytes(b'{"format": 1, "chosen_versions": {}, "shadow": ' + shadow + b"}")
+    assert load_preferences(path) == Preferences()
+    assert "shadow" in caplog.text

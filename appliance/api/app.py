@@ -24,7 +24,7 @@ from ..serving.manager import ModelManager
 from ..serving.recent_warmup import RecentRequestWarmup
 from ..serving.routing import Router
 from . import openapi, pages
-from .control import COMPARE_PATH, RELOAD_PATH, WARMUP_PATH, ControlAPI
+from .control import COMPARE_PATH, RELOAD_PATH, SHADOW_PATH, WARMUP_PATH, ControlAPI
 from .control import PATH as CONTROL_PATH
 from .cors import Cors
 from .metrics import PATH as METRICS_PATH
@@ -205,6 +205,7 @@ ROUTE_APIS = {
     RELOAD_PATH: "control",
     COMPARE_PATH: "control",
     WARMUP_PATH: "control",
+    SHADOW_PATH: "control",
     "/predict": "simple_predict",
     "/health": "health",
     "/": "index",
@@ -269,6 +270,9 @@ def create_app(
     app.route(COMPARE_PATH, "DELETE", control.cancel_comparison, apply=changes)
     app.route(WARMUP_PATH, "GET", control.warmup)
     app.route(WARMUP_PATH, "PUT", lambda name: control.set_warmup(name, body()), apply=changes)
+    app.route(SHADOW_PATH, "GET", control.shadow)
+    app.route(SHADOW_PATH, "PUT", lambda name: control.set_shadow(name, body()), apply=changes)
+    app.route(SHADOW_PATH, "DELETE", control.clear_shadow, apply=changes)
     for prefix in ("/v1/", "/V1/"):  # TF Serving's dispatcher takes (?i)/v1/.*
         app.route(prefix + "<rest:path>", "ANY", lambda rest: v1(bottle.request.environ))
     app.route("/predict", "POST", lambda: simple.handle(body()))

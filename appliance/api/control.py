@@ -11,6 +11,10 @@
     PUT /v1/appliance/models/digits/warmup   {"from_recent_requests": true}   (optional "limit": 1 to 1000, 100)
     GET /v1/appliance/models/digits/warmup
     -> {"model": "digits", "from_recent_requests": true, "limit": 100, "records": 100, "last_load": {...} | null}
+    PUT /v1/appliance/models/digits/shadow {"version": 2, "share": 0.1}   (share optional, 0.1 by default)
+    GET /v1/appliance/models/digits/shadow -> {"active": true, "version": 2, "compared": 120,
+                                               "agreement": {"class": 0.97, ...}, "fails_on_candidate": 0, ...}
+    DELETE /v1/appliance/models/digits/shadow  (off; answers the figures until then)
 
 The tray's version menu and this endpoint make the same call on the model
 manager; the choice is remembered across restarts. A reload loads every
@@ -18,6 +22,9 @@ AVAILABLE version afresh from disk and swaps it in without failing a request. A 
 requests (or the versions' warm-up requests) against two versions in the background (see
 :mod:`appliance.serving.compare`); GET follows its progress and gives its result. Warm-up from recent requests
 (see :mod:`appliance.serving.recent_warmup`) warms each new version with the model's newest recorded requests.
+Shadow traffic sends a share of the live requests answered by other versions also to a candidate version (see
+:mod:`appliance.serving.shadow`); set over this API, it lasts until the appliance stops (the tray's choice is
+remembered).
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from ..serving.recent_warmup import DEFAULT_LIMIT as DEFAULT_WARMUP_LIMIT
 from ..serving.recent_warmup import RecentRequestWarmup
 from ..serving.request_log import RequestLog
 from ..serving.runtime.warmup import MAX_RECORDS
+from ..serving.shadow import DEFAULT_SHARE, off_json
 from . import codec
 from .metrics import served
 from .pages import summary_json
@@ -43,6 +51,7 @@ PATH = "/v1/appliance/models/<name>/chosen"
 RELOAD_PATH = "/v1/appliance/models/<name>/reload"
 COMPARE_PATH = "/v1/appliance/models/<name>/compare"
 WARMUP_PATH = "/v1/appliance/models/<name>/warmup"
+SHADOW_PATH = "/v1/appliance/models/<name>/shadow"
 # GET .../compare before any comparison of the model ran.
 NO_COMPARISON = {
     "version": None,
@@ -156,6 +165,35 @@ class ControlAPI:
         self._manager.summary(name)
         self._recent_warmup.set(name, limit if enabled else 0)
         return self.warmup(name)
+
+    def shadow(self, name: str) -> bottle.HTTPResponse:
+        self._manager.summary(name)  # NotFound for a model not served
+        figures = self._manager.shadow.figures(name)
+        return served(json_response(dumps(figures.to_json() if figures else off_json(name))), name, None)
+
+    def set_shadow(self, name: str, body: bytes) -> bottle.HTTPResponse:
+        document = codec.parse_document(body)
+        unknown = sorted(set(document) - {"version", "share"})
+        if unknown or "version" not in document:
+            raise InvalidArgument(
+                'send {"version": <number>}, optionally with "share": <a number in (0, 1]>'
+                + (f"; unknown: {', '.join(unknown)}" if unknown else "")
+            )
+        version = _version(document, "version")
+        share = document.get("share", DEFAULT_SHARE)
+        if isinstance(share, bool) or not isinstance(share, (int, float)) or not 0 < share <= 1:
+            raise InvalidArgument(f"'share' must be a number greater than 0 and at most 1, not {json.dumps(share)}")
+        known = [v.version for v in self._manager.summary(name).versions]
+        if version not in known:
+            listed = ", ".join(map(str, known)) or "none"
+            raise NotFound(f"model {name} has no version {version} to shadow requests to (its versions: {listed})")
+        figures = self._manager.shadow.set(name, version, float(share))
+        return served(json_response(dumps(figures.to_json())), name, None)
+
+    def clear_shadow(self, name: str) -> bottle.HTTPResponse:
+        self._manager.summary(name)
+        figures = self._manager.shadow.clear(name)
+        return served(json_response(dumps(figures.to_json() if figures else off_json(name))), name, None)
 
 
 def _version(document: dict, key: str) -> int:

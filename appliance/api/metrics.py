@@ -33,6 +33,7 @@ from ..serving.remote import Remote
 from ..serving.request_log import RequestLog
 from ..serving.routing import LOCAL
 from ..serving.runtime import Servable
+from ..serving.shadow import ShadowTraffic
 from .responses import HTTP_STATUS, answer_error
 
 T = TypeVar("T")
@@ -370,6 +371,7 @@ class ServingState:
             yield up
         if self._manager.request_log is not None:
             yield from _request_log_metrics(self._manager.request_log)
+        yield from _shadow_metrics(self._manager.shadow)
         if os.path.isdir("/proc/self/task"):  # Linux, like the process_* metrics
             threads = GaugeMetricFamily("appliance_process_threads", "Threads of this process (TensorFlow's included).")
             threads.add_metric([], len(os.listdir("/proc/self/task")))
@@ -391,6 +393,33 @@ def _request_log_metrics(request_log: RequestLog):
         dropped.add_metric([model], request_log.dropped.get(model, 0))
         on_disk.add_metric([model], request_log.bytes_on_disk(model))
     yield from (written, dropped, on_disk)
+
+
+def _shadow_metrics(shadow: ShadowTraffic):
+    requests = CounterMetricFamily(
+        "appliance_shadow_requests",
+        "Live requests sampled for shadow traffic to a candidate version, by outcome: compared, failed (on the "
+        "candidate only), dropped (the queue was full), unavailable (the candidate was not AVAILABLE).",
+        labels=["model", "candidate", "outcome"],
+    )
+    agreement = GaugeMetricFamily(
+        "appliance_shadow_agreement_ratio",
+        "Share of the rows compared whose predicted class the candidate version agrees on, per output.",
+        labels=["model", "candidate", "output"],
+    )
+    for model, figures in sorted(shadow.active().items()):
+        candidate = str(figures.version)
+        document = figures.to_json()
+        for outcome, key in (
+            ("compared", "compared"),
+            ("failed", "fails_on_candidate"),
+            ("dropped", "dropped"),
+            ("unavailable", "unavailable"),
+        ):
+            requests.add_metric([model, candidate, outcome], document[key])
+        for output, ratio in document["agreement"].items():
+            agreement.add_metric([model, candidate, output], ratio)
+    yield from (requests, agreement)
 
 
 @dataclasses.dataclass

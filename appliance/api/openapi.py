@@ -643,6 +643,90 @@ SCHEMAS.update(
     }
 )
 
+_SHADOW_COUNTS = {
+    "compared": {"type": "integer", "description": "Requests both versions answered, compared."},
+    "fails_on_candidate": {"type": "integer", "description": "Requests the candidate alone failed."},
+}
+SCHEMAS.update(
+    {
+        "ShadowRequest": {
+            "type": "object",
+            "required": ["version"],
+            "properties": {
+                "version": {"oneOf": [{"type": "integer", "minimum": 1}, {"type": "string", "pattern": "^[0-9]+$"}]},
+                "share": {
+                    "type": "number",
+                    "exclusiveMinimum": 0,
+                    "maximum": 1,
+                    "description": "The share of the live requests answered by other versions also sent to this "
+                    "one (0.1).",
+                },
+            },
+            "additionalProperties": False,
+        },
+        "Shadow": {
+            "type": "object",
+            "required": [
+                "model",
+                "active",
+                "version",
+                "share",
+                "compared",
+                "agreement",
+                "outputs",
+                "fails_on_candidate",
+                "sample_error",
+                "dropped",
+                "unavailable",
+                "candidate_p50_ms",
+                "since",
+                "summary",
+            ],
+            "properties": {
+                "model": {"type": "string"},
+                "active": {"type": "boolean", "description": "false: no shadow traffic (now, or any more)."},
+                "version": {**_nullable({"type": "integer"}), "description": "The candidate version."},
+                "share": _FIGURE,
+                **_SHADOW_COUNTS,
+                "agreement": {
+                    "type": "object",
+                    "additionalProperties": {"type": "number"},
+                    "description": "Per output with a class (argmax of scores, or the value itself): the share of "
+                    "rows the candidate agrees on.",
+                },
+                "outputs": {
+                    "type": "array",
+                    "description": "Per output: `label`, `predictions`, `agreeing`, `agreement`, `mean_abs_diff`, "
+                    "`max_abs_diff`, as a comparison reports them.",
+                    "items": {"type": "object"},
+                },
+                "sample_error": _nullable({"type": "string"}),
+                "dropped": {"type": "integer", "description": "Sampled but not sent: the queue was full."},
+                "unavailable": {"type": "integer", "description": "Sampled while the candidate was not AVAILABLE."},
+                "candidate_p50_ms": _FIGURE,
+                "since": {**_nullable({"type": "string"}), "description": "When it was turned on (UTC)."},
+                "summary": {**_nullable({"type": "string"}), "examples": ["v2 agrees on 97.2% of 1 203 requests"]},
+            },
+        },
+    }
+)
+SCHEMAS["ModelSummary"]["properties"]["shadow"] = {  # type: ignore[index]
+    **_nullable(
+        {
+            "type": "object",
+            "required": ["candidate", "compared", "agreement", "output", "fails_on_candidate"],
+            "properties": {
+                "candidate": {"type": "integer"},
+                "agreement": _FIGURE,
+                "output": _nullable({"type": "string"}),
+                **_SHADOW_COUNTS,
+            },
+        }
+    ),
+    "description": "In /health only: the model's shadow traffic (null when off); `agreement` is that of `output`, "
+    "its first output with a class.",
+}
+
 # --- responses ----------------------------------------------------------------------------------------------------
 
 ERRORS = {
@@ -890,6 +974,31 @@ def _appliance_paths() -> dict:
                 "operationId": "cancelComparison",
                 "summary": "Cancel the running comparison (its figures so far become its result)",
                 "responses": {**_ok("The comparison.", _schema("Comparison")), **_errors((404, *GUARDED))},
+            },
+        },
+        "/v1/appliance/models/{name}/shadow": {
+            "parameters": [digits],
+            "get": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "getShadow",
+                "summary": "A model's shadow traffic to a candidate version, and how the candidate agrees",
+                "responses": {**_ok("The figures.", _schema("Shadow")), **_errors((404, *GUARDED))},
+            },
+            "put": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "setShadow",
+                "summary": "Send a share of the live requests also to a candidate version, in the background",
+                "description": "Its answers are compared with the live ones and discarded; the live answer never "
+                "waits. The same candidate keeps its figures; another starts afresh. Lasts until the appliance "
+                "stops.",
+                "requestBody": _json_body("ShadowRequest", {"version": 2, "share": 0.1}),
+                "responses": {**_ok("The figures.", _schema("Shadow")), **_errors((400, 404, 413, *GUARDED))},
+            },
+            "delete": {
+                "tags": [APPLIANCE_TAG],
+                "operationId": "clearShadow",
+                "summary": "Stop shadow traffic (answers the figures until then)",
+                "responses": {**_ok("The figures.", _schema("Shadow")), **_errors((404, *GUARDED))},
             },
         },
         "/v1/appliance/models/{name}/warmup": {

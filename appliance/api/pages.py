@@ -67,6 +67,9 @@ def health_document(manager: ModelManager, remote: Remote | None = None) -> tupl
         "device": manager.device.to_json(),
         "models": [summary_json(s) for s in summaries],
     }
+    for entry in document["models"]:
+        figures = manager.shadow.figures(entry["name"])
+        entry["shadow"] = figures.health_json() if figures else None
     if status == "degraded":
         document["unavailable_models"] = unavailable
     if remote is not None:

@@ -32,6 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import Code, InvalidArgument, NotFound, ServingError
+from .agreement import OutputReport, OutputTally
 from .manager import ModelManager
 from .request_log import read_records
 from .runtime import DEFAULT_SIGNATURE
@@ -86,28 +87,6 @@ def read_predict_requests(paths: Iterable[Path], model: str | None = None, limit
         )
         for request in (kept[-limit:] if limit > 0 else [])
     ], skipped
-
-
-@dataclasses.dataclass(frozen=True)
-class OutputReport:
-    """How one output of one signature differs between the versions, over the requests both answered."""
-
-    signature: str
-    name: str
-    predictions: int  # rows compared (a request of n rows makes n predictions)
-    agreeing: int | None  # rows whose predicted class (argmax, or the value itself) is the same; None: not a class
-    mean_abs_diff: float | None  # over every element of a float output; None for others
-    max_abs_diff: float | None
-    shape_mismatches: int  # requests whose output shapes differ (their rows count as disagreeing)
-
-    @property
-    def label(self) -> str:
-        """The output's name, after its signature's unless that is serving_default: "class", "image/class"."""
-        return self.name if self.signature == DEFAULT_SIGNATURE else f"{self.signature}/{self.name}"
-
-    @property
-    def agreement(self) -> float | None:
-        return self.agreeing / self.predictions if self.agreeing is not None and self.predictions else None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,46 +182,6 @@ class CpuBudget:
         cancelled.wait(cost / self.share - wall)
 
 
-class _Tally:
-    """Running figures of one output."""
-
-    def __init__(self) -> None:
-        self.predictions = 0
-        self.agreeing: int | None = None
-        self.abs_sum = 0.0
-        self.abs_count = 0
-        self.abs_max: float | None = None
-        self.shape_mismatches = 0
-
-    def add(self, a: np.ndarray, b: np.ndarray) -> None:
-        rows = a.shape[0] if a.ndim else 1
-        is_class = _is_class_output(a) and _is_class_output(b)
-        if is_class and self.agreeing is None:
-            self.agreeing = 0
-        self.predictions += rows
-        if a.shape != b.shape:
-            self.shape_mismatches += 1
-            return
-        if is_class:
-            classes = (a.argmax(axis=-1), b.argmax(axis=-1)) if a.dtype.kind == "f" else (a, b)
-            same = (classes[0] == classes[1]).reshape(rows, -1).all(axis=1)
-            self.agreeing = (self.agreeing or 0) + int(same.sum())
-        if a.dtype.kind == "f" and b.dtype.kind == "f" and a.size:  # differences of class numbers mean nothing
-            diff = np.abs(a.astype(np.float64) - b.astype(np.float64))
-            self.abs_sum += float(diff.sum())
-            self.abs_count += diff.size
-            self.abs_max = max(self.abs_max or 0.0, float(diff.max()))
-
-    def report(self, signature: str, name: str) -> OutputReport:
-        mean = self.abs_sum / self.abs_count if self.abs_count else None
-        return OutputReport(signature, name, self.predictions, self.agreeing, mean, self.abs_max, self.shape_mismatches)
-
-
-def _is_class_output(value: np.ndarray) -> bool:
-    """Strings, integers and booleans are compared as they are; float scores of rank >= 2 by their argmax."""
-    return value.dtype.kind in "OSUiub" or (value.dtype.kind == "f" and value.ndim >= 2)
-
-
 class _Side:
     def __init__(self, version: int):
         self.version = version
@@ -297,7 +236,7 @@ class Comparison:
         self.budget = CpuBudget(cpu_share)
         self._quiet_seconds, self._max_yield_seconds = quiet_seconds, max_yield_seconds
         self._sides = (_Side(version), _Side(against))
-        self._tallies: dict[tuple[str, str], _Tally] = {}  # by signature and output
+        self._tallies: dict[tuple[str, str], OutputTally] = {}  # by signature and output
         self._both_failed = 0
         self._done = 0
         self._cancel = threading.Event()
@@ -390,7 +329,7 @@ class Comparison:
         assert isinstance(first, dict) and isinstance(second, dict)
         signature = request.signature_name or DEFAULT_SIGNATURE
         for alias in sorted(first.keys() & second.keys()):
-            self._tallies.setdefault((signature, alias), _Tally()).add(
+            self._tallies.setdefault((signature, alias), OutputTally()).add(
                 np.asarray(first[alias]), np.asarray(second[alias])
             )
 

@@ -33,6 +33,7 @@ from .recent_warmup import RecentRequestWarmup
 from .repository import ModelSnapshot, Repository, fingerprint, scan_versions, validate_configs
 from .request_log import RequestLog
 from .runtime import DEFAULT_SIGNATURE, Features, Runtime, Servable
+from .shadow import ShadowTraffic
 
 if TYPE_CHECKING:
     from ..preferences import PreferenceStore
@@ -160,10 +161,12 @@ class ServableHandle:
         self.servable: Servable = version.servable  # type: ignore[assignment]  # an AVAILABLE version holds one
 
     def record_predict(self, signature_name: str, inputs: Mapping[str, np.ndarray], outputs: Mapping[str, np.ndarray]):
-        """Hand an answered Predict to the request log (a dict lookup when the model is not recorded)."""
+        """Hand an answered Predict to the request log and to shadow traffic (a dict lookup each when the model is
+        neither recorded nor shadowed)."""
         request_log = self._manager.request_log
         if request_log is not None:
             request_log.record_predict(self.name, self.version, signature_name or DEFAULT_SIGNATURE, inputs, outputs)
+        self._manager.shadow.offer(self.name, self.version, signature_name, inputs, outputs)
 
     def record_examples(
         self, kind: str, signature_name: str, context: Features | None, examples: Sequence[Features], answer: Sequence
@@ -251,6 +254,7 @@ class ModelManager:
         self._ready = threading.Event()
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
+        self.shadow = ShadowTraffic(self)  # where record_predict sends a sampled share of requests to a candidate
 
     @property
     def device(self):
@@ -273,6 +277,7 @@ class ModelManager:
 
     def stop(self) -> None:
         """Stop polling and unload every version once its in-flight requests finish."""
+        self.shadow.stop()
         self._stopping.set()
         if self._thread is not None:
             self._thread.join()

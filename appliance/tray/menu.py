@@ -36,6 +36,8 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
         Delete recorded requests ▸ digits (12 MiB, 3 files)  iris (nothing recorded)
         Use recent requests as warm-up ▸ ☑ digits  ☐ iris   (set_warmup_from_recent_requests(model, on); a model
                                                               with nothing recorded and off is disabled)
+        Shadow traffic ▸ digits ▸  ◉ Off  ○ v1  ○ v2   (radio: set_shadow(model, version or None))
+                                    v2 agrees on 97.2% of 1 203 requests   (disabled, while on)
         ─────────
         Serving http://127.0.0.1:8501     (disabled: the status section; no Serving line, Open API page or
         gRPC 127.0.0.1:8500                Copy URL without REST, no gRPC line or Copy gRPC address without gRPC)
@@ -59,6 +61,7 @@ def build_menu(get_state: Callable[[], TrayState], commands: TrayCommands) -> Me
         if state.models:
             yield from _request_log_items(state, get_state, commands)
             yield _recent_warmup_item(state, get_state, commands)
+            yield _shadow_item(state, get_state, commands)
         yield Menu.SEPARATOR
         if state.url:
             yield MenuItem(f"Serving {state.url}", None, enabled=False)
@@ -239,6 +242,34 @@ def _recent_warmup_item(state: TrayState, get_state: Callable[[], TrayState], co
         for model in state.models
     )
     return MenuItem("Use recent requests as warm-up", Menu(*items))
+
+
+def _shadow_item(state: TrayState, get_state: Callable[[], TrayState], commands: TrayCommands) -> MenuItem:
+    """ "Shadow traffic": per model, Off or one of its AVAILABLE versions as the candidate, and how it agrees."""
+
+    def shadowed_to(model: str, version: int | None) -> Callable[[MenuItem], bool]:
+        return lambda item: any(m.name == model and m.shadow_version == version for m in get_state().models)
+
+    def choose(model: str, version: int | None) -> Callable[[], None]:
+        return lambda: commands.set_shadow(model, version)
+
+    def model_menu(model: ModelItem) -> Menu:
+        choices = [MenuItem("Off", choose(model.name, None), checked=shadowed_to(model.name, None), radio=True)]
+        for version in model.versions:
+            if version.state == "AVAILABLE":
+                choices.append(
+                    MenuItem(
+                        f"v{version.version}",
+                        choose(model.name, version.version),
+                        checked=shadowed_to(model.name, version.version),
+                        radio=True,
+                    )
+                )
+        if model.shadow_summary:
+            choices.append(MenuItem(model.shadow_summary, None, enabled=False))
+        return Menu(*choices)
+
+    return MenuItem("Shadow traffic", Menu(*(MenuItem(model.name, model_menu(model)) for model in state.models)))
 
 
 def _switch(commands: TrayCommands, model: str, version: int) -> Callable[[], None]:

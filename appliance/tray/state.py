@@ -52,6 +52,8 @@ class ModelItem:
     recorded_files: int = 0
     warmup_from_recent_requests: bool = False  # its new versions warm up with its recent recorded requests
     has_recorded_requests: bool = False  # recorded requests (or a warm-up snapshot of them) are on disk
+    shadow_version: int | None = None  # the candidate version its live requests are shadowed to, if any
+    shadow_summary: str | None = None  # e.g. "v2 agrees on 97.2% of 1 203 requests" while shadowing
 
 
 @dataclass(frozen=True)
@@ -101,5 +103,7 @@ class TrayCommands(Protocol):
     def cancel_comparison(self, model: str) -> None: ...
 
     def set_warmup_from_recent_requests(self, model: str, enabled: bool) -> None: ...
+
+    def set_shadow(self, model: str, version: int | None) -> None: ...
 
     def quit(self) -> None: ...

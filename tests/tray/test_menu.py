@@ -104,6 +104,11 @@ class RecordingCommands:
     def cancel_comparison(self, model: str) -> None:
         self.calls.append(("cancel_comparison", model))
 
+    def set_shadow(self, model: str, version: int | None) -> None:
+        self.calls.append(("set_shadow", model, version))
+        models = tuple(replace(m, shadow_version=version) if m.name == model else m for m in self._state.value.models)
+        self._state.value = replace(self._state.value, models=models)
+
     def quit(self) -> None:
         self.calls.append(("quit",))
 
@@ -138,6 +143,7 @@ def test_the_menu_lists_models_then_the_status_section_then_actions(state, comma
         "Record requests",
         "Delete recorded requests",
         "Use recent requests as warm-up",
+        "Shadow traffic",
         "---",
         "Serving http://127.0.0.1:8501",
         "Device: CPU (AMD EPYC)",
@@ -455,3 +461,22 @@ def test_a_comparison_that_did_not_finish_says_why_and_offers_no_switch(state, c
     compare, shown = comparison_section(state, commands)
     assert compare.text == COMPARE_TEXT  # another try is offered
     assert (shown.text, shown.enabled) == (line, False)
+
+
+def test_shadow_traffic_offers_off_or_an_available_version_and_shows_the_figures(state, commands, icon):
+    shadow = item_named(build_menu(state, commands), "Shadow traffic").submenu
+    assert texts(shadow) == ["digits", "iris"]
+    digits = item_named(shadow, "digits").submenu
+    assert texts(digits) == ["Off", "v2", "v1"]  # AVAILABLE versions only
+    assert [item.checked for item in digits] == [True, False, False]
+    item_named(digits, "v1")(icon)
+    assert [item.checked for item in digits] == [False, False, True]  # the check reads the state as it is now
+    assert texts(item_named(shadow, "iris").submenu) == ["Off", "v1"]
+
+    summary = "v1 agrees on 97.2% of 1 203 requests"
+    models = (replace(READY.models[0], shadow_version=1, shadow_summary=summary), READY.models[1])
+    state.value = replace(READY, models=models)
+    digits = item_named(item_named(build_menu(state, commands), "Shadow traffic").submenu, "digits").submenu
+    assert texts(digits) == ["Off", "v2", "v1", summary] and not item_named(digits, summary).enabled
+    item_named(digits, "Off")(icon)
+    assert commands.calls == [("set_shadow", "digits", 1), ("set_shadow", "digits", None)]
