@@ -100,6 +100,8 @@ def test_package_fields_and_layout(deb):
         assert members[f"/usr/share/icons/hicolor/{size}x{size}/apps/appliance.png"] == "-"
     assert members["/opt/appliance/_internal/models/digits/2/saved_model.pb"] == "-"
     assert members["/opt/appliance/_internal/models/digits/samples/3.png"] == "-"  # the start page's samples
+    assert members["/usr/lib/systemd/system/appliance.service"] == "-"  # the system service, installed disabled
+    assert members["/usr/share/doc/appliance/service.md"] == "-"
     assert not any(name.startswith(("/home", "/root", "/etc/xdg/autostart")) for name in members)
 
 
