@@ -120,8 +120,9 @@ def serve(settings: Settings, reread_settings: Callable[[], Settings] | None = N
 
     notifier = Notifier.from_environment() if paths.system_mode() else None
     if notifier is not None:
-        from .service import use_cache_dir_for_libraries
+        from .service import catch_reload_signals, use_cache_dir_for_libraries
 
+        reloads = catch_reload_signals()
         use_cache_dir_for_libraries()
         notifier.status("starting: importing TensorFlow")
     sock, failed = _listen(settings)
@@ -138,7 +139,7 @@ def serve(settings: Settings, reread_settings: Callable[[], Settings] | None = N
             from .service import serve_as_service
 
             _say_where(app)
-            serve_as_service(app, reread_settings or (lambda: settings), notifier)
+            serve_as_service(app, reloads, reread_settings or (lambda: settings), notifier)
     finally:
         app.close()
     log.info("stopped")

@@ -1,6 +1,8 @@
 """``appliance serve`` as the system service (``APPLIANCE_SYSTEM=1``, see ``installer/linux/appliance.service``).
 
-    serve_as_service(app, reread_settings, Notifier.from_environment())   # main thread, after app.start()
+    reloads = catch_reload_signals()          # first thing: from now on SIGHUP asks for a reload
+    ...                                       # build and start the Application
+    serve_as_service(app, reloads, reread_settings, Notifier.from_environment())   # main thread
 
 Besides serving as ``appliance serve`` does, it tells systemd how it is doing (``Type=notify``): STATUS lines
 while models load, READY=1 once every model is AVAILABLE or failed, RELOADING=1 then READY=1 around a reload,
@@ -44,8 +46,21 @@ def use_cache_dir_for_libraries(environ: MutableMapping[str, str] = os.environ) 
     environ.setdefault("MPLCONFIGDIR", str(cache / "matplotlib"))
 
 
-def serve_as_service(app: Application, reread_settings: Callable[[], Settings], notifier: Notifier) -> None:
-    """Serve until SIGTERM/SIGINT, reloading on SIGHUP; returns once the servers have stopped."""
+def catch_reload_signals() -> queue.SimpleQueue[int]:
+    """Queue each SIGHUP from now on (its default would end the process): reloads asked for while starting are
+    carried out once the models have loaded. Call from the main thread."""
+    reloads: queue.SimpleQueue[int] = queue.SimpleQueue()  # put() is safe in a signal handler
+    signal.signal(signal.SIGHUP, lambda signum, frame: reloads.put(signum))
+    return reloads
+
+
+def serve_as_service(
+    app: Application,
+    reloads: queue.SimpleQueue[int],
+    reread_settings: Callable[[], Settings],
+    notifier: Notifier,
+) -> None:
+    """Serve until SIGTERM/SIGINT, reloading on each SIGHUP ``reloads`` receives; returns once stopped."""
     discovery = paths.discovery_file()
     rest_port = app.server.port if app.server is not None else None
     write_discovery(
@@ -53,9 +68,8 @@ def serve_as_service(app: Application, reread_settings: Callable[[], Settings], 
         Discovery.for_this_process(app.url, rest_port, __version__, app.grpc_address, app.grpc_port),
         mode=DISCOVERY_MODE,
     )
-    lifecycle = _Lifecycle(app, reread_settings, notifier)
+    lifecycle = _Lifecycle(app, reloads, reread_settings, notifier)
     install_signal_handlers(lifecycle)
-    signal.signal(signal.SIGHUP, lambda signum, frame: lifecycle.reload_requests.put(signum))
     app.subscribe(lifecycle.refresh_status)
     threading.Thread(target=lifecycle.run, name="appliance-service", daemon=True).start()
     try:
@@ -67,11 +81,17 @@ def serve_as_service(app: Application, reread_settings: Callable[[], Settings], 
 class _Lifecycle:
     """Readiness, reloads and stopping, told to the service manager; the :class:`Stoppable` of the signals."""
 
-    def __init__(self, app: Application, reread_settings: Callable[[], Settings], notifier: Notifier):
+    def __init__(
+        self,
+        app: Application,
+        reloads: queue.SimpleQueue[int],
+        reread_settings: Callable[[], Settings],
+        notifier: Notifier,
+    ):
         self.app = app
+        self.reload_requests = reloads
         self.reread_settings = reread_settings
         self.notifier = notifier
-        self.reload_requests: queue.SimpleQueue[int] = queue.SimpleQueue()  # put() is safe in a signal handler
         self._stopping = threading.Event()
         self._last_status: str | None = None
         self._status_lock = threading.Lock()

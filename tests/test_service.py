@@ -261,3 +261,16 @@ def test_desktop_mode_is_refused_where_the_service_environment_is_set(tmp_path):
         "appliance: error: APPLIANCE_SYSTEM=1 is for `appliance serve`, the system service; "
         "unset it to run the desktop app"
     )
+
+
+def test_a_reload_asked_for_while_starting_is_carried_out_once_the_models_loaded(service_root):
+    service = service_root()
+    service.start()
+    service.wait_message("STATUS=starting: importing TensorFlow")  # said once SIGHUP no longer ends the process
+    service.proc.send_signal(signal.SIGHUP)
+    ready = service.wait_message("READY=1")
+    assert not any("RELOADING=1" in m.split("\n") for m in service.messages[:ready])
+    service.wait_message("READY=1", service.wait_message("RELOADING=1", ready))
+    assert requests.get(service.url() + "/health", timeout=10).json()["status"] == "ready"
+    service.proc.send_signal(signal.SIGTERM)
+    assert service.proc.wait(60) == 0, service.stderr
