@@ -62,6 +62,7 @@ def serve_as_service(
 ) -> None:
     """Serve until SIGTERM/SIGINT, reloading on each SIGHUP ``reloads`` receives; returns once stopped."""
     discovery = paths.discovery_file()
+    discovery.parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # systemd makes it so (RuntimeDirectoryMode=)
     rest_port = app.server.port if app.server is not None else None
     write_discovery(
         discovery,
