@@ -411,26 +411,30 @@ class Application:
 
     def reload_settings(self, settings: Settings) -> list[str]:
         """Apply freshly read ``settings`` while serving (the service's SIGHUP): the models config (as
-        :meth:`ModelManager.reload_config` does, no request dropped) and ``request_log_sampling``.
+        :meth:`ModelManager.reload_config` does, no request dropped), ``request_log_sampling`` and ``shadow``.
 
         Returns the names of the other settings that changed: they take effect at the next start. Raises
         ServingError when the models config cannot be read or is refused (the models served stay as they are),
         and ModelsNotAvailable when it is in force but some of its new models did not load.
         """
-        live = ("request_log_sampling",)  # settings.toml's keys that apply at once; flags cannot change
+        live = ("request_log_sampling", "shadow")  # settings.toml's keys that apply at once; flags cannot change
         restart_needed = [
             field.name
             for field in dataclasses.fields(settings)
             if field.name not in live and getattr(settings, field.name) != getattr(self.settings, field.name)
         ]
         configs, _ = model_sources(settings)
-        self.settings = dataclasses.replace(self.settings, request_log_sampling=settings.request_log_sampling)
+        self.settings = dataclasses.replace(
+            self.settings, request_log_sampling=settings.request_log_sampling, shadow=settings.shadow
+        )
         try:
             self.manager.reload_config(configs)
         except ModelsNotAvailable:
             self._record_requests_of(configs)
+            self._apply_shadow()
             raise
         self._record_requests_of(configs)
+        self._apply_shadow()
         return restart_needed
 
     def _reload_config(self, configs: list[ModelConfig]) -> None:

@@ -209,6 +209,7 @@ def test_the_unit_runs_notifies_reloads_without_dropping_requests_and_stops(serv
     expected_v2 = predict(url, "iris", 2).json()["predictions"]
     assert predict(url, "flower").json()["predictions"] != expected_v2
 
+    assert not requests.get(f"{url}/v1/appliance/models/digits/shadow", timeout=10).json()["active"]
     # systemctl reload: a changed models.config and settings.toml are applied while clients keep predicting.
     body = {"model": "flower", "input": IRIS_ROW}
     with PredictLoad(url, clients=4, body=body) as load:
@@ -216,7 +217,9 @@ def test_the_unit_runs_notifies_reloads_without_dropping_requests_and_stops(serv
         (service.config / "models.config").write_text(
             models_config({"flower": (MODELS / "iris", 2), "digits8": (MODELS / "digits", 1)})
         )
-        (service.config / "settings.toml").write_text("request_log_sampling = { flower = 1.0 }\n")
+        (service.config / "settings.toml").write_text(
+            "request_log_sampling = { flower = 1.0 }\nshadow = { digits = { version = 1, share = 1.0 } }\n"
+        )
         before = len(service.messages)
         service.proc.send_signal(signal.SIGHUP)
         reloading = service.wait_message("RELOADING=1", before)
@@ -229,8 +232,11 @@ def test_the_unit_runs_notifies_reloads_without_dropping_requests_and_stops(serv
     assert predict(url, "flower").json()["predictions"] == expected_v2
     digits8 = requests.get(f"{url}/v1/models/digits8", timeout=10).json()
     assert digits8["model_version_status"][0]["state"] == "AVAILABLE", digits8
-    # request_log_sampling applied at once; require_token_for_control (gone from the file) needs a restart.
+    # request_log_sampling and shadow applied at once; require_token_for_control (gone from the file) needs a
+    # restart.
     assert wait_for(lambda: any((service.state / "request-log" / "flower").glob("*")))
+    shadow = requests.get(f"{url}/v1/appliance/models/digits/shadow", timeout=10).json()
+    assert shadow["active"] and shadow["version"] == 1, shadow
     assert "require_token_for_control changed: it takes effect at the next restart" in service.stderr
 
     # A broken models.config is refused on reload: the service says so and serves as before.
