@@ -9,6 +9,7 @@ import logging
 import secrets
 from pathlib import Path
 
+from .errors import FailedPrecondition
 from .paths import write_file_atomically
 
 log = logging.getLogger(__name__)
@@ -22,7 +23,18 @@ def load_or_create_token(path: Path) -> str:
             return token
     except FileNotFoundError:
         pass
+    except OSError as e:  # e.g. the service's user given a token only root may read
+        raise FailedPrecondition(
+            f"the access token {path} cannot be read ({e.strerror or e}): make it readable by this user, "
+            "or pass --token"
+        ) from None
     token = secrets.token_urlsafe(32)
-    write_file_atomically(path, (token + "\n").encode(), mode=0o600)
+    try:
+        write_file_atomically(path, (token + "\n").encode(), mode=0o600)
+    except OSError as e:  # e.g. the system service, which may not write /etc/appliance: the package makes it
+        raise FailedPrecondition(
+            f"the access token {path} is missing and cannot be made ({e.strerror or e}): write one there "
+            "(a long random string, readable by this user only), or pass --token"
+        ) from None
     log.warning("created an access token in %s", path)
     return token

@@ -12,6 +12,7 @@ touches TensorFlow or HTTP handling.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import logging
 import socket
 import threading
@@ -42,7 +43,7 @@ from .server import Server
 from .serving.batching import BatchingParameters, BatchingPolicy, read_batching_parameters
 from .serving.compare import Comparison, Comparisons
 from .serving.config_watch import ConfigFileWatcher
-from .serving.manager import LoadOptions, ModelManager, ModelSummary
+from .serving.manager import LoadOptions, ModelManager, ModelsNotAvailable, ModelSummary
 from .serving.recent_warmup import DEFAULT_LIMIT as DEFAULT_WARMUP_LIMIT
 from .serving.recent_warmup import RecentRequestWarmup
 from .serving.remote import Remote, RemoteTFServing
@@ -407,6 +408,34 @@ class Application:
         if self.token is None:
             raise ServingError(RELOAD_NEEDS_TOKEN, Code.PERMISSION_DENIED)
         self._reload_config(model_configs(config, Path.cwd(), "the config of the request"))
+
+    def reload_settings(self, settings: Settings) -> list[str]:
+        """Apply freshly read ``settings`` while serving (the service's SIGHUP): the models config (as
+        :meth:`ModelManager.reload_config` does, no request dropped), ``request_log_sampling`` and ``shadow``.
+
+        Returns the names of the other settings that changed: they take effect at the next start. Raises
+        ServingError when the models config cannot be read or is refused (the models served stay as they are),
+        and ModelsNotAvailable when it is in force but some of its new models did not load.
+        """
+        live = ("request_log_sampling", "shadow")  # settings.toml's keys that apply at once; flags cannot change
+        restart_needed = [
+            field.name
+            for field in dataclasses.fields(settings)
+            if field.name not in live and getattr(settings, field.name) != getattr(self.settings, field.name)
+        ]
+        configs, _ = model_sources(settings)
+        self.settings = dataclasses.replace(
+            self.settings, request_log_sampling=settings.request_log_sampling, shadow=settings.shadow
+        )
+        try:
+            self.manager.reload_config(configs)
+        except ModelsNotAvailable:
+            self._record_requests_of(configs)
+            self._apply_shadow()
+            raise
+        self._record_requests_of(configs)
+        self._apply_shadow()
+        return restart_needed
 
     def _reload_config(self, configs: list[ModelConfig]) -> None:
         self.manager.reload_config(configs)

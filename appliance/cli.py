@@ -20,7 +20,7 @@ import urllib.error
 from pathlib import Path
 from typing import Any
 
-from . import __version__, client, launcher  # launcher notes when the process started: import it early
+from . import __version__, client, launcher, paths  # launcher notes when the process started: import it early
 from .config import (
     DEFAULT_PORT,
     GROUPS,
@@ -38,6 +38,9 @@ from .logs import configure_logging
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 INERT_GROUP = "TF Serving flags with no effect here (accepted; each one given logs a warning saying why)"
 INERT_DEST = "tfserving_inert."  # + the flag's name: where the parsed namespace keeps an inert flag's value
+SYSTEM_ONLY_SERVE = (
+    f"{paths.SYSTEM_ENV}=1 is for `appliance serve`, the system service; unset it to run the desktop app"
+)
 log = logging.getLogger("appliance")
 
 
@@ -186,8 +189,6 @@ def _parser() -> argparse.ArgumentParser:
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
     """The settings from the parsed flags, the environment and the settings file (``--settings_file``)."""
-    from . import paths
-
     given = vars(args)
     settings_file: Path = given.get("settings_file") or paths.settings_file()
     return settings_from_sources(given, read_settings_file(settings_file), str(settings_file))
@@ -206,7 +207,10 @@ def main(argv: list[str] | None = None) -> int:
             for name in inert_flags_given(args):
                 log.warning("%s", INERT_TFSERVING_FLAGS[name].warning(name))
             if args.command == "serve":
-                return launcher.serve(settings)
+                return launcher.serve(settings, lambda: settings_from_args(args))
+            if paths.system_mode():
+                print(f"appliance: error: {SYSTEM_ONLY_SERVE}", file=sys.stderr)
+                return 2
             return launcher.desktop(settings, args.headless)
         configure_logging("WARNING")
         if args.command == "models":

@@ -111,9 +111,9 @@ class Discovery:
         return cls(url, port, os.getpid(), version, started_at, grpc_address, grpc_port)
 
 
-def write_discovery(path: Path, discovery: Discovery) -> None:
-    """Publish ``discovery`` at ``path`` atomically, readable by the owner only."""
-    write_file_atomically(path, json.dumps(dataclasses.asdict(discovery)).encode("utf-8"), mode=0o600)
+def write_discovery(path: Path, discovery: Discovery, mode: int = 0o600) -> None:
+    """Publish ``discovery`` at ``path`` atomically, readable by the owner only unless ``mode`` says otherwise."""
+    write_file_atomically(path, json.dumps(dataclasses.asdict(discovery)).encode("utf-8"), mode=mode)
 
 
 def read_discovery(path: Path) -> Discovery | None:

@@ -1,6 +1,7 @@
 """Run the appliance as a process: headless, or as the desktop app with its tray; signals and a graceful stop.
 
     status = serve(settings)                  # headless until SIGINT/SIGTERM
+    status = serve(settings, reread_settings)  # as the system service too (APPLIANCE_SYSTEM=1): SIGHUP reloads
     status = desktop(settings, headless=False)  # one per user, with a tray icon when the desktop has one
 
 The tray owns the main thread (GUI toolkits need it) and the server runs beside
@@ -15,6 +16,7 @@ import socket
 import sys
 import threading
 import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import __version__
@@ -107,8 +109,22 @@ def _serve_headless(app) -> None:
     app.serve_forever()
 
 
-def serve(settings: Settings) -> int:
-    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status."""
+def serve(settings: Settings, reread_settings: Callable[[], Settings] | None = None) -> int:
+    """Run the server in the foreground until SIGINT/SIGTERM; returns the exit status.
+
+    As the system service (``APPLIANCE_SYSTEM=1``), it also tells systemd how it is doing and reloads on SIGHUP
+    what ``reread_settings()`` reads then (see :mod:`appliance.service`).
+    """
+    from . import paths
+    from .sd_notify import Notifier
+
+    notifier = Notifier.from_environment() if paths.system_mode() else None
+    if notifier is not None:
+        from .service import catch_reload_signals, use_cache_dir_for_libraries
+
+        reloads = catch_reload_signals()
+        use_cache_dir_for_libraries()
+        notifier.status("starting: importing TensorFlow")
     sock, failed = _listen(settings)
     if failed is not None:
         return failed
@@ -117,7 +133,13 @@ def serve(settings: Settings) -> int:
         return failed
     app.start()
     try:
-        _serve_headless(app)
+        if notifier is None:
+            _serve_headless(app)
+        else:
+            from .service import serve_as_service
+
+            _say_where(app)
+            serve_as_service(app, reloads, reread_settings or (lambda: settings), notifier)
     finally:
         app.close()
     log.info("stopped")

@@ -3,7 +3,9 @@
     configure_logging("INFO", log_file())    # stderr + ~/.local/state/appliance/log/appliance.log on Linux
     configure_logging("DEBUG")                # later: replaces the first setup, never adds to it
 
-Handlers go on the root logger, so records from waitress and the other libraries land in the same places.
+Handlers go on the root logger, so records from waitress and the other libraries land in the same places. When
+stderr is the systemd journal (the service), each line carries its level as a ``<N>`` prefix instead of a time:
+the journal stamps lines itself, and ``journalctl -p warning`` then picks the warnings.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from pathlib import Path
 from .paths import ensure_dir
 
 FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+JOURNAL_FORMAT = "%(name)s: %(message)s"  # the journal adds the time, and the level comes as a prefix
 MAX_LOG_BYTES = 1024 * 1024
 LOG_BACKUPS = 5
 STDERR_HANDLER = "appliance.stderr"
@@ -28,6 +31,27 @@ FILE_HANDLER = "appliance.file"
 _real_stderr_fd: int | None = None  # while native stderr is held back: a duplicate of the real stderr
 _real_stderr_lock = threading.Lock()
 _holding = threading.Lock()
+
+
+class _JournalFormatter(logging.Formatter):
+    """Lines for the journal: ``<4>appliance.x: text``, the syslog priority of the level first (sd-daemon(3))."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        priority = 7 if record.levelno < logging.INFO else 6 if record.levelno < logging.WARNING else 4
+        if record.levelno >= logging.ERROR:
+            priority = 3 if record.levelno < logging.CRITICAL else 2
+        # The journal makes an entry of each line: every line of a traceback gets the prefix.
+        return "\n".join(f"<{priority}>{line}" for line in super().format(record).splitlines())
+
+
+def stderr_is_journal() -> bool:
+    """Whether stderr is connected to the systemd journal: $JOURNAL_STREAM names its device and inode."""
+    device, _, inode = os.environ.get("JOURNAL_STREAM", "").partition(":")
+    try:
+        status = os.fstat(2)
+        return (status.st_dev, status.st_ino) == (int(device), int(inode))
+    except (OSError, ValueError):
+        return False
 
 
 class _StderrHandler(logging.StreamHandler):
@@ -100,5 +124,6 @@ def configure_logging(level: str, log_file: Path | None = None) -> None:
         handlers.append(file)
     formatter = logging.Formatter(FORMAT)
     for handler in handlers:
-        handler.setFormatter(formatter)
+        journal = handler.get_name() == STDERR_HANDLER and stderr_is_journal()
+        handler.setFormatter(_JournalFormatter(JOURNAL_FORMAT) if journal else formatter)
         root.addHandler(handler)

@@ -8,6 +8,12 @@
 Per-user locations come from platformdirs (app name "appliance", no author folder) and are computed on every
 call, so a change to ``XDG_*`` or ``HOME`` takes effect at once. Only :func:`ensure_dir` and
 :func:`write_file_atomically` touch the disk.
+
+With ``APPLIANCE_SYSTEM=1`` (the system service, ``installer/linux/appliance.service``) the same functions give
+system-wide folders instead: settings in ``/etc/appliance``, models and state in ``/var/lib/appliance``, the
+discovery file in ``/run/appliance``, each overridden by the variable systemd sets for it
+(``$CONFIGURATION_DIRECTORY``, ``$STATE_DIRECTORY``, ``$CACHE_DIRECTORY``, ``$LOGS_DIRECTORY``,
+``$RUNTIME_DIRECTORY``), as tests do.
 """
 
 from __future__ import annotations
@@ -22,6 +28,26 @@ import platformdirs
 
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_NAME = "appliance"
+SYSTEM_ENV = "APPLIANCE_SYSTEM"
+# systemd's variable for each system-wide folder (systemd.exec(5), "RuntimeDirectory=") and its default
+_SYSTEM_DIRS = {
+    "config": ("CONFIGURATION_DIRECTORY", "/etc/appliance"),
+    "state": ("STATE_DIRECTORY", "/var/lib/appliance"),
+    "cache": ("CACHE_DIRECTORY", "/var/cache/appliance"),
+    "logs": ("LOGS_DIRECTORY", "/var/log/appliance"),
+    "runtime": ("RUNTIME_DIRECTORY", "/run/appliance"),
+}
+
+
+def system_mode() -> bool:
+    """Whether this process is the system service (``APPLIANCE_SYSTEM=1``): system-wide folders, not the user's."""
+    return os.environ.get(SYSTEM_ENV, "").strip().lower() in ("1", "true", "yes")
+
+
+def _system_dir(kind: str) -> Path:
+    """A system-wide folder: the first path of systemd's variable for it (a list with ':'), else the default."""
+    variable, default = _SYSTEM_DIRS[kind]
+    return Path(os.environ.get(variable, "").split(":")[0] or default)
 
 
 def bundled_models_dir() -> Path:
@@ -37,12 +63,17 @@ def bundled_models_dir() -> Path:
 
 
 def user_models_dir() -> Path:
-    """Models the user added (``~/.local/share/appliance/models`` on Linux)."""
+    """Models the user added (``~/.local/share/appliance/models`` on Linux, ``/var/lib/appliance/models`` for the
+    system service)."""
+    if system_mode():
+        return _system_dir("state") / "models"
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "models"
 
 
 def request_log_dir() -> Path:
     """Recorded requests, a folder per model (``~/.local/share/appliance/request-log`` on Linux)."""
+    if system_mode():
+        return _system_dir("state") / "request-log"
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "request-log"
 
 
@@ -52,22 +83,30 @@ def recent_warmup_dir() -> Path:
 
 
 def user_config_dir() -> Path:
-    """The user's settings (``~/.config/appliance`` on Linux)."""
+    """The user's settings (``~/.config/appliance`` on Linux; the service: ``/etc/appliance``)."""
+    if system_mode():
+        return _system_dir("config")
     return Path(platformdirs.user_config_dir(APP_NAME, appauthor=False))
 
 
 def user_log_dir() -> Path:
     """The appliance's logs (``~/.local/state/appliance/log`` on Linux)."""
+    if system_mode():
+        return _system_dir("logs")
     return Path(platformdirs.user_log_dir(APP_NAME, appauthor=False))
 
 
 def user_state_dir() -> Path:
     """State that outlives a run but is not a setting (``~/.local/state/appliance`` on Linux)."""
+    if system_mode():
+        return _system_dir("state")
     return Path(platformdirs.user_state_dir(APP_NAME, appauthor=False))
 
 
 def user_cache_dir() -> Path:
     """What the appliance can make again, e.g. Keras files converted to SavedModels (``~/.cache/appliance``)."""
+    if system_mode():
+        return _system_dir("cache")
     return Path(platformdirs.user_cache_dir(APP_NAME, appauthor=False))
 
 
@@ -77,6 +116,8 @@ def user_runtime_dir() -> Path:
     The runtime dir is missing or unusable in some sessions (no ``/run/user/<uid>`` under ssh or in a
     container, an unsafe fallback that platformdirs refuses); the state dir then takes its place.
     """
+    if system_mode():
+        return _system_dir("runtime")
     # platformdirs warns on stderr when it falls back from $XDG_RUNTIME_DIR: a fallback expected here.
     warnings.filterwarnings("ignore", "XDG_RUNTIME_DIR", UserWarning)
     try:
@@ -87,8 +128,8 @@ def user_runtime_dir() -> Path:
 
 
 def preferences_file() -> Path:
-    """The user's choices made in the app (JSON, see ``appliance.preferences``)."""
-    return user_config_dir() / "preferences.json"
+    """The user's choices made in the app (JSON, see ``appliance.preferences``); the service's are state."""
+    return (user_state_dir() if system_mode() else user_config_dir()) / "preferences.json"
 
 
 def token_file() -> Path:

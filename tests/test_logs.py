@@ -98,3 +98,33 @@ def test_native_stderr_is_held_back_while_other_threads_records_still_reach_stde
     assert "tray icon shown" in err
     assert "noise from C++" not in err.replace("native: noise from C++", "")
     assert "DEBUG appliance.test.native: native: noise from C++" in log_file.read_text()
+
+
+def test_on_the_journal_each_line_carries_its_level_and_no_time(tmp_path, monkeypatch, capfd):
+    """systemd sets $JOURNAL_STREAM to the device:inode of the stream it gives as stderr."""
+    status = os.fstat(2)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{status.st_dev}:{status.st_ino}")
+    log_file = tmp_path / "appliance.log"
+    configure_logging("DEBUG", log_file)
+    logger = logging.getLogger("appliance.test")
+    logger.debug("details")
+    logger.info("serving")
+    logger.warning("changed: takes effect at the next restart")
+    try:
+        raise ValueError("bad")
+    except ValueError:
+        logger.exception("reload failed")
+    lines = capfd.readouterr().err.splitlines()
+    assert lines[:4] == [
+        "<7>appliance.test: details",
+        "<6>appliance.test: serving",
+        "<4>appliance.test: changed: takes effect at the next restart",
+        "<3>appliance.test: reload failed",
+    ]
+    assert lines[4] == "<3>Traceback (most recent call last):" and lines[-1] == "<3>ValueError: bad"
+    assert all(LINE.fullmatch(line) for line in log_file.read_text().splitlines()[1:3])  # the file keeps its times
+
+    monkeypatch.setenv("JOURNAL_STREAM", "1:2")  # another stream: stderr was redirected elsewhere
+    configure_logging("INFO")
+    logger.info("to a terminal")
+    assert LINE.fullmatch(capfd.readouterr().err.strip())

@@ -101,3 +101,38 @@ def test_a_failed_write_keeps_the_old_file_and_cleans_up(tmp_path):
         paths.write_file_atomically(target, "not bytes")  # fails after the temp file exists
     assert target.read_bytes() == b"old"
     assert [p.name for p in tmp_path.iterdir()] == ["file.json"]
+
+
+def test_the_system_service_uses_system_folders_and_none_of_the_users(xdg, monkeypatch):
+    monkeypatch.setenv(paths.SYSTEM_ENV, "1")
+    for variable in ("CONFIGURATION_DIRECTORY", "STATE_DIRECTORY", "CACHE_DIRECTORY", "LOGS_DIRECTORY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+    assert paths.system_mode()
+    assert paths.settings_file() == paths.Path("/etc/appliance/settings.toml")
+    assert paths.user_model_config_file() == paths.Path("/etc/appliance/models.config")
+    assert paths.token_file() == paths.Path("/etc/appliance/token")
+    assert paths.user_models_dir() == paths.Path("/var/lib/appliance/models")
+    assert paths.request_log_dir() == paths.Path("/var/lib/appliance/request-log")
+    assert paths.preferences_file() == paths.Path("/var/lib/appliance/preferences.json")  # state, not settings
+    assert paths.user_cache_dir() == paths.Path("/var/cache/appliance")
+    assert paths.discovery_file() == paths.Path("/run/appliance/appliance.json")
+    assert paths.user_log_dir() == paths.Path("/var/log/appliance")
+
+
+def test_the_system_folders_follow_the_variables_systemd_sets(tmp_path, monkeypatch):
+    monkeypatch.setenv(paths.SYSTEM_ENV, "true")
+    monkeypatch.setenv("CONFIGURATION_DIRECTORY", str(tmp_path / "etc"))
+    monkeypatch.setenv("STATE_DIRECTORY", f"{tmp_path / 'state'}:{tmp_path / 'second'}")  # several: the first
+    monkeypatch.setenv("CACHE_DIRECTORY", str(tmp_path / "cache"))
+    monkeypatch.setenv("RUNTIME_DIRECTORY", str(tmp_path / "run"))
+    assert paths.settings_file() == tmp_path / "etc" / "settings.toml"
+    assert paths.user_models_dir() == tmp_path / "state" / "models"
+    assert paths.preferences_file() == tmp_path / "state" / "preferences.json"
+    assert paths.user_cache_dir() == tmp_path / "cache"
+    assert paths.discovery_file() == tmp_path / "run" / "appliance.json"
+    assert not any(tmp_path.iterdir())  # computing them created nothing
+
+    monkeypatch.setenv(paths.SYSTEM_ENV, "0")
+    assert not paths.system_mode()
+    assert paths.settings_file() != tmp_path / "etc" / "settings.toml"

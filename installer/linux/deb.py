@@ -8,11 +8,14 @@ Layout of the package:
     /usr/bin/appliance -> /opt/appliance/appliance    the command (a symlink; the bootloader resolves it)
     /usr/share/applications/appliance.desktop         the menu entry
     /usr/share/icons/hicolor/<N>x<N>/apps/appliance.png   16 ... 256 px, drawn by appliance.tray.icon
-    /usr/share/doc/appliance/copyright
+    /usr/lib/systemd/system/appliance.service         the system service, installed disabled (docs/service.md)
+    /usr/share/doc/appliance/copyright, service.md
 
 Nothing is downloaded at install time and no maintainer script touches the user's files: autostart is the tray's
 per-user "Start at login" toggle (~/.config/autostart/appliance.desktop), which stays the user's to switch off.
-The menu and icon caches are refreshed by the dpkg triggers of desktop-file-utils and hicolor-icon-theme.
+The menu and icon caches are refreshed by the dpkg triggers of desktop-file-utils and hicolor-icon-theme. The
+maintainer scripts (``debian/``) make the service's system user and token, stop the service on removal and
+around an upgrade, and on purge remove /etc/appliance, /var/lib/appliance and the user.
 
 Dependencies: everything the server needs is in the bundle except glibc, whose version floor is read from the
 bundle's ELF files (the Python and GTK built on the build machine raise it to that machine's glibc: 2.36 on
@@ -68,17 +71,8 @@ KNOWN_PACKAGES = {
     "libcrypt.so.1": "libcrypt1",
 }
 
-POSTRM = """#!/bin/sh
-# Removes what the appliance itself may have left in its own folder (never anything in users' homes:
-# settings, models, logs and the autostart entry are the user's).
-set -e
-case "$1" in
-    remove|purge)
-        rm -rf /opt/appliance
-        ;;
-esac
-exit 0
-"""
+MAINTAINER_SCRIPTS = ("postinst", "prerm", "postrm")
+UNIT_DIR = "usr/lib/systemd/system"
 
 
 def _run(command: list[str], **kwargs) -> str:
@@ -228,8 +222,12 @@ def build_deb(
             folder = root / f"usr/share/icons/hicolor/{size}x{size}/apps"
             folder.mkdir(parents=True)
             save_icon_png(folder / "appliance.png", size=size)
+        units = root / UNIT_DIR
+        units.mkdir(parents=True)
+        shutil.copyfile(HERE / "appliance.service", units / "appliance.service")
         doc = root / "usr/share/doc" / PACKAGE
         doc.mkdir(parents=True)
+        shutil.copyfile(REPO / "docs" / "service.md", doc / "service.md")
         (doc / "copyright").write_text(
             "Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/\n"
             "Upstream-Name: appliance\n\nFiles: *\nLicense: Apache-2.0\n"
@@ -240,10 +238,12 @@ def build_deb(
         )
         debian = root / "DEBIAN"
         debian.mkdir()
-        (debian / "postrm").write_text(POSTRM, encoding="utf-8")
+        for script in MAINTAINER_SCRIPTS:
+            shutil.copyfile(HERE / "debian" / script, debian / script)
         root.chmod(0o755)
         _normalise_modes(root)
-        (debian / "postrm").chmod(0o755)
+        for script in MAINTAINER_SCRIPTS:
+            (debian / script).chmod(0o755)
         depends, recommends, _ = dependencies(bundle)
         (debian / "control").write_text(
             control_text(version, arch, depends, recommends, _installed_size_kib(root)), encoding="utf-8"

@@ -13,8 +13,10 @@ import io
 import json
 import re
 import shutil
+import signal
 import subprocess
 import sys
+import time
 
 import keras
 import numpy as np
@@ -27,6 +29,7 @@ from appliance.api.openapi import DIGIT_EIGHT  # the README's digit
 
 from ..conftest import MODELS, REPO, user_dirs_env
 from ..own_models import build_own_models, sample_rows
+from ..test_service import IRIS_ROW, ServiceRun, models_config
 from .conftest import MEASURED, Server, installer_tests, isolated_env
 
 pytestmark = installer_tests
@@ -195,3 +198,34 @@ def test_frozen_tray_icon_shows_and_its_menu_opens(bundle, tmp_path, x_desktop):
     assert code == 0, app.output
     assert "without a tray icon" not in app.output
     assert "Traceback" not in app.output
+
+
+def test_the_frozen_app_runs_as_the_system_service(bundle, tmp_path):
+    """The unit's command line and environment with the frozen executable for /usr/bin/appliance (its target in
+    the .deb): readiness, a reload of a changed models.config, and a clean stop, as tests/test_service.py checks
+    with the source."""
+    service = ServiceRun(tmp_path, "--rest_api_port 0 --port 0", executable=[str(bundle.executable)])
+    (service.config / "models.config").write_text(models_config({"flower": (MODELS / "iris", 1)}))
+    try:
+        started = time.monotonic()
+        service.start()
+        service.wait_message("READY=1")
+        MEASURED["service_ready_frozen_seconds"] = round(time.monotonic() - started, 2)
+        url = service.url()
+        row = {"instances": IRIS_ROW}
+        expected_v2 = requests.post(f"{url}/v1/models/iris/versions/2:predict", json=row, timeout=30).json()
+        assert requests.post(f"{url}/v1/models/flower:predict", json=row, timeout=30).json() != expected_v2
+
+        (service.config / "models.config").write_text(models_config({"flower": (MODELS / "iris", 2)}))
+        before = len(service.messages)
+        service.proc.send_signal(signal.SIGHUP)
+        service.wait_message("READY=1", service.wait_message("RELOADING=1", before))
+        assert requests.post(f"{url}/v1/models/flower:predict", json=row, timeout=30).json() == expected_v2
+
+        before = len(service.messages)
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(60) == 0, service.stderr
+        service.wait_message("STOPPING=1", before, exited=True)
+        assert "Traceback" not in service.stderr
+    finally:
+        service.close()

@@ -1,10 +1,12 @@
 """The Debian package: built from the bundle, its menu entry valid, installed with dpkg, run, removed cleanly.
 
-Installing needs root (CI runs as root): without it only the package's contents are checked.
+Installing needs root (CI runs as root): without it only the package's contents are checked. The system service
+is run by systemd only where systemd is PID 1 (the Linux workflow's runner, not a container).
 """
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -14,10 +16,11 @@ import time
 from pathlib import Path
 
 import pytest
+import requests
 
 from appliance import __version__
 
-from ..conftest import REPO
+from ..conftest import REPO, PredictLoad, wait_for
 from .conftest import MEASURED, Server, installer_tests
 
 pytestmark = installer_tests
@@ -100,6 +103,8 @@ def test_package_fields_and_layout(deb):
         assert members[f"/usr/share/icons/hicolor/{size}x{size}/apps/appliance.png"] == "-"
     assert members["/opt/appliance/_internal/models/digits/2/saved_model.pb"] == "-"
     assert members["/opt/appliance/_internal/models/digits/samples/3.png"] == "-"  # the start page's samples
+    assert members["/usr/lib/systemd/system/appliance.service"] == "-"  # the system service, installed disabled
+    assert members["/usr/share/doc/appliance/service.md"] == "-"
     assert not any(name.startswith(("/home", "/root", "/etc/xdg/autostart")) for name in members)
 
 
@@ -178,3 +183,63 @@ def test_install_run_and_remove(installed_deb, tmp_path):
     assert not Path("/usr/share/icons/hicolor/256x256/apps/appliance.png").exists()
     # The user's own files are the user's: nothing of the run above was touched by the removal.
     assert (tmp_path / "config").is_dir()
+
+
+def _models_config(version: int) -> str:
+    iris = "/opt/appliance/_internal/models/iris"  # readable by the service's user; /home and /root are hidden
+    return (
+        f'model_config_list {{ config {{ name: "flower" base_path: "{iris}" model_platform: "tensorflow" '
+        f"model_version_policy {{ specific {{ versions: {version} }} }} }} }}\n"
+    )
+
+
+def test_the_service_under_systemd(installed_deb):
+    """dpkg -i, systemctl enable --now, /predict, systemctl reload under load, dpkg -r and --purge."""
+    if not Path("/run/systemd/system").is_dir():
+        pytest.skip("needs systemd as PID 1 (the Linux workflow's runner; not a container or this sandbox)")
+    unit, wants = "appliance.service", Path("/etc/systemd/system/multi-user.target.wants/appliance.service")
+    assert _run("systemctl", "is-enabled", unit, check=False).stdout.strip() == "disabled"  # installed disabled
+    token = Path("/etc/appliance/token")
+    assert token.stat().st_mode & 0o777 == 0o600 and token.owner() == "appliance"
+    Path("/etc/appliance/environment").write_text("APPLIANCE_FLAGS=--rest_api_port 0 --port 0\n")
+    Path("/etc/appliance/models.config").write_text(_models_config(1))
+
+    started = time.monotonic()
+    _run("systemctl", "enable", "--now", unit, timeout=600)  # Type=notify: returns once the models loaded
+    MEASURED["service_ready_seconds"] = round(time.monotonic() - started, 1)
+    assert wants.is_symlink()
+    assert _run("systemctl", "is-active", unit, check=False).stdout.strip() == "active"
+    url = json.loads(Path("/run/appliance/appliance.json").read_text())["url"]
+    health = requests.get(url + "/health", timeout=10).json()
+    assert health["status"] == "ready" and {m["name"] for m in health["models"]} == {"digits", "iris", "flower"}
+    row = {"instances": [[6.3, 3.3, 6.0, 2.5]]}
+    expected_v2 = requests.post(f"{url}/v1/models/iris/versions/2:predict", json=row, timeout=30).json()
+
+    def flower():
+        return requests.post(f"{url}/v1/models/flower:predict", json=row, timeout=30).json()
+
+    assert flower() != expected_v2
+    with PredictLoad(url, clients=4, body={"model": "flower", "input": row["instances"]}) as load:
+        assert wait_for(lambda: len(load.versions) >= 8)
+        Path("/etc/appliance/models.config").write_text(_models_config(2))
+        _run("systemctl", "reload", unit)
+        assert wait_for(lambda: flower() == expected_v2, timeout=120)
+        answered = len(load.versions)
+        assert wait_for(lambda: len(load.versions) >= answered + 8)
+    assert load.failures == []
+
+    def journal() -> str:
+        return _run("journalctl", "--no-pager", "-u", unit).stdout
+
+    assert wait_for(lambda: "appliance.service: reloaded" in journal(), timeout=30), journal()
+    assert "Traceback" not in journal()
+
+    _run("dpkg", "-r", PACKAGE, timeout=300)  # stops and disables it, leaves the settings and models
+    assert _run("systemctl", "is-active", unit, check=False).stdout.strip() != "active"
+    assert not os.path.lexists(wants) and not Path("/usr/lib/systemd/system/appliance.service").exists()
+    assert not Path("/opt/appliance").exists() and not Path("/run/appliance").exists()
+    assert token.is_file()
+    _run("dpkg", "--purge", PACKAGE, timeout=300)
+    for folder in ("/etc/appliance", "/var/lib/appliance", "/var/cache/appliance"):
+        assert not Path(folder).exists(), folder
+    assert _run("getent", "passwd", "appliance", check=False).returncode != 0
