@@ -27,7 +27,6 @@ from . import paths
 from .client import http_json
 from .desktop import copy_text, open_in_desktop
 from .instance import read_live_discovery
-from .serving.runtime import DeviceInfo
 from .tray.state import ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
@@ -257,7 +256,9 @@ def _status_line(health: dict, models: tuple[ModelItem, ...]) -> tuple[str, str]
 
 
 def _device_line(device: dict) -> str:
-    try:
-        return DeviceInfo(**device).describe()
-    except TypeError:  # a newer service's fields
-        return f"{device.get('type')} ({device.get('name')})"
+    """As ``DeviceInfo.describe()`` words it, from its JSON (not imported: numpy would start threads before the
+    quit signals are blocked)."""
+    text = f"{device.get('type')} ({device.get('name')})"
+    if device.get("type") == "GPU":
+        text += f", {device.get('count')} visible, memory growth {'on' if device.get('memory_growth') else 'off'}"
+    return text

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import socket
 import subprocess
 import sys
@@ -19,6 +20,9 @@ import requests
 from appliance import paths
 from appliance.attached import AttachedService, Service, find_service, probe_health
 from appliance.instance import Discovery, write_discovery
+
+from .conftest import REPO, user_dirs_env
+from .test_service import ServiceRun
 
 
 @pytest.fixture
@@ -129,3 +133,34 @@ def test_an_unreachable_service_is_said_and_polled_again(system_runtime):
     assert state.models == ()
     attached.poll()
     assert len(changes) == 1  # told once, not at every poll
+
+
+def test_without_a_display_the_desktop_app_says_the_service_runs_and_exits(tmp_path):
+    """Found by its discovery file, then by /health alone on the port the app would take: exit 0, nothing served."""
+    (tmp_path / "service").mkdir()
+    service = ServiceRun(tmp_path / "service", "--rest_api_port 0 --port 0")
+    try:
+        service.start()
+        service.wait_message("READY=1")
+        url = service.url()
+        port = url.rsplit(":", 1)[1]
+        env = {k: v for k, v in os.environ.items() if k not in ("DISPLAY", "WAYLAND_DISPLAY", paths.SYSTEM_ENV)}
+        env.update(user_dirs_env(tmp_path / "user"))
+        nowhere = tmp_path / "nowhere"  # no discovery file there: only /health finds it
+        for runtime, flags in ((service.runtime, ["--port", "0"]), (nowhere, ["--rest_api_port", port, "--port", "0"])):
+            env[paths.SYSTEM_RUNTIME_ENV] = str(runtime)
+            desktop = subprocess.run(
+                [sys.executable, "-m", "appliance", *flags],
+                env=env,
+                cwd=REPO,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            assert desktop.returncode == 0, desktop.stderr
+            assert desktop.stdout == f"appliance is running as a system service on {url}; nothing to start\n"
+            assert not (tmp_path / "user" / "runtime" / "appliance" / "appliance.json").exists()
+        assert service.proc.poll() is None
+        assert requests.get(url + "/health", timeout=10).json()["status"] == "ready"
+    finally:
+        service.close()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import sys
 from pathlib import Path
 
@@ -145,3 +146,21 @@ def test_without_the_token_the_tray_is_read_only_and_cannot_switch(x_desktop, tm
         app.stop()
     assert chosen(url, "digits") == before
     assert service.proc.poll() is None
+
+
+def test_when_the_service_stops_the_tray_says_so_and_keeps_waiting(x_desktop, tmp_path, service):
+    """The module's last test: it stops the service."""
+    url = service.url()
+    app = desktop_app(x_desktop, tmp_path, service, service.config)
+    try:
+        app.wait_for_line(r"attached to the system service on ", 60)
+        x_desktop.icon_window(app.pid)
+        service.proc.send_signal(signal.SIGTERM)
+        assert service.proc.wait(60) == 0
+        app.wait_for_line(rf"service unreachable at {re.escape(url)}, retrying", 30)
+        assert app.proc.poll() is None  # still there, polling
+        app.proc.send_signal(signal.SIGTERM)
+        assert app.wait(30) == 0, app.output
+        assert "Traceback" not in app.output, app.output
+    finally:
+        app.stop()
