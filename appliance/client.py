@@ -16,10 +16,22 @@ from pathlib import Path
 
 
 def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
+    return http_json(url, body)
+
+
+def http_json(
+    url: str, body: dict | None = None, method: str | None = None, token: str | None = None, timeout: float = 60
+) -> tuple[int, dict]:
+    """The status and JSON answer of a request to a running appliance (GET, or POST with ``body``; ``token`` is
+    sent as ``Authorization: Bearer``). Raises OSError when nothing answers, ValueError when the answer is not JSON.
+    """
     data = json.dumps(body).encode() if body is not None else None
-    request = urllib.request.Request(url, data=data, headers={"Content-Type": "application/json"})
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=data, headers=headers, method=method)
     try:
-        with urllib.request.urlopen(request, timeout=60) as response:
+        with urllib.request.urlopen(request, timeout=timeout) as response:
             return response.status, json.loads(response.read())
     except urllib.error.HTTPError as e:
         return e.code, json.loads(e.read() or b"{}")

@@ -161,6 +161,15 @@ def find_running_instance(lock_path: Path, discovery_path: Path) -> Discovery | 
     return discovery
 
 
+def read_live_discovery(path: Path) -> Discovery | None:
+    """The discovery file at ``path`` while the process it names lives, else None; for the system service, whose
+    lock (if any) this user cannot probe."""
+    discovery = read_discovery(path)
+    if discovery is None or not _process_is_alive(discovery.pid):
+        return None
+    return discovery
+
+
 def _process_is_alive(pid: int) -> bool:
     if pid <= 0:  # 0 and negative numbers name process groups, never one appliance
         return False

@@ -3,6 +3,7 @@
     status = serve(settings)                  # headless until SIGINT/SIGTERM
     status = serve(settings, reread_settings)  # as the system service too (APPLIANCE_SYSTEM=1): SIGHUP reloads
     status = desktop(settings, headless=False)  # one per user, with a tray icon when the desktop has one
+                                                # (or the tray of the system service when one runs)
 
 The tray owns the main thread (GUI toolkits need it) and the server runs beside
 it; SIGINT/SIGTERM are then awaited by a thread of their own.
@@ -158,6 +159,12 @@ def desktop(settings: Settings, headless: bool) -> int:
         print(_already_running(running))
         return 0
     try:
+        from .attached import find_service
+
+        service = find_service(settings.rest_api_port if settings.enable_rest_api else None)
+        if service is not None:
+            configure_logging(settings.log_level, paths.log_file())
+            return _attach(service, headless)
         sock, failed = _listen(settings)
         if failed is not None:
             return failed
@@ -189,6 +196,36 @@ def desktop(settings: Settings, headless: bool) -> int:
         return 0
     finally:
         lock.release()
+
+
+def _attach(service, headless: bool) -> int:
+    """Show a tray for the system service running at ``service.url``; serve nothing (see :mod:`.attached`)."""
+    from .attached import AttachedService
+    from .tray import Tray, tray_unavailable_reason
+
+    signals_blocked = not headless and _block_quit_signals()
+    reason = "--headless was given" if headless else tray_unavailable_reason()
+    if reason:
+        if signals_blocked:
+            signal.pthread_sigmask(signal.SIG_UNBLOCK, QUIT_SIGNALS)
+        print(f"appliance is running as a system service on {service.url}; nothing to start", flush=True)
+        return 0
+    attached = AttachedService(service)
+    tray = Tray(attached.tray_state, attached)
+    attached.subscribe(tray.refresh)
+    attached.on_quit(tray.stop)
+    if signals_blocked:
+        _await_quit_signals(attached)
+    threading.Thread(target=attached.poll_forever, name="appliance-service-health", daemon=True).start()
+    print(
+        f"appliance: attached to the system service on {service.url}"
+        + (" (read-only)" if attached.read_only else "")
+        + ": closing this tray leaves it running",
+        flush=True,
+    )
+    tray.run()
+    log.info("tray closed; the service keeps running")
+    return 0
 
 
 def _already_running(running) -> str:

@@ -29,6 +29,9 @@ import platformdirs
 PACKAGE_DIR = Path(__file__).resolve().parent
 APP_NAME = "appliance"
 SYSTEM_ENV = "APPLIANCE_SYSTEM"
+# Where the desktop app looks for the system service's discovery file and token (tests: under tmp_path)
+SYSTEM_RUNTIME_ENV = "APPLIANCE_SYSTEM_RUNTIME_DIRECTORY"
+SYSTEM_CONFIG_ENV = "APPLIANCE_SYSTEM_CONFIGURATION_DIRECTORY"
 # systemd's variable for each system-wide folder (systemd.exec(5), "RuntimeDirectory=") and its default
 _SYSTEM_DIRS = {
     "config": ("CONFIGURATION_DIRECTORY", "/etc/appliance"),
@@ -155,6 +158,19 @@ def log_file() -> Path:
 def discovery_file() -> Path:
     """Where a running appliance says which URL it serves on (see ``appliance.instance``)."""
     return user_runtime_dir() / "appliance.json"
+
+
+def system_discovery_file() -> Path:
+    """Where the system service says which URL it serves on, as the desktop app looks for it: whatever this
+    process's own mode, ``/run/appliance/appliance.json`` unless ``$APPLIANCE_SYSTEM_RUNTIME_DIRECTORY`` names
+    another folder (tests point it at the service's)."""
+    return Path(os.environ.get(SYSTEM_RUNTIME_ENV) or _SYSTEM_DIRS["runtime"][1]) / "appliance.json"
+
+
+def system_token_file() -> Path:
+    """The system service's token, as the desktop app looks for it: ``/etc/appliance/token`` unless
+    ``$APPLIANCE_SYSTEM_CONFIGURATION_DIRECTORY`` names another folder."""
+    return Path(os.environ.get(SYSTEM_CONFIG_ENV) or _SYSTEM_DIRS["config"][1]) / "token"
 
 
 def instance_lock_file() -> Path:

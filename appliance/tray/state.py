@@ -69,6 +69,9 @@ class TrayState:
     start_at_login: bool
     token_in_use: bool = False  # clients need the access token: the menu offers to copy it
     grpc_address: str | None = None  # e.g. "127.0.0.1:8500" (" and unix:/path" with a socket); None when off
+    attached: bool = False  # the tray of a system service this process did not start: no local-only items,
+    #                         "Close (the service keeps running)" instead of Quit
+    read_only: str | None = None  # why the versions cannot be switched (shown greyed out), None when they can
 
 
 class TrayCommands(Protocol):

@@ -200,7 +200,7 @@ def test_the_service_under_systemd(installed_deb):
     unit, wants = "appliance.service", Path("/etc/systemd/system/multi-user.target.wants/appliance.service")
     assert _run("systemctl", "is-enabled", unit, check=False).stdout.strip() == "disabled"  # installed disabled
     token = Path("/etc/appliance/token")
-    assert token.stat().st_mode & 0o777 == 0o600 and token.owner() == "appliance"
+    assert token.stat().st_mode & 0o777 == 0o640 and token.owner() == "appliance" and token.group() == "appliance"
     Path("/etc/appliance/environment").write_text("APPLIANCE_FLAGS=--rest_api_port 0 --port 0\n")
     Path("/etc/appliance/models.config").write_text(_models_config(1))
 

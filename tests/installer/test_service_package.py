@@ -139,12 +139,13 @@ def scripts(tmp_path) -> Scripts:
     return Scripts(tmp_path)
 
 
-def test_install_makes_the_user_and_an_owner_only_token_and_leaves_the_service_disabled(scripts):
+def test_install_makes_the_user_and_a_group_readable_token_and_leaves_the_service_disabled(scripts):
     scripts.systemd_runs()
     calls = scripts.run("postinst", "configure")
     assert calls[0].startswith("adduser --system --group --home /var/lib/appliance")
     token = scripts.root / "etc/appliance/token"
-    assert stat.S_IMODE(token.stat().st_mode) == 0o600
+    # The service and the appliance group (whose members' desktop trays switch versions) read it, no one else.
+    assert stat.S_IMODE(token.stat().st_mode) == 0o640
     assert len(token.read_text().strip()) >= 43  # 32 random bytes, URL-safe base64
     assert f"chown appliance:appliance {token}.new" in calls
     assert f"deb-systemd-helper update-state {UNIT}" in calls

@@ -14,7 +14,7 @@ with pytest.MonkeyPatch.context() as patch:
     patch.setenv("PYSTRAY_BACKEND", "dummy")  # read once, when pystray is first imported
     import pystray
 
-    from appliance.tray.menu import COMPARE_TEXT, MAX_ERROR_CHARS, MAX_LINE_CHARS, build_menu
+    from appliance.tray.menu import CLOSE_TEXT, COMPARE_TEXT, MAX_ERROR_CHARS, MAX_LINE_CHARS, build_menu
 
 from appliance.tray.state import ComparisonItem, ModelItem, TrayState, VersionItem
 
@@ -480,3 +480,44 @@ def test_shadow_traffic_offers_off_or_an_available_version_and_shows_the_figures
     assert texts(digits) == ["Off", "v2", "v1", summary] and not item_named(digits, summary).enabled
     item_named(digits, "Off")(icon)
     assert commands.calls == [("set_shadow", "digits", 1), ("set_shadow", "digits", None)]
+
+
+ATTACHED = replace(READY, backend="system service", attached=True, token_in_use=True)
+READ_ONLY = "Read-only: ask an administrator to add you to the appliance group"
+
+
+def test_attached_to_a_service_the_menu_has_no_local_items_and_closes_instead_of_quitting(commands):
+    menu = build_menu(StateHolder(ATTACHED), commands)
+    assert texts(menu) == [
+        "digits — v2",
+        "iris — v1",
+        "---",
+        "Serving http://127.0.0.1:8501",
+        "Device: CPU (AMD EPYC)",
+        "Backend: system service",
+        "Status: ready: 2 models",
+        "---",
+        "Open API page",
+        "Copy URL",
+        "Copy token",
+        "---",
+        "Close (the service keeps running)",
+    ]
+    assert texts(menu)[-1] == CLOSE_TEXT
+    versions = versions_of(menu, "digits — v2")
+    assert pystray.Menu.SEPARATOR not in item_named(menu, "digits — v2").submenu  # no comparisons
+    versions[-1](pystray.Icon("appliance-test"))
+    item_named(menu, CLOSE_TEXT)(pystray.Icon("appliance-test"))
+    assert commands.calls == [("switch_version", "digits", 1), ("quit",)]
+
+
+def test_a_read_only_service_tray_says_why_and_its_versions_cannot_be_chosen(commands):
+    state = replace(ATTACHED, read_only=READ_ONLY, token_in_use=False)
+    menu = build_menu(StateHolder(state), commands)
+    assert texts(menu)[:3] == ["digits — v2", "iris — v1", READ_ONLY]
+    assert not item_named(menu, READ_ONLY).enabled
+    assert "Copy token" not in texts(menu)
+    for title in ("digits — v2", "iris — v1"):
+        available = [v for v in versions_of(menu, title) if v.radio]
+        assert available and not any(v.enabled for v in available)
+    assert [v.checked for v in versions_of(menu, "digits — v2") if v.radio] == [True, False]  # still shown
