@@ -26,7 +26,7 @@ from . import __version__, paths
 from .errors import ServingError
 from .instance import Discovery, remove_discovery, write_discovery
 from .sd_notify import Notifier
-from .server import install_signal_handlers
+from .server import Stoppable, install_signal_handlers
 from .serving.manager import ModelsNotAvailable
 
 if TYPE_CHECKING:
@@ -59,8 +59,13 @@ def serve_as_service(
     reloads: queue.SimpleQueue[int],
     reread_settings: Callable[[], Settings],
     notifier: Notifier,
+    stop_with: Callable[[Stoppable], None] = install_signal_handlers,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, reloading on each SIGHUP ``reloads`` receives; returns once stopped."""
+    """Serve until SIGTERM/SIGINT, reloading on each SIGHUP ``reloads`` receives; returns once stopped.
+
+    ``stop_with`` is handed what stops the service gracefully (telling the manager it stops): by default
+    SIGTERM/SIGINT do; the Windows service hands it to the service manager's stop instead.
+    """
     discovery = paths.discovery_file()
     discovery.parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # systemd makes it so (RuntimeDirectoryMode=)
     rest_port = app.server.port if app.server is not None else None
@@ -70,7 +75,7 @@ def serve_as_service(
         mode=DISCOVERY_MODE,
     )
     lifecycle = _Lifecycle(app, reloads, reread_settings, notifier)
-    install_signal_handlers(lifecycle)
+    stop_with(lifecycle)
     app.subscribe(lifecycle.refresh_status)
     threading.Thread(target=lifecycle.run, name="appliance-service", daemon=True).start()
     try:
