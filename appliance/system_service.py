@@ -268,16 +268,19 @@ def _need_root(action: str) -> None:
 
 def status(url: str | None, wait: float) -> tuple[int, str]:
     """The exit status and a line: 0 once ``/health`` says ready (or degraded), 3 while loading, 1 when nothing
-    answers; asks again until ``wait`` seconds have passed."""
-    if url is None:
-        found = read_discovery(paths.discovery_file())
-        url = found.url if found is not None and found.url else f"http://127.0.0.1:{DEFAULT_PORT}"
+    answers; asks again until ``wait`` seconds have passed. Without ``url``, the one the service's discovery file
+    names (read on each try: a starting service writes it once it listens), else the default port's."""
     deadline = time.monotonic() + wait
     while True:
-        code, line = _health(url.rstrip("/"))
+        code, line = _health((url or _discovered_url()).rstrip("/"))
         if code == 0 or time.monotonic() >= deadline:
             return code, line
         time.sleep(1)
+
+
+def _discovered_url() -> str:
+    found = read_discovery(paths.discovery_file())
+    return found.url if found is not None and found.url else f"http://127.0.0.1:{DEFAULT_PORT}"
 
 
 def _health(url: str) -> tuple[int, str]:

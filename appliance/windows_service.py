@@ -26,6 +26,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from . import paths
+from .errors import ServingError
 from .logs import configure_logging
 from .sd_notify import Notifier
 
@@ -63,22 +64,30 @@ class ServiceHost(Notifier):
     def run(self) -> int:
         """Serve until :meth:`stop`; returns the exit status, reported with SERVICE_STOPPED."""
         self._set(START_PENDING, START_WAIT_HINT_MS)
-        stdout, stderr = _LinesToLog(logging.INFO), _LinesToLog(logging.ERROR)
-        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
-            try:
-                status = self._serve()
-            except Exception:
-                log.exception("the service failed")
-                status = 1
+        try:
+            settings = self.read_settings()
+            configure_logging(settings.log_level, paths.log_file())  # to stderr only where there is one
+        except ServingError as e:
+            log.error("%s", e.message)
+            status = 2
+        else:
+            # After configure_logging: its stderr handler writes to the real stderr, not back into the log.
+            with (
+                contextlib.redirect_stdout(_LinesToLog(logging.INFO)),
+                contextlib.redirect_stderr(_LinesToLog(logging.ERROR)),
+            ):
+                try:
+                    status = self._serve(settings)
+                except Exception:
+                    log.exception("the service failed")
+                    status = 1
         self._set(STOPPED, 0, status)
         return status
 
-    def _serve(self) -> int:
+    def _serve(self, settings: Settings) -> int:
         from . import launcher
         from .service import serve_as_service, use_cache_dir_for_libraries
 
-        settings = self.read_settings()
-        configure_logging(settings.log_level, paths.log_file())
         use_cache_dir_for_libraries()
         app, failed = launcher.build_listening(settings)
         if app is None:
