@@ -35,7 +35,7 @@ from pathlib import Path
 from . import paths
 from .access_token import load_or_create_token
 from .config import DEFAULT_PORT
-from .instance import read_discovery
+from .instance import _process_is_alive, read_discovery  # the check that is safe on Windows too
 
 SERVICE_NAME = "appliance"
 LAUNCHD_LABEL = "org.appliance.server"
@@ -218,13 +218,25 @@ class WindowsService:
             "`appliance-cli service status --wait 300` says when the models are ready."
         )
 
+    def _pid(self) -> int:
+        """The running service's process id (``sc queryex``: "PID : 1234"), 0 when it runs none."""
+        for line in run([self.sc, "queryex", SERVICE_NAME], check=False).stdout.splitlines():
+            name, _, value = line.partition(":")
+            if name.strip() == "PID" and value.strip().isdigit():
+                return int(value)
+        return 0
+
     def uninstall(self, purge: bool, stop_timeout: float = 90) -> str:
         said = f"the service {SERVICE_NAME} was not installed"
         if self.installed():
+            pid = self._pid()
             run([self.sc, "stop", SERVICE_NAME], check=False)  # not running: nothing to stop
             deadline = time.monotonic() + stop_timeout
             while "STOPPED" not in run([self.sc, "query", SERVICE_NAME]).stdout and time.monotonic() < deadline:
                 time.sleep(0.5)
+            # STOPPED is said just before the process exits: wait for it, so that the uninstaller can remove its files
+            while pid and _process_is_alive(pid) and time.monotonic() < deadline:
+                time.sleep(0.2)
             run([self.sc, "delete", SERVICE_NAME])
             said = f"removed the service {SERVICE_NAME}"
         if purge:
