@@ -106,12 +106,14 @@ class MacLaunchDaemon:
             paths.user_runtime_dir(),
         )
         # Owner-only, except what every user may read: the discovery file's folder and the path to it. The token
-        # (0600), recorded requests and preferences are made owner-only in the support folder.
+        # (0640, below), recorded requests and preferences are private in the support folder.
         for folder, mode in ((support, 0o755), (runtime, 0o755), (support / "models", 0o755), (logs, 0o700)):
             folder.mkdir(parents=True, exist_ok=True)
             folder.chmod(mode)
         cache.mkdir(mode=0o700, parents=True, exist_ok=True)
         load_or_create_token(paths.token_file())
+        # As the .deb's: the service and its group read it (a member's desktop tray switches versions), no one else
+        paths.token_file().chmod(0o640)
         for folder in (support, logs, cache):
             run(["chown", "-R", f"{MACOS_USER}:{MACOS_USER}", str(folder)])
         paths.write_file_atomically(self.plist, launch_daemon_plist(program, flags), mode=0o644)  # launchd: root's

@@ -160,7 +160,7 @@ def test_macos_install_makes_the_user_folders_token_and_loads_the_daemon(mac, tm
 
     support = system_folders["CONFIGURATION_DIRECTORY"]
     token = support / "token"
-    assert stat.S_IMODE(token.stat().st_mode) == 0o600 and len(token.read_text().strip()) >= 40
+    assert stat.S_IMODE(token.stat().st_mode) == 0o640 and len(token.read_text().strip()) >= 40  # group _appliance
     modes = {
         support: 0o755,
         system_folders["RUNTIME_DIRECTORY"]: 0o755,
