@@ -196,22 +196,26 @@ class WindowsService:
 
     def install(self, program: list[str], flags: list[str]) -> str:
         verb = "config" if self.installed() else "create"  # installed before: point it at this program
-        base, runtime = paths.user_config_dir(), paths.user_runtime_dir()
-        for folder in (base / "models", paths.user_log_dir(), paths.user_cache_dir(), runtime):
-            folder.mkdir(parents=True, exist_ok=True)
-        load_or_create_token(paths.token_file())
         command = subprocess.list2cmdline([*program, "service", "run", *flags])
         sc = self.sc
+        # sc.exe first: it refuses without administrator rights, before anything is written.
         run([sc, verb, SERVICE_NAME, "binPath=", command, "start=", "auto", "obj=", WINDOWS_ACCOUNT,
              "DisplayName=", SERVICE_NAME])  # fmt: skip
         run([sc, "description", SERVICE_NAME, "Serves TensorFlow models over TF Serving's REST and gRPC APIs"])
         # Restarted after a failure (as systemd's Restart=on-failure): also when it stops with an error status.
         run([sc, "failure", SERVICE_NAME, "reset=", "86400", "actions=", "restart/5000/restart/5000/restart/60000"])
         run([sc, "failureflag", SERVICE_NAME, "1"])
-        # Only the service, SYSTEM and Administrators may read the folder (the token is in it); the discovery
-        # folder every user. The service's virtual account exists once the service does.
+        # The folder (and what a user may have put there before) owned by Administrators and readable only by
+        # them, SYSTEM and the service's virtual account (which exists once the service does); then the token,
+        # which inherits that. The discovery folder is readable by every user.
+        base, runtime = paths.user_config_dir(), paths.user_runtime_dir()
+        base.mkdir(parents=True, exist_ok=True)
+        run([self.icacls, str(base), "/setowner", ADMINISTRATORS_SID, "/T", "/Q"])
         run([self.icacls, str(base), "/inheritance:r", "/grant:r", f"{SYSTEM_SID}:(OI)(CI)F",
              f"{ADMINISTRATORS_SID}:(OI)(CI)F", f"{WINDOWS_ACCOUNT}:(OI)(CI)M", "/T", "/Q"])  # fmt: skip
+        for folder in (base / "models", paths.user_log_dir(), paths.user_cache_dir(), runtime):
+            folder.mkdir(parents=True, exist_ok=True)
+        load_or_create_token(paths.token_file())
         run([self.icacls, str(runtime), "/grant", f"{USERS_SID}:(OI)(CI)RX", "/Q"])
         run([sc, "start", SERVICE_NAME])
         return (

@@ -86,7 +86,10 @@ elif verb == "stop":
 elif verb == "delete":
     put("service", False)
 """,
-    "icacls.exe": "",
+    "icacls.exe": """
+if "/inheritance:r" in args:
+    put("token-before-lockdown", (Path(args[0]) / "token").exists())
+""",
 }
 
 
@@ -264,9 +267,12 @@ def test_windows_install_creates_starts_and_locks_down_the_service(windows, tmp_
     assert next(c for c in sc if c[0] == "failure")[-1] == "restart/5000/restart/5000/restart/60000"
     assert sc[-1] == ["start", "appliance"] and windows.has("running")
     icacls = [c[1:] for c in calls if c[0] == "icacls.exe"]
-    assert icacls[0][:3] == [str(base), "/inheritance:r", "/grant:r"]
-    assert "NT SERVICE\\appliance:(OI)(CI)M" in icacls[0] and "*S-1-5-32-545:(OI)(CI)RX" not in icacls[0]
-    assert icacls[1][:3] == [str(base / "run"), "/grant", "*S-1-5-32-545:(OI)(CI)RX"]  # Users: discovery only
+    assert calls.index(["icacls.exe", *icacls[0]]) > calls.index(["sc.exe", *sc[1]])  # after sc.exe's admin check
+    assert icacls[0] == [str(base), "/setowner", "*S-1-5-32-544", "/T", "/Q"]
+    assert icacls[1][:3] == [str(base), "/inheritance:r", "/grant:r"]
+    assert "NT SERVICE\\appliance:(OI)(CI)M" in icacls[1] and "*S-1-5-32-545:(OI)(CI)RX" not in icacls[1]
+    assert not windows.has("token-before-lockdown")  # the token is made in the locked folder, never before
+    assert icacls[2][:3] == [str(base / "run"), "/grant", "*S-1-5-32-545:(OI)(CI)RX"]  # Users: discovery only
     assert all((base / name).is_dir() for name in ("models", "logs", "cache", "run"))
     assert (base / "token").read_text().strip()
     assert "NT SERVICE\\appliance" in said
@@ -293,14 +299,19 @@ def test_windows_uninstall_stops_deletes_and_purges(windows, tmp_path, monkeypat
     assert said.startswith("removed the service appliance")
 
 
-def test_windows_sc_failing_is_said_in_one_line(windows, tmp_path):
-    (tmp_path / "Windows" / "System32" / "sc.exe").write_text(
-        f"#!{sys.executable}\nimport sys\nprint('[SC] OpenSCManager FAILED 5:\\n\\nAccess is denied.')\nsys.exit(5)\n"
+def test_windows_install_without_administrator_rights_writes_nothing(windows, tmp_path):
+    sc = tmp_path / "Windows" / "System32" / "sc.exe"
+    sc.write_text(
+        f"#!{sys.executable}\nimport sys\n"
+        "if sys.argv[1] == 'query':\n    print('[SC] EnumQueryServicesStatus:OpenService FAILED 1060:')\n"
+        "    sys.exit(1060)\n"
+        "print('[SC] OpenSCManager FAILED 5:\\n\\nAccess is denied.')\nsys.exit(5)\n"
     )
     with pytest.raises(
-        system_service.ServiceError, match=r"sc.exe query appliance failed \(exit status 5\): .*Access is denied"
+        system_service.ServiceError, match=r"sc.exe create appliance .* failed \(exit status 5\): .*Access is denied"
     ):
         system_service.WindowsService().install(["appliance-cli.exe"], [])
+    assert not (tmp_path / "ProgramData").exists()  # no folder nor token a user could have made first
 
 
 def test_linux_points_at_systemctl(monkeypatch):
