@@ -176,3 +176,18 @@ def test_the_windows_service_uses_programdata(system_env, monkeypatch, tmp_path)
     monkeypatch.setenv("STATE_DIRECTORY", "D:\\state;E:\\other")
     assert str(paths.user_models_dir()).startswith("D:\\state")
     assert not (tmp_path / "ProgramData").exists()  # computing them created nothing
+
+
+def test_the_desktop_app_looks_for_the_service_in_this_oss_system_folders(monkeypatch, tmp_path):
+    """Whatever this process's own mode: the desktop app (not the service) finds the macOS or Windows service."""
+    monkeypatch.delenv(paths.SYSTEM_ENV, raising=False)
+    monkeypatch.delenv(paths.SYSTEM_RUNTIME_ENV, raising=False)
+    monkeypatch.delenv(paths.SYSTEM_CONFIG_ENV, raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    support = paths.Path("/Library/Application Support/appliance")
+    assert paths.system_discovery_file() == support / "run" / "appliance.json"
+    assert paths.system_token_file() == support / "token"
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("PROGRAMDATA", str(tmp_path))
+    assert paths.system_discovery_file() == tmp_path / "appliance" / "run" / "appliance.json"
+    assert paths.system_token_file() == tmp_path / "appliance" / "token"
