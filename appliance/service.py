@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DISCOVERY_MODE = 0o644  # desktop users find the service without the token (the file holds none)
+FINISH_TIMEOUT_S = 30.0  # how long a stop waits for a reload under way (systemd's TimeoutStopSec is 45 s)
 
 
 def use_cache_dir_for_libraries(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -77,10 +78,12 @@ def serve_as_service(
     lifecycle = _Lifecycle(app, reloads, reread_settings, notifier)
     stop_with(lifecycle)
     app.subscribe(lifecycle.refresh_status)
-    threading.Thread(target=lifecycle.run, name="appliance-service", daemon=True).start()
+    worker = threading.Thread(target=lifecycle.run, name="appliance-service", daemon=True)
+    worker.start()
     try:
         app.serve_forever()
     finally:
+        lifecycle.finish(worker)
         remove_discovery(discovery)
 
 
@@ -163,6 +166,12 @@ class _Lifecycle:
         )
         line = f"serving {served} model{'s' * (served != 1)} on {where}"
         return line + (f"; unavailable: {', '.join(unavailable)}" if unavailable else "")
+
+    def finish(self, worker: threading.Thread) -> None:
+        """Take no more reloads and let one under way complete before the models are closed: a daemon thread
+        still inside TensorFlow when the process exits aborts it ("terminate called ...", exit status 134)."""
+        self._stopping.set()
+        worker.join(FINISH_TIMEOUT_S)
 
     # -- the Stoppable that SIGTERM/SIGINT stop
 
