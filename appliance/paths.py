@@ -111,7 +111,10 @@ def request_log_dir() -> Path:
 
 
 def recent_warmup_dir() -> Path:
-    """Warm-up files made from recent requests, a folder per model (``~/.local/share/appliance/warmup``)."""
+    """Warm-up files made from recent requests, a folder per model (``~/.local/share/appliance/warmup``; the
+    service's: in its state folder)."""
+    if system_mode():
+        return _system_dir("state") / "warmup"
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "warmup"
 
 

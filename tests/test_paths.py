@@ -155,6 +155,7 @@ def test_the_macos_service_uses_library_folders(system_env, monkeypatch):
     assert paths.token_file() == support / "token"
     assert paths.user_models_dir() == support / "models"
     assert paths.preferences_file() == support / "preferences.json"
+    assert paths.recent_warmup_dir() == support / "warmup"  # not the daemon user's home (/var/empty)
     assert paths.log_file() == paths.Path("/Library/Logs/appliance/appliance.log")
     assert paths.user_cache_dir() == paths.Path("/Library/Caches/appliance")
     assert paths.discovery_file() == support / "run" / "appliance.json"
