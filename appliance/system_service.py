@@ -15,8 +15,9 @@
 - **Linux**: the .deb ships the systemd unit (``installer/linux/appliance.service``): these print the systemctl
   commands.
 
-The commands act on the system service, so the folders are the system ones (``APPLIANCE_SYSTEM=1``, see
-:mod:`appliance.paths`); the OS's tools are run as programs, so tests put stand-ins for them on PATH.
+The commands act on the system service, so its folders are used: the CLI sets ``APPLIANCE_SYSTEM=1`` before
+calling these (see :mod:`appliance.paths`). The OS's tools are run as programs, so tests put stand-ins for them
+on PATH.
 """
 
 from __future__ import annotations
