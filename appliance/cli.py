@@ -6,6 +6,7 @@
     appliance models                                 # what a running appliance serves
     appliance predict digits --input '[[0, 0, 5, 13, 9, 1, 0, 0, ...]]'   # one line of JSON; --pretty: indented
     appliance compare digits --version 1 --against 2   # replay recorded requests on both versions, in the appliance
+    sudo appliance service install -- --host 0.0.0.0   # serve from boot, for all users (macOS, Windows; Linux: .deb)
 
 Serving flags follow ``tensorflow_model_server``'s names where they exist (see :mod:`appliance.config`).
 """
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import importlib.metadata
 import logging
+import os
 import sys
 import urllib.error
 from pathlib import Path
@@ -34,12 +36,17 @@ from .config import (
 )
 from .errors import ServingError
 from .logs import configure_logging
+from .system_service import ServiceError
 
 DEFAULT_URL = f"http://127.0.0.1:{DEFAULT_PORT}"
 INERT_GROUP = "TF Serving flags with no effect here (accepted; each one given logs a warning saying why)"
 INERT_DEST = "tfserving_inert."  # + the flag's name: where the parsed namespace keeps an inert flag's value
 SYSTEM_ONLY_SERVE = (
     f"{paths.SYSTEM_ENV}=1 is for `appliance serve`, the system service; unset it to run the desktop app"
+)
+SERVICE_RUN = (
+    "`appliance service run` is what the Windows service manager starts; elsewhere, and in a terminal, "
+    "run `appliance serve`"
 )
 log = logging.getLogger("appliance")
 
@@ -184,7 +191,65 @@ def _parser() -> argparse.ArgumentParser:
     compare.add_argument("--limit", type=int, help="replay at most this many of the latest requests (default: 500)")
     compare.add_argument("--json", action="store_true", help="print the result as JSON")
     compare.add_argument("--url", default=DEFAULT_URL, help="the appliance to ask (default: %(default)s)")
+    _add_service_commands(commands)
     return parser
+
+
+def _add_service_commands(commands) -> None:
+    service = commands.add_parser(
+        "service",
+        help="install, remove or check the system service (serves from boot, for all users)",
+        description="The appliance as a system service: a LaunchDaemon on macOS, a Windows service; on Linux the "
+        ".deb ships a systemd unit and these print the systemctl commands. install and uninstall need root "
+        "(sudo) or an administrator's terminal. See docs/service.md.",
+    )
+    actions = service.add_subparsers(dest="action", metavar="ACTION", required=True)
+    install = actions.add_parser(
+        "install",
+        help="install (or update) the service and start it",
+        description="Install the service (or update it to this program and these flags) and start it.",
+    )
+    install.add_argument(
+        "serve_flags", nargs="*", metavar="-- FLAG", help="flags of `appliance serve` for the service, after --"
+    )
+    uninstall = actions.add_parser("uninstall", help="stop and remove the service")
+    uninstall.add_argument(
+        "--purge", action="store_true", help="also remove its settings, token, models and logs (the system folders)"
+    )
+    status = actions.add_parser(
+        "status", help="whether the service answers and its models are ready (exit 0), loading (3) or absent (1)"
+    )
+    status.add_argument("--url", help="the service's URL (default: its discovery file's, else " + DEFAULT_URL + ")")
+    status.add_argument("--wait", type=float, default=0, metavar="SECONDS", help="ask until ready, at most this long")
+    run = actions.add_parser(
+        "run", help="Windows: what the service manager starts (not for a terminal)", description=SERVICE_RUN
+    )
+    _add_serve_flags(run)
+
+
+def _service(args: argparse.Namespace) -> int:
+    from . import system_service
+
+    os.environ[paths.SYSTEM_ENV] = "1"  # these act on the system service: its folders, not this user's
+    if args.action == "run":
+        if sys.platform != "win32":
+            print(f"appliance: error: {SERVICE_RUN}", file=sys.stderr)
+            return 2
+        from .windows_service import run_windows_service
+
+        return run_windows_service(lambda: settings_from_args(args))
+    if args.action == "status":
+        status, line = system_service.status(args.url, args.wait)
+        print(line, file=sys.stdout if status == 0 else sys.stderr)
+        return status
+    if args.action == "install":
+        flags = list(args.serve_flags)
+        _parser().parse_args(["serve", *flags])  # a wrong flag is said now (exit 2), not at every start
+        said = system_service.install(flags)
+    else:
+        said = system_service.uninstall(args.purge)
+    print(said)
+    return 0
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
@@ -213,6 +278,8 @@ def main(argv: list[str] | None = None) -> int:
                 return 2
             return launcher.desktop(settings, args.headless)
         configure_logging("WARNING")
+        if args.command == "service":
+            return _service(args)
         if args.command == "models":
             return client.list_models(args.url)
         if args.command == "compare":
@@ -225,6 +292,9 @@ def main(argv: list[str] | None = None) -> int:
     except ServingError as e:
         print(f"appliance: error: {e.message}", file=sys.stderr)
         return 2
+    except ServiceError as e:
+        print(f"appliance: error: {e}", file=sys.stderr)
+        return 1
     except (urllib.error.URLError, ConnectionError) as e:
         reason = getattr(e, "reason", e)
         print(

@@ -95,6 +95,15 @@ def _build(settings: Settings, sock: socket.socket | None, defer_tensorflow: boo
     return app, None
 
 
+def build_listening(settings: Settings):
+    """The Application listening as ``serve`` makes it (not started yet), or None and the exit status after a
+    one-line error on stderr: for hosts that run it themselves (the Windows service)."""
+    sock, failed = _listen(settings)
+    if failed is not None:
+        return None, failed
+    return _build(settings, sock)
+
+
 def _say_where(app) -> None:
     """Print where each API listens, REST's line first (scripts read the first line for the URL), then gRPC's."""
     rest = f"serving on {app.url}" if app.url else "REST API off (--enable_rest_api=false)"

@@ -13,7 +13,9 @@ With ``APPLIANCE_SYSTEM=1`` (the system service, ``installer/linux/appliance.ser
 system-wide folders instead: settings in ``/etc/appliance``, models and state in ``/var/lib/appliance``, the
 discovery file in ``/run/appliance``, each overridden by the variable systemd sets for it
 (``$CONFIGURATION_DIRECTORY``, ``$STATE_DIRECTORY``, ``$CACHE_DIRECTORY``, ``$LOGS_DIRECTORY``,
-``$RUNTIME_DIRECTORY``), as tests do.
+``$RUNTIME_DIRECTORY``), as tests do. On macOS (the LaunchDaemon) and Windows (the service) the defaults are
+that OS's own: settings, models and state in ``/Library/Application Support/appliance`` or
+``%ProgramData%\\appliance``, logs and caches beside (see :func:`system_dir_defaults`).
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ SYSTEM_ENV = "APPLIANCE_SYSTEM"
 # Where the desktop app looks for the system service's discovery file and token (tests: under tmp_path)
 SYSTEM_RUNTIME_ENV = "APPLIANCE_SYSTEM_RUNTIME_DIRECTORY"
 SYSTEM_CONFIG_ENV = "APPLIANCE_SYSTEM_CONFIGURATION_DIRECTORY"
-# systemd's variable for each system-wide folder (systemd.exec(5), "RuntimeDirectory=") and its default
-_SYSTEM_DIRS = {
-    "config": ("CONFIGURATION_DIRECTORY", "/etc/appliance"),
-    "state": ("STATE_DIRECTORY", "/var/lib/appliance"),
-    "cache": ("CACHE_DIRECTORY", "/var/cache/appliance"),
-    "logs": ("LOGS_DIRECTORY", "/var/log/appliance"),
-    "runtime": ("RUNTIME_DIRECTORY", "/run/appliance"),
+# systemd's variable for each system-wide folder (systemd.exec(5), "RuntimeDirectory="), which overrides its default
+_SYSTEM_DIR_VARIABLES = {
+    "config": "CONFIGURATION_DIRECTORY",
+    "state": "STATE_DIRECTORY",
+    "cache": "CACHE_DIRECTORY",
+    "logs": "LOGS_DIRECTORY",
+    "runtime": "RUNTIME_DIRECTORY",
 }
 
 
@@ -47,10 +49,38 @@ def system_mode() -> bool:
     return os.environ.get(SYSTEM_ENV, "").strip().lower() in ("1", "true", "yes")
 
 
+def system_dir_defaults() -> dict[str, Path]:
+    """The system-wide folders of this OS, by kind (config, state, cache, logs, runtime).
+
+    Linux keeps the FHS's split (``/etc``, ``/var/lib``, ...). macOS and Windows have no such split for a
+    program's settings and data: settings and state share one folder, which the service's user owns, and the
+    runtime folder (the discovery file, readable by every user) is a subfolder of it.
+    """
+    if sys.platform == "win32":
+        base = Path(os.environ.get("PROGRAMDATA") or "C:\\ProgramData") / APP_NAME
+        return {"config": base, "state": base, "cache": base / "cache", "logs": base / "logs", "runtime": base / "run"}
+    if sys.platform == "darwin":
+        base = Path("/Library/Application Support") / APP_NAME
+        return {
+            "config": base,
+            "state": base,
+            "cache": Path("/Library/Caches") / APP_NAME,
+            "logs": Path("/Library/Logs") / APP_NAME,
+            "runtime": base / "run",
+        }
+    return {
+        "config": Path("/etc/appliance"),
+        "state": Path("/var/lib/appliance"),
+        "cache": Path("/var/cache/appliance"),
+        "logs": Path("/var/log/appliance"),
+        "runtime": Path("/run/appliance"),
+    }
+
+
 def _system_dir(kind: str) -> Path:
     """A system-wide folder: the first path of systemd's variable for it (a list with ':'), else the default."""
-    variable, default = _SYSTEM_DIRS[kind]
-    return Path(os.environ.get(variable, "").split(":")[0] or default)
+    given = os.environ.get(_SYSTEM_DIR_VARIABLES[kind], "").split(";" if sys.platform == "win32" else ":")[0]
+    return Path(given) if given else system_dir_defaults()[kind]
 
 
 def bundled_models_dir() -> Path:
@@ -81,7 +111,10 @@ def request_log_dir() -> Path:
 
 
 def recent_warmup_dir() -> Path:
-    """Warm-up files made from recent requests, a folder per model (``~/.local/share/appliance/warmup``)."""
+    """Warm-up files made from recent requests, a folder per model (``~/.local/share/appliance/warmup``; the
+    service's: in its state folder)."""
+    if system_mode():
+        return _system_dir("state") / "warmup"
     return Path(platformdirs.user_data_dir(APP_NAME, appauthor=False)) / "warmup"
 
 
@@ -162,15 +195,16 @@ def discovery_file() -> Path:
 
 def system_discovery_file() -> Path:
     """Where the system service says which URL it serves on, as the desktop app looks for it: whatever this
-    process's own mode, ``/run/appliance/appliance.json`` unless ``$APPLIANCE_SYSTEM_RUNTIME_DIRECTORY`` names
-    another folder (tests point it at the service's)."""
-    return Path(os.environ.get(SYSTEM_RUNTIME_ENV) or _SYSTEM_DIRS["runtime"][1]) / "appliance.json"
+    process's own mode, ``/run/appliance/appliance.json`` on Linux (macOS, Windows: :func:`system_dir_defaults`)
+    unless ``$APPLIANCE_SYSTEM_RUNTIME_DIRECTORY`` names another folder (tests point it at the service's)."""
+    return Path(os.environ.get(SYSTEM_RUNTIME_ENV) or system_dir_defaults()["runtime"]) / "appliance.json"
 
 
 def system_token_file() -> Path:
-    """The system service's token, as the desktop app looks for it: ``/etc/appliance/token`` unless
-    ``$APPLIANCE_SYSTEM_CONFIGURATION_DIRECTORY`` names another folder."""
-    return Path(os.environ.get(SYSTEM_CONFIG_ENV) or _SYSTEM_DIRS["config"][1]) / "token"
+    """The system service's token, as the desktop app looks for it: ``/etc/appliance/token`` on Linux (macOS,
+    Windows: :func:`system_dir_defaults`) unless ``$APPLIANCE_SYSTEM_CONFIGURATION_DIRECTORY`` names another
+    folder."""
+    return Path(os.environ.get(SYSTEM_CONFIG_ENV) or system_dir_defaults()["config"]) / "token"
 
 
 def instance_lock_file() -> Path:

@@ -26,7 +26,7 @@ from . import __version__, paths
 from .errors import ServingError
 from .instance import Discovery, remove_discovery, write_discovery
 from .sd_notify import Notifier
-from .server import install_signal_handlers
+from .server import Stoppable, install_signal_handlers
 from .serving.manager import ModelsNotAvailable
 
 if TYPE_CHECKING:
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 DISCOVERY_MODE = 0o644  # desktop users find the service without the token (the file holds none)
+FINISH_TIMEOUT_S = 30.0  # how long a stop waits for a reload under way (systemd's TimeoutStopSec is 45 s)
 
 
 def use_cache_dir_for_libraries(environ: MutableMapping[str, str] = os.environ) -> None:
@@ -59,8 +60,13 @@ def serve_as_service(
     reloads: queue.SimpleQueue[int],
     reread_settings: Callable[[], Settings],
     notifier: Notifier,
+    stop_with: Callable[[Stoppable], None] = install_signal_handlers,
 ) -> None:
-    """Serve until SIGTERM/SIGINT, reloading on each SIGHUP ``reloads`` receives; returns once stopped."""
+    """Serve until SIGTERM/SIGINT, reloading on each SIGHUP ``reloads`` receives; returns once stopped.
+
+    ``stop_with`` is handed what stops the service gracefully (telling the manager it stops): by default
+    SIGTERM/SIGINT do; the Windows service hands it to the service manager's stop instead.
+    """
     discovery = paths.discovery_file()
     discovery.parent.mkdir(mode=0o755, parents=True, exist_ok=True)  # systemd makes it so (RuntimeDirectoryMode=)
     rest_port = app.server.port if app.server is not None else None
@@ -70,12 +76,14 @@ def serve_as_service(
         mode=DISCOVERY_MODE,
     )
     lifecycle = _Lifecycle(app, reloads, reread_settings, notifier)
-    install_signal_handlers(lifecycle)
+    stop_with(lifecycle)
     app.subscribe(lifecycle.refresh_status)
-    threading.Thread(target=lifecycle.run, name="appliance-service", daemon=True).start()
+    worker = threading.Thread(target=lifecycle.run, name="appliance-service", daemon=True)
+    worker.start()
     try:
         app.serve_forever()
     finally:
+        lifecycle.finish(worker)
         remove_discovery(discovery)
 
 
@@ -158,6 +166,12 @@ class _Lifecycle:
         )
         line = f"serving {served} model{'s' * (served != 1)} on {where}"
         return line + (f"; unavailable: {', '.join(unavailable)}" if unavailable else "")
+
+    def finish(self, worker: threading.Thread) -> None:
+        """Take no more reloads and let one under way complete before the models are closed: a daemon thread
+        still inside TensorFlow when the process exits aborts it ("terminate called ...", exit status 134)."""
+        self._stopping.set()
+        worker.join(FINISH_TIMEOUT_S)
 
     # -- the Stoppable that SIGTERM/SIGINT stop
 

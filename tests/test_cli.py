@@ -287,3 +287,25 @@ def test_bad_access_settings_are_clear_errors_at_start(tmp_path):
         assert result.returncode == 2 and message in result.stderr and "Traceback" not in result.stderr
     result = run_cli("serve", "--rest_api_port", "0", "--port", "0", "--cors_allowed_origin", "localhost:3000")
     assert result.returncode == 2 and "is not an origin" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_service_commands_check_their_arguments_before_acting():
+    assert all(action in run_cli("service", "--help").stdout for action in ("install", "uninstall", "status", "run"))
+    wrong = run_cli("service", "install", "--", "--rest_api_port", "8501", "--no_such_flag")
+    assert wrong.returncode == 2 and "unrecognized arguments: --no_such_flag" in wrong.stderr
+    assert wrong.stdout == ""  # refused before anything was installed
+    if sys.platform.startswith("linux"):  # the .deb ships the unit: the command says how to turn it on
+        linux = run_cli("service", "install", "--", "--rest_api_port", "8501")
+        assert linux.returncode == 0 and "sudo systemctl enable --now appliance" in linux.stdout
+        elsewhere = run_cli("service", "run")
+        assert elsewhere.returncode == 2
+        assert "is what the Windows service manager starts" in elsewhere.stderr
+
+
+def test_service_status_says_when_nothing_answers():
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        port = closed.getsockname()[1]  # bound, not listening: connections are refused
+        result = run_cli("service", "status", "--url", f"http://127.0.0.1:{port}")
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"no appliance answers at http://127.0.0.1:{port} (")

@@ -136,3 +136,59 @@ def test_the_system_folders_follow_the_variables_systemd_sets(tmp_path, monkeypa
     monkeypatch.setenv(paths.SYSTEM_ENV, "0")
     assert not paths.system_mode()
     assert paths.settings_file() != tmp_path / "etc" / "settings.toml"
+
+
+@pytest.fixture
+def system_env(monkeypatch):
+    """The service's environment without systemd's folder variables, as launchd and the Windows SCM start it."""
+    monkeypatch.setenv(paths.SYSTEM_ENV, "1")
+    for variable in ("CONFIGURATION_DIRECTORY", "STATE_DIRECTORY", "CACHE_DIRECTORY", "LOGS_DIRECTORY"):
+        monkeypatch.delenv(variable, raising=False)
+    monkeypatch.delenv("RUNTIME_DIRECTORY", raising=False)
+
+
+# macOS and Windows cannot run here: sys.platform is faked, which is all paths.py looks at to pick the defaults.
+def test_the_macos_service_uses_library_folders(system_env, monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    support = paths.Path("/Library/Application Support/appliance")
+    assert paths.settings_file() == support / "settings.toml"
+    assert paths.token_file() == support / "token"
+    assert paths.user_models_dir() == support / "models"
+    assert paths.preferences_file() == support / "preferences.json"
+    assert paths.recent_warmup_dir() == support / "warmup"  # not the daemon user's home (/var/empty)
+    assert paths.log_file() == paths.Path("/Library/Logs/appliance/appliance.log")
+    assert paths.user_cache_dir() == paths.Path("/Library/Caches/appliance")
+    assert paths.discovery_file() == support / "run" / "appliance.json"
+
+
+def test_the_windows_service_uses_programdata(system_env, monkeypatch, tmp_path):
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("PROGRAMDATA", str(tmp_path / "ProgramData"))
+    base = tmp_path / "ProgramData" / "appliance"
+    assert paths.settings_file() == base / "settings.toml"
+    assert paths.user_model_config_file() == base / "models.config"
+    assert paths.token_file() == base / "token"
+    assert paths.user_models_dir() == base / "models"
+    assert paths.request_log_dir() == base / "request-log"
+    assert paths.log_file() == base / "logs" / "appliance.log"
+    assert paths.user_cache_dir() == base / "cache"
+    assert paths.discovery_file() == base / "run" / "appliance.json"
+    # A folder variable still wins (tests set them); Windows lists are split on ';', a path keeps its drive colon.
+    monkeypatch.setenv("STATE_DIRECTORY", "D:\\state;E:\\other")
+    assert str(paths.user_models_dir()).startswith("D:\\state")
+    assert not (tmp_path / "ProgramData").exists()  # computing them created nothing
+
+
+def test_the_desktop_app_looks_for_the_service_in_this_oss_system_folders(monkeypatch, tmp_path):
+    """Whatever this process's own mode: the desktop app (not the service) finds the macOS or Windows service."""
+    monkeypatch.delenv(paths.SYSTEM_ENV, raising=False)
+    monkeypatch.delenv(paths.SYSTEM_RUNTIME_ENV, raising=False)
+    monkeypatch.delenv(paths.SYSTEM_CONFIG_ENV, raising=False)
+    monkeypatch.setattr(sys, "platform", "darwin")
+    support = paths.Path("/Library/Application Support/appliance")
+    assert paths.system_discovery_file() == support / "run" / "appliance.json"
+    assert paths.system_token_file() == support / "token"
+    monkeypatch.setattr(sys, "platform", "win32")
+    monkeypatch.setenv("PROGRAMDATA", str(tmp_path))
+    assert paths.system_discovery_file() == tmp_path / "appliance" / "run" / "appliance.json"
+    assert paths.system_token_file() == tmp_path / "appliance" / "token"
