@@ -4,7 +4,6 @@ give on the same inputs; the control token guards changes; bad requests get a pr
 
 from __future__ import annotations
 
-import contextlib
 import re
 import shutil
 
@@ -14,13 +13,8 @@ import requests
 import tensorflow as tf
 from prometheus_client.parser import text_string_to_metric_families
 
-from appliance.api.app import create_app
-from appliance.api.security import AccessPolicy
-from appliance.server import Server
-from appliance.serving.manager import ModelManager
-from appliance.serving.repository import Repository
-
 from ..conftest import MODELS, ApplianceProcess, wait_for
+from .conftest import serving
 
 RNG = np.random.default_rng(23)
 ROWS = RNG.uniform(0, 16, (30, 64)).astype(np.float32)
@@ -128,28 +122,6 @@ def test_bad_requests(server, method, model, body, status, message):
     response = getattr(requests, method)(shadow_url(server, model), json=body, timeout=30)
     assert response.status_code == status and message in response.json()["error"], response.text
     assert requests.get(server.url + "/health", timeout=10).json()["status"] == "ready"
-
-
-@pytest.fixture(scope="module")
-def manager():
-    from appliance.serving.runtime.local_tf import LocalTFRuntime
-
-    models = ModelManager(Repository([], roots=[MODELS]), LocalTFRuntime(device="cpu"), poll_seconds=0)
-    models.start()
-    assert models.wait_until_ready(120)
-    yield models
-    models.stop()
-
-
-@contextlib.contextmanager
-def serving(manager, **options):
-    server = Server(create_app(manager, max_request_bytes=1 << 20, access=AccessPolicy(**options)), "127.0.0.1", 0)
-    thread = server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-        thread.join(30)
 
 
 def test_control_token_guards_turning_shadow_traffic_on_and_off(manager):

@@ -7,7 +7,6 @@ Real servers on loopback: ``appliance serve`` processes, or :func:`create_app` u
 
 from __future__ import annotations
 
-import contextlib
 import http.client
 import json
 import os
@@ -25,15 +24,12 @@ import pytest
 import requests
 
 from appliance.access_token import load_or_create_token
-from appliance.api.app import create_app
 from appliance.api.cors import parse_origin
 from appliance.api.security import LOOPBACK_HOSTS, LOOPBACK_ONLY, AccessPolicy
 from appliance.errors import InvalidArgument
-from appliance.server import Server
-from appliance.serving.manager import ModelManager
-from appliance.serving.repository import Repository
 
 from ..conftest import MODELS, ApplianceProcess, user_dirs_env
+from .conftest import serving
 
 BODY = {"input": [[0.0] * 64]}
 
@@ -179,29 +175,6 @@ def test_plain_loopback_needs_no_token_and_answers_loopback_names(tmp_path):
 LOCAL_PAGE = "http://localhost:3000"
 EXTENSION = "chrome-extension://abcdefghijklmnopabcdefghijklmnop"
 PREDICT_PREFLIGHT = {"Access-Control-Request-Method": "POST", "Access-Control-Request-Headers": "content-type"}
-
-
-@pytest.fixture(scope="module")
-def manager():
-    from appliance.serving.runtime.local_tf import LocalTFRuntime
-
-    models = ModelManager(Repository([], roots=[MODELS]), LocalTFRuntime(device="cpu"), poll_seconds=0)
-    models.start()  # one pass: poll_seconds=0
-    assert models.wait_until_ready(120)
-    yield models
-    models.stop()
-
-
-@contextlib.contextmanager
-def serving(manager, **options):
-    """``create_app`` with ``AccessPolicy(**options)`` served on a free loopback port; yields its URL."""
-    server = Server(create_app(manager, max_request_bytes=1 << 20, access=AccessPolicy(**options)), "127.0.0.1", 0)
-    thread = server.start()
-    try:
-        yield server.url
-    finally:
-        server.stop()
-        thread.join(30)
 
 
 def cors_headers(response) -> dict[str, str]:
