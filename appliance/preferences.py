@@ -22,6 +22,8 @@ from .paths import write_file_atomically
 
 log = logging.getLogger(__name__)
 
+_FORGET = object()  # PreferenceStore._put: remove the model's entry
+
 FORMAT = 1
 
 
@@ -129,14 +131,7 @@ class PreferenceStore:
         """
         if version is not None and not _is_version(version):
             raise ValueError(f"a version is a non-negative integer, not {version!r}")
-        with self._lock:
-            changed = copy.deepcopy(self._prefs)
-            if version is None:
-                changed.chosen_versions.pop(model, None)
-            else:
-                changed.chosen_versions[model] = version
-            save_preferences(self.path, changed)
-            self._prefs = changed
+        self._put("chosen_versions", model, _FORGET if version is None else version)
 
     def request_log_sampling(self) -> dict[str, float]:
         """The share of requests recorded that the user set per model (0: not recorded)."""
@@ -147,11 +142,7 @@ class PreferenceStore:
         """Remember the share of ``model``'s requests to record (0: none); saved before this returns."""
         if not _is_rate(rate):
             raise ValueError(f"a sampling rate is a number from 0 to 1, not {rate!r}")
-        with self._lock:
-            changed = copy.deepcopy(self._prefs)
-            changed.request_log_sampling[model] = float(rate)
-            save_preferences(self.path, changed)
-            self._prefs = changed
+        self._put("request_log_sampling", model, float(rate))
 
     def warmup_from_recent_requests(self) -> dict[str, int]:
         """How many recent requests warm each model's new versions up, as the user set it (0: off)."""
@@ -163,11 +154,7 @@ class PreferenceStore:
         returns."""
         if not _is_version(limit):
             raise ValueError(f"a number of requests is a non-negative integer, not {limit!r}")
-        with self._lock:
-            changed = copy.deepcopy(self._prefs)
-            changed.warmup_from_recent_requests[model] = limit
-            save_preferences(self.path, changed)
-            self._prefs = changed
+        self._put("warmup_from_recent_requests", model, limit)
 
     def shadow(self) -> dict[str, dict[str, float] | None]:
         """The shadow traffic the user set per model: {"version": 2, "share": 0.1}, or None for off."""
@@ -179,9 +166,18 @@ class PreferenceStore:
         entry = None if version is None else {"version": version, "share": float(share)}
         if entry is not None and not _is_shadow(entry):
             raise ValueError(f"shadow traffic needs a version and a share in (0, 1], not {version!r}, {share!r}")
+        self._put("shadow", model, entry)
+
+    def _put(self, table: str, model: str, value: object) -> None:
+        """Set ``model``'s entry of the preferences' ``table`` (remove it for :data:`_FORGET`) and save; the change
+        is kept only once saved (an OSError propagates and the held preferences stay as they were)."""
         with self._lock:
             changed = copy.deepcopy(self._prefs)
-            changed.shadow[model] = entry
+            entries = getattr(changed, table)
+            if value is _FORGET:
+                entries.pop(model, None)
+            else:
+                entries[model] = value
             save_preferences(self.path, changed)
             self._prefs = changed
 
