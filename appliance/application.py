@@ -57,7 +57,7 @@ from .tray.state import ComparisonItem, ModelItem, TrayState, VersionItem
 
 log = logging.getLogger(__name__)
 
-RECORDED_SIZE_POLL_SECONDS = 5.0  # how often the tray's sizes of recorded requests are brought up to date
+TRAY_FIGURES_POLL_SECONDS = 5.0  # how often the tray's recorded sizes and shadow figures are brought up to date
 
 RELOAD_NEEDS_TOKEN = (
     "HandleReloadConfigRequest names model folders, so it needs the access token: start the appliance with "
@@ -194,7 +194,6 @@ class Application:
             self.remote = self._remote(settings.remote, repository, settings.threads) if settings.remote else None
             self.router = Router(self.manager, self.remote)
             self.comparisons = Comparisons(self.manager, recorded=self.request_log.files)
-            self._shadow_refresh = threading.Event()  # set: the figures in the tray stop being refreshed
             self._apply_shadow()
             self.server = (
                 Server(
@@ -234,7 +233,7 @@ class Application:
         self._notified: weakref.WeakSet[Comparison] = weakref.WeakSet()
         self.comparisons.subscribe(self._comparison_changed)
         self._closing = threading.Event()
-        self._size_watcher: threading.Thread | None = None
+        self._figures_watcher: threading.Thread | None = None
 
     @staticmethod
     def _grpc_server(settings: Settings, access: AccessPolicy) -> GrpcServer:
@@ -317,7 +316,6 @@ class Application:
             threading.Thread(
                 target=self._serve_grpc, args=(self.grpc,), name="appliance-grpc-start", daemon=True
             ).start()
-        threading.Thread(target=self._refresh_shadow_figures, name="appliance-shadow-figures", daemon=True).start()
 
     def _serve_grpc(self, server: GrpcServer) -> None:
         if isinstance(self._runtime, DeferredRuntime):
@@ -393,7 +391,6 @@ class Application:
             self.remote.stop()
         self._closing.set()
         self.comparisons.cancel_all()
-        self._shadow_refresh.set()
         self.manager.stop()
         self.request_log.stop()
 
@@ -470,22 +467,7 @@ class Application:
             status, detail = "degraded", f"unavailable: {', '.join(unavailable)}"
         else:
             status, detail = "ready", f"ready: {len(summaries)} model{'s' * (len(summaries) != 1)}"
-        models = tuple(
-            ModelItem(
-                s.name,
-                s.chosen_version,
-                _version_items(s),
-                self.request_log.recording(s.name),
-                comparison=self._comparison_item(s.name),
-                **self._recorded_size(s.name),
-                warmup_from_recent_requests=self.recent_warmup.enabled(s.name),
-                has_recorded_requests=bool(self.request_log.files(s.name))
-                or self.recent_warmup.snapshot_path(s.name).is_file(),
-                shadow_version=self._shadow_version(s.name),
-                shadow_summary=self._shadow_summary(s.name),
-            )
-            for s in summaries
-        )
+        models = tuple(self._model_item(summary) for summary in summaries)
         comparing = _comparing_detail(models)
         if comparing:
             detail = comparing if status == "ready" else f"{detail}; {comparing}"
@@ -524,9 +506,22 @@ class Application:
             error=latest.error.message if latest.error is not None else None,
         )
 
-    def _recorded_size(self, name: str) -> dict[str, int]:
-        files = self.request_log.files(name)
-        return {"recorded_bytes": self.request_log.bytes_on_disk(name), "recorded_files": len(files)}
+    def _model_item(self, summary: ModelSummary) -> ModelItem:
+        name = summary.name
+        recorded_sizes = self.request_log.file_sizes(name)  # one listing of its files per redraw
+        return ModelItem(
+            name,
+            summary.chosen_version,
+            _version_items(summary),
+            self.request_log.recording(name),
+            comparison=self._comparison_item(name),
+            recorded_bytes=sum(recorded_sizes),
+            recorded_files=len(recorded_sizes),
+            warmup_from_recent_requests=self.recent_warmup.enabled(name),
+            has_recorded_requests=bool(recorded_sizes) or self.recent_warmup.snapshot_path(name).is_file(),
+            shadow_version=self._shadow_version(name),
+            shadow_summary=self._shadow_summary(name),
+        )
 
     def _backend_line(self) -> str:
         if self.remote is None:
@@ -541,11 +536,11 @@ class Application:
         """Call ``listener()`` whenever models, versions, chosen versions or settings change."""
         self._listeners.append(listener)
         self.manager.subscribe(listener)
-        if self._size_watcher is None:
-            self._size_watcher = threading.Thread(
-                target=self._watch_recorded_sizes, name="appliance-recorded-sizes", daemon=True
+        if self._figures_watcher is None:
+            self._figures_watcher = threading.Thread(
+                target=self._watch_tray_figures, name="appliance-tray-figures", daemon=True
             )
-            self._size_watcher.start()
+            self._figures_watcher.start()
 
     def on_notification(self, callback) -> None:
         """Call ``callback(message)`` with news worth a desktop notification (a comparison has finished)."""
@@ -555,13 +550,14 @@ class Application:
         for listener in self._listeners:
             listener()
 
-    def _watch_recorded_sizes(self) -> None:
-        """Tell the listeners when the recorded requests' sizes change (the tray shows them), while recording."""
+    def _watch_tray_figures(self) -> None:
+        """Tell the listeners when figures the tray shows have moved: the recorded requests' sizes (while
+        recording) and shadow traffic's agreement (while some model is shadowed)."""
         sizes: dict[str, int] = {}  # of the models recorded, or with records, when last looked at
-        while not self._closing.wait(RECORDED_SIZE_POLL_SECONDS):
+        while not self._closing.wait(TRAY_FIGURES_POLL_SECONDS):
             recording = self.request_log.sampling()
             now = {name: self.request_log.bytes_on_disk(name) for name in {*recording, *sizes}}
-            if now != sizes:
+            if now != sizes or self.manager.shadow.active():
                 self._notify_listeners()
             sizes = {name: size for name, size in now.items() if size or name in recording}
 
@@ -668,13 +664,6 @@ class Application:
     def _shadow_summary(self, model: str) -> str | None:
         figures = self.manager.shadow.figures(model)
         return figures.summary() if figures else None
-
-    def _refresh_shadow_figures(self, interval: float = 5.0) -> None:
-        """While some model is shadowed, redraw the tray every ``interval`` seconds: its figures move."""
-        while not self._shadow_refresh.wait(interval):
-            if self.manager.shadow.active():
-                for listener in self._listeners:
-                    listener()
 
     def switch_version(self, model: str, version: int) -> None:
         """Serve ``version`` of ``model`` to requests that name no version (loading it first if needed)."""

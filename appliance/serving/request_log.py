@@ -244,10 +244,14 @@ class RequestLog:
         except FileNotFoundError:
             return []
 
+    def file_sizes(self, model: str) -> list[int]:
+        """The sizes of ``model``'s record files, oldest first."""
+        return [_size(p) for p in self.files(model)]
+
     def bytes_on_disk(self, model: str | None = None) -> int:
         """The size of ``model``'s record files (of every model's when None)."""
         if model is not None:
-            return sum(_size(p) for p in self.files(model))
+            return sum(self.file_sizes(model))
         try:
             folders = [p for p in self.root.iterdir() if p.is_dir()]
         except FileNotFoundError:
