@@ -24,6 +24,7 @@ import os
 import sys
 import tempfile
 import warnings
+from collections.abc import Callable
 from pathlib import Path
 
 import platformdirs
@@ -219,22 +220,31 @@ def ensure_dir(path: Path) -> Path:
 
 
 def write_file_atomically(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace ``path`` with ``data`` so that readers, and a crash at any moment, see the old file or the new one.
+    """Replace ``path`` with ``data`` so that readers, and a crash at any moment, see the old file or the new one
+    (see :func:`replace_atomically`)."""
+    replace_atomically(path, lambda temp: temp.write_bytes(data), mode)
 
-    The bytes go to a hidden temp file in the same folder (``.<name>.<random>.tmp``, which a kill mid-write can
-    leave behind), are flushed to disk, then renamed over ``path``; the folder is created when missing.
+
+def replace_atomically(path: Path, write: Callable[[Path], object], mode: int = 0o600) -> None:
+    """Replace ``path`` with what ``write(temp)`` writes to a temp file, so that readers, and a crash at any moment,
+    see the old file or the new one.
+
+    The temp file is hidden in the same folder (``.<name>.<random>.tmp``, which a kill mid-write can leave behind)
+    and made with ``mode`` before ``write`` runs; it is flushed to disk, then renamed over ``path``; the folder is
+    created when missing.
     """
     folder = ensure_dir(path.parent)
     fd, temp_name = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    temp = Path(temp_name)
     try:
-        with os.fdopen(fd, "wb") as temp:
-            os.chmod(temp_name, mode)  # mkstemp makes 0o600; the caller may want the file readable by others
-            temp.write(data)
-            temp.flush()
-            os.fsync(temp.fileno())
-        os.replace(temp_name, path)
+        temp.chmod(mode)  # mkstemp makes 0o600; the caller may want the file readable by others
+        write(temp)
+        with open(temp, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(temp, path)
     except BaseException:
-        Path(temp_name).unlink(missing_ok=True)
+        temp.unlink(missing_ok=True)
         raise
     _fsync_dir(folder)
 

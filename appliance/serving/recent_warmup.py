@@ -20,8 +20,6 @@ from __future__ import annotations
 import collections
 import dataclasses
 import logging
-import os
-import tempfile
 import threading
 from collections.abc import Iterable
 from pathlib import Path
@@ -188,17 +186,10 @@ def _write_atomically(path: Path, records: list, root: Path) -> None:
     """``records`` as a TFRecord file at ``path``, owner-only; readers see the old file or the new one."""
     import tensorflow as tf
 
-    paths.ensure_dir(root)  # first, so that it too is owner-only (mkdir's parents are not)
-    folder = paths.ensure_dir(path.parent)
-    fd, temp = tempfile.mkstemp(dir=folder, prefix=f".{path.name}.", suffix=".tmp")  # 0o600
-    os.close(fd)
-    try:
-        with tf.io.TFRecordWriter(temp) as writer:
+    def write(temp: Path) -> None:
+        with tf.io.TFRecordWriter(str(temp)) as writer:
             for record in records:
                 writer.write(record.SerializeToString())
-        with open(temp, "rb") as written:
-            os.fsync(written.fileno())
-        os.replace(temp, path)
-    except BaseException:
-        Path(temp).unlink(missing_ok=True)
-        raise
+
+    paths.ensure_dir(root)  # first, so that it too is owner-only (mkdir's parents are not)
+    paths.replace_atomically(path, write)
