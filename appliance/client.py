@@ -15,10 +15,6 @@ import urllib.request
 from pathlib import Path
 
 
-def _http(url: str, body: dict | None = None) -> tuple[int, dict]:
-    return http_json(url, body)
-
-
 def http_json(
     url: str, body: dict | None = None, method: str | None = None, token: str | None = None, timeout: float = 60
 ) -> tuple[int, dict]:
@@ -39,7 +35,7 @@ def http_json(
 
 def list_models(url: str) -> int:
     """Print the models, versions and states of the appliance at ``url`` (its ``/health``)."""
-    _, health = _http(url.rstrip("/") + "/health")
+    _, health = http_json(url.rstrip("/") + "/health")
     device = health.get("device", {})
     print(f"{url}  status: {health.get('status')}  device: {device.get('type')} ({device.get('name')})")
     rows = [("MODEL", "VERSION", "STATE", "CHOSEN", "ERROR")]
@@ -86,7 +82,7 @@ def predict(
     for key, option in (("version", version), ("label", label), ("signature_name", signature_name)):
         if option is not None:
             body[key] = option
-    status, answer = _http(url.rstrip("/") + "/predict", body)
+    status, answer = http_json(url.rstrip("/") + "/predict", body)
     if status != 200:
         print(f"appliance: error {status}: {answer.get('error', answer)}", file=sys.stderr)
         return 1
@@ -111,7 +107,7 @@ def compare(
     if limit is not None:
         body["limit"] = limit
     endpoint = f"{url.rstrip('/')}/v1/appliance/models/{model}/compare"
-    status, answer = _http(endpoint, body)
+    status, answer = http_json(endpoint, body)
     while status in (200, 202):
         progress = f"v{version} with v{against}: {answer['done']}/{answer['total']} requests"
         if answer["state"] != "running":
@@ -119,7 +115,7 @@ def compare(
             break
         print(f"\rcomparing {progress}", end="", file=sys.stderr)
         time.sleep(0.2)
-        status, answer = _http(endpoint)
+        status, answer = http_json(endpoint)
     if status not in (200, 202):
         print(f"appliance: error {status}: {answer.get('error', answer)}", file=sys.stderr)
         return 1

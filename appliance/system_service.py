@@ -22,19 +22,17 @@ on PATH.
 
 from __future__ import annotations
 
-import json
 import os
 import plistlib
 import shutil
 import subprocess
 import sys
 import time
-import urllib.error
-import urllib.request
 from pathlib import Path
 
 from . import paths
 from .access_token import load_or_create_token
+from .client import http_json
 from .config import DEFAULT_PORT
 from .instance import _process_is_alive, read_discovery  # the check that is safe on Windows too
 
@@ -304,11 +302,8 @@ def _discovered_url() -> str:
 
 def _health(url: str) -> tuple[int, str]:
     try:
-        with urllib.request.urlopen(url + "/health", timeout=10) as response:
-            health = json.loads(response.read())
-    except urllib.error.HTTPError as e:  # 503 while loading
-        health = json.loads(e.read() or b"{}")
-    except (urllib.error.URLError, ConnectionError, TimeoutError) as e:
+        _, health = http_json(url + "/health", timeout=10)  # 503 while loading, with the same document
+    except OSError as e:
         return 1, f"no appliance answers at {url} ({getattr(e, 'reason', e)}); {_where_to_look()}"
     names = ", ".join(m["name"] for m in health.get("models", []))
     state = health.get("status", "unknown")
